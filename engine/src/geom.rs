@@ -1,0 +1,304 @@
+//! Polygon helpers shared by validation, the synthetic city and the store:
+//! make-valid, overlay wrappers and areas.
+
+use geo::{Area, BoundingRect, GeodesicArea, Orient, orient::Direction};
+use geo_types::{Coord, LineString, MultiPolygon, Polygon, Rect};
+use i_overlay::core::fill_rule::FillRule;
+use i_overlay::core::overlay::{IntOverlayOptions, Overlay};
+use i_overlay::core::solver::Solver;
+use i_overlay::core::overlay_rule::OverlayRule;
+use i_overlay::i_float::int::point::IntPoint;
+
+/// Overlays run on a fixed integer grid of 1e-7° (about 1 cm): every
+/// coordinate an overlay returns is a multiple of it, so edges shared by two
+/// results computed separately (neighbouring communities, say) are identical
+/// to the bit and tilings stay exact.
+pub const GRID_PER_DEGREE: f64 = 1e7;
+
+fn to_int(c: Coord<f64>) -> IntPoint {
+    // |lon| ≤ 180 → |x| ≤ 1.8e9 < 2^31.
+    IntPoint::new((c.x * GRID_PER_DEGREE).round() as i32, (c.y * GRID_PER_DEGREE).round() as i32)
+}
+
+fn ring_int(ring: &LineString<f64>) -> Vec<IntPoint> {
+    let mut pts: Vec<IntPoint> = ring.0.iter().map(|&c| to_int(c)).collect();
+    pts.dedup();
+    if pts.len() > 1 && pts.first() == pts.last() {
+        pts.pop();
+    }
+    pts
+}
+
+fn shapes_int(mp: &MultiPolygon<f64>) -> Vec<Vec<Vec<IntPoint>>> {
+    mp.0.iter()
+        .map(|p| {
+            std::iter::once(p.exterior())
+                .chain(p.interiors())
+                .map(ring_int)
+                .filter(|r| r.len() >= 3)
+                .collect::<Vec<_>>()
+        })
+        .filter(|s| !s.is_empty())
+        .collect()
+}
+
+/// i_overlay output (shapes of contours, outer first) as a geo multipolygon.
+fn from_int(shapes: Vec<Vec<Vec<IntPoint>>>) -> MultiPolygon<f64> {
+    let polys = shapes
+        .into_iter()
+        .filter_map(|shape| {
+            let mut rings = shape.into_iter().map(|c| {
+                let mut pts: Vec<Coord<f64>> = c
+                    .into_iter()
+                    .map(|p| Coord {
+                        x: f64::from(p.x) / GRID_PER_DEGREE,
+                        y: f64::from(p.y) / GRID_PER_DEGREE,
+                    })
+                    .collect();
+                if let Some(&first) = pts.first() {
+                    pts.push(first);
+                }
+                LineString::from(pts)
+            });
+            let exterior = rings.next()?;
+            Some(Polygon::new(exterior, rings.collect()))
+        })
+        .collect();
+    oriented(MultiPolygon::new(polys))
+}
+
+fn overlay(subj: &[Vec<Vec<IntPoint>>], clip: &[Vec<Vec<IntPoint>>], rule: OverlayRule, fill: FillRule) -> MultiPolygon<f64> {
+    from_int(raw_overlay(subj, clip, rule, fill))
+}
+
+/// Keeps the noding vertices in the output: where a ring touches itself the
+/// touch point must be a vertex of both passes for [`split_self_touching`]
+/// to see it.
+fn raw_overlay(
+    subj: &[Vec<Vec<IntPoint>>],
+    clip: &[Vec<Vec<IntPoint>>],
+    rule: OverlayRule,
+    fill: FillRule,
+) -> Vec<Vec<Vec<IntPoint>>> {
+    let options = IntOverlayOptions {
+        preserve_output_collinear: true,
+        ..IntOverlayOptions::default()
+    };
+    Overlay::with_shapes_options(subj, clip, options, Solver::default()).overlay(rule, fill)
+}
+
+/// Rebuilds a valid multipolygon from the rings of `mp` with the even-odd
+/// rule, the "linework" repair of GEOS/shapely `make_valid`: self-intersecting
+/// rings become several polygons, spikes and zero-area parts disappear, holes
+/// that touch or cross their shell are cut out where they cover it.
+///
+/// Each input polygon is rebuilt from all its rings by one even-odd overlay,
+/// then the polygons are unioned, so overlapping parts of a multipolygon
+/// merge. Coordinates land on the 1e-7° grid ([`GRID_PER_DEGREE`]).
+/// Non-finite coordinates must have been removed before.
+#[must_use]
+pub fn make_valid(mp: &MultiPolygon<f64>) -> MultiPolygon<f64> {
+    let parts: Vec<Vec<Vec<IntPoint>>> = shapes_int(mp)
+        .into_iter()
+        .flat_map(|rings| raw_overlay(&[rings], &[], OverlayRule::Subject, FillRule::EvenOdd))
+        .collect();
+    overlay(&parts, &[], OverlayRule::Subject, FillRule::NonZero)
+}
+
+/// `mp` with exteriors counter-clockwise and holes clockwise (OGC / RFC 7946),
+/// which geodesic area and GeoJSON output expect, and with self-touching
+/// rings split into simple ones (see [`split_self_touching`]).
+#[must_use]
+pub fn oriented(mp: MultiPolygon<f64>) -> MultiPolygon<f64> {
+    split_self_touching(mp.orient(Direction::Default))
+}
+
+/// Splits rings that pass through the same vertex twice into simple loops.
+///
+/// Overlay engines (i_overlay included) may return an exterior that touches
+/// itself at a point, enclosing an "inverted" hole, or two parts joined at a
+/// vertex. OGC (GEOS, PostGIS, shapely) calls such rings invalid. Loops of an
+/// exterior that wind like it become exteriors of their own; loops that wind
+/// the other way are holes, given to the exterior that contains them.
+/// Expects the orientation of [`oriented`].
+#[must_use]
+pub fn split_self_touching(mp: MultiPolygon<f64>) -> MultiPolygon<f64> {
+    use geo::{Contains, InteriorPoint};
+    let needs = |r: &LineString<f64>| {
+        let n = r.0.len().saturating_sub(1);
+        let mut seen = std::collections::HashSet::with_capacity(n);
+        r.0[..n].iter().any(|c| !seen.insert((c.x.to_bits(), c.y.to_bits())))
+    };
+    if !mp.0.iter().any(|p| needs(p.exterior()) || p.interiors().iter().any(needs)) {
+        return mp;
+    }
+    let mut exteriors: Vec<LineString<f64>> = Vec::new();
+    let mut holes: Vec<LineString<f64>> = Vec::new();
+    for p in mp.0 {
+        let (ext, ints) = p.into_inner();
+        for l in simple_loops(&ext) {
+            if signed_ring_area(&l) > 0.0 { exteriors.push(l) } else { holes.push(l) }
+        }
+        for h in ints {
+            for l in simple_loops(&h) {
+                if signed_ring_area(&l) < 0.0 { holes.push(l) } else { exteriors.push(l) }
+            }
+        }
+    }
+    let mut polys: Vec<(Polygon<f64>, Vec<LineString<f64>>)> =
+        exteriors.into_iter().map(|e| (Polygon::new(e, vec![]), Vec::new())).collect();
+    for h in holes {
+        let Some(probe) = Polygon::new(h.clone(), vec![]).interior_point() else { continue };
+        // The smallest exterior containing the hole owns it.
+        let owner = polys
+            .iter()
+            .enumerate()
+            .filter(|(_, (p, _))| p.contains(&probe))
+            .min_by(|a, b| a.1.0.unsigned_area().total_cmp(&b.1.0.unsigned_area()))
+            .map(|(i, _)| i);
+        if let Some(i) = owner {
+            polys[i].1.push(h);
+        }
+    }
+    MultiPolygon::new(
+        polys
+            .into_iter()
+            .map(|(p, hs)| Polygon::new(p.into_inner().0, hs))
+            .collect(),
+    )
+}
+
+/// Cuts a closed ring into loops that visit no vertex twice.
+fn simple_loops(ring: &LineString<f64>) -> Vec<LineString<f64>> {
+    let n = ring.0.len().saturating_sub(1);
+    let mut out = Vec::new();
+    let mut path: Vec<Coord<f64>> = Vec::with_capacity(n);
+    let mut at: std::collections::HashMap<(u64, u64), usize> = std::collections::HashMap::with_capacity(n);
+    for &c in &ring.0[..n] {
+        let key = (c.x.to_bits(), c.y.to_bits());
+        if let Some(&start) = at.get(&key) {
+            let mut lp: Vec<Coord<f64>> = path.drain(start..).collect();
+            for q in &lp {
+                at.remove(&(q.x.to_bits(), q.y.to_bits()));
+            }
+            if lp.len() >= 3 {
+                lp.push(lp[0]);
+                out.push(LineString::from(lp));
+            }
+        }
+        at.insert(key, path.len());
+        path.push(c);
+    }
+    if path.len() >= 3 {
+        path.push(path[0]);
+        out.push(LineString::from(path));
+    }
+    out
+}
+
+fn signed_ring_area(r: &LineString<f64>) -> f64 {
+    Polygon::new(r.clone(), vec![]).signed_area()
+}
+
+/// Geodesic area in square metres on the WGS84 ellipsoid (Karney).
+#[must_use]
+pub fn area_m2(mp: &MultiPolygon<f64>) -> f64 {
+    // Karney's algorithm gives the complement (the rest of the globe) for a
+    // ring it reads as clockwise; a degenerate ring can read either way.
+    const EARTH_M2: f64 = 510_065_621_724_088.5;
+    mp.0.iter()
+        .map(|p| {
+            let a = p.geodesic_area_unsigned();
+            if a > EARTH_M2 / 2.0 { EARTH_M2 - a } else { a }
+        })
+        .sum()
+}
+
+/// Planar area in square degrees, the unit shapely reports for lon/lat data.
+#[must_use]
+pub fn area_deg2(mp: &MultiPolygon<f64>) -> f64 {
+    mp.unsigned_area()
+}
+
+/// The bounding rectangle, or `None` for an empty geometry.
+#[must_use]
+pub fn bbox(mp: &MultiPolygon<f64>) -> Option<Rect<f64>> {
+    mp.bounding_rect()
+}
+
+/// `a ∩ b` (valid inputs), on the 1e-7° grid.
+#[must_use]
+pub fn intersection(a: &MultiPolygon<f64>, b: &MultiPolygon<f64>) -> MultiPolygon<f64> {
+    overlay(&shapes_int(a), &shapes_int(b), OverlayRule::Intersect, FillRule::NonZero)
+}
+
+/// `a − b` (valid inputs), on the 1e-7° grid.
+#[must_use]
+pub fn difference(a: &MultiPolygon<f64>, b: &MultiPolygon<f64>) -> MultiPolygon<f64> {
+    overlay(&shapes_int(a), &shapes_int(b), OverlayRule::Difference, FillRule::NonZero)
+}
+
+/// The union of many valid multipolygons, on the 1e-7° grid.
+#[must_use]
+pub fn union_all<'a>(parts: impl IntoIterator<Item = &'a MultiPolygon<f64>>) -> MultiPolygon<f64> {
+    let shapes: Vec<Vec<Vec<IntPoint>>> = parts.into_iter().flat_map(shapes_int).collect();
+    overlay(&shapes, &[], OverlayRule::Subject, FillRule::NonZero)
+}
+
+/// Square degrees per square metre at latitude `lat`, for turning metre
+/// thresholds into degree thresholds locally.
+#[must_use]
+pub fn metres_per_degree(lat: f64) -> (f64, f64) {
+    let lat_m = 111_132.954 - 559.822 * (2.0 * lat.to_radians()).cos();
+    let lon_m = 111_412.84 * lat.to_radians().cos();
+    (lon_m, lat_m)
+}
+
+/// Drops polygons whose planar area is below `min_deg2` (slivers left by
+/// overlay snapping).
+#[must_use]
+pub fn drop_slivers(mp: MultiPolygon<f64>, min_deg2: f64) -> MultiPolygon<f64> {
+    MultiPolygon::new(mp.0.into_iter().filter(|p| p.unsigned_area() >= min_deg2).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use geo::Validation;
+    use geo_types::polygon;
+
+    #[test]
+    fn bowtie_becomes_two_triangles() {
+        // Hand-computed: the bow-tie (0,0)-(2,2)-(2,0)-(0,2) crosses at (1,1)
+        // and encloses two triangles of area 1 each.
+        let bowtie = polygon![(x: 0., y: 0.), (x: 2., y: 2.), (x: 2., y: 0.), (x: 0., y: 2.)];
+        assert!(!bowtie.is_valid());
+        let fixed = make_valid(&MultiPolygon::new(vec![bowtie]));
+        assert!(fixed.is_valid());
+        assert_eq!(fixed.0.len(), 2);
+        assert!((fixed.unsigned_area() - 2.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn spike_is_removed_without_changing_area() {
+        let spiky = polygon![(x: 0., y: 0.), (x: 1., y: 0.), (x: 1., y: 1.), (x: 1., y: 3.), (x: 1., y: 1.), (x: 0., y: 1.)];
+        let fixed = make_valid(&MultiPolygon::new(vec![spiky]));
+        assert!(fixed.is_valid());
+        assert!((fixed.unsigned_area() - 1.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn exteriors_are_counter_clockwise() {
+        let cw = polygon![(x: 0., y: 0.), (x: 0., y: 1.), (x: 1., y: 1.), (x: 1., y: 0.)];
+        let fixed = make_valid(&MultiPolygon::new(vec![cw]));
+        assert!(fixed.0[0].signed_area() > 0.0);
+    }
+
+    #[test]
+    fn geodesic_area_of_a_small_square_matches_hand_computation() {
+        // 0.01° × 0.01° at the equator ≈ 1113.19 m × 1105.74 m.
+        let sq = polygon![(x: 0., y: 0.), (x: 0.01, y: 0.), (x: 0.01, y: 0.01), (x: 0., y: 0.01)];
+        let a = area_m2(&MultiPolygon::new(vec![sq]));
+        assert!((a - 1113.19 * 1105.74).abs() / a < 1e-3, "{a}");
+    }
+}

@@ -1,0 +1,2253 @@
+//! The project store: one GeoPackage file that QGIS and GDAL open directly.
+//!
+//! A project is a single SQLite file laid out as an OGC GeoPackage 1.3.1
+//! (OGC 12-128r18): the `gpkg_*` metadata tables, one feature table per
+//! layer (`fid INTEGER PRIMARY KEY AUTOINCREMENT`, a `geom` column holding
+//! GeoPackage geometry blobs, then typed attribute columns) and an R-tree
+//! spatial index per layer kept current by the standard triggers of the
+//! `gpkg_rtree_index` extension. All geometries are WGS 84 longitude/latitude
+//! (`srs_id` 4326).
+//!
+//! The rollback journal is used (never WAL), so the file is always
+//! self-contained and a crash in the middle of a write leaves the state of the
+//! last commit.
+//!
+//! ```no_run
+//! use geo_types::{Geometry, point};
+//! use wangge_engine::store::{Column, ColumnType, GeomType, LayerSchema, Store, Value};
+//!
+//! let mut store = Store::create("city.gpkg".as_ref())?;
+//! store.create_layer(&LayerSchema {
+//!     name: "buildings".into(),
+//!     geometry: GeomType::Point,
+//!     columns: vec![Column { name: "floors".into(), ty: ColumnType::Integer }],
+//! })?;
+//! let mut writer = store.writer("buildings")?;
+//! writer.insert(&Geometry::Point(point!(x: 116.39, y: 39.91)), &[Value::from(12)])?;
+//! writer.commit()?;
+//! # Ok::<(), wangge_engine::store::StoreError>(())
+//! ```
+
+use std::fmt;
+use std::fs::OpenOptions;
+use std::path::{Path, PathBuf};
+
+use geo_types::{
+    Coord, Geometry, GeometryCollection, LineString, MultiLineString, MultiPoint, MultiPolygon,
+    Point, Polygon,
+};
+use rusqlite::functions::{Context, FunctionFlags};
+use rusqlite::types::{ToSqlOutput, ValueRef};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, Statement, ToSql, Transaction};
+use serde::{Deserialize, Serialize};
+
+/// SQLite `application_id` of a GeoPackage: `"GPKG"` in ASCII.
+pub const APPLICATION_ID: i32 = 0x4750_4B47;
+
+/// SQLite `user_version` written to new files: GeoPackage 1.3 (OGC 12-128r18).
+///
+/// 1.3 rather than 1.4 on purpose: GDAL before 3.8 (Debian 12 ships 3.6)
+/// warns "may only be partially supported" on every open of a 10400 file and
+/// its validator rejects the 1.4 R-tree triggers. The 1.3 layout is otherwise
+/// identical and every GDAL/QGIS since 2021 reads it silently.
+pub const USER_VERSION: i32 = 10300;
+
+/// The `srs_id` of WGS 84 longitude/latitude (EPSG:4326), used by every layer.
+pub const SRS_WGS84: i32 = 4326;
+
+/// Name of the key/value metadata table (a GeoPackage attributes table).
+pub const META_TABLE: &str = "wangge_meta";
+
+/// Older application ids still accepted on open: GeoPackage 1.0 and 1.1.
+const LEGACY_APPLICATION_IDS: [i32; 2] = [0x4750_3130, 0x4750_3131];
+
+/// SQL expression for `last_change`: ISO-8601 UTC with milliseconds.
+const NOW: &str = "strftime('%Y-%m-%dT%H:%M:%fZ','now')";
+
+const WGS84_WKT: &str = "GEOGCS[\"WGS 84\",DATUM[\"WGS_1984\",SPHEROID[\"WGS 84\",6378137,\
+298.257223563,AUTHORITY[\"EPSG\",\"7030\"]],AUTHORITY[\"EPSG\",\"6326\"]],PRIMEM[\"Greenwich\",0,\
+AUTHORITY[\"EPSG\",\"8901\"]],UNIT[\"degree\",0.0174532925199433,AUTHORITY[\"EPSG\",\"9122\"]],\
+AXIS[\"Latitude\",NORTH],AXIS[\"Longitude\",EAST],AUTHORITY[\"EPSG\",\"4326\"]]";
+
+/// Required tables of a new GeoPackage (OGC 12-128r18 annex C) and the three
+/// required `gpkg_spatial_ref_sys` rows.
+const CORE_SCHEMA: &str = "
+CREATE TABLE gpkg_spatial_ref_sys (
+  srs_name TEXT NOT NULL,
+  srs_id INTEGER NOT NULL PRIMARY KEY,
+  organization TEXT NOT NULL,
+  organization_coordsys_id INTEGER NOT NULL,
+  definition TEXT NOT NULL,
+  description TEXT
+);
+CREATE TABLE gpkg_contents (
+  table_name TEXT NOT NULL PRIMARY KEY,
+  data_type TEXT NOT NULL,
+  identifier TEXT UNIQUE,
+  description TEXT DEFAULT '',
+  last_change DATETIME NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ','now')),
+  min_x DOUBLE,
+  min_y DOUBLE,
+  max_x DOUBLE,
+  max_y DOUBLE,
+  srs_id INTEGER,
+  CONSTRAINT fk_gc_r_srs_id FOREIGN KEY (srs_id) REFERENCES gpkg_spatial_ref_sys(srs_id)
+);
+CREATE TABLE gpkg_geometry_columns (
+  table_name TEXT NOT NULL,
+  column_name TEXT NOT NULL,
+  geometry_type_name TEXT NOT NULL,
+  srs_id INTEGER NOT NULL,
+  z TINYINT NOT NULL,
+  m TINYINT NOT NULL,
+  CONSTRAINT pk_geom_cols PRIMARY KEY (table_name, column_name),
+  CONSTRAINT uk_gc_table_name UNIQUE (table_name),
+  CONSTRAINT fk_gc_tn FOREIGN KEY (table_name) REFERENCES gpkg_contents(table_name),
+  CONSTRAINT fk_gc_srs FOREIGN KEY (srs_id) REFERENCES gpkg_spatial_ref_sys (srs_id)
+);
+CREATE TABLE gpkg_extensions (
+  table_name TEXT,
+  column_name TEXT,
+  extension_name TEXT NOT NULL,
+  definition TEXT NOT NULL,
+  scope TEXT NOT NULL,
+  CONSTRAINT ge_tce UNIQUE (table_name, column_name, extension_name)
+);
+INSERT INTO gpkg_spatial_ref_sys VALUES
+  ('Undefined cartesian SRS', -1, 'NONE', -1, 'undefined',
+   'undefined cartesian coordinate reference system'),
+  ('Undefined geographic SRS', 0, 'NONE', 0, 'undefined',
+   'undefined geographic coordinate reference system');
+";
+
+/// Everything that can go wrong in the store. Each message is a sentence
+/// naming the file, layer, feature or column concerned.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// SQLite failed on the store file.
+    #[error("SQLite error on {}: {source}", path.display())]
+    Sqlite {
+        /// The store file.
+        path: PathBuf,
+        /// What SQLite said.
+        source: rusqlite::Error,
+    },
+    /// The file exists but is not a GeoPackage.
+    #[error("{} is not a GeoPackage: {reason}", path.display())]
+    NotGeoPackage {
+        /// The file.
+        path: PathBuf,
+        /// Why it was rejected.
+        reason: String,
+    },
+    /// [`Store::create`] was given a path that already exists.
+    #[error("cannot create the GeoPackage {}: the file already exists", path.display())]
+    Exists {
+        /// The existing file.
+        path: PathBuf,
+    },
+    /// No feature layer has this name.
+    #[error("there is no layer {layer:?}; available layers: {}", list(available))]
+    UnknownLayer {
+        /// The requested name.
+        layer: String,
+        /// The feature layers that do exist, sorted.
+        available: Vec<String>,
+    },
+    /// [`Store::create_layer`] was given the name of an existing table.
+    #[error("cannot create layer {layer:?}: a table of that name already exists")]
+    LayerExists {
+        /// The requested name.
+        layer: String,
+    },
+    /// A layer name that is not `[a-z_][a-z0-9_]*` or is reserved.
+    #[error("{name:?} is not a valid layer name: {reason}")]
+    BadLayerName {
+        /// The rejected name.
+        name: String,
+        /// Which rule it breaks.
+        reason: String,
+    },
+    /// A layer schema with invalid or duplicate column names.
+    #[error("invalid schema for layer {layer:?}: {reason}")]
+    BadSchema {
+        /// The layer being created.
+        layer: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// [`LayerWriter::insert`] got a different number of values than the
+    /// layer has attribute columns.
+    #[error("layer {layer:?} has {expected} attribute columns but {got} values were given")]
+    Arity {
+        /// The layer written to.
+        layer: String,
+        /// Number of attribute columns.
+        expected: usize,
+        /// Number of values given.
+        got: usize,
+    },
+    /// A geometry whose type the layer does not hold.
+    #[error("layer {layer:?} holds {expected} geometries; cannot insert a {got}")]
+    WrongGeometryType {
+        /// The layer written to.
+        layer: String,
+        /// The layer's declared geometry type.
+        expected: GeomType,
+        /// The kind of geometry given.
+        got: &'static str,
+    },
+    /// A value whose type does not match its column.
+    #[error("column {column:?} of layer {layer:?} is {expected}; cannot store a {got} value")]
+    ValueType {
+        /// The layer written to.
+        layer: String,
+        /// The column.
+        column: String,
+        /// The column's type.
+        expected: ColumnType,
+        /// The kind of value given.
+        got: &'static str,
+    },
+    /// A stored geometry could not be decoded.
+    #[error("feature {fid} of layer {layer:?} has an unreadable geometry: {reason}")]
+    Geometry {
+        /// The layer read.
+        layer: String,
+        /// The feature id.
+        fid: i64,
+        /// What is wrong with the blob.
+        reason: String,
+    },
+    /// A stored attribute value of a type the store does not model (a BLOB).
+    #[error("feature {fid} of layer {layer:?} has an unreadable value in column {column:?}: {reason}")]
+    Value {
+        /// The layer read.
+        layer: String,
+        /// The feature id.
+        fid: i64,
+        /// The column.
+        column: String,
+        /// What is wrong with the value.
+        reason: String,
+    },
+    /// [`decode_geometry`] was given bytes that are not a GeoPackage geometry.
+    #[error("invalid GeoPackage geometry blob: {reason}")]
+    Blob {
+        /// What is wrong with the blob.
+        reason: String,
+    },
+    /// A file-system error on the store file.
+    #[error("cannot access {}: {source}", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+}
+
+fn list(names: &[String]) -> String {
+    if names.is_empty() { "none".to_owned() } else { names.join(", ") }
+}
+
+/// Attaches the store path to SQLite errors.
+trait At<T> {
+    fn at(self, path: &Path) -> Result<T, StoreError>;
+}
+
+impl<T> At<T> for rusqlite::Result<T> {
+    fn at(self, path: &Path) -> Result<T, StoreError> {
+        self.map_err(|source| StoreError::Sqlite { path: path.to_owned(), source })
+    }
+}
+
+/// The geometry type a layer declares in `gpkg_geometry_columns`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum GeomType {
+    /// `POINT`.
+    Point,
+    /// `LINESTRING` (also accepts a [`geo_types::Line`]).
+    LineString,
+    /// `MULTIPOINT`.
+    MultiPoint,
+    /// `MULTILINESTRING`.
+    MultiLineString,
+    /// `POLYGON` (also accepts a [`geo_types::Rect`] or [`geo_types::Triangle`]).
+    Polygon,
+    /// `MULTIPOLYGON`.
+    MultiPolygon,
+    /// `GEOMETRY`: any geometry, including collections.
+    Geometry,
+}
+
+impl GeomType {
+    /// The GeoPackage `geometry_type_name`, e.g. `"MULTIPOLYGON"`.
+    pub fn gpkg_name(self) -> &'static str {
+        match self {
+            GeomType::Point => "POINT",
+            GeomType::LineString => "LINESTRING",
+            GeomType::MultiPoint => "MULTIPOINT",
+            GeomType::MultiLineString => "MULTILINESTRING",
+            GeomType::Polygon => "POLYGON",
+            GeomType::MultiPolygon => "MULTIPOLYGON",
+            GeomType::Geometry => "GEOMETRY",
+        }
+    }
+
+    /// Parses a `geometry_type_name` case-insensitively. Types this store does
+    /// not model (curves, surfaces, collections) map to [`GeomType::Geometry`].
+    pub fn from_gpkg_name(name: &str) -> GeomType {
+        [
+            GeomType::Point,
+            GeomType::LineString,
+            GeomType::MultiPoint,
+            GeomType::MultiLineString,
+            GeomType::Polygon,
+            GeomType::MultiPolygon,
+        ]
+        .into_iter()
+        .find(|t| t.gpkg_name().eq_ignore_ascii_case(name))
+        .unwrap_or(GeomType::Geometry)
+    }
+
+    /// Whether a layer of this type may hold `geometry` (GeoPackage requires
+    /// stored geometries to match the declared type).
+    pub fn accepts(self, geometry: &Geometry<f64>) -> bool {
+        matches!(
+            (self, geometry),
+            (GeomType::Geometry, _)
+                | (GeomType::Point, Geometry::Point(_))
+                | (GeomType::LineString, Geometry::LineString(_) | Geometry::Line(_))
+                | (GeomType::MultiPoint, Geometry::MultiPoint(_))
+                | (GeomType::MultiLineString, Geometry::MultiLineString(_))
+                | (
+                    GeomType::Polygon,
+                    Geometry::Polygon(_) | Geometry::Rect(_) | Geometry::Triangle(_)
+                )
+                | (GeomType::MultiPolygon, Geometry::MultiPolygon(_))
+        )
+    }
+}
+
+impl fmt::Display for GeomType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.gpkg_name())
+    }
+}
+
+/// The type of an attribute column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum ColumnType {
+    /// 64-bit signed integer (`INTEGER`).
+    Integer,
+    /// Double-precision float (`REAL`).
+    Real,
+    /// UTF-8 text (`TEXT`).
+    Text,
+}
+
+impl ColumnType {
+    /// The SQL type declared for the column.
+    pub fn sql_name(self) -> &'static str {
+        match self {
+            ColumnType::Integer => "INTEGER",
+            ColumnType::Real => "REAL",
+            ColumnType::Text => "TEXT",
+        }
+    }
+
+    /// Maps a declared SQL type to the closest column type: integer types
+    /// and BOOLEAN to `Integer`, floating types to `Real`, everything else
+    /// (TEXT, DATE, DATETIME, ...) to `Text`.
+    pub fn from_sql_name(declared: &str) -> ColumnType {
+        let t = declared.to_ascii_uppercase();
+        if t.contains("INT") || t == "BOOLEAN" {
+            ColumnType::Integer
+        } else if t.contains("REAL") || t.contains("DOUB") || t.contains("FLOA") {
+            ColumnType::Real
+        } else {
+            ColumnType::Text
+        }
+    }
+}
+
+impl fmt::Display for ColumnType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.sql_name())
+    }
+}
+
+/// An attribute column of a layer.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Column {
+    /// Column name, `[a-z_][a-z0-9_]*`, neither `fid` nor `geom`.
+    pub name: String,
+    /// Column type.
+    pub ty: ColumnType,
+}
+
+/// The definition of a feature layer.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct LayerSchema {
+    /// Layer (table) name, `[a-z_][a-z0-9_]*`.
+    pub name: String,
+    /// Declared geometry type; inserts of other types are rejected.
+    pub geometry: GeomType,
+    /// Attribute columns after `fid` and `geom`, in order.
+    pub columns: Vec<Column>,
+}
+
+/// An attribute value.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Value {
+    /// SQL NULL.
+    #[default]
+    Null,
+    /// An integer.
+    Integer(i64),
+    /// A float.
+    Real(f64),
+    /// Text.
+    Text(String),
+}
+
+impl Value {
+    /// The integer, if this is an `Integer`.
+    pub fn as_i64(&self) -> Option<i64> {
+        match self {
+            Value::Integer(v) => Some(*v),
+            _ => None,
+        }
+    }
+
+    /// The number as a float, if this is a `Real` or an `Integer`.
+    pub fn as_f64(&self) -> Option<f64> {
+        match self {
+            Value::Real(v) => Some(*v),
+            Value::Integer(v) => Some(*v as f64),
+            _ => None,
+        }
+    }
+
+    /// The text, if this is a `Text`.
+    pub fn as_str(&self) -> Option<&str> {
+        match self {
+            Value::Text(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    fn kind(&self) -> &'static str {
+        match self {
+            Value::Null => "NULL",
+            Value::Integer(_) => "integer",
+            Value::Real(_) => "real",
+            Value::Text(_) => "text",
+        }
+    }
+
+    fn from_sql(value: ValueRef<'_>) -> Result<Value, String> {
+        Ok(match value {
+            ValueRef::Null => Value::Null,
+            ValueRef::Integer(v) => Value::Integer(v),
+            ValueRef::Real(v) => Value::Real(v),
+            ValueRef::Text(t) => Value::Text(String::from_utf8_lossy(t).into_owned()),
+            ValueRef::Blob(b) => return Err(format!("a {}-byte BLOB is not a supported value", b.len())),
+        })
+    }
+}
+
+impl From<i64> for Value {
+    fn from(v: i64) -> Value {
+        Value::Integer(v)
+    }
+}
+
+impl From<i32> for Value {
+    fn from(v: i32) -> Value {
+        Value::Integer(v.into())
+    }
+}
+
+impl From<f64> for Value {
+    fn from(v: f64) -> Value {
+        Value::Real(v)
+    }
+}
+
+impl From<&str> for Value {
+    fn from(v: &str) -> Value {
+        Value::Text(v.to_owned())
+    }
+}
+
+impl From<String> for Value {
+    fn from(v: String) -> Value {
+        Value::Text(v)
+    }
+}
+
+impl<T: Into<Value>> From<Option<T>> for Value {
+    fn from(v: Option<T>) -> Value {
+        v.map_or(Value::Null, Into::into)
+    }
+}
+
+impl ToSql for Value {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(ToSqlOutput::Borrowed(match self {
+            Value::Null => ValueRef::Null,
+            Value::Integer(v) => ValueRef::Integer(*v),
+            Value::Real(v) => ValueRef::Real(*v),
+            Value::Text(s) => ValueRef::Text(s.as_bytes()),
+        }))
+    }
+}
+
+/// One feature read back from a layer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Feature {
+    /// Feature id (the table's integer primary key).
+    pub fid: i64,
+    /// The geometry, in WGS 84 longitude/latitude.
+    pub geometry: Geometry<f64>,
+    /// Attribute values in schema column order.
+    pub values: Vec<Value>,
+}
+
+/// Summary of one feature layer, as listed by [`Store::layers`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LayerInfo {
+    /// Layer name.
+    pub name: String,
+    /// Declared geometry type.
+    pub geometry: GeomType,
+    /// Number of features.
+    pub count: u64,
+    /// `[min_x, min_y, max_x, max_y]` of all non-empty geometries, `None` when
+    /// there are none. Taken from the R-tree, whose 32-bit floats are rounded
+    /// outward, so it may exceed the exact extent by about 1e-7 relative.
+    pub bbox: Option<[f64; 4]>,
+}
+
+/// Where a layer keeps its key and geometry; our layers use `fid`/`geom`,
+/// files from other tools may not.
+#[derive(Debug, Clone)]
+struct LayerDef {
+    schema: LayerSchema,
+    fid: String,
+    geom: String,
+}
+
+/// An open project store: one GeoPackage file and its SQLite connection.
+#[derive(Debug)]
+pub struct Store {
+    conn: Connection,
+    path: PathBuf,
+}
+
+impl Store {
+    /// Creates a new, empty GeoPackage at `path`.
+    ///
+    /// Fails with [`StoreError::Exists`] if anything already exists there (the
+    /// check and the creation are one atomic step). On any later failure the
+    /// half-written file is removed.
+    pub fn create(path: &Path) -> Result<Store, StoreError> {
+        // create_new makes "must not exist" race-free; SQLite treats the empty
+        // file as an empty database.
+        match OpenOptions::new().write(true).create_new(true).open(path) {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                return Err(StoreError::Exists { path: path.to_owned() });
+            }
+            Err(source) => return Err(StoreError::Io { path: path.to_owned(), source }),
+        }
+        let init = || -> Result<Store, StoreError> {
+            let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_WRITE)
+                .at(path)?;
+            conn.execute_batch(&format!(
+                "PRAGMA application_id = {APPLICATION_ID};
+                 PRAGMA user_version = {USER_VERSION};
+                 PRAGMA journal_mode = DELETE;
+                 BEGIN;
+                 {CORE_SCHEMA}
+                 COMMIT;"
+            ))
+            .at(path)?;
+            conn.execute(
+                "INSERT INTO gpkg_spatial_ref_sys VALUES ('WGS 84 geodetic', ?1, 'EPSG', ?1, ?2,
+                 'longitude/latitude coordinates in decimal degrees on the WGS 84 spheroid')",
+                (SRS_WGS84, WGS84_WKT),
+            )
+            .at(path)?;
+            Store::configure(conn, path)
+        };
+        init().inspect_err(|_| {
+            let _ = std::fs::remove_file(path);
+        })
+    }
+
+    /// Opens an existing GeoPackage read-write.
+    ///
+    /// Fails with [`StoreError::Io`] if the file is missing and with
+    /// [`StoreError::NotGeoPackage`] if it is not an SQLite database, has
+    /// another `application_id`, or lacks the core `gpkg_*` tables.
+    pub fn open(path: &Path) -> Result<Store, StoreError> {
+        let meta = std::fs::metadata(path)
+            .map_err(|source| StoreError::Io { path: path.to_owned(), source })?;
+        let not_gpkg = |reason: String| StoreError::NotGeoPackage { path: path.to_owned(), reason };
+        if !meta.is_file() {
+            return Err(not_gpkg("it is not a regular file".into()));
+        }
+        // Without SQLITE_OPEN_CREATE so a vanished file is an error, not a new
+        // empty database.
+        let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_WRITE).at(path)?;
+        let app_id: i32 = conn
+            .pragma_query_value(None, "application_id", |r| r.get(0))
+            .map_err(|e| not_gpkg(format!("it is not an SQLite database ({e})")))?;
+        if app_id != APPLICATION_ID && !LEGACY_APPLICATION_IDS.contains(&app_id) {
+            return Err(not_gpkg(format!(
+                "its application_id is 0x{app_id:08X}, not 0x{APPLICATION_ID:08X} ('GPKG')"
+            )));
+        }
+        let mut missing = Vec::new();
+        for table in ["gpkg_spatial_ref_sys", "gpkg_contents", "gpkg_geometry_columns"] {
+            if !table_exists(&conn, table).at(path)? {
+                missing.push(table);
+            }
+        }
+        if !missing.is_empty() {
+            return Err(not_gpkg(format!("required table(s) missing: {}", missing.join(", "))));
+        }
+        Store::configure(conn, path)
+    }
+
+    /// Per-connection setup shared by `create` and `open`.
+    fn configure(conn: Connection, path: &Path) -> Result<Store, StoreError> {
+        register_functions(&conn).at(path)?;
+        // A larger page cache keeps the R-tree's upper levels in memory during
+        // bulk loads; it is a ceiling, not an allocation.
+        conn.pragma_update(None, "cache_size", -65_536).at(path)?;
+        Ok(Store { conn, path: path.to_owned() })
+    }
+
+    /// The path of the store file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The underlying SQLite connection, with the GeoPackage SQL functions
+    /// (`ST_IsEmpty`, `ST_MinX`, ...) registered so that writes through it
+    /// keep the spatial indexes current.
+    pub fn connection(&self) -> &Connection {
+        &self.conn
+    }
+
+    /// Creates an empty feature layer with its `gpkg_contents` and
+    /// `gpkg_geometry_columns` rows, its R-tree index and the index triggers,
+    /// all in one transaction.
+    ///
+    /// The name must be `[a-z_][a-z0-9_]*` and not start with `gpkg_`,
+    /// `rtree_` or `sqlite_`; column names follow the same pattern, must be
+    /// unique and may not be `fid` or `geom`.
+    pub fn create_layer(&mut self, schema: &LayerSchema) -> Result<(), StoreError> {
+        let name = schema.name.as_str();
+        check_layer_name(name)?;
+        let mut seen = Vec::with_capacity(schema.columns.len());
+        for col in &schema.columns {
+            let bad = |reason: String| StoreError::BadSchema { layer: name.to_owned(), reason };
+            if !is_identifier(&col.name) {
+                return Err(bad(format!("column name {:?} is not [a-z_][a-z0-9_]*", col.name)));
+            }
+            if col.name == "fid" || col.name == "geom" {
+                return Err(bad(format!("column name {:?} is reserved", col.name)));
+            }
+            if seen.contains(&col.name.as_str()) {
+                return Err(bad(format!("column {:?} appears twice", col.name)));
+            }
+            seen.push(&col.name);
+        }
+        let path = &self.path;
+        if table_exists(&self.conn, name).at(path)? {
+            return Err(StoreError::LayerExists { layer: name.to_owned() });
+        }
+
+        let mut ddl = format!(
+            "CREATE TABLE {} (fid INTEGER PRIMARY KEY AUTOINCREMENT NOT NULL, geom {}",
+            quote(name),
+            schema.geometry.gpkg_name()
+        );
+        for col in &schema.columns {
+            ddl.push_str(&format!(", {} {}", quote(&col.name), col.ty.sql_name()));
+        }
+        ddl.push(')');
+
+        let tx = self.conn.transaction().at(path)?;
+        tx.execute(&ddl, []).at(path)?;
+        tx.execute(
+            &format!(
+                "INSERT INTO gpkg_contents (table_name, data_type, identifier, description,
+                 last_change, srs_id) VALUES (?1, 'features', ?1, '', {NOW}, ?2)"
+            ),
+            (name, SRS_WGS84),
+        )
+        .at(path)?;
+        tx.execute(
+            "INSERT INTO gpkg_geometry_columns VALUES (?1, 'geom', ?2, ?3, 0, 0)",
+            (name, schema.geometry.gpkg_name(), SRS_WGS84),
+        )
+        .at(path)?;
+        tx.execute_batch(&rtree_ddl(name, "geom", "fid")).at(path)?;
+        tx.execute(
+            "INSERT INTO gpkg_extensions VALUES (?1, 'geom', 'gpkg_rtree_index',
+             'http://www.geopackage.org/spec120/#extension_rtree', 'write-only')",
+            [name],
+        )
+        .at(path)?;
+        tx.commit().at(path)
+    }
+
+    /// Whether a feature layer of this name exists.
+    pub fn has_layer(&self, name: &str) -> Result<bool, StoreError> {
+        self.conn
+            .query_row(
+                "SELECT 1 FROM gpkg_contents WHERE table_name = ?1 AND data_type = 'features'",
+                [name],
+                |_| Ok(()),
+            )
+            .optional()
+            .map(|found| found.is_some())
+            .at(&self.path)
+    }
+
+    /// The schema of a feature layer, read from the file.
+    ///
+    /// Columns of types the store does not model are reported by their
+    /// closest [`ColumnType`] (see [`ColumnType::from_sql_name`]).
+    pub fn schema(&self, layer: &str) -> Result<LayerSchema, StoreError> {
+        self.layer_def(layer).map(|def| def.schema)
+    }
+
+    /// Every feature layer, sorted by name, with its feature count
+    /// (`SELECT count(*)`) and extent (from the R-tree, which is maintained
+    /// by triggers and so is right whatever wrote to the table; layers
+    /// without an index fall back to the `gpkg_contents` extent).
+    pub fn layers(&self) -> Result<Vec<LayerInfo>, StoreError> {
+        let path = &self.path;
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT c.table_name, g.geometry_type_name, g.column_name,
+                        c.min_x, c.min_y, c.max_x, c.max_y
+                 FROM gpkg_contents c JOIN gpkg_geometry_columns g USING (table_name)
+                 WHERE c.data_type = 'features' ORDER BY c.table_name",
+            )
+            .at(path)?;
+        let rows = stmt
+            .query_map([], |r| {
+                let bbox: [Option<f64>; 4] = [r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?];
+                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?, bbox))
+            })
+            .at(path)?
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .at(path)?;
+        let mut out = Vec::with_capacity(rows.len());
+        for (name, type_name, geom, contents_bbox) in rows {
+            let count: i64 = self
+                .conn
+                .query_row(&format!("SELECT count(*) FROM {}", quote(&name)), [], |r| r.get(0))
+                .at(path)?;
+            let rtree = rtree_name(&name, &geom);
+            let bbox = if table_exists(&self.conn, &rtree).at(path)? {
+                let b: [Option<f64>; 4] = self
+                    .conn
+                    .query_row(
+                        &format!(
+                            "SELECT min(minx), min(miny), max(maxx), max(maxy) FROM {}",
+                            quote(&rtree)
+                        ),
+                        [],
+                        |r| Ok([r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?]),
+                    )
+                    .at(path)?;
+                b
+            } else {
+                contents_bbox
+            };
+            out.push(LayerInfo {
+                name,
+                geometry: GeomType::from_gpkg_name(&type_name),
+                count: u64::try_from(count).unwrap_or(0),
+                bbox: match bbox {
+                    [Some(a), Some(b), Some(c), Some(d)] => Some([a, b, c, d]),
+                    _ => None,
+                },
+            });
+        }
+        Ok(out)
+    }
+
+    /// Starts writing to a layer: opens an immediate transaction (taking the
+    /// write lock now, so a concurrent writer fails here rather than midway)
+    /// and prepares the insert statement.
+    ///
+    /// Nothing is visible to other connections until [`LayerWriter::commit`];
+    /// dropping the writer rolls everything back.
+    pub fn writer(&mut self, layer: &str) -> Result<LayerWriter<'_>, StoreError> {
+        let def = self.layer_def(layer)?;
+        let path = self.path.as_path();
+        let tx = Transaction::new_unchecked(&self.conn, rusqlite::TransactionBehavior::Immediate)
+            .at(path)?;
+        let mut sql = format!("INSERT INTO {} ({}", quote(layer), quote(&def.geom));
+        for col in &def.schema.columns {
+            sql.push_str(", ");
+            sql.push_str(&quote(&col.name));
+        }
+        sql.push_str(") VALUES (?1");
+        for i in 0..def.schema.columns.len() {
+            sql.push_str(&format!(", ?{}", i + 2));
+        }
+        sql.push(')');
+        let stmt = self.conn.prepare(&sql).at(path)?;
+        Ok(LayerWriter {
+            stmt,
+            tx,
+            conn: &self.conn,
+            path,
+            schema: def.schema,
+            blob: Vec::with_capacity(256),
+            bbox: None,
+            rows: 0,
+        })
+    }
+
+    /// Calls `f` with every feature of `layer` in ascending fid order,
+    /// streaming row by row; stops at and returns the first error, from the
+    /// store or from `f`. Returns the number of features visited.
+    pub fn for_each(
+        &self,
+        layer: &str,
+        mut f: impl FnMut(Feature) -> Result<(), StoreError>,
+    ) -> Result<u64, StoreError> {
+        let def = self.layer_def(layer)?;
+        let path = &self.path;
+        let mut sql = format!("SELECT {}, {}", quote(&def.fid), quote(&def.geom));
+        for col in &def.schema.columns {
+            sql.push_str(", ");
+            sql.push_str(&quote(&col.name));
+        }
+        sql.push_str(&format!(" FROM {} ORDER BY {}", quote(layer), quote(&def.fid)));
+        let mut stmt = self.conn.prepare(&sql).at(path)?;
+        let mut rows = stmt.query([]).at(path)?;
+        let mut n = 0;
+        while let Some(row) = rows.next().at(path)? {
+            let fid: i64 = row.get(0).at(path)?;
+            let bad_geometry =
+                |reason: String| StoreError::Geometry { layer: layer.to_owned(), fid, reason };
+            let geometry = match row.get_ref(1).at(path)? {
+                ValueRef::Blob(blob) => decode(blob).map_err(bad_geometry)?,
+                ValueRef::Null => return Err(bad_geometry("the geometry is NULL".into())),
+                _ => return Err(bad_geometry("the geometry column does not hold a BLOB".into())),
+            };
+            let mut values = Vec::with_capacity(def.schema.columns.len());
+            for (i, col) in def.schema.columns.iter().enumerate() {
+                let value = Value::from_sql(row.get_ref(i + 2).at(path)?).map_err(|reason| {
+                    StoreError::Value {
+                        layer: layer.to_owned(),
+                        fid,
+                        column: col.name.clone(),
+                        reason,
+                    }
+                })?;
+                values.push(value);
+            }
+            f(Feature { fid, geometry, values })?;
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    /// Deletes every feature of `layer` in one transaction and returns how
+    /// many there were. The extent in `gpkg_contents` is cleared; fids keep
+    /// increasing from where they were (AUTOINCREMENT).
+    pub fn clear_layer(&mut self, layer: &str) -> Result<u64, StoreError> {
+        self.layer_def(layer)?;
+        let path = &self.path;
+        let tx = self.conn.transaction().at(path)?;
+        // The delete trigger keeps the R-tree in step row by row.
+        let n = tx.execute(&format!("DELETE FROM {}", quote(layer)), []).at(path)?;
+        tx.execute(
+            &format!(
+                "UPDATE gpkg_contents SET min_x = NULL, min_y = NULL, max_x = NULL, max_y = NULL,
+                 last_change = {NOW} WHERE table_name = ?1"
+            ),
+            [layer],
+        )
+        .at(path)?;
+        tx.commit().at(path)?;
+        Ok(n as u64)
+    }
+
+    /// Sets a project metadata entry, creating the `wangge_meta` attributes
+    /// table (registered in `gpkg_contents`) on first use.
+    pub fn set_meta(&mut self, key: &str, value: &str) -> Result<(), StoreError> {
+        let path = &self.path;
+        let tx = self.conn.transaction().at(path)?;
+        if !table_exists(&tx, META_TABLE).at(path)? {
+            // Attributes tables need an INTEGER rowid-alias primary key
+            // (requirement 119), so the key is UNIQUE rather than the PK.
+            tx.execute_batch(&format!(
+                "CREATE TABLE {META_TABLE} (id INTEGER PRIMARY KEY AUTOINCREMENT NOT NULL,
+                   key TEXT NOT NULL UNIQUE, value TEXT);
+                 INSERT INTO gpkg_contents (table_name, data_type, identifier, description)
+                   VALUES ('{META_TABLE}', 'attributes', '{META_TABLE}',
+                           'wangge project metadata (key/value)');"
+            ))
+            .at(path)?;
+        }
+        tx.execute(
+            &format!(
+                "INSERT INTO {META_TABLE} (key, value) VALUES (?1, ?2)
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value"
+            ),
+            [key, value],
+        )
+        .at(path)?;
+        tx.execute(
+            &format!("UPDATE gpkg_contents SET last_change = {NOW} WHERE table_name = ?1"),
+            [META_TABLE],
+        )
+        .at(path)?;
+        tx.commit().at(path)
+    }
+
+    /// A project metadata entry, `None` if it was never set.
+    pub fn meta(&self, key: &str) -> Result<Option<String>, StoreError> {
+        let path = &self.path;
+        if !table_exists(&self.conn, META_TABLE).at(path)? {
+            return Ok(None);
+        }
+        self.conn
+            .query_row(&format!("SELECT value FROM {META_TABLE} WHERE key = ?1"), [key], |r| {
+                r.get(0)
+            })
+            .optional()
+            .at(path)
+    }
+
+    /// Names of all feature layers, sorted.
+    fn layer_names(&self) -> Result<Vec<String>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT table_name FROM gpkg_contents WHERE data_type = 'features'
+                 ORDER BY table_name",
+            )
+            .at(&self.path)?;
+        let names = stmt.query_map([], |r| r.get(0)).at(&self.path)?;
+        names.collect::<rusqlite::Result<_>>().at(&self.path)
+    }
+
+    fn layer_def(&self, layer: &str) -> Result<LayerDef, StoreError> {
+        let path = &self.path;
+        let found: Option<(String, String)> = self
+            .conn
+            .query_row(
+                "SELECT g.column_name, g.geometry_type_name
+                 FROM gpkg_contents c JOIN gpkg_geometry_columns g USING (table_name)
+                 WHERE c.table_name = ?1 AND c.data_type = 'features'",
+                [layer],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+            .at(path)?;
+        let Some((geom, type_name)) = found else {
+            return Err(StoreError::UnknownLayer {
+                layer: layer.to_owned(),
+                available: self.layer_names()?,
+            });
+        };
+        let mut stmt = self
+            .conn
+            .prepare("SELECT name, type, pk FROM pragma_table_info(?1) ORDER BY cid")
+            .at(path)?;
+        let cols = stmt
+            .query_map([layer], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?))
+            })
+            .at(path)?
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .at(path)?;
+        // Tables without an integer primary key (e.g. views) still have rowid.
+        let fid = cols
+            .iter()
+            .find(|(_, _, pk)| *pk == 1)
+            .map_or_else(|| "rowid".to_owned(), |(name, _, _)| name.clone());
+        let columns = cols
+            .into_iter()
+            .filter(|(name, _, _)| *name != fid && !name.eq_ignore_ascii_case(&geom))
+            .map(|(name, ty, _)| Column { name, ty: ColumnType::from_sql_name(&ty) })
+            .collect();
+        Ok(LayerDef {
+            schema: LayerSchema {
+                name: layer.to_owned(),
+                geometry: GeomType::from_gpkg_name(&type_name),
+                columns,
+            },
+            fid,
+            geom,
+        })
+    }
+}
+
+/// A write transaction on one layer, from [`Store::writer`].
+///
+/// Holds the transaction and a prepared INSERT; each [`insert`](Self::insert)
+/// reuses one geometry buffer, so bulk loads do not allocate per row.
+/// Dropping the writer without [`commit`](Self::commit) rolls back every
+/// insert.
+pub struct LayerWriter<'a> {
+    // Field order is drop order: the statement must be finalized before the
+    // transaction rolls back.
+    stmt: Statement<'a>,
+    tx: Transaction<'a>,
+    conn: &'a Connection,
+    path: &'a Path,
+    schema: LayerSchema,
+    blob: Vec<u8>,
+    bbox: Option<[f64; 4]>,
+    rows: u64,
+}
+
+impl fmt::Debug for LayerWriter<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LayerWriter")
+            .field("path", &self.path)
+            .field("layer", &self.schema.name)
+            .field("rows", &self.rows)
+            .finish_non_exhaustive()
+    }
+}
+
+impl LayerWriter<'_> {
+    /// Inserts one feature and returns its new fid.
+    ///
+    /// `values` must match the layer's attribute columns in number and order:
+    /// an `Integer` column takes `Integer` or `Null`, a `Real` column `Real`,
+    /// `Integer` (stored as a float) or `Null`, a `Text` column `Text` or
+    /// `Null`. The geometry must be of the layer's declared type.
+    pub fn insert(&mut self, geometry: &Geometry<f64>, values: &[Value]) -> Result<i64, StoreError> {
+        let layer = &self.schema.name;
+        if values.len() != self.schema.columns.len() {
+            return Err(StoreError::Arity {
+                layer: layer.clone(),
+                expected: self.schema.columns.len(),
+                got: values.len(),
+            });
+        }
+        if !self.schema.geometry.accepts(geometry) {
+            return Err(StoreError::WrongGeometryType {
+                layer: layer.clone(),
+                expected: self.schema.geometry,
+                got: geometry_kind(geometry),
+            });
+        }
+        let path = self.path;
+        for (i, (value, col)) in values.iter().zip(&self.schema.columns).enumerate() {
+            let idx = i + 2;
+            let bound = match (col.ty, value) {
+                (_, Value::Null) => self.stmt.raw_bind_parameter(idx, rusqlite::types::Null),
+                (ColumnType::Integer, Value::Integer(v)) => self.stmt.raw_bind_parameter(idx, v),
+                (ColumnType::Real, Value::Real(v)) => self.stmt.raw_bind_parameter(idx, v),
+                (ColumnType::Real, Value::Integer(v)) => {
+                    self.stmt.raw_bind_parameter(idx, *v as f64)
+                }
+                (ColumnType::Text, Value::Text(s)) => self.stmt.raw_bind_parameter(idx, s.as_str()),
+                (expected, other) => {
+                    return Err(StoreError::ValueType {
+                        layer: layer.clone(),
+                        column: col.name.clone(),
+                        expected,
+                        got: other.kind(),
+                    });
+                }
+            };
+            bound.at(path)?;
+        }
+        let bounds = encode(geometry, SRS_WGS84, &mut self.blob);
+        self.stmt.raw_bind_parameter(1, self.blob.as_slice()).at(path)?;
+        self.stmt.raw_execute().at(path)?;
+        if let Some(b) = bounds {
+            self.bbox = Some(match self.bbox {
+                None => b,
+                Some(a) => [a[0].min(b[0]), a[1].min(b[1]), a[2].max(b[2]), a[3].max(b[3])],
+            });
+        }
+        self.rows += 1;
+        Ok(self.conn.last_insert_rowid())
+    }
+
+    /// Number of features inserted so far.
+    pub fn rows(&self) -> u64 {
+        self.rows
+    }
+
+    /// Widens the layer's `gpkg_contents` extent to cover what was written,
+    /// stamps `last_change`, commits, and returns the number of rows written.
+    pub fn commit(self) -> Result<u64, StoreError> {
+        let LayerWriter { stmt, tx, path, schema, bbox, rows, .. } = self;
+        drop(stmt);
+        if rows > 0 {
+            tx.execute(
+                &format!("UPDATE gpkg_contents SET last_change = {NOW} WHERE table_name = ?1"),
+                [&schema.name],
+            )
+            .at(path)?;
+        }
+        if let Some([min_x, min_y, max_x, max_y]) = bbox {
+            // min()/max() with NULL yield NULL, hence the coalesce for a
+            // layer that had no extent yet.
+            tx.execute(
+                "UPDATE gpkg_contents SET
+                   min_x = min(coalesce(min_x, ?1), ?1), min_y = min(coalesce(min_y, ?2), ?2),
+                   max_x = max(coalesce(max_x, ?3), ?3), max_y = max(coalesce(max_y, ?4), ?4)
+                 WHERE table_name = ?5",
+                (min_x, min_y, max_x, max_y, &schema.name),
+            )
+            .at(path)?;
+        }
+        tx.commit().at(path)?;
+        Ok(rows)
+    }
+}
+
+fn quote(ident: &str) -> String {
+    format!("\"{}\"", ident.replace('"', "\"\""))
+}
+
+fn is_identifier(name: &str) -> bool {
+    let mut bytes = name.bytes();
+    bytes.next().is_some_and(|b| b.is_ascii_lowercase() || b == b'_')
+        && bytes.all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+}
+
+fn check_layer_name(name: &str) -> Result<(), StoreError> {
+    let bad = |reason: &str| StoreError::BadLayerName { name: name.to_owned(), reason: reason.into() };
+    if !is_identifier(name) {
+        return Err(bad("layer names must match [a-z_][a-z0-9_]*"));
+    }
+    for prefix in ["gpkg_", "rtree_", "sqlite_"] {
+        if name.starts_with(prefix) {
+            return Err(bad(&format!("the prefix {prefix:?} is reserved")));
+        }
+    }
+    if name == META_TABLE {
+        return Err(bad("it is the store's metadata table"));
+    }
+    Ok(())
+}
+
+fn table_exists(conn: &Connection, name: &str) -> rusqlite::Result<bool> {
+    conn.query_row(
+        "SELECT 1 FROM sqlite_master WHERE name = ?1 AND type IN ('table', 'view')",
+        [name],
+        |_| Ok(()),
+    )
+    .optional()
+    .map(|found| found.is_some())
+}
+
+fn rtree_name(table: &str, geom: &str) -> String {
+    format!("rtree_{table}_{geom}")
+}
+
+/// The R-tree virtual table and its triggers exactly as in the GeoPackage
+/// 1.3.1 `gpkg_rtree_index` extension (with the update3 fixed in 1.2.1).
+fn rtree_ddl(table: &str, geom: &str, fid: &str) -> String {
+    let rtree = rtree_name(table, geom);
+    let (t, c, i, r) = (quote(table), quote(geom), quote(fid), quote(&rtree));
+    let trig = |suffix: &str| quote(&format!("{rtree}_{suffix}"));
+    let values = format!(
+        "VALUES (NEW.{i}, ST_MinX(NEW.{c}), ST_MaxX(NEW.{c}), ST_MinY(NEW.{c}), ST_MaxY(NEW.{c}))"
+    );
+    format!(
+        "CREATE VIRTUAL TABLE {r} USING rtree(id, minx, maxx, miny, maxy);
+CREATE TRIGGER {insert} AFTER INSERT ON {t}
+  WHEN (NEW.{c} NOT NULL AND NOT ST_IsEmpty(NEW.{c}))
+BEGIN
+  INSERT OR REPLACE INTO {r} {values};
+END;
+CREATE TRIGGER {update1} AFTER UPDATE OF {c} ON {t}
+  WHEN OLD.{i} = NEW.{i} AND (NEW.{c} NOTNULL AND NOT ST_IsEmpty(NEW.{c}))
+BEGIN
+  INSERT OR REPLACE INTO {r} {values};
+END;
+CREATE TRIGGER {update2} AFTER UPDATE OF {c} ON {t}
+  WHEN OLD.{i} = NEW.{i} AND (NEW.{c} ISNULL OR ST_IsEmpty(NEW.{c}))
+BEGIN
+  DELETE FROM {r} WHERE id = OLD.{i};
+END;
+CREATE TRIGGER {update3} AFTER UPDATE ON {t}
+  WHEN OLD.{i} != NEW.{i} AND (NEW.{c} NOTNULL AND NOT ST_IsEmpty(NEW.{c}))
+BEGIN
+  DELETE FROM {r} WHERE id = OLD.{i};
+  INSERT OR REPLACE INTO {r} {values};
+END;
+CREATE TRIGGER {update4} AFTER UPDATE ON {t}
+  WHEN OLD.{i} != NEW.{i} AND (NEW.{c} ISNULL OR ST_IsEmpty(NEW.{c}))
+BEGIN
+  DELETE FROM {r} WHERE id IN (OLD.{i}, NEW.{i});
+END;
+CREATE TRIGGER {delete} AFTER DELETE ON {t}
+  WHEN OLD.{c} NOT NULL
+BEGIN
+  DELETE FROM {r} WHERE id = OLD.{i};
+END;",
+        insert = trig("insert"),
+        update1 = trig("update1"),
+        update2 = trig("update2"),
+        update3 = trig("update3"),
+        update4 = trig("update4"),
+        delete = trig("delete"),
+    )
+}
+
+/// Registers the SQL functions the R-tree triggers call. SQLite has none of
+/// them built in; without them every insert into a layer would fail.
+///
+/// Like GDAL's, they return NULL for NULL or undecodable input, so such rows
+/// are simply not indexed.
+fn register_functions(conn: &Connection) -> rusqlite::Result<()> {
+    let flags = FunctionFlags::SQLITE_UTF8
+        | FunctionFlags::SQLITE_DETERMINISTIC
+        | FunctionFlags::SQLITE_INNOCUOUS;
+    fn envelope_arg(ctx: &Context<'_>) -> Option<Option<[f64; 4]>> {
+        match ctx.get_raw(0) {
+            ValueRef::Blob(blob) => blob_envelope(blob).ok(),
+            _ => None,
+        }
+    }
+    conn.create_scalar_function("ST_IsEmpty", 1, flags, |ctx| {
+        Ok(envelope_arg(ctx).map(|env| env.is_none()))
+    })?;
+    for (name, i) in [("ST_MinX", 0), ("ST_MinY", 1), ("ST_MaxX", 2), ("ST_MaxY", 3)] {
+        conn.create_scalar_function(name, 1, flags, move |ctx| {
+            Ok(envelope_arg(ctx).flatten().map(|env| env[i]))
+        })?;
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------
+// GeoPackage geometry blobs
+// ---------------------------------------------------------------------------
+
+/// Encodes a geometry as a GeoPackage geometry blob: the GeoPackageBinary
+/// header (little-endian, no envelope for points, `[minx, maxx, miny, maxy]`
+/// otherwise, empty flag for empty geometries) followed by 2D ISO WKB.
+///
+/// `Line` is written as a LineString, `Rect` and `Triangle` as Polygons, and a
+/// Point whose coordinates are both NaN as the empty point.
+pub fn encode_geometry(geometry: &Geometry<f64>, srs_id: i32) -> Vec<u8> {
+    let mut out = Vec::new();
+    encode(geometry, srs_id, &mut out);
+    out
+}
+
+/// [`encode_geometry`] into a caller-owned buffer, which is cleared first;
+/// reusing one buffer makes bulk encoding allocation-free.
+pub fn encode_geometry_into(geometry: &Geometry<f64>, srs_id: i32, out: &mut Vec<u8>) {
+    encode(geometry, srs_id, out);
+}
+
+/// Decodes a GeoPackage geometry blob in either byte order, with any envelope
+/// kind (none, XY, XYZ, XYM, XYZM) and 2D, Z, M or ZM ISO WKB; Z and M values
+/// are dropped. Never panics: malformed or truncated input is an error.
+pub fn decode_geometry(blob: &[u8]) -> Result<Geometry<f64>, StoreError> {
+    decode(blob).map_err(|reason| StoreError::Blob { reason })
+}
+
+const WKB_POINT: u32 = 1;
+const WKB_LINESTRING: u32 = 2;
+const WKB_POLYGON: u32 = 3;
+const WKB_MULTIPOINT: u32 = 4;
+const WKB_MULTILINESTRING: u32 = 5;
+const WKB_MULTIPOLYGON: u32 = 6;
+const WKB_COLLECTION: u32 = 7;
+
+/// Nesting limit for geometry collections, so hostile input cannot exhaust
+/// the stack.
+const MAX_DEPTH: u32 = 32;
+
+/// Running `[min_x, min_y, max_x, max_y]`; NaN coordinates never compare
+/// and so never count.
+struct Bounds([f64; 4]);
+
+impl Bounds {
+    fn new() -> Bounds {
+        Bounds([f64::INFINITY, f64::INFINITY, f64::NEG_INFINITY, f64::NEG_INFINITY])
+    }
+
+    #[inline]
+    fn add(&mut self, c: Coord<f64>) {
+        let b = &mut self.0;
+        if c.x < b[0] {
+            b[0] = c.x;
+        }
+        if c.y < b[1] {
+            b[1] = c.y;
+        }
+        if c.x > b[2] {
+            b[2] = c.x;
+        }
+        if c.y > b[3] {
+            b[3] = c.y;
+        }
+    }
+
+    fn get(&self) -> Option<[f64; 4]> {
+        (self.0[0] <= self.0[2] && self.0[1] <= self.0[3]).then_some(self.0)
+    }
+}
+
+fn geometry_kind(g: &Geometry<f64>) -> &'static str {
+    match g {
+        Geometry::Point(_) => "Point",
+        Geometry::Line(_) => "Line",
+        Geometry::LineString(_) => "LineString",
+        Geometry::Polygon(_) => "Polygon",
+        Geometry::MultiPoint(_) => "MultiPoint",
+        Geometry::MultiLineString(_) => "MultiLineString",
+        Geometry::MultiPolygon(_) => "MultiPolygon",
+        Geometry::GeometryCollection(_) => "GeometryCollection",
+        Geometry::Rect(_) => "Rect",
+        Geometry::Triangle(_) => "Triangle",
+    }
+}
+
+fn is_empty(g: &Geometry<f64>) -> bool {
+    match g {
+        Geometry::Point(p) => p.x().is_nan() && p.y().is_nan(),
+        Geometry::Line(_) | Geometry::Rect(_) | Geometry::Triangle(_) => false,
+        Geometry::LineString(ls) => ls.0.is_empty(),
+        Geometry::Polygon(p) => p.exterior().0.is_empty(),
+        Geometry::MultiPoint(m) => m.0.iter().all(|p| p.x().is_nan() && p.y().is_nan()),
+        Geometry::MultiLineString(m) => m.0.iter().all(|ls| ls.0.is_empty()),
+        Geometry::MultiPolygon(m) => m.0.iter().all(|p| p.exterior().0.is_empty()),
+        Geometry::GeometryCollection(c) => c.0.iter().all(is_empty),
+    }
+}
+
+/// Writes the blob into `out` and returns the geometry's bounds (`None` when
+/// empty). The envelope precedes the WKB, so it is reserved first and filled
+/// in after the single pass over the coordinates.
+fn encode(geometry: &Geometry<f64>, srs_id: i32, out: &mut Vec<u8>) -> Option<[f64; 4]> {
+    out.clear();
+    let empty = is_empty(geometry);
+    let envelope = !empty && !matches!(geometry, Geometry::Point(_));
+    let flags = 1 | if envelope { 1 << 1 } else { 0 } | if empty { 1 << 4 } else { 0 };
+    out.extend_from_slice(&[b'G', b'P', 0, flags]);
+    out.extend_from_slice(&srs_id.to_le_bytes());
+    let envelope_at = out.len();
+    if envelope {
+        out.extend_from_slice(&[0; 32]);
+    }
+    let mut bounds = Bounds::new();
+    write_wkb(geometry, out, &mut bounds);
+    let bbox = if empty { None } else { bounds.get() };
+    if envelope {
+        let [min_x, min_y, max_x, max_y] = bbox.unwrap_or([f64::NAN; 4]);
+        for (k, v) in [min_x, max_x, min_y, max_y].into_iter().enumerate() {
+            let at = envelope_at + 8 * k;
+            out[at..at + 8].copy_from_slice(&v.to_le_bytes());
+        }
+    }
+    bbox
+}
+
+#[inline]
+fn put_header(out: &mut Vec<u8>, wkb_type: u32) {
+    out.push(1);
+    out.extend_from_slice(&wkb_type.to_le_bytes());
+}
+
+#[inline]
+fn put_count(out: &mut Vec<u8>, n: usize) {
+    // WKB counts are u32; an in-memory geometry with 2^32 parts would need
+    // tens of GiB, so the narrowing cannot bite in practice.
+    out.extend_from_slice(&(n as u32).to_le_bytes());
+}
+
+#[inline]
+fn put_coord(out: &mut Vec<u8>, c: Coord<f64>, bounds: &mut Bounds) {
+    bounds.add(c);
+    out.extend_from_slice(&c.x.to_le_bytes());
+    out.extend_from_slice(&c.y.to_le_bytes());
+}
+
+fn put_coords(out: &mut Vec<u8>, coords: &[Coord<f64>], bounds: &mut Bounds) {
+    put_count(out, coords.len());
+    out.reserve(coords.len() * 16);
+    for &c in coords {
+        put_coord(out, c, bounds);
+    }
+}
+
+fn put_polygon_body(out: &mut Vec<u8>, p: &Polygon<f64>, bounds: &mut Bounds) {
+    if p.exterior().0.is_empty() {
+        put_count(out, 0);
+        return;
+    }
+    put_count(out, 1 + p.interiors().len());
+    put_coords(out, &p.exterior().0, bounds);
+    for ring in p.interiors() {
+        put_coords(out, &ring.0, bounds);
+    }
+}
+
+fn write_wkb(g: &Geometry<f64>, out: &mut Vec<u8>, bounds: &mut Bounds) {
+    match g {
+        Geometry::Point(p) => {
+            put_header(out, WKB_POINT);
+            put_coord(out, p.0, bounds);
+        }
+        Geometry::Line(l) => {
+            put_header(out, WKB_LINESTRING);
+            put_coords(out, &[l.start, l.end], bounds);
+        }
+        Geometry::LineString(ls) => {
+            put_header(out, WKB_LINESTRING);
+            put_coords(out, &ls.0, bounds);
+        }
+        Geometry::Polygon(p) => {
+            put_header(out, WKB_POLYGON);
+            put_polygon_body(out, p, bounds);
+        }
+        Geometry::MultiPoint(m) => {
+            put_header(out, WKB_MULTIPOINT);
+            put_count(out, m.0.len());
+            for p in &m.0 {
+                put_header(out, WKB_POINT);
+                put_coord(out, p.0, bounds);
+            }
+        }
+        Geometry::MultiLineString(m) => {
+            put_header(out, WKB_MULTILINESTRING);
+            put_count(out, m.0.len());
+            for ls in &m.0 {
+                put_header(out, WKB_LINESTRING);
+                put_coords(out, &ls.0, bounds);
+            }
+        }
+        Geometry::MultiPolygon(m) => {
+            put_header(out, WKB_MULTIPOLYGON);
+            put_count(out, m.0.len());
+            for p in &m.0 {
+                put_header(out, WKB_POLYGON);
+                put_polygon_body(out, p, bounds);
+            }
+        }
+        Geometry::GeometryCollection(c) => {
+            put_header(out, WKB_COLLECTION);
+            put_count(out, c.0.len());
+            for g in &c.0 {
+                write_wkb(g, out, bounds);
+            }
+        }
+        Geometry::Rect(r) => write_wkb(&Geometry::Polygon(r.to_polygon()), out, bounds),
+        Geometry::Triangle(t) => write_wkb(&Geometry::Polygon(t.to_polygon()), out, bounds),
+    }
+}
+
+/// A bounds-checked cursor; every read that would run past the end is an
+/// error instead of a panic.
+struct Reader<'a> {
+    bytes: &'a [u8],
+}
+
+impl<'a> Reader<'a> {
+    fn take<const N: usize>(&mut self) -> Result<[u8; N], String> {
+        let (head, rest) = self.bytes.split_first_chunk::<N>().ok_or_else(|| {
+            format!("truncated: {N} more bytes needed but only {} left", self.bytes.len())
+        })?;
+        self.bytes = rest;
+        Ok(*head)
+    }
+
+    fn u8(&mut self) -> Result<u8, String> {
+        self.take::<1>().map(|[b]| b)
+    }
+
+    fn u32(&mut self, le: bool) -> Result<u32, String> {
+        let b = self.take()?;
+        Ok(if le { u32::from_le_bytes(b) } else { u32::from_be_bytes(b) })
+    }
+
+    fn f64(&mut self, le: bool) -> Result<f64, String> {
+        let b = self.take()?;
+        Ok(if le { f64::from_le_bytes(b) } else { f64::from_be_bytes(b) })
+    }
+
+    /// Reads an element count and checks that the remaining bytes can hold
+    /// that many elements of at least `min_size` bytes, so a corrupt count
+    /// cannot trigger a huge allocation.
+    fn count(&mut self, le: bool, min_size: usize) -> Result<usize, String> {
+        let n = self.u32(le)? as usize;
+        match n.checked_mul(min_size) {
+            Some(need) if need <= self.bytes.len() => Ok(n),
+            _ => Err(format!("count {n} does not fit in the {} bytes left", self.bytes.len())),
+        }
+    }
+}
+
+struct Header {
+    empty: bool,
+    /// `[min_x, min_y, max_x, max_y]`.
+    envelope: Option<[f64; 4]>,
+    wkb: usize,
+}
+
+fn parse_header(blob: &[u8]) -> Result<Header, String> {
+    let mut r = Reader { bytes: blob };
+    if r.take::<2>()? != *b"GP" {
+        return Err("it does not start with the magic bytes 'GP'".into());
+    }
+    let version = r.u8()?;
+    if version != 0 {
+        return Err(format!("unsupported GeoPackageBinary version {version}"));
+    }
+    let flags = r.u8()?;
+    if flags & 0b0010_0000 != 0 {
+        return Err("ExtendedGeoPackageBinary (user-defined geometry types) is not supported".into());
+    }
+    let le = flags & 1 == 1;
+    let doubles = match (flags >> 1) & 0b111 {
+        0 => 0,
+        1 => 4,
+        2 | 3 => 6,
+        4 => 8,
+        code => return Err(format!("invalid envelope contents indicator {code}")),
+    };
+    r.take::<4>()?; // srs_id: the layer's srs is authoritative
+    let envelope = if doubles == 0 {
+        None
+    } else {
+        let (min_x, max_x, min_y, max_y) = (r.f64(le)?, r.f64(le)?, r.f64(le)?, r.f64(le)?);
+        for _ in 4..doubles {
+            r.f64(le)?;
+        }
+        Some([min_x, min_y, max_x, max_y])
+    };
+    Ok(Header { empty: flags & 0b0001_0000 != 0, envelope, wkb: blob.len() - r.bytes.len() })
+}
+
+fn decode(blob: &[u8]) -> Result<Geometry<f64>, String> {
+    let header = parse_header(blob)?;
+    let mut r = Reader { bytes: &blob[header.wkb..] };
+    let g = read_wkb(&mut r, 0)?;
+    if !r.bytes.is_empty() {
+        return Err(format!("{} unexpected bytes after the WKB geometry", r.bytes.len()));
+    }
+    Ok(g)
+}
+
+/// The blob's `[min_x, min_y, max_x, max_y]`, `None` if empty: from the
+/// header envelope when there is one (cheap), else from the WKB.
+fn blob_envelope(blob: &[u8]) -> Result<Option<[f64; 4]>, String> {
+    let header = parse_header(blob)?;
+    if header.empty {
+        return Ok(None);
+    }
+    if let Some(env) = header.envelope.filter(|e| e.iter().all(|v| !v.is_nan())) {
+        return Ok(Some(env));
+    }
+    let g = decode(blob)?;
+    let mut bounds = Bounds::new();
+    add_bounds(&g, &mut bounds);
+    Ok(bounds.get())
+}
+
+fn add_bounds(g: &Geometry<f64>, b: &mut Bounds) {
+    let ring = |ls: &LineString<f64>, b: &mut Bounds| ls.0.iter().for_each(|&c| b.add(c));
+    let poly = |p: &Polygon<f64>, b: &mut Bounds| {
+        ring(p.exterior(), b);
+        p.interiors().iter().for_each(|r| ring(r, b));
+    };
+    match g {
+        Geometry::Point(p) => b.add(p.0),
+        Geometry::LineString(ls) => ring(ls, b),
+        Geometry::Polygon(p) => poly(p, b),
+        Geometry::MultiPoint(m) => m.0.iter().for_each(|p| b.add(p.0)),
+        Geometry::MultiLineString(m) => m.0.iter().for_each(|ls| ring(ls, b)),
+        Geometry::MultiPolygon(m) => m.0.iter().for_each(|p| poly(p, b)),
+        Geometry::GeometryCollection(c) => c.0.iter().for_each(|g| add_bounds(g, b)),
+        Geometry::Line(l) => {
+            b.add(l.start);
+            b.add(l.end);
+        }
+        Geometry::Rect(r) => {
+            b.add(r.min());
+            b.add(r.max());
+        }
+        Geometry::Triangle(t) => t.to_array().into_iter().for_each(|c| b.add(c)),
+    }
+}
+
+fn read_coord(r: &mut Reader<'_>, le: bool, dims: usize) -> Result<Coord<f64>, String> {
+    let c = Coord { x: r.f64(le)?, y: r.f64(le)? };
+    for _ in 2..dims {
+        r.f64(le)?;
+    }
+    Ok(c)
+}
+
+fn read_coords(r: &mut Reader<'_>, le: bool, dims: usize) -> Result<LineString<f64>, String> {
+    let n = r.count(le, 8 * dims)?;
+    let mut coords = Vec::with_capacity(n);
+    for _ in 0..n {
+        coords.push(read_coord(r, le, dims)?);
+    }
+    Ok(LineString(coords))
+}
+
+fn read_polygon(r: &mut Reader<'_>, le: bool, dims: usize) -> Result<Polygon<f64>, String> {
+    let n = r.count(le, 4)?;
+    let mut rings = Vec::with_capacity(n);
+    for _ in 0..n {
+        rings.push(read_coords(r, le, dims)?);
+    }
+    let mut rings = rings.into_iter();
+    let exterior = rings.next().unwrap_or_else(|| LineString(Vec::new()));
+    Ok(Polygon::new(exterior, rings.collect()))
+}
+
+/// Reads `count` member geometries of a multi-geometry, each of which must
+/// decode to the variant `pick` accepts.
+fn read_members<T>(
+    r: &mut Reader<'_>,
+    le: bool,
+    depth: u32,
+    min_size: usize,
+    what: &str,
+    pick: impl Fn(Geometry<f64>) -> Result<T, Geometry<f64>>,
+) -> Result<Vec<T>, String> {
+    let n = r.count(le, min_size)?;
+    let mut members = Vec::with_capacity(n);
+    for _ in 0..n {
+        let g = read_wkb(r, depth + 1)?;
+        members.push(
+            pick(g).map_err(|g| format!("{what} contains a {}", geometry_kind(&g)))?,
+        );
+    }
+    Ok(members)
+}
+
+fn read_wkb(r: &mut Reader<'_>, depth: u32) -> Result<Geometry<f64>, String> {
+    if depth > MAX_DEPTH {
+        return Err(format!("geometry collections nested deeper than {MAX_DEPTH}"));
+    }
+    let le = match r.u8()? {
+        0 => false,
+        1 => true,
+        b => return Err(format!("invalid WKB byte order {b}")),
+    };
+    let code = r.u32(le)?;
+    // ISO WKB: +1000 Z, +2000 M, +3000 ZM.
+    let dims = match code / 1000 {
+        0 => 2,
+        1 | 2 => 3,
+        3 => 4,
+        _ => return Err(format!("unsupported WKB geometry type {code}")),
+    };
+    Ok(match code % 1000 {
+        WKB_POINT => Geometry::Point(Point(read_coord(r, le, dims)?)),
+        WKB_LINESTRING => Geometry::LineString(read_coords(r, le, dims)?),
+        WKB_POLYGON => Geometry::Polygon(read_polygon(r, le, dims)?),
+        WKB_MULTIPOINT => Geometry::MultiPoint(MultiPoint(read_members(
+            r, le, depth, 21, "MultiPoint",
+            |g| match g { Geometry::Point(p) => Ok(p), g => Err(g) },
+        )?)),
+        WKB_MULTILINESTRING => Geometry::MultiLineString(MultiLineString(read_members(
+            r, le, depth, 9, "MultiLineString",
+            |g| match g { Geometry::LineString(l) => Ok(l), g => Err(g) },
+        )?)),
+        WKB_MULTIPOLYGON => Geometry::MultiPolygon(MultiPolygon(read_members(
+            r, le, depth, 9, "MultiPolygon",
+            |g| match g { Geometry::Polygon(p) => Ok(p), g => Err(g) },
+        )?)),
+        WKB_COLLECTION => Geometry::GeometryCollection(GeometryCollection(read_members(
+            r, le, depth, 9, "GeometryCollection", Ok,
+        )?)),
+        _ => return Err(format!("unsupported WKB geometry type {code}")),
+    })
+}
+
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use geo_types::{Line, Rect, coord, line_string, point, polygon};
+
+    fn schema(name: &str, geometry: GeomType) -> LayerSchema {
+        LayerSchema {
+            name: name.into(),
+            geometry,
+            columns: vec![
+                Column { name: "name".into(), ty: ColumnType::Text },
+                Column { name: "pop".into(), ty: ColumnType::Integer },
+                Column { name: "area".into(), ty: ColumnType::Real },
+            ],
+        }
+    }
+
+    fn new_store() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::create(&dir.path().join("t.gpkg")).unwrap();
+        (dir, store)
+    }
+
+    fn square_with_hole() -> Polygon<f64> {
+        polygon!(
+            exterior: [(x: 0.0, y: 0.0), (x: 10.0, y: 0.0), (x: 10.0, y: 10.0), (x: 0.0, y: 10.0)],
+            interiors: [[(x: 2.0, y: 2.0), (x: 2.0, y: 4.0), (x: 4.0, y: 4.0), (x: 4.0, y: 2.0)]],
+        )
+    }
+
+    fn samples() -> Vec<Geometry<f64>> {
+        let hole = square_with_hole();
+        let other = polygon![(x: 20.0, y: -5.0), (x: 30.0, y: -5.0), (x: 25.0, y: 1.5)];
+        vec![
+            Geometry::Point(point!(x: 116.397_128, y: 39.916_527)),
+            Geometry::LineString(line_string![(x: 1.0, y: 2.0), (x: 3.0, y: -4.0), (x: 5.5, y: 6.0)]),
+            Geometry::Polygon(hole.clone()),
+            Geometry::MultiPoint(MultiPoint(vec![point!(x: 1.0, y: 1.0), point!(x: -1.0, y: 3.0)])),
+            Geometry::MultiLineString(MultiLineString(vec![
+                line_string![(x: 0.0, y: 0.0), (x: 1.0, y: 1.0)],
+                line_string![(x: 5.0, y: 5.0), (x: 6.0, y: 7.0), (x: 8.0, y: 9.0)],
+            ])),
+            Geometry::MultiPolygon(MultiPolygon(vec![hole.clone(), other.clone()])),
+            Geometry::GeometryCollection(GeometryCollection(vec![
+                Geometry::Point(point!(x: 9.0, y: 9.0)),
+                Geometry::Polygon(other),
+            ])),
+            Geometry::LineString(LineString(vec![])),
+            Geometry::Polygon(Polygon::new(LineString(vec![]), vec![])),
+            Geometry::MultiPolygon(MultiPolygon(vec![])),
+            Geometry::GeometryCollection(GeometryCollection(vec![])),
+        ]
+    }
+
+    #[test]
+    fn blob_round_trip_every_type() {
+        let mut buf = Vec::new();
+        for g in samples() {
+            encode_geometry_into(&g, 4326, &mut buf);
+            assert_eq!(buf, encode_geometry(&g, 4326));
+            assert_eq!(&buf[..3], b"GP\0");
+            assert_eq!(i32::from_le_bytes(buf[4..8].try_into().unwrap()), 4326);
+            let flags = buf[3];
+            let empty = is_empty(&g);
+            assert_eq!(flags & 1, 1, "little-endian");
+            assert_eq!(flags & 0x10 != 0, empty, "{g:?}");
+            let expect_env = !empty && !matches!(g, Geometry::Point(_));
+            assert_eq!((flags >> 1) & 7, u8::from(expect_env), "{g:?}");
+            assert_eq!(decode_geometry(&buf).unwrap(), g);
+            let mut bounds = Bounds::new();
+            add_bounds(&g, &mut bounds);
+            assert_eq!(blob_envelope(&buf).unwrap(), bounds.get());
+        }
+    }
+
+    #[test]
+    fn envelope_in_header_is_minx_maxx_miny_maxy() {
+        let blob = encode_geometry(&Geometry::Polygon(square_with_hole()), 4326);
+        assert_eq!(blob[3], 0b0000_0011);
+        let env: Vec<f64> =
+            blob[8..40].chunks(8).map(|c| f64::from_le_bytes(c.try_into().unwrap())).collect();
+        assert_eq!(env, [0.0, 10.0, 0.0, 10.0]);
+        // WKB follows: little-endian Polygon with 2 rings.
+        assert_eq!(blob[40], 1);
+        assert_eq!(u32::from_le_bytes(blob[41..45].try_into().unwrap()), 3);
+        assert_eq!(u32::from_le_bytes(blob[45..49].try_into().unwrap()), 2);
+    }
+
+    #[test]
+    fn other_shapes_are_written_as_core_types() {
+        let line = Geometry::Line(Line::new(coord! {x: 1.0, y: 2.0}, coord! {x: 3.0, y: 4.0}));
+        let back = decode_geometry(&encode_geometry(&line, 4326)).unwrap();
+        assert_eq!(back, Geometry::LineString(line_string![(x: 1.0, y: 2.0), (x: 3.0, y: 4.0)]));
+        let rect = Geometry::Rect(Rect::new(coord! {x: 0.0, y: 0.0}, coord! {x: 2.0, y: 1.0}));
+        let Geometry::Polygon(p) = decode_geometry(&encode_geometry(&rect, 4326)).unwrap() else {
+            panic!("rect must decode as a polygon");
+        };
+        assert_eq!(p.exterior().0.len(), 5);
+    }
+
+    #[test]
+    fn empty_point_is_nan_with_empty_flag() {
+        let g = Geometry::Point(point!(x: f64::NAN, y: f64::NAN));
+        let blob = encode_geometry(&g, 4326);
+        assert_eq!(blob[3], 0b0001_0001);
+        assert_eq!(&blob[blob.len() - 16..], &[0, 0, 0, 0, 0, 0, 0xf8, 0x7f, 0, 0, 0, 0, 0, 0, 0xf8, 0x7f]);
+        let Geometry::Point(p) = decode_geometry(&blob).unwrap() else { panic!() };
+        assert!(p.x().is_nan() && p.y().is_nan());
+        assert_eq!(blob_envelope(&blob).unwrap(), None);
+    }
+
+    /// A hand-built big-endian blob with an XYZ envelope and a LineString Z.
+    #[test]
+    fn decodes_big_endian_and_z_envelopes() {
+        let mut b = vec![b'G', b'P', 0, 2 << 1];
+        b.extend_from_slice(&4326i32.to_be_bytes());
+        for v in [1.0f64, 3.0, 2.0, 4.0, 0.0, 9.0] {
+            b.extend_from_slice(&v.to_be_bytes());
+        }
+        b.push(0);
+        b.extend_from_slice(&1002u32.to_be_bytes());
+        b.extend_from_slice(&2u32.to_be_bytes());
+        for v in [1.0f64, 2.0, 0.0, 3.0, 4.0, 9.0] {
+            b.extend_from_slice(&v.to_be_bytes());
+        }
+        let g = decode_geometry(&b).unwrap();
+        assert_eq!(g, Geometry::LineString(line_string![(x: 1.0, y: 2.0), (x: 3.0, y: 4.0)]));
+        assert_eq!(blob_envelope(&b).unwrap(), Some([1.0, 2.0, 3.0, 4.0]));
+    }
+
+    #[test]
+    fn decodes_every_envelope_kind() {
+        let g = Geometry::MultiPoint(MultiPoint(vec![point!(x: 1.0, y: 2.0), point!(x: 3.0, y: 4.0)]));
+        let wkb = &encode_geometry(&g, 4326)[40..];
+        for (code, doubles) in [(0u8, 0), (1, 4), (2, 6), (3, 6), (4, 8)] {
+            for le in [true, false] {
+                let mut b = vec![b'G', b'P', 0, (code << 1) | u8::from(le)];
+                b.extend_from_slice(&if le { 0i32.to_le_bytes() } else { 0i32.to_be_bytes() });
+                for v in [1.0f64, 3.0, 2.0, 4.0, -1.0, 1.0, -2.0, 2.0].into_iter().take(doubles) {
+                    b.extend_from_slice(&if le { v.to_le_bytes() } else { v.to_be_bytes() });
+                }
+                b.extend_from_slice(wkb);
+                assert_eq!(decode_geometry(&b).unwrap(), g, "envelope code {code}, le {le}");
+                assert_eq!(blob_envelope(&b).unwrap(), Some([1.0, 2.0, 3.0, 4.0]));
+            }
+        }
+        let mut bad = encode_geometry(&g, 4326);
+        bad[3] = (5 << 1) | 1;
+        assert!(decode_geometry(&bad).is_err());
+    }
+
+    #[test]
+    fn decode_rejects_truncation_and_garbage_without_panicking() {
+        for g in samples() {
+            let blob = encode_geometry(&g, 4326);
+            for len in 0..blob.len() {
+                assert!(decode_geometry(&blob[..len]).is_err(), "{g:?} truncated to {len}");
+                let _ = blob_envelope(&blob[..len]);
+            }
+            let mut longer = blob.clone();
+            longer.push(0);
+            assert!(decode_geometry(&longer).is_err());
+        }
+        let err = decode_geometry(b"not a geometry").unwrap_err();
+        assert!(err.to_string().contains("'GP'"), "{err}");
+
+        // xorshift: std-only fuzzing over random bytes and mutated valid blobs.
+        let mut state = 0x9E37_79B9_7F4A_7C15u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let valid: Vec<Vec<u8>> = samples().iter().map(|g| encode_geometry(g, 4326)).collect();
+        for i in 0..200_000 {
+            let mut bytes = if i % 2 == 0 {
+                let len = (next() % 96) as usize;
+                let mut b: Vec<u8> = (0..len).map(|_| next() as u8).collect();
+                if len >= 4 && i % 4 == 0 {
+                    b[..4].copy_from_slice(&[b'G', b'P', 0, (next() % 16) as u8]);
+                }
+                b
+            } else {
+                valid[(next() as usize) % valid.len()].clone()
+            };
+            for _ in 0..(next() % 4) {
+                if !bytes.is_empty() {
+                    let at = (next() as usize) % bytes.len();
+                    bytes[at] = next() as u8;
+                }
+            }
+            let _ = decode_geometry(&bytes);
+            let _ = blob_envelope(&bytes);
+        }
+    }
+
+    #[test]
+    fn huge_counts_and_deep_nesting_are_errors() {
+        let mut b = vec![b'G', b'P', 0, 1, 0, 0, 0, 0, 1];
+        b.extend_from_slice(&WKB_LINESTRING.to_le_bytes());
+        b.extend_from_slice(&u32::MAX.to_le_bytes());
+        assert!(decode_geometry(&b).unwrap_err().to_string().contains("count"));
+
+        let mut deep = vec![b'G', b'P', 0, 1, 0, 0, 0, 0];
+        for _ in 0..100 {
+            deep.push(1);
+            deep.extend_from_slice(&WKB_COLLECTION.to_le_bytes());
+            deep.extend_from_slice(&1u32.to_le_bytes());
+        }
+        assert!(decode_geometry(&deep).is_err());
+    }
+
+    #[test]
+    fn create_open_write_read_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("city.gpkg");
+        let geoms = [
+            Geometry::MultiPolygon(MultiPolygon(vec![square_with_hole()])),
+            Geometry::MultiPolygon(MultiPolygon(vec![])),
+        ];
+        {
+            let mut store = Store::create(&path).unwrap();
+            assert_eq!(store.path(), path);
+            store.create_layer(&schema("grids", GeomType::MultiPolygon)).unwrap();
+            assert!(store.has_layer("grids").unwrap());
+            let mut w = store.writer("grids").unwrap();
+            let fid1 = w
+                .insert(&geoms[0], &["东城区".into(), Value::from(12_000i64), Value::from(3.5)])
+                .unwrap();
+            let fid2 = w.insert(&geoms[1], &[Value::Null, Value::Null, 7.into()]).unwrap();
+            assert_eq!((fid1, fid2), (1, 2));
+            assert_eq!(w.commit().unwrap(), 2);
+            store.set_meta("city", "北京").unwrap();
+        }
+        assert!(matches!(Store::create(&path), Err(StoreError::Exists { .. })));
+
+        let store = Store::open(&path).unwrap();
+        assert_eq!(store.schema("grids").unwrap(), schema("grids", GeomType::MultiPolygon));
+        let mut got = Vec::new();
+        let n = store.for_each("grids", |f| {
+            got.push(f);
+            Ok(())
+        });
+        assert_eq!(n.unwrap(), 2);
+        assert_eq!(got[0].fid, 1);
+        assert_eq!(got[0].geometry, geoms[0]);
+        assert_eq!(got[0].values, [Value::from("东城区"), Value::Integer(12_000), Value::Real(3.5)]);
+        assert_eq!(got[1].geometry, geoms[1]);
+        assert_eq!(got[1].values, [Value::Null, Value::Null, Value::Real(7.0)]);
+        assert_eq!(store.meta("city").unwrap().as_deref(), Some("北京"));
+        assert_eq!(store.meta("nope").unwrap(), None);
+
+        let c = store.connection();
+        let app: i32 = c.pragma_query_value(None, "application_id", |r| r.get(0)).unwrap();
+        let ver: i32 = c.pragma_query_value(None, "user_version", |r| r.get(0)).unwrap();
+        let journal: String = c.pragma_query_value(None, "journal_mode", |r| r.get(0)).unwrap();
+        assert_eq!((app, ver, journal.as_str()), (0x4750_4B47, 10300, "delete"));
+        let (bbox, last_change): ([f64; 4], String) = c
+            .query_row(
+                "SELECT min_x, min_y, max_x, max_y, last_change FROM gpkg_contents
+                 WHERE table_name = 'grids'",
+                [],
+                |r| Ok(([r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?], r.get(4)?)),
+            )
+            .unwrap();
+        assert_eq!(bbox, [0.0, 0.0, 10.0, 10.0]);
+        assert!(
+            last_change.len() == 24 && last_change.ends_with('Z') && &last_change[10..11] == "T",
+            "{last_change}"
+        );
+        let srs: Vec<i64> = c
+            .prepare("SELECT srs_id FROM gpkg_spatial_ref_sys ORDER BY srs_id")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(srs, [-1, 0, 4326]);
+        let fk: Option<String> = c.query_row("PRAGMA foreign_key_check", [], |r| r.get(0)).optional().unwrap();
+        assert_eq!(fk, None);
+    }
+
+    #[test]
+    fn open_rejects_missing_and_foreign_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("missing.gpkg");
+        let err = Store::open(&missing).unwrap_err();
+        assert!(matches!(err, StoreError::Io { .. }));
+        assert!(err.to_string().contains("missing.gpkg"), "{err}");
+        assert!(!missing.exists(), "open must not create the file");
+
+        let text = dir.path().join("notes.gpkg");
+        std::fs::write(&text, "just some text, certainly not a database header").unwrap();
+        let err = Store::open(&text).unwrap_err();
+        assert!(matches!(err, StoreError::NotGeoPackage { .. }), "{err}");
+        assert!(err.to_string().contains("notes.gpkg"), "{err}");
+
+        let plain = dir.path().join("plain.sqlite");
+        Connection::open(&plain).unwrap().execute_batch("CREATE TABLE t (a)").unwrap();
+        let err = Store::open(&plain).unwrap_err();
+        assert!(err.to_string().contains("application_id"), "{err}");
+
+        let hollow = dir.path().join("hollow.gpkg");
+        Connection::open(&hollow)
+            .unwrap()
+            .execute_batch("PRAGMA application_id = 1196444487; CREATE TABLE gpkg_contents (a)")
+            .unwrap();
+        let err = Store::open(&hollow).unwrap_err();
+        assert!(err.to_string().contains("gpkg_spatial_ref_sys"), "{err}");
+    }
+
+    #[test]
+    fn dropped_writer_rolls_back() {
+        let (_dir, mut store) = new_store();
+        store.create_layer(&schema("pois", GeomType::Point)).unwrap();
+        {
+            let mut w = store.writer("pois").unwrap();
+            for i in 0..100 {
+                let p = Geometry::Point(point!(x: f64::from(i), y: 1.0));
+                w.insert(&p, &["x".into(), i.into(), Value::Null]).unwrap();
+            }
+            assert_eq!(w.rows(), 100);
+        }
+        let info = store.layers().unwrap();
+        assert_eq!(info[0].count, 0);
+        assert_eq!(info[0].bbox, None);
+        assert_eq!(rtree_rows(&store, "pois"), 0);
+        let contents: Option<f64> = store
+            .connection()
+            .query_row("SELECT min_x FROM gpkg_contents WHERE table_name = 'pois'", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(contents, None);
+    }
+
+    fn rtree_rows(store: &Store, layer: &str) -> i64 {
+        store
+            .connection()
+            .query_row(&format!("SELECT count(*) FROM rtree_{layer}_geom"), [], |r| r.get(0))
+            .unwrap()
+    }
+
+    #[test]
+    fn layers_report_counts_and_bbox() {
+        let (_dir, mut store) = new_store();
+        store.create_layer(&schema("roads", GeomType::LineString)).unwrap();
+        store.create_layer(&schema("empty", GeomType::Polygon)).unwrap();
+        store.set_meta("k", "v").unwrap();
+        let mut w = store.writer("roads").unwrap();
+        for i in 0..10 {
+            let x = 116.0 + f64::from(i) * 0.01;
+            let ls = line_string![(x: x, y: 39.5), (x: x + 0.005, y: 39.9)];
+            w.insert(&Geometry::LineString(ls), &[Value::Null, Value::Null, Value::Null]).unwrap();
+        }
+        w.commit().unwrap();
+        let layers = store.layers().unwrap();
+        assert_eq!(layers.len(), 2, "the meta table is not a feature layer");
+        assert_eq!((layers[0].name.as_str(), layers[0].count, layers[0].bbox), ("empty", 0, None));
+        assert_eq!(layers[1].name, "roads");
+        assert_eq!(layers[1].geometry, GeomType::LineString);
+        assert_eq!(layers[1].count, 10);
+        let bbox = layers[1].bbox.unwrap();
+        let exact = [116.0, 39.5, 116.095, 39.9];
+        for k in 0..4 {
+            // The R-tree stores f32 rounded outward.
+            assert!((bbox[k] - exact[k]).abs() < 1e-5, "{bbox:?}");
+        }
+        assert!(bbox[0] <= exact[0] && bbox[1] <= exact[1] && bbox[2] >= exact[2] && bbox[3] >= exact[3]);
+    }
+
+    #[test]
+    fn rtree_follows_inserts_updates_and_deletes() {
+        let (_dir, mut store) = new_store();
+        store.create_layer(&schema("pois", GeomType::Point)).unwrap();
+        let mut w = store.writer("pois").unwrap();
+        for i in 0..500 {
+            let p = Geometry::Point(point!(x: f64::from(i % 50), y: f64::from(i / 50)));
+            w.insert(&p, &[Value::Null, Value::Null, Value::Null]).unwrap();
+        }
+        w.insert(&Geometry::Point(point!(x: f64::NAN, y: f64::NAN)), &[Value::Null, Value::Null, Value::Null])
+            .unwrap();
+        w.commit().unwrap();
+        assert_eq!(rtree_rows(&store, "pois"), 500, "the empty point is not indexed");
+
+        let c = store.connection();
+        // Every indexed box equals the feature's point.
+        let mismatched: i64 = c
+            .query_row(
+                "SELECT count(*) FROM pois p JOIN rtree_pois_geom r ON r.id = p.fid
+                 WHERE r.minx > ST_MinX(p.geom) OR r.maxx < ST_MaxX(p.geom)
+                    OR r.miny > ST_MinY(p.geom) OR r.maxy < ST_MaxY(p.geom)",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(mismatched, 0);
+        let in_window: i64 = c
+            .query_row(
+                "SELECT count(*) FROM rtree_pois_geom WHERE minx >= 9.5 AND maxx <= 20.5
+                 AND miny >= 1.5 AND maxy <= 3.5",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(in_window, 11 * 2);
+
+        c.execute("DELETE FROM pois WHERE fid <= 100", []).unwrap();
+        assert_eq!(rtree_rows(&store, "pois"), 400);
+        let moved = encode_geometry(&Geometry::Point(point!(x: 1000.0, y: 1000.0)), 4326);
+        c.execute("UPDATE pois SET geom = ?1 WHERE fid = 200", [&moved]).unwrap();
+        let x: f64 = c.query_row("SELECT minx FROM rtree_pois_geom WHERE id = 200", [], |r| r.get(0)).unwrap();
+        assert_eq!(x, 1000.0);
+        c.execute("UPDATE pois SET fid = 10000 WHERE fid = 200", []).unwrap();
+        let ids: Vec<i64> = c
+            .prepare("SELECT id FROM rtree_pois_geom WHERE minx > 999")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(ids, [10000]);
+        c.execute("UPDATE pois SET geom = NULL WHERE fid = 10000", []).unwrap();
+        assert_eq!(rtree_rows(&store, "pois"), 399);
+
+        // 399 indexed points, the one made NULL and the empty point.
+        assert_eq!(store.clear_layer("pois").unwrap(), 401);
+        assert_eq!(rtree_rows(&store, "pois"), 0);
+        assert_eq!(store.layers().unwrap()[0].count, 0);
+        // AUTOINCREMENT: fids of deleted features are not reused (the
+        // sequence only tracks inserts, not the fid moved to 10000 above).
+        let mut w = store.writer("pois").unwrap();
+        let fid = w.insert(&Geometry::Point(point!(x: 0.0, y: 0.0)), &[Value::Null, Value::Null, Value::Null]);
+        assert_eq!(fid.unwrap(), 502);
+    }
+
+    #[test]
+    fn sql_functions_match_the_envelope() {
+        let (_dir, store) = new_store();
+        let c = store.connection();
+        let blob = encode_geometry(&Geometry::Polygon(square_with_hole()), 4326);
+        let row: (f64, f64, f64, f64, bool) = c
+            .query_row("SELECT ST_MinX(?1), ST_MinY(?1), ST_MaxX(?1), ST_MaxY(?1), ST_IsEmpty(?1)", [&blob], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+            })
+            .unwrap();
+        assert_eq!(row, (0.0, 0.0, 10.0, 10.0, false));
+        let empty = encode_geometry(&Geometry::LineString(LineString(vec![])), 4326);
+        let row: (Option<f64>, bool) =
+            c.query_row("SELECT ST_MinX(?1), ST_IsEmpty(?1)", [&empty], |r| Ok((r.get(0)?, r.get(1)?))).unwrap();
+        assert_eq!(row, (None, true));
+        let garbage: (Option<f64>, Option<bool>, Option<bool>) = c
+            .query_row("SELECT ST_MinX(x'00'), ST_IsEmpty(x'4750'), ST_IsEmpty(NULL)", [], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })
+            .unwrap();
+        assert_eq!(garbage, (None, None, None));
+    }
+
+    #[test]
+    fn writer_validates_input() {
+        let (_dir, mut store) = new_store();
+        store.create_layer(&schema("grids", GeomType::Polygon)).unwrap();
+        let poly = Geometry::Polygon(square_with_hole());
+        let mut w = store.writer("grids").unwrap();
+        let err = w.insert(&poly, &[Value::Null]).unwrap_err();
+        assert!(matches!(err, StoreError::Arity { expected: 3, got: 1, .. }), "{err}");
+        let err = w.insert(&Geometry::Point(point!(x: 0.0, y: 0.0)), &[Value::Null, Value::Null, Value::Null]);
+        let err = err.unwrap_err();
+        assert!(err.to_string().contains("POLYGON") && err.to_string().contains("Point"), "{err}");
+        let err = w.insert(&poly, &[Value::Null, Value::from(1.5), Value::Null]).unwrap_err();
+        assert!(matches!(err, StoreError::ValueType { ref column, .. } if column == "pop"), "{err}");
+        let err = w.insert(&poly, &[Value::from(1i64), Value::Null, Value::Null]).unwrap_err();
+        assert!(err.to_string().contains("\"name\""), "{err}");
+        assert_eq!(w.rows(), 0);
+        assert_eq!(w.commit().unwrap(), 0);
+        let err = store.writer("nope").unwrap_err();
+        assert!(matches!(err, StoreError::UnknownLayer { ref available, .. } if available == &["grids"]));
+        assert!(err.to_string().contains("grids"), "{err}");
+        assert!(matches!(store.schema("nope"), Err(StoreError::UnknownLayer { .. })));
+    }
+
+    #[test]
+    fn layer_names_and_schemas_are_validated() {
+        let (_dir, mut store) = new_store();
+        for bad in ["", "Roads", "1roads", "road-s", "gpkg_x", "rtree_x", "sqlite_x", "wangge_meta", "道路"] {
+            let err = store.create_layer(&schema(bad, GeomType::Point)).unwrap_err();
+            assert!(matches!(err, StoreError::BadLayerName { .. }), "{bad:?}: {err}");
+        }
+        store.create_layer(&schema("_ok_1", GeomType::Point)).unwrap();
+        let err = store.create_layer(&schema("_ok_1", GeomType::Point)).unwrap_err();
+        assert!(matches!(err, StoreError::LayerExists { .. }), "{err}");
+        for cols in [["a", "a"], ["a", "geom"], ["fid", "b"], ["a", "B"]] {
+            let s = LayerSchema {
+                name: "cols".into(),
+                geometry: GeomType::Point,
+                columns: cols.iter().map(|n| Column { name: (*n).into(), ty: ColumnType::Text }).collect(),
+            };
+            let err = store.create_layer(&s).unwrap_err();
+            assert!(matches!(err, StoreError::BadSchema { .. }), "{cols:?}: {err}");
+        }
+        assert!(!store.has_layer("cols").unwrap(), "failed creations leave nothing behind");
+    }
+
+    #[test]
+    fn meta_overwrites() {
+        let (_dir, mut store) = new_store();
+        assert_eq!(store.meta("a").unwrap(), None);
+        store.set_meta("a", "1").unwrap();
+        store.set_meta("a", "2").unwrap();
+        store.set_meta("b", "3").unwrap();
+        assert_eq!(store.meta("a").unwrap().as_deref(), Some("2"));
+        let kind: String = store
+            .connection()
+            .query_row("SELECT data_type FROM gpkg_contents WHERE table_name = 'wangge_meta'", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(kind, "attributes");
+    }
+
+    #[test]
+    fn value_conversions() {
+        assert_eq!(Value::from(Some("a")), Value::Text("a".into()));
+        assert_eq!(Value::from(None::<i64>), Value::Null);
+        assert_eq!(Value::from(String::from("b")).as_str(), Some("b"));
+        assert_eq!(Value::from(2i64).as_f64(), Some(2.0));
+        assert_eq!(
+            serde_json::to_string(&[Value::Null, 1.into(), 1.5.into(), "x".into()]).unwrap(),
+            r#"[null,1,1.5,"x"]"#
+        );
+    }
+
+    /// Bulk insert throughput; run with
+    /// `cargo test --release -- --ignored --nocapture bulk_insert_throughput`.
+    #[test]
+    #[ignore = "benchmark"]
+    fn bulk_insert_throughput() {
+        let (_dir, mut store) = new_store();
+        store.create_layer(&schema("pts", GeomType::Point)).unwrap();
+        let n = 1_000_000u32;
+        let start = std::time::Instant::now();
+        let mut w = store.writer("pts").unwrap();
+        let mut state = 1u64;
+        for i in 0..n {
+            state = state.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+            let x = 115.4 + (state >> 11) as f64 / (1u64 << 53) as f64 * 2.0;
+            let y = 39.4 + f64::from(i % 10_000) / 10_000.0 * 1.6;
+            let p = Geometry::Point(point!(x: x, y: y));
+            w.insert(&p, &[Value::Null, Value::Integer(i64::from(i)), Value::Real(x)]).unwrap();
+        }
+        w.commit().unwrap();
+        let secs = start.elapsed().as_secs_f64();
+        eprintln!("inserted {n} points in {secs:.2} s: {:.0} rows/s", f64::from(n) / secs);
+        let t = std::time::Instant::now();
+        let layers = store.layers().unwrap();
+        eprintln!("layers() took {:?}: {layers:?}", t.elapsed());
+        let t = std::time::Instant::now();
+        let mut buf = Vec::new();
+        for i in 0..n {
+            encode_geometry_into(&Geometry::Point(point!(x: f64::from(i), y: 1.0)), 4326, &mut buf);
+        }
+        eprintln!("encoding alone: {:.0} points/s", f64::from(n) / t.elapsed().as_secs_f64());
+        let t = std::time::Instant::now();
+        let read = store.for_each("pts", |_| Ok(())).unwrap();
+        eprintln!("for_each read {read} features in {:?}", t.elapsed());
+    }
+}

@@ -1,0 +1,5 @@
+//! Integration tests: one binary, many modules (see ARCHITECTURE.md).
+
+mod crs;
+mod gpkg;
+mod support;
