@@ -521,7 +521,7 @@ fn template(class: Class) -> (f64, f64, f64, f64, std::ops::RangeInclusive<u16>)
     match class {
         Class::Core => (60.0, 14.0, 18.0, 26.0, 8..=24),
         Class::Urban => (45.0, 12.0, 15.0, 22.0, 4..=12),
-        Class::Rural => (16.0, 12.0, 8.0, 8.0, 1..=2),
+        Class::Rural => (24.0, 18.0, 10.0, 10.0, 2..=3),
     }
 }
 

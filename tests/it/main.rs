@@ -1,5 +1,7 @@
 //! Integration tests: one binary, many modules (see ARCHITECTURE.md).
 
 mod crs;
-mod gpkg;
+
 mod support;
+mod validate;
+mod bad_input;

@@ -1,0 +1,59 @@
+//! Helpers shared by the integration tests: the real binary, temp dirs and
+//! the Python/GDAL truth scripts.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// The repository root.
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A path under the repository root.
+pub fn repo(rel: &str) -> PathBuf {
+    root().join(rel)
+}
+
+/// Runs the real `wangge` binary with `args`.
+pub fn wangge(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_wangge"))
+        .args(args)
+        .current_dir(root())
+        .output()
+        .expect("the wangge binary runs")
+}
+
+/// Runs `wangge`, asserts success and returns stdout.
+pub fn wangge_ok(args: &[&str]) -> String {
+    let out = wangge(args);
+    assert!(
+        out.status.success(),
+        "wangge {args:?} failed ({}):\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf-8 output")
+}
+
+/// Runs a truth script under `tests/py` and parses its JSON stdout. Fails
+/// (never skips) when python3 or its packages are missing.
+pub fn python_json(script: &str, args: &[&str]) -> serde_json::Value {
+    let python = std::env::var("WANGGE_PYTHON").unwrap_or_else(|_| "python3".to_owned());
+    let out = Command::new(&python)
+        .arg(repo("tests/py").join(script))
+        .args(args)
+        .current_dir(root())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {python}: {e}; run `scripts/test`, which installs python3 with shapely"));
+    assert!(
+        out.status.success(),
+        "{script} {args:?} failed; run `scripts/test`, which installs python3 with shapely:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{script}: bad JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)))
+}
+
+/// Path as &str.
+pub fn s(p: &Path) -> &str {
+    p.to_str().expect("utf-8 path")
+}
