@@ -2393,10 +2393,12 @@ mod tests {
         w.commit().unwrap();
         // Reference: the spec's triggers, one row at a time.
         let c = store.connection();
+        c.execute_batch("BEGIN").unwrap();
         for g in &cells {
             let blob = encode_geometry(g, 4326);
             c.execute("INSERT INTO slow (geom) VALUES (?1)", [&blob]).unwrap();
         }
+        c.execute_batch("COMMIT").unwrap();
         let dump = |layer: &str| -> Vec<(i64, f64, f64, f64, f64)> {
             c.prepare(&format!("SELECT * FROM rtree_{layer}_geom ORDER BY id"))
                 .unwrap()

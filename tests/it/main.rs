@@ -5,3 +5,4 @@ mod crs;
 mod support;
 mod validate;
 mod bad_input;
+mod synth;
