@@ -221,7 +221,9 @@ pub enum StoreError {
         reason: String,
     },
     /// A stored attribute value of a type the store does not model (a BLOB).
-    #[error("feature {fid} of layer {layer:?} has an unreadable value in column {column:?}: {reason}")]
+    #[error(
+        "feature {fid} of layer {layer:?} has an unreadable value in column {column:?}: {reason}"
+    )]
     Value {
         /// The layer read.
         layer: String,
@@ -249,7 +251,11 @@ pub enum StoreError {
 }
 
 fn list(names: &[String]) -> String {
-    if names.is_empty() { "none".to_owned() } else { names.join(", ") }
+    if names.is_empty() {
+        "none".to_owned()
+    } else {
+        names.join(", ")
+    }
 }
 
 /// Attaches the store path to SQLite errors.
@@ -259,7 +265,10 @@ trait At<T> {
 
 impl<T> At<T> for rusqlite::Result<T> {
     fn at(self, path: &Path) -> Result<T, StoreError> {
-        self.map_err(|source| StoreError::Sqlite { path: path.to_owned(), source })
+        self.map_err(|source| StoreError::Sqlite {
+            path: path.to_owned(),
+            source,
+        })
     }
 }
 
@@ -319,7 +328,10 @@ impl GeomType {
             (self, geometry),
             (GeomType::Geometry, _)
                 | (GeomType::Point, Geometry::Point(_))
-                | (GeomType::LineString, Geometry::LineString(_) | Geometry::Line(_))
+                | (
+                    GeomType::LineString,
+                    Geometry::LineString(_) | Geometry::Line(_)
+                )
                 | (GeomType::MultiPoint, Geometry::MultiPoint(_))
                 | (GeomType::MultiLineString, Geometry::MultiLineString(_))
                 | (
@@ -455,7 +467,9 @@ impl Value {
             ValueRef::Integer(v) => Value::Integer(v),
             ValueRef::Real(v) => Value::Real(v),
             ValueRef::Text(t) => Value::Text(String::from_utf8_lossy(t).into_owned()),
-            ValueRef::Blob(b) => return Err(format!("a {}-byte BLOB is not a supported value", b.len())),
+            ValueRef::Blob(b) => {
+                return Err(format!("a {}-byte BLOB is not a supported value", b.len()));
+            }
         })
     }
 }
@@ -561,13 +575,20 @@ impl Store {
         match OpenOptions::new().write(true).create_new(true).open(path) {
             Ok(_) => {}
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                return Err(StoreError::Exists { path: path.to_owned() });
+                return Err(StoreError::Exists {
+                    path: path.to_owned(),
+                });
             }
-            Err(source) => return Err(StoreError::Io { path: path.to_owned(), source }),
+            Err(source) => {
+                return Err(StoreError::Io {
+                    path: path.to_owned(),
+                    source,
+                });
+            }
         }
         let init = || -> Result<Store, StoreError> {
-            let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_WRITE)
-                .at(path)?;
+            let conn =
+                Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_WRITE).at(path)?;
             conn.execute_batch(&format!(
                 "PRAGMA application_id = {APPLICATION_ID};
                  PRAGMA user_version = {USER_VERSION};
@@ -596,9 +617,14 @@ impl Store {
     /// [`StoreError::NotGeoPackage`] if it is not an SQLite database, has
     /// another `application_id`, or lacks the core `gpkg_*` tables.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
-        let meta = std::fs::metadata(path)
-            .map_err(|source| StoreError::Io { path: path.to_owned(), source })?;
-        let not_gpkg = |reason: String| StoreError::NotGeoPackage { path: path.to_owned(), reason };
+        let meta = std::fs::metadata(path).map_err(|source| StoreError::Io {
+            path: path.to_owned(),
+            source,
+        })?;
+        let not_gpkg = |reason: String| StoreError::NotGeoPackage {
+            path: path.to_owned(),
+            reason,
+        };
         if !meta.is_file() {
             return Err(not_gpkg("it is not a regular file".into()));
         }
@@ -614,13 +640,20 @@ impl Store {
             )));
         }
         let mut missing = Vec::new();
-        for table in ["gpkg_spatial_ref_sys", "gpkg_contents", "gpkg_geometry_columns"] {
+        for table in [
+            "gpkg_spatial_ref_sys",
+            "gpkg_contents",
+            "gpkg_geometry_columns",
+        ] {
             if !table_exists(&conn, table).at(path)? {
                 missing.push(table);
             }
         }
         if !missing.is_empty() {
-            return Err(not_gpkg(format!("required table(s) missing: {}", missing.join(", "))));
+            return Err(not_gpkg(format!(
+                "required table(s) missing: {}",
+                missing.join(", ")
+            )));
         }
         Store::configure(conn, path)
     }
@@ -631,7 +664,10 @@ impl Store {
         // A larger page cache keeps the R-tree's upper levels in memory during
         // bulk loads; it is a ceiling, not an allocation.
         conn.pragma_update(None, "cache_size", -65_536).at(path)?;
-        Ok(Store { conn, path: path.to_owned() })
+        Ok(Store {
+            conn,
+            path: path.to_owned(),
+        })
     }
 
     /// The path of the store file.
@@ -658,9 +694,15 @@ impl Store {
         check_layer_name(name)?;
         let mut seen = Vec::with_capacity(schema.columns.len());
         for col in &schema.columns {
-            let bad = |reason: String| StoreError::BadSchema { layer: name.to_owned(), reason };
+            let bad = |reason: String| StoreError::BadSchema {
+                layer: name.to_owned(),
+                reason,
+            };
             if !is_identifier(&col.name) {
-                return Err(bad(format!("column name {:?} is not [a-z_][a-z0-9_]*", col.name)));
+                return Err(bad(format!(
+                    "column name {:?} is not [a-z_][a-z0-9_]*",
+                    col.name
+                )));
             }
             if col.name == "fid" || col.name == "geom" {
                 return Err(bad(format!("column name {:?} is reserved", col.name)));
@@ -672,7 +714,9 @@ impl Store {
         }
         let path = &self.path;
         if table_exists(&self.conn, name).at(path)? {
-            return Err(StoreError::LayerExists { layer: name.to_owned() });
+            return Err(StoreError::LayerExists {
+                layer: name.to_owned(),
+            });
         }
 
         let mut ddl = format!(
@@ -732,9 +776,9 @@ impl Store {
     }
 
     /// Every feature layer, sorted by name, with its feature count
-    /// (`SELECT count(*)`) and extent (from the R-tree, which is maintained
-    /// by triggers and so is right whatever wrote to the table; layers
-    /// without an index fall back to the `gpkg_contents` extent).
+    /// (`SELECT count(*)`) and extent. The extent comes from the R-tree's root
+    /// node (constant time), which is right whatever wrote to the table;
+    /// layers without an index fall back to the `gpkg_contents` extent.
     pub fn layers(&self) -> Result<Vec<LayerInfo>, StoreError> {
         let path = &self.path;
         let mut stmt = self
@@ -749,7 +793,12 @@ impl Store {
         let rows = stmt
             .query_map([], |r| {
                 let bbox: [Option<f64>; 4] = [r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?];
-                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?, bbox))
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    bbox,
+                ))
             })
             .at(path)?
             .collect::<rusqlite::Result<Vec<_>>>()
@@ -758,33 +807,24 @@ impl Store {
         for (name, type_name, geom, contents_bbox) in rows {
             let count: i64 = self
                 .conn
-                .query_row(&format!("SELECT count(*) FROM {}", quote(&name)), [], |r| r.get(0))
+                .query_row(&format!("SELECT count(*) FROM {}", quote(&name)), [], |r| {
+                    r.get(0)
+                })
                 .at(path)?;
             let rtree = rtree_name(&name, &geom);
             let bbox = if table_exists(&self.conn, &rtree).at(path)? {
-                let b: [Option<f64>; 4] = self
-                    .conn
-                    .query_row(
-                        &format!(
-                            "SELECT min(minx), min(miny), max(maxx), max(maxy) FROM {}",
-                            quote(&rtree)
-                        ),
-                        [],
-                        |r| Ok([r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?]),
-                    )
-                    .at(path)?;
-                b
+                rtree_extent(&self.conn, &rtree).at(path)?
             } else {
-                contents_bbox
+                match contents_bbox {
+                    [Some(a), Some(b), Some(c), Some(d)] => Some([a, b, c, d]),
+                    _ => None,
+                }
             };
             out.push(LayerInfo {
                 name,
                 geometry: GeomType::from_gpkg_name(&type_name),
                 count: u64::try_from(count).unwrap_or(0),
-                bbox: match bbox {
-                    [Some(a), Some(b), Some(c), Some(d)] => Some([a, b, c, d]),
-                    _ => None,
-                },
+                bbox,
             });
         }
         Ok(out)
@@ -811,7 +851,11 @@ impl Store {
         let index = if table_exists(&self.conn, &rtree).at(path)? {
             suspend_trigger(&self.conn, &format!("{rtree}_insert"))
                 .at(path)?
-                .map(|trigger_sql| DeferredIndex { rtree, trigger_sql, entries: Vec::new() })
+                .map(|trigger_sql| DeferredIndex {
+                    rtree,
+                    trigger_sql,
+                    entries: Vec::new(),
+                })
         } else {
             None
         };
@@ -854,18 +898,29 @@ impl Store {
             sql.push_str(", ");
             sql.push_str(&quote(&col.name));
         }
-        sql.push_str(&format!(" FROM {} ORDER BY {}", quote(layer), quote(&def.fid)));
+        sql.push_str(&format!(
+            " FROM {} ORDER BY {}",
+            quote(layer),
+            quote(&def.fid)
+        ));
         let mut stmt = self.conn.prepare(&sql).at(path)?;
         let mut rows = stmt.query([]).at(path)?;
         let mut n = 0;
         while let Some(row) = rows.next().at(path)? {
             let fid: i64 = row.get(0).at(path)?;
-            let bad_geometry =
-                |reason: String| StoreError::Geometry { layer: layer.to_owned(), fid, reason };
+            let bad_geometry = |reason: String| StoreError::Geometry {
+                layer: layer.to_owned(),
+                fid,
+                reason,
+            };
             let geometry = match row.get_ref(1).at(path)? {
                 ValueRef::Blob(blob) => decode(blob).map_err(bad_geometry)?,
                 ValueRef::Null => return Err(bad_geometry("the geometry is NULL".into())),
-                _ => return Err(bad_geometry("the geometry column does not hold a BLOB".into())),
+                _ => {
+                    return Err(bad_geometry(
+                        "the geometry column does not hold a BLOB".into(),
+                    ));
+                }
             };
             let mut values = Vec::with_capacity(def.schema.columns.len());
             for (i, col) in def.schema.columns.iter().enumerate() {
@@ -879,7 +934,11 @@ impl Store {
                 })?;
                 values.push(value);
             }
-            f(Feature { fid, geometry, values })?;
+            f(Feature {
+                fid,
+                geometry,
+                values,
+            })?;
             n += 1;
         }
         Ok(n)
@@ -900,7 +959,9 @@ impl Store {
         } else {
             None
         };
-        let n = tx.execute(&format!("DELETE FROM {}", quote(layer)), []).at(path)?;
+        let n = tx
+            .execute(&format!("DELETE FROM {}", quote(layer)), [])
+            .at(path)?;
         if let Some(trigger_sql) = trigger {
             bulk_load_rtree(&tx, &rtree, Vec::new()).at(path)?;
             tx.execute_batch(&trigger_sql).at(path)?;
@@ -957,9 +1018,11 @@ impl Store {
             return Ok(None);
         }
         self.conn
-            .query_row(&format!("SELECT value FROM {META_TABLE} WHERE key = ?1"), [key], |r| {
-                r.get(0)
-            })
+            .query_row(
+                &format!("SELECT value FROM {META_TABLE} WHERE key = ?1"),
+                [key],
+                |r| r.get(0),
+            )
             .optional()
             .at(path)
     }
@@ -1002,7 +1065,11 @@ impl Store {
             .at(path)?;
         let cols = stmt
             .query_map([layer], |r| {
-                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?))
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, i64>(2)?,
+                ))
             })
             .at(path)?
             .collect::<rusqlite::Result<Vec<_>>>()
@@ -1015,7 +1082,10 @@ impl Store {
         let columns = cols
             .into_iter()
             .filter(|(name, _, _)| *name != fid && !name.eq_ignore_ascii_case(&geom))
-            .map(|(name, ty, _)| Column { name, ty: ColumnType::from_sql_name(&ty) })
+            .map(|(name, ty, _)| Column {
+                name,
+                ty: ColumnType::from_sql_name(&ty),
+            })
             .collect();
         Ok(LayerDef {
             schema: LayerSchema {
@@ -1075,7 +1145,11 @@ impl LayerWriter<'_> {
     /// an `Integer` column takes `Integer` or `Null`, a `Real` column `Real`,
     /// `Integer` (stored as a float) or `Null`, a `Text` column `Text` or
     /// `Null`. The geometry must be of the layer's declared type.
-    pub fn insert(&mut self, geometry: &Geometry<f64>, values: &[Value]) -> Result<i64, StoreError> {
+    pub fn insert(
+        &mut self,
+        geometry: &Geometry<f64>,
+        values: &[Value],
+    ) -> Result<i64, StoreError> {
         let layer = &self.schema.name;
         if values.len() != self.schema.columns.len() {
             return Err(StoreError::Arity {
@@ -1114,13 +1188,20 @@ impl LayerWriter<'_> {
             bound.at(path)?;
         }
         let bounds = encode(geometry, SRS_WGS84, &mut self.blob);
-        self.stmt.raw_bind_parameter(1, self.blob.as_slice()).at(path)?;
+        self.stmt
+            .raw_bind_parameter(1, self.blob.as_slice())
+            .at(path)?;
         self.stmt.raw_execute().at(path)?;
         let fid = self.conn.last_insert_rowid();
         if let Some(b) = bounds {
             self.bbox = Some(match self.bbox {
                 None => b,
-                Some(a) => [a[0].min(b[0]), a[1].min(b[1]), a[2].max(b[2]), a[3].max(b[3])],
+                Some(a) => [
+                    a[0].min(b[0]),
+                    a[1].min(b[1]),
+                    a[2].max(b[2]),
+                    a[3].max(b[3]),
+                ],
             });
             if let Some(index) = &mut self.index {
                 index.entries.push(RtreeEntry::new(fid, b));
@@ -1138,13 +1219,29 @@ impl LayerWriter<'_> {
     /// Widens the layer's `gpkg_contents` extent to cover what was written,
     /// stamps `last_change`, commits, and returns the number of rows written.
     pub fn commit(self) -> Result<u64, StoreError> {
-        let LayerWriter { stmt, tx, path, schema, bbox, rows, index, .. } = self;
+        let LayerWriter {
+            stmt,
+            tx,
+            path,
+            schema,
+            bbox,
+            rows,
+            index,
+            ..
+        } = self;
         drop(stmt);
-        if let Some(DeferredIndex { rtree, trigger_sql, entries }) = index {
+        if let Some(DeferredIndex {
+            rtree,
+            trigger_sql,
+            entries,
+        }) = index
+        {
             let indexed: i64 = tx
-                .query_row(&format!("SELECT count(*) FROM {}", quote(&format!("{rtree}_rowid"))), [], |r| {
-                    r.get(0)
-                })
+                .query_row(
+                    &format!("SELECT count(*) FROM {}", quote(&format!("{rtree}_rowid"))),
+                    [],
+                    |r| r.get(0),
+                )
                 .at(path)?;
             if entries.len() as u64 >= indexed.unsigned_abs() {
                 let mut all = entries;
@@ -1152,9 +1249,16 @@ impl LayerWriter<'_> {
                 bulk_load_rtree(&tx, &rtree, all).at(path)?;
             } else {
                 let mut insert = tx
-                    .prepare(&format!("INSERT OR REPLACE INTO {} VALUES (?1, ?2, ?3, ?4, ?5)", quote(&rtree)))
+                    .prepare(&format!(
+                        "INSERT OR REPLACE INTO {} VALUES (?1, ?2, ?3, ?4, ?5)",
+                        quote(&rtree)
+                    ))
                     .at(path)?;
-                for RtreeEntry { id, bbox: [a, b, c, d] } in entries {
+                for RtreeEntry {
+                    id,
+                    bbox: [a, b, c, d],
+                } in entries
+                {
                     insert.execute((id, a, b, c, d)).at(path)?;
                 }
             }
@@ -1190,12 +1294,17 @@ fn quote(ident: &str) -> String {
 
 fn is_identifier(name: &str) -> bool {
     let mut bytes = name.bytes();
-    bytes.next().is_some_and(|b| b.is_ascii_lowercase() || b == b'_')
+    bytes
+        .next()
+        .is_some_and(|b| b.is_ascii_lowercase() || b == b'_')
         && bytes.all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
 }
 
 fn check_layer_name(name: &str) -> Result<(), StoreError> {
-    let bad = |reason: &str| StoreError::BadLayerName { name: name.to_owned(), reason: reason.into() };
+    let bad = |reason: &str| StoreError::BadLayerName {
+        name: name.to_owned(),
+        reason: reason.into(),
+    };
     if !is_identifier(name) {
         return Err(bad("layer names must match [a-z_][a-z0-9_]*"));
     }
@@ -1312,13 +1421,24 @@ impl RtreeEntry {
         const AWAY: f64 = 1.0 + 1.0 / 8_388_608.0;
         let down = |d: f64| {
             let f = d as f32;
-            if f64::from(f) > d { (d * if d < 0.0 { AWAY } else { TOWARDS }) as f32 } else { f }
+            if f64::from(f) > d {
+                (d * if d < 0.0 { AWAY } else { TOWARDS }) as f32
+            } else {
+                f
+            }
         };
         let up = |d: f64| {
             let f = d as f32;
-            if f64::from(f) < d { (d * if d < 0.0 { TOWARDS } else { AWAY }) as f32 } else { f }
+            if f64::from(f) < d {
+                (d * if d < 0.0 { TOWARDS } else { AWAY }) as f32
+            } else {
+                f
+            }
         };
-        RtreeEntry { id, bbox: [down(min_x), up(max_x), down(min_y), up(max_y)] }
+        RtreeEntry {
+            id,
+            bbox: [down(min_x), up(max_x), down(min_y), up(max_y)],
+        }
     }
 
     fn center(&self, axis: usize) -> f64 {
@@ -1328,10 +1448,16 @@ impl RtreeEntry {
 
 /// Every entry of an R-tree (its values are f32, so the narrowing is exact).
 fn read_rtree(conn: &Connection, rtree: &str) -> rusqlite::Result<Vec<RtreeEntry>> {
-    let mut stmt = conn.prepare(&format!("SELECT id, minx, maxx, miny, maxy FROM {}", quote(rtree)))?;
+    let mut stmt = conn.prepare(&format!(
+        "SELECT id, minx, maxx, miny, maxy FROM {}",
+        quote(rtree)
+    ))?;
     let rows = stmt.query_map([], |r| {
         let v = |i| r.get::<_, f64>(i).map(|v| v as f32);
-        Ok(RtreeEntry { id: r.get(0)?, bbox: [v(1)?, v(2)?, v(3)?, v(4)?] })
+        Ok(RtreeEntry {
+            id: r.get(0)?,
+            bbox: [v(1)?, v(2)?, v(3)?, v(4)?],
+        })
     })?;
     rows.collect()
 }
@@ -1347,23 +1473,39 @@ fn read_rtree(conn: &Connection, rtree: &str) -> rusqlite::Result<Vec<RtreeEntry
 /// (rowid in leaves, child node otherwise) and four big-endian f32.
 /// `<r>_parent` maps every other node to its parent, `<r>_rowid` every entry
 /// to its leaf. `rtreecheck()` validates all of it in the tests.
-fn bulk_load_rtree(conn: &Connection, rtree: &str, mut level: Vec<RtreeEntry>) -> rusqlite::Result<()> {
-    let [node_t, parent_t, rowid_t] = ["node", "parent", "rowid"].map(|s| quote(&format!("{rtree}_{s}")));
+fn bulk_load_rtree(
+    conn: &Connection,
+    rtree: &str,
+    mut level: Vec<RtreeEntry>,
+) -> rusqlite::Result<()> {
+    let [node_t, parent_t, rowid_t] =
+        ["node", "parent", "rowid"].map(|s| quote(&format!("{rtree}_{s}")));
     let node_size: Option<i64> = conn
-        .query_row(&format!("SELECT length(data) FROM {node_t} WHERE nodeno = 1"), [], |r| r.get(0))
+        .query_row(
+            &format!("SELECT length(data) FROM {node_t} WHERE nodeno = 1"),
+            [],
+            |r| r.get(0),
+        )
         .optional()?;
     let node_size = node_size.and_then(|n| usize::try_from(n).ok()).unwrap_or(0);
     let cap = node_size.saturating_sub(4) / RTREE_CELL;
     if cap < 2 {
         return Err(rusqlite::Error::SqliteFailure(
             rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CORRUPT),
-            Some(format!("R-tree {rtree} has no usable root node ({node_size} bytes)")),
+            Some(format!(
+                "R-tree {rtree} has no usable root node ({node_size} bytes)"
+            )),
         ));
     }
-    conn.execute_batch(&format!("DELETE FROM {node_t}; DELETE FROM {parent_t}; DELETE FROM {rowid_t};"))?;
-    let mut put_node = conn.prepare(&format!("INSERT INTO {node_t} (nodeno, data) VALUES (?1, ?2)"))?;
-    let mut put_parent =
-        conn.prepare(&format!("INSERT INTO {parent_t} (nodeno, parentnode) VALUES (?1, ?2)"))?;
+    conn.execute_batch(&format!(
+        "DELETE FROM {node_t}; DELETE FROM {parent_t}; DELETE FROM {rowid_t};"
+    ))?;
+    let mut put_node = conn.prepare(&format!(
+        "INSERT INTO {node_t} (nodeno, data) VALUES (?1, ?2)"
+    ))?;
+    let mut put_parent = conn.prepare(&format!(
+        "INSERT INTO {parent_t} (nodeno, parentnode) VALUES (?1, ?2)"
+    ))?;
     let mut leaf_of = Vec::with_capacity(level.len());
     let mut blob = vec![0u8; node_size];
     // Writes one node and its parent/rowid mappings; returns its bounding box.
@@ -1374,7 +1516,12 @@ fn bulk_load_rtree(conn: &Connection, rtree: &str, mut level: Vec<RtreeEntry>) -
         }
         // cells.len() <= cap, and cap <= 51 for any page size SQLite allows.
         blob[2..4].copy_from_slice(&(cells.len() as u16).to_be_bytes());
-        let mut bbox = [f32::INFINITY, f32::NEG_INFINITY, f32::INFINITY, f32::NEG_INFINITY];
+        let mut bbox = [
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+        ];
         for (k, e) in cells.iter().enumerate() {
             let cell = &mut blob[4 + k * RTREE_CELL..4 + (k + 1) * RTREE_CELL];
             cell[..8].copy_from_slice(&e.id.to_be_bytes());
@@ -1411,11 +1558,56 @@ fn bulk_load_rtree(conn: &Connection, rtree: &str, mut level: Vec<RtreeEntry>) -
     write_node(1, depth, &level)?;
     // The rowid table is keyed by fid: inserting in key order appends.
     leaf_of.sort_unstable();
-    let mut put_rowid = conn.prepare(&format!("INSERT INTO {rowid_t} (rowid, nodeno) VALUES (?1, ?2)"))?;
+    let mut put_rowid = conn.prepare(&format!(
+        "INSERT INTO {rowid_t} (rowid, nodeno) VALUES (?1, ?2)"
+    ))?;
     for (id, node) in leaf_of {
         put_rowid.execute((id, node))?;
     }
     Ok(())
+}
+
+/// `[min_x, min_y, max_x, max_y]` of everything in an R-tree, `None` if it
+/// is empty: the union of the root node's cells, which SQLite keeps equal to
+/// the union of all entries, so this is O(1) where `min(minx)` would scan
+/// the whole index.
+fn rtree_extent(conn: &Connection, rtree: &str) -> rusqlite::Result<Option<[f64; 4]>> {
+    let root: Option<Vec<u8>> = conn
+        .query_row(
+            &format!(
+                "SELECT data FROM {} WHERE nodeno = 1",
+                quote(&format!("{rtree}_node"))
+            ),
+            [],
+            |r| r.get(0),
+        )
+        .optional()?;
+    let root = root.unwrap_or_default();
+    let cells = root
+        .get(2..4)
+        .map_or(0, |n| usize::from(u16::from_be_bytes([n[0], n[1]])));
+    let coord = |cell: &[u8], i: usize| {
+        let b = &cell[8 + 4 * i..12 + 4 * i];
+        f64::from(f32::from_bits(u32::from_be_bytes([b[0], b[1], b[2], b[3]])))
+    };
+    let mut bounds = Bounds::new();
+    // A short or corrupt blob yields fewer cells, never a panic.
+    for cell in root
+        .get(4..)
+        .unwrap_or_default()
+        .chunks_exact(RTREE_CELL)
+        .take(cells)
+    {
+        bounds.add(Coord {
+            x: coord(cell, 0),
+            y: coord(cell, 2),
+        });
+        bounds.add(Coord {
+            x: coord(cell, 1),
+            y: coord(cell, 3),
+        });
+    }
+    Ok(bounds.get())
 }
 
 /// Sort-Tile-Recursive order: vertical slices of about sqrt(nodes) nodes
@@ -1448,7 +1640,12 @@ fn register_functions(conn: &Connection) -> rusqlite::Result<()> {
     conn.create_scalar_function("ST_IsEmpty", 1, flags, |ctx| {
         Ok(envelope_arg(ctx).map(|env| env.is_none()))
     })?;
-    for (name, i) in [("ST_MinX", 0), ("ST_MinY", 1), ("ST_MaxX", 2), ("ST_MaxY", 3)] {
+    for (name, i) in [
+        ("ST_MinX", 0),
+        ("ST_MinY", 1),
+        ("ST_MaxX", 2),
+        ("ST_MaxY", 3),
+    ] {
         conn.create_scalar_function(name, 1, flags, move |ctx| {
             Ok(envelope_arg(ctx).flatten().map(|env| env[i]))
         })?;
@@ -1503,7 +1700,12 @@ struct Bounds([f64; 4]);
 
 impl Bounds {
     fn new() -> Bounds {
-        Bounds([f64::INFINITY, f64::INFINITY, f64::NEG_INFINITY, f64::NEG_INFINITY])
+        Bounds([
+            f64::INFINITY,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+            f64::NEG_INFINITY,
+        ])
     }
 
     #[inline]
@@ -1686,7 +1888,10 @@ struct Reader<'a> {
 impl<'a> Reader<'a> {
     fn take<const N: usize>(&mut self) -> Result<[u8; N], String> {
         let (head, rest) = self.bytes.split_first_chunk::<N>().ok_or_else(|| {
-            format!("truncated: {N} more bytes needed but only {} left", self.bytes.len())
+            format!(
+                "truncated: {N} more bytes needed but only {} left",
+                self.bytes.len()
+            )
         })?;
         self.bytes = rest;
         Ok(*head)
@@ -1698,12 +1903,20 @@ impl<'a> Reader<'a> {
 
     fn u32(&mut self, le: bool) -> Result<u32, String> {
         let b = self.take()?;
-        Ok(if le { u32::from_le_bytes(b) } else { u32::from_be_bytes(b) })
+        Ok(if le {
+            u32::from_le_bytes(b)
+        } else {
+            u32::from_be_bytes(b)
+        })
     }
 
     fn f64(&mut self, le: bool) -> Result<f64, String> {
         let b = self.take()?;
-        Ok(if le { f64::from_le_bytes(b) } else { f64::from_be_bytes(b) })
+        Ok(if le {
+            f64::from_le_bytes(b)
+        } else {
+            f64::from_be_bytes(b)
+        })
     }
 
     /// Reads an element count and checks that the remaining bytes can hold
@@ -1713,7 +1926,10 @@ impl<'a> Reader<'a> {
         let n = self.u32(le)? as usize;
         match n.checked_mul(min_size) {
             Some(need) if need <= self.bytes.len() => Ok(n),
-            _ => Err(format!("count {n} does not fit in the {} bytes left", self.bytes.len())),
+            _ => Err(format!(
+                "count {n} does not fit in the {} bytes left",
+                self.bytes.len()
+            )),
         }
     }
 }
@@ -1736,7 +1952,9 @@ fn parse_header(blob: &[u8]) -> Result<Header, String> {
     }
     let flags = r.u8()?;
     if flags & 0b0010_0000 != 0 {
-        return Err("ExtendedGeoPackageBinary (user-defined geometry types) is not supported".into());
+        return Err(
+            "ExtendedGeoPackageBinary (user-defined geometry types) is not supported".into(),
+        );
     }
     let le = flags & 1 == 1;
     let doubles = match (flags >> 1) & 0b111 {
@@ -1756,15 +1974,24 @@ fn parse_header(blob: &[u8]) -> Result<Header, String> {
         }
         Some([min_x, min_y, max_x, max_y])
     };
-    Ok(Header { empty: flags & 0b0001_0000 != 0, envelope, wkb: blob.len() - r.bytes.len() })
+    Ok(Header {
+        empty: flags & 0b0001_0000 != 0,
+        envelope,
+        wkb: blob.len() - r.bytes.len(),
+    })
 }
 
 fn decode(blob: &[u8]) -> Result<Geometry<f64>, String> {
     let header = parse_header(blob)?;
-    let mut r = Reader { bytes: &blob[header.wkb..] };
+    let mut r = Reader {
+        bytes: &blob[header.wkb..],
+    };
     let g = read_wkb(&mut r, 0)?;
     if !r.bytes.is_empty() {
-        return Err(format!("{} unexpected bytes after the WKB geometry", r.bytes.len()));
+        return Err(format!(
+            "{} unexpected bytes after the WKB geometry",
+            r.bytes.len()
+        ));
     }
     Ok(g)
 }
@@ -1812,7 +2039,10 @@ fn add_bounds(g: &Geometry<f64>, b: &mut Bounds) {
 }
 
 fn read_coord(r: &mut Reader<'_>, le: bool, dims: usize) -> Result<Coord<f64>, String> {
-    let c = Coord { x: r.f64(le)?, y: r.f64(le)? };
+    let c = Coord {
+        x: r.f64(le)?,
+        y: r.f64(le)?,
+    };
     for _ in 2..dims {
         r.f64(le)?;
     }
@@ -1853,16 +2083,16 @@ fn read_members<T>(
     let mut members = Vec::with_capacity(n);
     for _ in 0..n {
         let g = read_wkb(r, depth + 1)?;
-        members.push(
-            pick(g).map_err(|g| format!("{what} contains a {}", geometry_kind(&g)))?,
-        );
+        members.push(pick(g).map_err(|g| format!("{what} contains a {}", geometry_kind(&g)))?);
     }
     Ok(members)
 }
 
 fn read_wkb(r: &mut Reader<'_>, depth: u32) -> Result<Geometry<f64>, String> {
     if depth > MAX_DEPTH {
-        return Err(format!("geometry collections nested deeper than {MAX_DEPTH}"));
+        return Err(format!(
+            "geometry collections nested deeper than {MAX_DEPTH}"
+        ));
     }
     let le = match r.u8()? {
         0 => false,
@@ -1882,24 +2112,49 @@ fn read_wkb(r: &mut Reader<'_>, depth: u32) -> Result<Geometry<f64>, String> {
         WKB_LINESTRING => Geometry::LineString(read_coords(r, le, dims)?),
         WKB_POLYGON => Geometry::Polygon(read_polygon(r, le, dims)?),
         WKB_MULTIPOINT => Geometry::MultiPoint(MultiPoint(read_members(
-            r, le, depth, 21, "MultiPoint",
-            |g| match g { Geometry::Point(p) => Ok(p), g => Err(g) },
+            r,
+            le,
+            depth,
+            21,
+            "MultiPoint",
+            |g| match g {
+                Geometry::Point(p) => Ok(p),
+                g => Err(g),
+            },
         )?)),
         WKB_MULTILINESTRING => Geometry::MultiLineString(MultiLineString(read_members(
-            r, le, depth, 9, "MultiLineString",
-            |g| match g { Geometry::LineString(l) => Ok(l), g => Err(g) },
+            r,
+            le,
+            depth,
+            9,
+            "MultiLineString",
+            |g| match g {
+                Geometry::LineString(l) => Ok(l),
+                g => Err(g),
+            },
         )?)),
         WKB_MULTIPOLYGON => Geometry::MultiPolygon(MultiPolygon(read_members(
-            r, le, depth, 9, "MultiPolygon",
-            |g| match g { Geometry::Polygon(p) => Ok(p), g => Err(g) },
+            r,
+            le,
+            depth,
+            9,
+            "MultiPolygon",
+            |g| match g {
+                Geometry::Polygon(p) => Ok(p),
+                g => Err(g),
+            },
         )?)),
         WKB_COLLECTION => Geometry::GeometryCollection(GeometryCollection(read_members(
-            r, le, depth, 9, "GeometryCollection", Ok,
+            r,
+            le,
+            depth,
+            9,
+            "GeometryCollection",
+            Ok,
         )?)),
         _ => return Err(format!("unsupported WKB geometry type {code}")),
     })
 }
-
 
 #[cfg(test)]
 mod tests {
@@ -1911,9 +2166,18 @@ mod tests {
             name: name.into(),
             geometry,
             columns: vec![
-                Column { name: "name".into(), ty: ColumnType::Text },
-                Column { name: "pop".into(), ty: ColumnType::Integer },
-                Column { name: "area".into(), ty: ColumnType::Real },
+                Column {
+                    name: "name".into(),
+                    ty: ColumnType::Text,
+                },
+                Column {
+                    name: "pop".into(),
+                    ty: ColumnType::Integer,
+                },
+                Column {
+                    name: "area".into(),
+                    ty: ColumnType::Real,
+                },
             ],
         }
     }
@@ -1937,9 +2201,14 @@ mod tests {
         let other = polygon![(x: 20.0, y: -5.0), (x: 30.0, y: -5.0), (x: 25.0, y: 1.5)];
         vec![
             Geometry::Point(point!(x: 116.397_128, y: 39.916_527)),
-            Geometry::LineString(line_string![(x: 1.0, y: 2.0), (x: 3.0, y: -4.0), (x: 5.5, y: 6.0)]),
+            Geometry::LineString(
+                line_string![(x: 1.0, y: 2.0), (x: 3.0, y: -4.0), (x: 5.5, y: 6.0)],
+            ),
             Geometry::Polygon(hole.clone()),
-            Geometry::MultiPoint(MultiPoint(vec![point!(x: 1.0, y: 1.0), point!(x: -1.0, y: 3.0)])),
+            Geometry::MultiPoint(MultiPoint(vec![
+                point!(x: 1.0, y: 1.0),
+                point!(x: -1.0, y: 3.0),
+            ])),
             Geometry::MultiLineString(MultiLineString(vec![
                 line_string![(x: 0.0, y: 0.0), (x: 1.0, y: 1.0)],
                 line_string![(x: 5.0, y: 5.0), (x: 6.0, y: 7.0), (x: 8.0, y: 9.0)],
@@ -1981,8 +2250,10 @@ mod tests {
     fn envelope_in_header_is_minx_maxx_miny_maxy() {
         let blob = encode_geometry(&Geometry::Polygon(square_with_hole()), 4326);
         assert_eq!(blob[3], 0b0000_0011);
-        let env: Vec<f64> =
-            blob[8..40].chunks(8).map(|c| f64::from_le_bytes(c.try_into().unwrap())).collect();
+        let env: Vec<f64> = blob[8..40]
+            .chunks(8)
+            .map(|c| f64::from_le_bytes(c.try_into().unwrap()))
+            .collect();
         assert_eq!(env, [0.0, 10.0, 0.0, 10.0]);
         // WKB follows: little-endian Polygon with 2 rings.
         assert_eq!(blob[40], 1);
@@ -1994,7 +2265,10 @@ mod tests {
     fn other_shapes_are_written_as_core_types() {
         let line = Geometry::Line(Line::new(coord! {x: 1.0, y: 2.0}, coord! {x: 3.0, y: 4.0}));
         let back = decode_geometry(&encode_geometry(&line, 4326)).unwrap();
-        assert_eq!(back, Geometry::LineString(line_string![(x: 1.0, y: 2.0), (x: 3.0, y: 4.0)]));
+        assert_eq!(
+            back,
+            Geometry::LineString(line_string![(x: 1.0, y: 2.0), (x: 3.0, y: 4.0)])
+        );
         let rect = Geometry::Rect(Rect::new(coord! {x: 0.0, y: 0.0}, coord! {x: 2.0, y: 1.0}));
         let Geometry::Polygon(p) = decode_geometry(&encode_geometry(&rect, 4326)).unwrap() else {
             panic!("rect must decode as a polygon");
@@ -2007,8 +2281,13 @@ mod tests {
         let g = Geometry::Point(point!(x: f64::NAN, y: f64::NAN));
         let blob = encode_geometry(&g, 4326);
         assert_eq!(blob[3], 0b0001_0001);
-        assert_eq!(&blob[blob.len() - 16..], &[0, 0, 0, 0, 0, 0, 0xf8, 0x7f, 0, 0, 0, 0, 0, 0, 0xf8, 0x7f]);
-        let Geometry::Point(p) = decode_geometry(&blob).unwrap() else { panic!() };
+        assert_eq!(
+            &blob[blob.len() - 16..],
+            &[0, 0, 0, 0, 0, 0, 0xf8, 0x7f, 0, 0, 0, 0, 0, 0, 0xf8, 0x7f]
+        );
+        let Geometry::Point(p) = decode_geometry(&blob).unwrap() else {
+            panic!()
+        };
         assert!(p.x().is_nan() && p.y().is_nan());
         assert_eq!(blob_envelope(&blob).unwrap(), None);
     }
@@ -2028,23 +2307,40 @@ mod tests {
             b.extend_from_slice(&v.to_be_bytes());
         }
         let g = decode_geometry(&b).unwrap();
-        assert_eq!(g, Geometry::LineString(line_string![(x: 1.0, y: 2.0), (x: 3.0, y: 4.0)]));
+        assert_eq!(
+            g,
+            Geometry::LineString(line_string![(x: 1.0, y: 2.0), (x: 3.0, y: 4.0)])
+        );
         assert_eq!(blob_envelope(&b).unwrap(), Some([1.0, 2.0, 3.0, 4.0]));
     }
 
     #[test]
     fn decodes_every_envelope_kind() {
-        let g = Geometry::MultiPoint(MultiPoint(vec![point!(x: 1.0, y: 2.0), point!(x: 3.0, y: 4.0)]));
+        let g = Geometry::MultiPoint(MultiPoint(vec![
+            point!(x: 1.0, y: 2.0),
+            point!(x: 3.0, y: 4.0),
+        ]));
         let wkb = &encode_geometry(&g, 4326)[40..];
         for (code, doubles) in [(0u8, 0), (1, 4), (2, 6), (3, 6), (4, 8)] {
             for le in [true, false] {
                 let mut b = vec![b'G', b'P', 0, (code << 1) | u8::from(le)];
-                b.extend_from_slice(&if le { 0i32.to_le_bytes() } else { 0i32.to_be_bytes() });
-                for v in [1.0f64, 3.0, 2.0, 4.0, -1.0, 1.0, -2.0, 2.0].into_iter().take(doubles) {
+                b.extend_from_slice(&if le {
+                    0i32.to_le_bytes()
+                } else {
+                    0i32.to_be_bytes()
+                });
+                for v in [1.0f64, 3.0, 2.0, 4.0, -1.0, 1.0, -2.0, 2.0]
+                    .into_iter()
+                    .take(doubles)
+                {
                     b.extend_from_slice(&if le { v.to_le_bytes() } else { v.to_be_bytes() });
                 }
                 b.extend_from_slice(wkb);
-                assert_eq!(decode_geometry(&b).unwrap(), g, "envelope code {code}, le {le}");
+                assert_eq!(
+                    decode_geometry(&b).unwrap(),
+                    g,
+                    "envelope code {code}, le {le}"
+                );
                 assert_eq!(blob_envelope(&b).unwrap(), Some([1.0, 2.0, 3.0, 4.0]));
             }
         }
@@ -2058,7 +2354,10 @@ mod tests {
         for g in samples() {
             let blob = encode_geometry(&g, 4326);
             for len in 0..blob.len() {
-                assert!(decode_geometry(&blob[..len]).is_err(), "{g:?} truncated to {len}");
+                assert!(
+                    decode_geometry(&blob[..len]).is_err(),
+                    "{g:?} truncated to {len}"
+                );
                 let _ = blob_envelope(&blob[..len]);
             }
             let mut longer = blob.clone();
@@ -2104,7 +2403,12 @@ mod tests {
         let mut b = vec![b'G', b'P', 0, 1, 0, 0, 0, 0, 1];
         b.extend_from_slice(&WKB_LINESTRING.to_le_bytes());
         b.extend_from_slice(&u32::MAX.to_le_bytes());
-        assert!(decode_geometry(&b).unwrap_err().to_string().contains("count"));
+        assert!(
+            decode_geometry(&b)
+                .unwrap_err()
+                .to_string()
+                .contains("count")
+        );
 
         let mut deep = vec![b'G', b'P', 0, 1, 0, 0, 0, 0];
         for _ in 0..100 {
@@ -2126,21 +2430,34 @@ mod tests {
         {
             let mut store = Store::create(&path).unwrap();
             assert_eq!(store.path(), path);
-            store.create_layer(&schema("grids", GeomType::MultiPolygon)).unwrap();
+            store
+                .create_layer(&schema("grids", GeomType::MultiPolygon))
+                .unwrap();
             assert!(store.has_layer("grids").unwrap());
             let mut w = store.writer("grids").unwrap();
             let fid1 = w
-                .insert(&geoms[0], &["东城区".into(), Value::from(12_000i64), Value::from(3.5)])
+                .insert(
+                    &geoms[0],
+                    &["东城区".into(), Value::from(12_000i64), Value::from(3.5)],
+                )
                 .unwrap();
-            let fid2 = w.insert(&geoms[1], &[Value::Null, Value::Null, 7.into()]).unwrap();
+            let fid2 = w
+                .insert(&geoms[1], &[Value::Null, Value::Null, 7.into()])
+                .unwrap();
             assert_eq!((fid1, fid2), (1, 2));
             assert_eq!(w.commit().unwrap(), 2);
             store.set_meta("city", "北京").unwrap();
         }
-        assert!(matches!(Store::create(&path), Err(StoreError::Exists { .. })));
+        assert!(matches!(
+            Store::create(&path),
+            Err(StoreError::Exists { .. })
+        ));
 
         let store = Store::open(&path).unwrap();
-        assert_eq!(store.schema("grids").unwrap(), schema("grids", GeomType::MultiPolygon));
+        assert_eq!(
+            store.schema("grids").unwrap(),
+            schema("grids", GeomType::MultiPolygon)
+        );
         let mut got = Vec::new();
         let n = store.for_each("grids", |f| {
             got.push(f);
@@ -2149,16 +2466,29 @@ mod tests {
         assert_eq!(n.unwrap(), 2);
         assert_eq!(got[0].fid, 1);
         assert_eq!(got[0].geometry, geoms[0]);
-        assert_eq!(got[0].values, [Value::from("东城区"), Value::Integer(12_000), Value::Real(3.5)]);
+        assert_eq!(
+            got[0].values,
+            [
+                Value::from("东城区"),
+                Value::Integer(12_000),
+                Value::Real(3.5)
+            ]
+        );
         assert_eq!(got[1].geometry, geoms[1]);
         assert_eq!(got[1].values, [Value::Null, Value::Null, Value::Real(7.0)]);
         assert_eq!(store.meta("city").unwrap().as_deref(), Some("北京"));
         assert_eq!(store.meta("nope").unwrap(), None);
 
         let c = store.connection();
-        let app: i32 = c.pragma_query_value(None, "application_id", |r| r.get(0)).unwrap();
-        let ver: i32 = c.pragma_query_value(None, "user_version", |r| r.get(0)).unwrap();
-        let journal: String = c.pragma_query_value(None, "journal_mode", |r| r.get(0)).unwrap();
+        let app: i32 = c
+            .pragma_query_value(None, "application_id", |r| r.get(0))
+            .unwrap();
+        let ver: i32 = c
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
+        let journal: String = c
+            .pragma_query_value(None, "journal_mode", |r| r.get(0))
+            .unwrap();
         assert_eq!((app, ver, journal.as_str()), (0x4750_4B47, 10300, "delete"));
         let (bbox, last_change): ([f64; 4], String) = c
             .query_row(
@@ -2181,7 +2511,10 @@ mod tests {
             .collect::<Result<_, _>>()
             .unwrap();
         assert_eq!(srs, [-1, 0, 4326]);
-        let fk: Option<String> = c.query_row("PRAGMA foreign_key_check", [], |r| r.get(0)).optional().unwrap();
+        let fk: Option<String> = c
+            .query_row("PRAGMA foreign_key_check", [], |r| r.get(0))
+            .optional()
+            .unwrap();
         assert_eq!(fk, None);
     }
 
@@ -2201,7 +2534,10 @@ mod tests {
         assert!(err.to_string().contains("notes.gpkg"), "{err}");
 
         let plain = dir.path().join("plain.sqlite");
-        Connection::open(&plain).unwrap().execute_batch("CREATE TABLE t (a)").unwrap();
+        Connection::open(&plain)
+            .unwrap()
+            .execute_batch("CREATE TABLE t (a)")
+            .unwrap();
         let err = Store::open(&plain).unwrap_err();
         assert!(err.to_string().contains("application_id"), "{err}");
 
@@ -2217,7 +2553,9 @@ mod tests {
     #[test]
     fn dropped_writer_rolls_back() {
         let (_dir, mut store) = new_store();
-        store.create_layer(&schema("pois", GeomType::Point)).unwrap();
+        store
+            .create_layer(&schema("pois", GeomType::Point))
+            .unwrap();
         {
             let mut w = store.writer("pois").unwrap();
             for i in 0..100 {
@@ -2232,7 +2570,11 @@ mod tests {
         assert_eq!(rtree_rows(&store, "pois"), 0);
         let contents: Option<f64> = store
             .connection()
-            .query_row("SELECT min_x FROM gpkg_contents WHERE table_name = 'pois'", [], |r| r.get(0))
+            .query_row(
+                "SELECT min_x FROM gpkg_contents WHERE table_name = 'pois'",
+                [],
+                |r| r.get(0),
+            )
             .unwrap();
         assert_eq!(contents, None);
     }
@@ -2241,7 +2583,11 @@ mod tests {
         assert_rtree_exact(store, layer);
         store
             .connection()
-            .query_row(&format!("SELECT count(*) FROM rtree_{layer}_geom"), [], |r| r.get(0))
+            .query_row(
+                &format!("SELECT count(*) FROM rtree_{layer}_geom"),
+                [],
+                |r| r.get(0),
+            )
             .unwrap()
     }
 
@@ -2249,8 +2595,13 @@ mod tests {
     /// entry per non-empty geometry, equal to what the triggers would write.
     fn assert_rtree_exact(store: &Store, layer: &str) {
         let c = store.connection();
-        let check: String =
-            c.query_row(&format!("SELECT rtreecheck('rtree_{layer}_geom')"), [], |r| r.get(0)).unwrap();
+        let check: String = c
+            .query_row(
+                &format!("SELECT rtreecheck('rtree_{layer}_geom')"),
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
         assert_eq!(check, "ok");
         let (expected, matching, total): (i64, i64, i64) = c
             .query_row(
@@ -2266,6 +2617,20 @@ mod tests {
             )
             .unwrap();
         assert_eq!((matching, total), (expected, expected), "index of {layer}");
+        let scanned: [Option<f64>; 4] = c
+            .query_row(
+                &format!(
+                    "SELECT min(minx), min(miny), max(maxx), max(maxy) FROM rtree_{layer}_geom"
+                ),
+                [],
+                |r| Ok([r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?]),
+            )
+            .unwrap();
+        let root = rtree_extent(c, &format!("rtree_{layer}_geom")).unwrap();
+        assert_eq!(
+            root.map(|b| b.map(Some)),
+            scanned.iter().all(Option::is_some).then_some(scanned)
+        );
     }
 
     /// What SQLite's rtree stores for a min / max coordinate.
@@ -2284,19 +2649,30 @@ mod tests {
     #[test]
     fn layers_report_counts_and_bbox() {
         let (_dir, mut store) = new_store();
-        store.create_layer(&schema("roads", GeomType::LineString)).unwrap();
-        store.create_layer(&schema("empty", GeomType::Polygon)).unwrap();
+        store
+            .create_layer(&schema("roads", GeomType::LineString))
+            .unwrap();
+        store
+            .create_layer(&schema("empty", GeomType::Polygon))
+            .unwrap();
         store.set_meta("k", "v").unwrap();
         let mut w = store.writer("roads").unwrap();
         for i in 0..10 {
             let x = 116.0 + f64::from(i) * 0.01;
             let ls = line_string![(x: x, y: 39.5), (x: x + 0.005, y: 39.9)];
-            w.insert(&Geometry::LineString(ls), &[Value::Null, Value::Null, Value::Null]).unwrap();
+            w.insert(
+                &Geometry::LineString(ls),
+                &[Value::Null, Value::Null, Value::Null],
+            )
+            .unwrap();
         }
         w.commit().unwrap();
         let layers = store.layers().unwrap();
         assert_eq!(layers.len(), 2, "the meta table is not a feature layer");
-        assert_eq!((layers[0].name.as_str(), layers[0].count, layers[0].bbox), ("empty", 0, None));
+        assert_eq!(
+            (layers[0].name.as_str(), layers[0].count, layers[0].bbox),
+            ("empty", 0, None)
+        );
         assert_eq!(layers[1].name, "roads");
         assert_eq!(layers[1].geometry, GeomType::LineString);
         assert_eq!(layers[1].count, 10);
@@ -2306,22 +2682,37 @@ mod tests {
             // The R-tree stores f32 rounded outward.
             assert!((bbox[k] - exact[k]).abs() < 1e-5, "{bbox:?}");
         }
-        assert!(bbox[0] <= exact[0] && bbox[1] <= exact[1] && bbox[2] >= exact[2] && bbox[3] >= exact[3]);
+        assert!(
+            bbox[0] <= exact[0]
+                && bbox[1] <= exact[1]
+                && bbox[2] >= exact[2]
+                && bbox[3] >= exact[3]
+        );
     }
 
     #[test]
     fn rtree_follows_inserts_updates_and_deletes() {
         let (_dir, mut store) = new_store();
-        store.create_layer(&schema("pois", GeomType::Point)).unwrap();
+        store
+            .create_layer(&schema("pois", GeomType::Point))
+            .unwrap();
         let mut w = store.writer("pois").unwrap();
         for i in 0..500 {
             let p = Geometry::Point(point!(x: f64::from(i % 50), y: f64::from(i / 50)));
-            w.insert(&p, &[Value::Null, Value::Null, Value::Null]).unwrap();
+            w.insert(&p, &[Value::Null, Value::Null, Value::Null])
+                .unwrap();
         }
-        w.insert(&Geometry::Point(point!(x: f64::NAN, y: f64::NAN)), &[Value::Null, Value::Null, Value::Null])
-            .unwrap();
+        w.insert(
+            &Geometry::Point(point!(x: f64::NAN, y: f64::NAN)),
+            &[Value::Null, Value::Null, Value::Null],
+        )
+        .unwrap();
         w.commit().unwrap();
-        assert_eq!(rtree_rows(&store, "pois"), 500, "the empty point is not indexed");
+        assert_eq!(
+            rtree_rows(&store, "pois"),
+            500,
+            "the empty point is not indexed"
+        );
 
         let c = store.connection();
         // Every indexed box equals the feature's point.
@@ -2348,10 +2739,16 @@ mod tests {
         c.execute("DELETE FROM pois WHERE fid <= 100", []).unwrap();
         assert_eq!(rtree_rows(&store, "pois"), 400);
         let moved = encode_geometry(&Geometry::Point(point!(x: 1000.0, y: 1000.0)), 4326);
-        c.execute("UPDATE pois SET geom = ?1 WHERE fid = 200", [&moved]).unwrap();
-        let x: f64 = c.query_row("SELECT minx FROM rtree_pois_geom WHERE id = 200", [], |r| r.get(0)).unwrap();
+        c.execute("UPDATE pois SET geom = ?1 WHERE fid = 200", [&moved])
+            .unwrap();
+        let x: f64 = c
+            .query_row("SELECT minx FROM rtree_pois_geom WHERE id = 200", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
         assert_eq!(x, 1000.0);
-        c.execute("UPDATE pois SET fid = 10000 WHERE fid = 200", []).unwrap();
+        c.execute("UPDATE pois SET fid = 10000 WHERE fid = 200", [])
+            .unwrap();
         let ids: Vec<i64> = c
             .prepare("SELECT id FROM rtree_pois_geom WHERE minx > 999")
             .unwrap()
@@ -2360,7 +2757,8 @@ mod tests {
             .collect::<Result<_, _>>()
             .unwrap();
         assert_eq!(ids, [10000]);
-        c.execute("UPDATE pois SET geom = NULL WHERE fid = 10000", []).unwrap();
+        c.execute("UPDATE pois SET geom = NULL WHERE fid = 10000", [])
+            .unwrap();
         assert_eq!(rtree_rows(&store, "pois"), 399);
 
         // 399 indexed points, the one made NULL and the empty point.
@@ -2370,19 +2768,32 @@ mod tests {
         // AUTOINCREMENT: fids of deleted features are not reused (the
         // sequence only tracks inserts, not the fid moved to 10000 above).
         let mut w = store.writer("pois").unwrap();
-        let fid = w.insert(&Geometry::Point(point!(x: 0.0, y: 0.0)), &[Value::Null, Value::Null, Value::Null]);
+        let fid = w.insert(
+            &Geometry::Point(point!(x: 0.0, y: 0.0)),
+            &[Value::Null, Value::Null, Value::Null],
+        );
         assert_eq!(fid.unwrap(), 502);
     }
 
     #[test]
     fn bulk_loaded_index_equals_the_trigger_built_one() {
         let (_dir, mut store) = new_store();
-        store.create_layer(&schema("grid", GeomType::Polygon)).unwrap();
-        store.create_layer(&schema("slow", GeomType::Polygon)).unwrap();
+        store
+            .create_layer(&schema("grid", GeomType::Polygon))
+            .unwrap();
+        store
+            .create_layer(&schema("slow", GeomType::Polygon))
+            .unwrap();
         let cells: Vec<Geometry<f64>> = (0..20_000)
             .map(|i| {
-                let (x, y) = (116.0 + f64::from(i % 200) * 1e-3, 39.0 + f64::from(i / 200) * 1e-3);
-                Geometry::Rect(Rect::new(coord! {x: x, y: y}, coord! {x: x + 7e-4, y: y + 9e-4}))
+                let (x, y) = (
+                    116.0 + f64::from(i % 200) * 1e-3,
+                    39.0 + f64::from(i / 200) * 1e-3,
+                );
+                Geometry::Rect(Rect::new(
+                    coord! {x: x, y: y},
+                    coord! {x: x + 7e-4, y: y + 9e-4},
+                ))
             })
             .collect();
         let nulls = [Value::Null, Value::Null, Value::Null];
@@ -2396,25 +2807,36 @@ mod tests {
         c.execute_batch("BEGIN").unwrap();
         for g in &cells {
             let blob = encode_geometry(g, 4326);
-            c.execute("INSERT INTO slow (geom) VALUES (?1)", [&blob]).unwrap();
+            c.execute("INSERT INTO slow (geom) VALUES (?1)", [&blob])
+                .unwrap();
         }
         c.execute_batch("COMMIT").unwrap();
         let dump = |layer: &str| -> Vec<(i64, f64, f64, f64, f64)> {
             c.prepare(&format!("SELECT * FROM rtree_{layer}_geom ORDER BY id"))
                 .unwrap()
-                .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))
+                .query_map([], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+                })
                 .unwrap()
                 .collect::<Result<_, _>>()
                 .unwrap()
         };
         assert_eq!(dump("grid"), dump("slow"));
         assert_eq!(rtree_rows(&store, "grid"), 20_000);
-        let depth: i64 =
-            c.query_row("SELECT hex(substr(data, 1, 2)) FROM rtree_grid_geom_node WHERE nodeno = 1", [], |r| {
-                r.get::<_, String>(0).map(|h| i64::from_str_radix(&h, 16).unwrap())
-            })
+        let depth: i64 = c
+            .query_row(
+                "SELECT hex(substr(data, 1, 2)) FROM rtree_grid_geom_node WHERE nodeno = 1",
+                [],
+                |r| {
+                    r.get::<_, String>(0)
+                        .map(|h| i64::from_str_radix(&h, 16).unwrap())
+                },
+            )
             .unwrap();
-        assert_eq!(depth, 2, "20000 entries in full 51-cell nodes: 393 leaves, 8 inner nodes, root");
+        assert_eq!(
+            depth, 2,
+            "20000 entries in full 51-cell nodes: 393 leaves, 8 inner nodes, root"
+        );
 
         // Spatial queries through the packed index find the right cells.
         let hits: i64 = c
@@ -2440,11 +2862,15 @@ mod tests {
         let c = store.connection();
         c.execute("DELETE FROM grid WHERE fid % 3 = 0", []).unwrap();
         let blob = encode_geometry(&cells[0], 4326);
-        c.execute("INSERT INTO grid (geom) VALUES (?1)", [&blob]).unwrap();
+        c.execute("INSERT INTO grid (geom) VALUES (?1)", [&blob])
+            .unwrap();
         assert_eq!(rtree_rows(&store, "grid"), 50_010 - 50_010 / 3 + 1);
         assert_eq!(store.clear_layer("grid").unwrap(), 50_010 - 50_010 / 3 + 1);
         assert_eq!(rtree_rows(&store, "grid"), 0);
-        store.connection().execute("INSERT INTO grid (geom) VALUES (?1)", [&blob]).unwrap();
+        store
+            .connection()
+            .execute("INSERT INTO grid (geom) VALUES (?1)", [&blob])
+            .unwrap();
         assert_eq!(rtree_rows(&store, "grid"), 1);
     }
 
@@ -2454,19 +2880,26 @@ mod tests {
         let c = store.connection();
         let blob = encode_geometry(&Geometry::Polygon(square_with_hole()), 4326);
         let row: (f64, f64, f64, f64, bool) = c
-            .query_row("SELECT ST_MinX(?1), ST_MinY(?1), ST_MaxX(?1), ST_MaxY(?1), ST_IsEmpty(?1)", [&blob], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
-            })
+            .query_row(
+                "SELECT ST_MinX(?1), ST_MinY(?1), ST_MaxX(?1), ST_MaxY(?1), ST_IsEmpty(?1)",
+                [&blob],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+            )
             .unwrap();
         assert_eq!(row, (0.0, 0.0, 10.0, 10.0, false));
         let empty = encode_geometry(&Geometry::LineString(LineString(vec![])), 4326);
-        let row: (Option<f64>, bool) =
-            c.query_row("SELECT ST_MinX(?1), ST_IsEmpty(?1)", [&empty], |r| Ok((r.get(0)?, r.get(1)?))).unwrap();
+        let row: (Option<f64>, bool) = c
+            .query_row("SELECT ST_MinX(?1), ST_IsEmpty(?1)", [&empty], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .unwrap();
         assert_eq!(row, (None, true));
         let garbage: (Option<f64>, Option<bool>, Option<bool>) = c
-            .query_row("SELECT ST_MinX(x'00'), ST_IsEmpty(x'4750'), ST_IsEmpty(NULL)", [], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-            })
+            .query_row(
+                "SELECT ST_MinX(x'00'), ST_IsEmpty(x'4750'), ST_IsEmpty(NULL)",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
             .unwrap();
         assert_eq!(garbage, (None, None, None));
     }
@@ -2474,46 +2907,107 @@ mod tests {
     #[test]
     fn writer_validates_input() {
         let (_dir, mut store) = new_store();
-        store.create_layer(&schema("grids", GeomType::Polygon)).unwrap();
+        store
+            .create_layer(&schema("grids", GeomType::Polygon))
+            .unwrap();
         let poly = Geometry::Polygon(square_with_hole());
         let mut w = store.writer("grids").unwrap();
         let err = w.insert(&poly, &[Value::Null]).unwrap_err();
-        assert!(matches!(err, StoreError::Arity { expected: 3, got: 1, .. }), "{err}");
-        let err = w.insert(&Geometry::Point(point!(x: 0.0, y: 0.0)), &[Value::Null, Value::Null, Value::Null]);
+        assert!(
+            matches!(
+                err,
+                StoreError::Arity {
+                    expected: 3,
+                    got: 1,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        let err = w.insert(
+            &Geometry::Point(point!(x: 0.0, y: 0.0)),
+            &[Value::Null, Value::Null, Value::Null],
+        );
         let err = err.unwrap_err();
-        assert!(err.to_string().contains("POLYGON") && err.to_string().contains("Point"), "{err}");
-        let err = w.insert(&poly, &[Value::Null, Value::from(1.5), Value::Null]).unwrap_err();
-        assert!(matches!(err, StoreError::ValueType { ref column, .. } if column == "pop"), "{err}");
-        let err = w.insert(&poly, &[Value::from(1i64), Value::Null, Value::Null]).unwrap_err();
+        assert!(
+            err.to_string().contains("POLYGON") && err.to_string().contains("Point"),
+            "{err}"
+        );
+        let err = w
+            .insert(&poly, &[Value::Null, Value::from(1.5), Value::Null])
+            .unwrap_err();
+        assert!(
+            matches!(err, StoreError::ValueType { ref column, .. } if column == "pop"),
+            "{err}"
+        );
+        let err = w
+            .insert(&poly, &[Value::from(1i64), Value::Null, Value::Null])
+            .unwrap_err();
         assert!(err.to_string().contains("\"name\""), "{err}");
         assert_eq!(w.rows(), 0);
         assert_eq!(w.commit().unwrap(), 0);
         let err = store.writer("nope").unwrap_err();
-        assert!(matches!(err, StoreError::UnknownLayer { ref available, .. } if available == &["grids"]));
+        assert!(
+            matches!(err, StoreError::UnknownLayer { ref available, .. } if available == &["grids"])
+        );
         assert!(err.to_string().contains("grids"), "{err}");
-        assert!(matches!(store.schema("nope"), Err(StoreError::UnknownLayer { .. })));
+        assert!(matches!(
+            store.schema("nope"),
+            Err(StoreError::UnknownLayer { .. })
+        ));
     }
 
     #[test]
     fn layer_names_and_schemas_are_validated() {
         let (_dir, mut store) = new_store();
-        for bad in ["", "Roads", "1roads", "road-s", "gpkg_x", "rtree_x", "sqlite_x", "wangge_meta", "道路"] {
-            let err = store.create_layer(&schema(bad, GeomType::Point)).unwrap_err();
-            assert!(matches!(err, StoreError::BadLayerName { .. }), "{bad:?}: {err}");
+        for bad in [
+            "",
+            "Roads",
+            "1roads",
+            "road-s",
+            "gpkg_x",
+            "rtree_x",
+            "sqlite_x",
+            "wangge_meta",
+            "道路",
+        ] {
+            let err = store
+                .create_layer(&schema(bad, GeomType::Point))
+                .unwrap_err();
+            assert!(
+                matches!(err, StoreError::BadLayerName { .. }),
+                "{bad:?}: {err}"
+            );
         }
-        store.create_layer(&schema("_ok_1", GeomType::Point)).unwrap();
-        let err = store.create_layer(&schema("_ok_1", GeomType::Point)).unwrap_err();
+        store
+            .create_layer(&schema("_ok_1", GeomType::Point))
+            .unwrap();
+        let err = store
+            .create_layer(&schema("_ok_1", GeomType::Point))
+            .unwrap_err();
         assert!(matches!(err, StoreError::LayerExists { .. }), "{err}");
         for cols in [["a", "a"], ["a", "geom"], ["fid", "b"], ["a", "B"]] {
             let s = LayerSchema {
                 name: "cols".into(),
                 geometry: GeomType::Point,
-                columns: cols.iter().map(|n| Column { name: (*n).into(), ty: ColumnType::Text }).collect(),
+                columns: cols
+                    .iter()
+                    .map(|n| Column {
+                        name: (*n).into(),
+                        ty: ColumnType::Text,
+                    })
+                    .collect(),
             };
             let err = store.create_layer(&s).unwrap_err();
-            assert!(matches!(err, StoreError::BadSchema { .. }), "{cols:?}: {err}");
+            assert!(
+                matches!(err, StoreError::BadSchema { .. }),
+                "{cols:?}: {err}"
+            );
         }
-        assert!(!store.has_layer("cols").unwrap(), "failed creations leave nothing behind");
+        assert!(
+            !store.has_layer("cols").unwrap(),
+            "failed creations leave nothing behind"
+        );
     }
 
     #[test]
@@ -2526,7 +3020,11 @@ mod tests {
         assert_eq!(store.meta("a").unwrap().as_deref(), Some("2"));
         let kind: String = store
             .connection()
-            .query_row("SELECT data_type FROM gpkg_contents WHERE table_name = 'wangge_meta'", [], |r| r.get(0))
+            .query_row(
+                "SELECT data_type FROM gpkg_contents WHERE table_name = 'wangge_meta'",
+                [],
+                |r| r.get(0),
+            )
             .unwrap();
         assert_eq!(kind, "attributes");
     }
@@ -2555,24 +3053,40 @@ mod tests {
         let mut w = store.writer("pts").unwrap();
         let mut state = 1u64;
         for i in 0..n {
-            state = state.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+            state = state
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1);
             let x = 115.4 + (state >> 11) as f64 / (1u64 << 53) as f64 * 2.0;
             let y = 39.4 + f64::from(i % 10_000) / 10_000.0 * 1.6;
             let p = Geometry::Point(point!(x: x, y: y));
-            w.insert(&p, &[Value::Null, Value::Integer(i64::from(i)), Value::Real(x)]).unwrap();
+            w.insert(
+                &p,
+                &[Value::Null, Value::Integer(i64::from(i)), Value::Real(x)],
+            )
+            .unwrap();
         }
         w.commit().unwrap();
         let secs = start.elapsed().as_secs_f64();
-        eprintln!("inserted {n} points in {secs:.2} s: {:.0} rows/s", f64::from(n) / secs);
+        eprintln!(
+            "inserted {n} points in {secs:.2} s: {:.0} rows/s",
+            f64::from(n) / secs
+        );
         let t = std::time::Instant::now();
         let layers = store.layers().unwrap();
         eprintln!("layers() took {:?}: {layers:?}", t.elapsed());
         let t = std::time::Instant::now();
         let mut buf = Vec::new();
         for i in 0..n {
-            encode_geometry_into(&Geometry::Point(point!(x: f64::from(i), y: 1.0)), 4326, &mut buf);
+            encode_geometry_into(
+                &Geometry::Point(point!(x: f64::from(i), y: 1.0)),
+                4326,
+                &mut buf,
+            );
         }
-        eprintln!("encoding alone: {:.0} points/s", f64::from(n) / t.elapsed().as_secs_f64());
+        eprintln!(
+            "encoding alone: {:.0} points/s",
+            f64::from(n) / t.elapsed().as_secs_f64()
+        );
         let t = std::time::Instant::now();
         let read = store.for_each("pts", |_| Ok(())).unwrap();
         eprintln!("for_each read {read} features in {:?}", t.elapsed());

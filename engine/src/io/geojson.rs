@@ -325,12 +325,12 @@ pub fn parse_geometry(v: &Value, notes: &mut Vec<String>) -> Result<Geometry<f64
         "MultiLineString" => Geometry::MultiLineString(MultiLineString(
             array(c, "MultiLineString")?.iter().map(line).collect::<Result<_, _>>()?,
         )),
-        "Polygon" => Geometry::Polygon(polygon(c, 0, notes)?),
+        "Polygon" => Geometry::Polygon(parse_polygon(c, 0, notes)?),
         "MultiPolygon" => Geometry::MultiPolygon(MultiPolygon(
             array(c, "MultiPolygon")?
                 .iter()
                 .enumerate()
-                .map(|(i, p)| polygon(p, i, notes))
+                .map(|(i, p)| parse_polygon(p, i, notes))
                 .collect::<Result<_, _>>()?,
         )),
         other => return Err(format!("unknown geometry type {other:?}")),
@@ -363,7 +363,7 @@ fn line(v: &Value) -> Result<LineString<f64>, String> {
     Ok(LineString(pts))
 }
 
-fn polygon(v: &Value, index: usize, notes: &mut Vec<String>) -> Result<Polygon<f64>, String> {
+fn parse_polygon(v: &Value, index: usize, notes: &mut Vec<String>) -> Result<Polygon<f64>, String> {
     let rings = array(v, "Polygon")?;
     if rings.is_empty() {
         return Err(format!("polygon {index} has no rings"));
@@ -595,7 +595,8 @@ pub fn geometry_to_json(g: &Geometry<f64>) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io::Write as _;
+    use geo_types::polygon;
+
 
     fn read_str(text: &str) -> (Result<usize, ReadError>, Vec<Result<GeoFeature, FeatureError>>) {
         let mut file = tempfile::NamedTempFile::new().unwrap();
@@ -676,7 +677,7 @@ mod tests {
         let mut w = GeoJsonWriter::create(file.path()).unwrap();
         let mut props = Map::new();
         props.insert("code".into(), Value::String("110101".into()));
-        let g = Geometry::Polygon(geo_types::polygon![(x: 0., y: 0.), (x: 1., y: 0.), (x: 1., y: 1.)]);
+        let g = Geometry::Polygon(polygon![(x: 0., y: 0.), (x: 1., y: 0.), (x: 1., y: 1.)]);
         w.write(&g, &props).unwrap();
         w.write(&Geometry::Point(Point::new(116.5, 39.75)), &Map::new()).unwrap();
         assert_eq!(w.finish().unwrap(), 2);
