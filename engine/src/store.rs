@@ -873,7 +873,6 @@ impl Store {
         Ok(LayerWriter {
             stmt,
             tx,
-            conn: &self.conn,
             path,
             schema: def.schema,
             blob: Vec::with_capacity(256),
@@ -1110,7 +1109,6 @@ pub struct LayerWriter<'a> {
     // transaction rolls back.
     stmt: Statement<'a>,
     tx: Transaction<'a>,
-    conn: &'a Connection,
     path: &'a Path,
     schema: LayerSchema,
     blob: Vec<u8>,
@@ -1192,7 +1190,7 @@ impl LayerWriter<'_> {
             .raw_bind_parameter(1, self.blob.as_slice())
             .at(path)?;
         self.stmt.raw_execute().at(path)?;
-        let fid = self.conn.last_insert_rowid();
+        let fid = self.tx.last_insert_rowid();
         if let Some(b) = bounds {
             self.bbox = Some(match self.bbox {
                 None => b,
@@ -1236,30 +1234,32 @@ impl LayerWriter<'_> {
             entries,
         }) = index
         {
-            let indexed: i64 = tx
-                .query_row(
-                    &format!("SELECT count(*) FROM {}", quote(&format!("{rtree}_rowid"))),
-                    [],
-                    |r| r.get(0),
-                )
-                .at(path)?;
-            if entries.len() as u64 >= indexed.unsigned_abs() {
-                let mut all = entries;
-                all.extend(read_rtree(&tx, &rtree).at(path)?);
-                bulk_load_rtree(&tx, &rtree, all).at(path)?;
-            } else {
-                let mut insert = tx
-                    .prepare(&format!(
-                        "INSERT OR REPLACE INTO {} VALUES (?1, ?2, ?3, ?4, ?5)",
-                        quote(&rtree)
-                    ))
+            if !entries.is_empty() {
+                let indexed: i64 = tx
+                    .query_row(
+                        &format!("SELECT count(*) FROM {}", quote(&format!("{rtree}_rowid"))),
+                        [],
+                        |r| r.get(0),
+                    )
                     .at(path)?;
-                for RtreeEntry {
-                    id,
-                    bbox: [a, b, c, d],
-                } in entries
-                {
-                    insert.execute((id, a, b, c, d)).at(path)?;
+                if entries.len() as i64 >= indexed {
+                    let mut all = entries;
+                    all.extend(read_rtree(&tx, &rtree).at(path)?);
+                    bulk_load_rtree(&tx, &rtree, all).at(path)?;
+                } else {
+                    let mut insert = tx
+                        .prepare(&format!(
+                            "INSERT OR REPLACE INTO {} VALUES (?1, ?2, ?3, ?4, ?5)",
+                            quote(&rtree)
+                        ))
+                        .at(path)?;
+                    for RtreeEntry {
+                        id,
+                        bbox: [a, b, c, d],
+                    } in entries
+                    {
+                        insert.execute((id, a, b, c, d)).at(path)?;
+                    }
                 }
             }
             tx.execute_batch(&trigger_sql).at(path)?;
@@ -1514,7 +1514,7 @@ fn bulk_load_rtree(
         if node == 1 {
             blob[..2].copy_from_slice(&depth.to_be_bytes());
         }
-        // cells.len() <= cap, and cap <= 51 for any page size SQLite allows.
+        // cells.len() <= cap < node_size / 24, and blobs are far below 1.5 MB.
         blob[2..4].copy_from_slice(&(cells.len() as u16).to_be_bytes());
         let mut bbox = [
             f32::INFINITY,
@@ -1805,6 +1805,22 @@ fn put_coord(out: &mut Vec<u8>, c: Coord<f64>, bounds: &mut Bounds) {
     out.extend_from_slice(&c.y.to_le_bytes());
 }
 
+/// An empty point is written with the quiet NaN the spec prescribes
+/// (requirement 152), whatever NaN payload it came with.
+#[inline]
+fn put_point(out: &mut Vec<u8>, p: &Point<f64>, bounds: &mut Bounds) {
+    let empty = p.x().is_nan() && p.y().is_nan();
+    let c = if empty {
+        Coord {
+            x: f64::NAN,
+            y: f64::NAN,
+        }
+    } else {
+        p.0
+    };
+    put_coord(out, c, bounds);
+}
+
 fn put_coords(out: &mut Vec<u8>, coords: &[Coord<f64>], bounds: &mut Bounds) {
     put_count(out, coords.len());
     out.reserve(coords.len() * 16);
@@ -1829,7 +1845,7 @@ fn write_wkb(g: &Geometry<f64>, out: &mut Vec<u8>, bounds: &mut Bounds) {
     match g {
         Geometry::Point(p) => {
             put_header(out, WKB_POINT);
-            put_coord(out, p.0, bounds);
+            put_point(out, p, bounds);
         }
         Geometry::Line(l) => {
             put_header(out, WKB_LINESTRING);
@@ -1848,7 +1864,7 @@ fn write_wkb(g: &Geometry<f64>, out: &mut Vec<u8>, bounds: &mut Bounds) {
             put_count(out, m.0.len());
             for p in &m.0 {
                 put_header(out, WKB_POINT);
-                put_coord(out, p.0, bounds);
+                put_point(out, p, bounds);
             }
         }
         Geometry::MultiLineString(m) => {
@@ -2278,7 +2294,7 @@ mod tests {
 
     #[test]
     fn empty_point_is_nan_with_empty_flag() {
-        let g = Geometry::Point(point!(x: f64::NAN, y: f64::NAN));
+        let g = Geometry::Point(point!(x: -f64::NAN, y: f64::NAN));
         let blob = encode_geometry(&g, 4326);
         assert_eq!(blob[3], 0b0001_0001);
         assert_eq!(

@@ -6,3 +6,4 @@ mod support;
 mod validate;
 mod bad_input;
 mod synth;
+mod gpkg;
