@@ -16,7 +16,9 @@ use serde_json::{Map, Value as Json, json};
 
 use wangge_engine::codes::AdminCode;
 use wangge_engine::crs::Crs;
-use wangge_engine::io::geojson::{GeoFeature, GeoJsonWriter, geometry_to_json, read_geojson, read_geojson_from};
+use wangge_engine::io::geojson::{
+    GeoFeature, GeoJsonWriter, geometry_to_json, read_geojson, read_geojson_from,
+};
 use wangge_engine::io::{FeatureError, csv as point_csv};
 use wangge_engine::model::Layer;
 use wangge_engine::store::{ColumnType, GeomType, Store, Value};
@@ -196,11 +198,17 @@ struct Bars {
 
 impl Bars {
     fn new(quiet: bool) -> Self {
-        let bar = if quiet { ProgressBar::hidden() } else { ProgressBar::new(0) };
+        let bar = if quiet {
+            ProgressBar::hidden()
+        } else {
+            ProgressBar::new(0)
+        };
         bar.set_style(
-            ProgressStyle::with_template("{msg:>18} [{bar:30}] {human_pos}/{human_len} {per_sec} ETA {eta}")
-                .unwrap_or_else(|_| ProgressStyle::default_bar())
-                .progress_chars("=> "),
+            ProgressStyle::with_template(
+                "{msg:>18} [{bar:30}] {human_pos}/{human_len} {per_sec} ETA {eta}",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
         );
         Self { bar }
     }
@@ -232,10 +240,12 @@ fn synth_cmd(ui: &Ui, a: &SynthArgs) -> Result<synth::SynthSummary> {
     let t0 = Instant::now();
     let census = match &a.census {
         Some(p) => {
-            let text = std::fs::read_to_string(p).with_context(|| format!("{}: cannot read", p.display()))?;
+            let text = std::fs::read_to_string(p)
+                .with_context(|| format!("{}: cannot read", p.display()))?;
             synth::parse_census(&text, &p.display().to_string()).map_err(anyhow::Error::msg)?
         }
-        None => synth::parse_census(synth::BEIJING_CENSUS_CSV, "data/beijing-census-2020.csv").map_err(anyhow::Error::msg)?,
+        None => synth::parse_census(synth::BEIJING_CENSUS_CSV, "data/beijing-census-2020.csv")
+            .map_err(anyhow::Error::msg)?,
     };
     let (features, label) = match &a.districts {
         Some(p) => (read_features(p)?, p.display().to_string()),
@@ -243,17 +253,22 @@ fn synth_cmd(ui: &Ui, a: &SynthArgs) -> Result<synth::SynthSummary> {
             let label = Path::new("data/beijing-districts.geojson");
             let mut feats = Vec::new();
             let mut errors = Vec::new();
-            read_geojson_from(synth::BEIJING_DISTRICTS_GEOJSON.as_bytes(), label, |f| match f {
-                Ok(f) => feats.push(f),
-                Err(e) => errors.push(e),
-            })?;
+            read_geojson_from(
+                synth::BEIJING_DISTRICTS_GEOJSON.as_bytes(),
+                label,
+                |f| match f {
+                    Ok(f) => feats.push(f),
+                    Err(e) => errors.push(e),
+                },
+            )?;
             if let Some(e) = errors.first() {
                 bail!("{e}");
             }
             (feats, label.display().to_string())
         }
     };
-    let (districts, report) = synth::prepare_districts(&features, &census, &label).map_err(anyhow::Error::msg)?;
+    let (districts, report) =
+        synth::prepare_districts(&features, &census, &label).map_err(anyhow::Error::msg)?;
     ui.say(format!(
         "districts: {} read, {} invalid repaired, {} overlapping pairs resolved ({:.0} m²)",
         report.features, report.invalid, report.overlaps, report.overlap_area_m2
@@ -287,19 +302,27 @@ fn synth_cmd(ui: &Ui, a: &SynthArgs) -> Result<synth::SynthSummary> {
             }
         }
     };
-    std::fs::rename(&partial, &a.out).with_context(|| format!("cannot move the new store to {}", a.out.display()))?;
+    std::fs::rename(&partial, &a.out)
+        .with_context(|| format!("cannot move the new store to {}", a.out.display()))?;
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&json!({
-            "store": a.out,
-            "seed": a.seed,
-            "scale": a.scale,
-            "layers": summary.layers.iter().map(|(k, v)| (k.clone(), json!(v))).collect::<Map<_, _>>(),
-            "households": summary.households,
-            "persons": summary.persons,
-            "seconds": t0.elapsed().as_secs_f64(),
-        }))?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&json!({
+                "store": a.out,
+                "seed": a.seed,
+                "scale": a.scale,
+                "layers": summary.layers.iter().map(|(k, v)| (k.clone(), json!(v))).collect::<Map<_, _>>(),
+                "households": summary.households,
+                "persons": summary.persons,
+                "seconds": t0.elapsed().as_secs_f64(),
+            }))?
+        );
     } else {
-        ui.say(format!("wrote {} in {:.1} s", a.out.display(), t0.elapsed().as_secs_f64()));
+        ui.say(format!(
+            "wrote {} in {:.1} s",
+            a.out.display(),
+            t0.elapsed().as_secs_f64()
+        ));
         for (layer, n) in &summary.layers {
             ui.say(format!("  {layer:<14} {n:>10}"));
         }
@@ -310,7 +333,10 @@ fn synth_cmd(ui: &Ui, a: &SynthArgs) -> Result<synth::SynthSummary> {
 
 fn demo(ui: &Ui, a: &DemoArgs) -> Result<()> {
     let t0 = Instant::now();
-    ui.say(format!("wangge demo: a synthetic Beijing at scale {} (seed {})", a.scale, a.seed));
+    ui.say(format!(
+        "wangge demo: a synthetic Beijing at scale {} (seed {})",
+        a.scale, a.seed
+    ));
     synth_cmd(
         ui,
         &SynthArgs {
@@ -353,7 +379,12 @@ fn demo(ui: &Ui, a: &DemoArgs) -> Result<()> {
             r.area_after_m2 / 1e6
         ));
     }
-    ui.say(format!("done in {:.1} s: open {} in QGIS, or run `wangge info {}`", t0.elapsed().as_secs_f64(), a.out.display(), a.out.display()));
+    ui.say(format!(
+        "done in {:.1} s: open {} in QGIS, or run `wangge info {}`",
+        t0.elapsed().as_secs_f64(),
+        a.out.display(),
+        a.out.display()
+    ));
     Ok(())
 }
 
@@ -418,7 +449,8 @@ fn validate_cmd(ui: &Ui, a: &ValidateArgs) -> Result<()> {
     report.errors.extend(unreadable);
     report.errors.sort_by_key(|e| e.feature);
     if let Some(out) = &a.fix {
-        let mut w = GeoJsonWriter::create(out).with_context(|| format!("{}: cannot create", out.display()))?;
+        let mut w = GeoJsonWriter::create(out)
+            .with_context(|| format!("{}: cannot create", out.display()))?;
         for (g, p) in fixed.iter().zip(&props) {
             if let Some(g) = g {
                 w.write(&geo_types::Geometry::MultiPolygon(g.clone()), p)?;
@@ -436,7 +468,11 @@ fn validate_cmd(ui: &Ui, a: &ValidateArgs) -> Result<()> {
     } else if !ui.quiet {
         println!("{}: {} features", a.file.display(), report.features);
         for e in &report.errors {
-            let code = e.code.as_ref().map(|c| format!(" ({c})")).unwrap_or_default();
+            let code = e
+                .code
+                .as_ref()
+                .map(|c| format!(" ({c})"))
+                .unwrap_or_default();
             let what = match e.action {
                 Action::Repaired => "repaired",
                 Action::Rejected => "REJECTED",
@@ -479,22 +515,30 @@ fn info_cmd(_ui: &Ui, a: &InfoArgs) -> Result<()> {
         if let Some(b) = l.bbox {
             bbox = Some(match bbox {
                 None => b,
-                Some(a) => [a[0].min(b[0]), a[1].min(b[1]), a[2].max(b[2]), a[3].max(b[3])],
+                Some(a) => [
+                    a[0].min(b[0]),
+                    a[1].min(b[1]),
+                    a[2].max(b[2]),
+                    a[3].max(b[3]),
+                ],
             });
         }
     }
     let total: u64 = layers.iter().map(|l| l.count).sum();
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&json!({
-            "store": a.store,
-            "layers": layers.iter().map(|l| (l.name.clone(), json!({
-                "count": l.count,
-                "geometry": format!("{:?}", l.geometry),
-                "bbox": l.bbox,
-            }))).collect::<Map<_, _>>(),
-            "features": total,
-            "bbox": bbox,
-        }))?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&json!({
+                "store": a.store,
+                "layers": layers.iter().map(|l| (l.name.clone(), json!({
+                    "count": l.count,
+                    "geometry": format!("{:?}", l.geometry),
+                    "bbox": l.bbox,
+                }))).collect::<Map<_, _>>(),
+                "features": total,
+                "bbox": bbox,
+            }))?
+        );
     } else {
         println!("{}", a.store.display());
         for l in &layers {
@@ -517,11 +561,16 @@ struct Rejects {
 
 impl Rejects {
     fn new(path: PathBuf) -> Self {
-        Self { path, out: None, count: 0 }
+        Self {
+            path,
+            out: None,
+            count: 0,
+        }
     }
     fn push(&mut self, v: Json) -> Result<()> {
         if self.out.is_none() {
-            let f = std::fs::File::create(&self.path).with_context(|| format!("{}: cannot create", self.path.display()))?;
+            let f = std::fs::File::create(&self.path)
+                .with_context(|| format!("{}: cannot create", self.path.display()))?;
             self.out = Some(std::io::BufWriter::new(f));
         }
         if let Some(o) = self.out.as_mut() {
@@ -540,7 +589,11 @@ impl Rejects {
 }
 
 fn import_cmd(ui: &Ui, a: &ImportArgs) -> Result<()> {
-    let mut store = if a.store.exists() { Store::open(&a.store)? } else { Store::create(&a.store)? };
+    let mut store = if a.store.exists() {
+        Store::open(&a.store)?
+    } else {
+        Store::create(&a.store)?
+    };
     if !store.has_layer(a.layer.name())? {
         store.create_layer(&a.layer.schema())?;
     }
@@ -551,20 +604,32 @@ fn import_cmd(ui: &Ui, a: &ImportArgs) -> Result<()> {
         PathBuf::from(p)
     });
     let mut rejects = Rejects::new(rejects_path);
-    let is_csv = a.file.extension().is_some_and(|e| e.eq_ignore_ascii_case("csv"));
+    let is_csv = a
+        .file
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("csv"));
     // Each candidate row: (position, geometry, property getter results).
     let mut rows: Vec<(String, geo_types::Geometry<f64>, Vec<Value>)> = Vec::new();
     let read: u64;
-    let column_value = |ty: ColumnType, raw: Option<String>| -> std::result::Result<Value, String> {
-        match (ty, raw) {
-            (_, None) => Ok(Value::Null),
-            (ColumnType::Text, Some(s)) => Ok(Value::Text(s)),
-            (ColumnType::Integer, Some(s)) if s.trim().is_empty() => Ok(Value::Null),
-            (ColumnType::Integer, Some(s)) => s.trim().parse().map(Value::Integer).map_err(|_| format!("{s:?} is not a whole number")),
-            (ColumnType::Real, Some(s)) if s.trim().is_empty() => Ok(Value::Null),
-            (ColumnType::Real, Some(s)) => s.trim().parse().map(Value::Real).map_err(|_| format!("{s:?} is not a number")),
-        }
-    };
+    let column_value =
+        |ty: ColumnType, raw: Option<String>| -> std::result::Result<Value, String> {
+            match (ty, raw) {
+                (_, None) => Ok(Value::Null),
+                (ColumnType::Text, Some(s)) => Ok(Value::Text(s)),
+                (ColumnType::Integer, Some(s)) if s.trim().is_empty() => Ok(Value::Null),
+                (ColumnType::Integer, Some(s)) => s
+                    .trim()
+                    .parse()
+                    .map(Value::Integer)
+                    .map_err(|_| format!("{s:?} is not a whole number")),
+                (ColumnType::Real, Some(s)) if s.trim().is_empty() => Ok(Value::Null),
+                (ColumnType::Real, Some(s)) => s
+                    .trim()
+                    .parse()
+                    .map(Value::Real)
+                    .map_err(|_| format!("{s:?} is not a number")),
+            }
+        };
     let check_code = |values: &[Value]| -> std::result::Result<(), String> {
         if let Some(len) = a.layer.code_len() {
             let code = match values.first() {
@@ -573,40 +638,72 @@ fn import_cmd(ui: &Ui, a: &ImportArgs) -> Result<()> {
             };
             let parsed = AdminCode::parse(&code).map_err(|e| e.to_string())?;
             if code.len() != len {
-                return Err(format!("code {code} is a {:?} code; layer {} needs {len} digits", parsed.level(), a.layer));
+                return Err(format!(
+                    "code {code} is a {:?} code; layer {} needs {len} digits",
+                    parsed.level(),
+                    a.layer
+                ));
             }
         }
         Ok(())
     };
     if is_csv {
         if schema.geometry != GeomType::Point {
-            bail!("{}: CSV import needs a point layer; {} holds {:?}", a.file.display(), a.layer, schema.geometry);
+            bail!(
+                "{}: CSV import needs a point layer; {} holds {:?}",
+                a.file.display(),
+                a.layer,
+                schema.geometry
+            );
         }
-        let (header, n) = point_csv::read_points(&a.file, a.lon_col.as_deref(), a.lat_col.as_deref(), |r| {
-            let _ = &r;
-            match r {
-                Ok(row) => rows.push((format!("row {}", row.row), geo_types::Geometry::Point(row.point), vec![Value::Text(
-                    serde_json::to_string(&row.fields.iter().collect::<Vec<_>>()).unwrap_or_default(),
-                )])),
-                Err(e) => rows.push((format!("{}", e.location), geo_types::Geometry::GeometryCollection(Default::default()), vec![Value::Text(e.reason)])),
-            }
-        })?;
+        let (header, n) =
+            point_csv::read_points(&a.file, a.lon_col.as_deref(), a.lat_col.as_deref(), |r| {
+                let _ = &r;
+                match r {
+                    Ok(row) => rows.push((
+                        format!("row {}", row.row),
+                        geo_types::Geometry::Point(row.point),
+                        vec![Value::Text(
+                            serde_json::to_string(&row.fields.iter().collect::<Vec<_>>())
+                                .unwrap_or_default(),
+                        )],
+                    )),
+                    Err(e) => rows.push((
+                        format!("{}", e.location),
+                        geo_types::Geometry::GeometryCollection(Default::default()),
+                        vec![Value::Text(e.reason)],
+                    )),
+                }
+            })?;
         read = n;
         // Map CSV columns onto the schema.
         let mut mapped = Vec::with_capacity(rows.len());
         for (pos, g, v) in rows.drain(..) {
-            let Value::Text(payload) = &v[0] else { continue };
+            let Value::Text(payload) = &v[0] else {
+                continue;
+            };
             if matches!(g, geo_types::Geometry::GeometryCollection(_)) {
                 rejects.push(json!({"file": a.file, "at": pos, "reason": payload}))?;
                 continue;
             }
             let fields: Vec<String> = serde_json::from_str(payload).unwrap_or_default();
-            let get = |name: &str| header.columns.iter().position(|c| c == name).and_then(|i| fields.get(i).cloned());
-            let values: std::result::Result<Vec<Value>, String> =
-                schema.columns.iter().map(|c| column_value(c.ty, get(&c.name)).map_err(|e| format!("{}: {e}", c.name))).collect();
+            let get = |name: &str| {
+                header
+                    .columns
+                    .iter()
+                    .position(|c| c == name)
+                    .and_then(|i| fields.get(i).cloned())
+            };
+            let values: std::result::Result<Vec<Value>, String> = schema
+                .columns
+                .iter()
+                .map(|c| column_value(c.ty, get(&c.name)).map_err(|e| format!("{}: {e}", c.name)))
+                .collect();
             match values {
                 Ok(values) => mapped.push((pos, g, values)),
-                Err(reason) => rejects.push(json!({"file": a.file, "at": pos, "reason": reason}))?,
+                Err(reason) => {
+                    rejects.push(json!({"file": a.file, "at": pos, "reason": reason}))?
+                }
             }
         }
         rows = mapped;
@@ -618,7 +715,10 @@ fn import_cmd(ui: &Ui, a: &ImportArgs) -> Result<()> {
                 let values: std::result::Result<Vec<Value>, String> = schema
                     .columns
                     .iter()
-                    .map(|c| column_value(c.ty, f.property_text(&c.name)).map_err(|e| format!("{}: {e}", c.name)))
+                    .map(|c| {
+                        column_value(c.ty, f.property_text(&c.name))
+                            .map_err(|e| format!("{}: {e}", c.name))
+                    })
                     .collect();
                 let pos = format!("feature {}", f.number);
                 match values.and_then(|v| check_code(&v).map(|()| v)) {
@@ -633,10 +733,18 @@ fn import_cmd(ui: &Ui, a: &ImportArgs) -> Result<()> {
                         }
                         rows.push((pos, f.geometry, values));
                     }
-                    Err(reason) => rows.push((pos, geo_types::Geometry::GeometryCollection(Default::default()), vec![Value::Text(reason)])),
+                    Err(reason) => rows.push((
+                        pos,
+                        geo_types::Geometry::GeometryCollection(Default::default()),
+                        vec![Value::Text(reason)],
+                    )),
                 }
             }
-            Err(e) => rows.push((e.location.to_string(), geo_types::Geometry::GeometryCollection(Default::default()), vec![Value::Text(e.reason)])),
+            Err(e) => rows.push((
+                e.location.to_string(),
+                geo_types::Geometry::GeometryCollection(Default::default()),
+                vec![Value::Text(e.reason)],
+            )),
         })?;
         read = count as u64;
         let mut kept = Vec::new();
@@ -655,7 +763,10 @@ fn import_cmd(ui: &Ui, a: &ImportArgs) -> Result<()> {
             // Polygons are repaired and overlaps resolved before they land.
             let (fixed, report) = validate::validate_polygons(&admin_inputs);
             for e in &report.errors {
-                ui.say(format!("  feature {}: {} ({:?})", e.feature, e.reason, e.action));
+                ui.say(format!(
+                    "  feature {}: {} ({:?})",
+                    e.feature, e.reason, e.action
+                ));
             }
             let mut out = Vec::new();
             for ((pos, _, v), g) in kept.into_iter().zip(fixed) {
@@ -665,7 +776,10 @@ fn import_cmd(ui: &Ui, a: &ImportArgs) -> Result<()> {
                         let reason = report
                             .errors
                             .iter()
-                            .filter(|e| format!("feature {}", e.feature) == pos && e.action == Action::Rejected)
+                            .filter(|e| {
+                                format!("feature {}", e.feature) == pos
+                                    && e.action == Action::Rejected
+                            })
                             .map(|e| e.reason.clone())
                             .collect::<Vec<_>>()
                             .join("; ");
@@ -683,7 +797,10 @@ fn import_cmd(ui: &Ui, a: &ImportArgs) -> Result<()> {
         if schema.geometry.accepts(&g) {
             typed.push((pos, g, v));
         } else {
-            let kind = wangge_engine::io::geojson::geometry_to_json(&g)["type"].as_str().unwrap_or("?").to_owned();
+            let kind = wangge_engine::io::geojson::geometry_to_json(&g)["type"]
+                .as_str()
+                .unwrap_or("?")
+                .to_owned();
             rejects.push(json!({"file": a.file, "at": pos, "reason": format!("geometry is a {kind}; layer {} holds {}", a.layer, schema.geometry)}))?;
         }
     }
@@ -697,11 +814,21 @@ fn import_cmd(ui: &Ui, a: &ImportArgs) -> Result<()> {
     let rejects_path = rejects.path.clone();
     rejects.finish()?;
     if a.json {
-        println!("{}", json!({"read": read, "imported": written, "rejected": rejected, "rejects": if rejected > 0 { json!(rejects_path) } else { Json::Null }}));
+        println!(
+            "{}",
+            json!({"read": read, "imported": written, "rejected": rejected, "rejects": if rejected > 0 { json!(rejects_path) } else { Json::Null }})
+        );
     } else {
-        ui.say(format!("{}: read {read}, imported {written} into {}, rejected {rejected}", a.file.display(), a.layer));
+        ui.say(format!(
+            "{}: read {read}, imported {written} into {}, rejected {rejected}",
+            a.file.display(),
+            a.layer
+        ));
         if rejected > 0 {
-            ui.say(format!("rejected rows with reasons: {}", rejects_path.display()));
+            ui.say(format!(
+                "rejected rows with reasons: {}",
+                rejects_path.display()
+            ));
         }
     }
     if read != written + rejected {
@@ -713,21 +840,33 @@ fn import_cmd(ui: &Ui, a: &ImportArgs) -> Result<()> {
 fn export_cmd(ui: &Ui, a: &ExportArgs) -> Result<()> {
     let store = Store::open(&a.store)?;
     let schema = store.schema(a.layer.name())?;
-    let ext = a.out.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
+    let ext = a
+        .out
+        .extension()
+        .and_then(|e| e.to_str())
+        .unwrap_or("")
+        .to_ascii_lowercase();
     let n = match ext.as_str() {
         "geojson" | "json" => {
-            let mut w = GeoJsonWriter::create(&a.out).with_context(|| format!("{}: cannot create", a.out.display()))?;
+            let mut w = GeoJsonWriter::create(&a.out)
+                .with_context(|| format!("{}: cannot create", a.out.display()))?;
             store.for_each(a.layer.name(), |f| {
                 let mut props = Map::new();
                 for (c, v) in schema.columns.iter().zip(&f.values) {
                     props.insert(c.name.clone(), value_json(v));
                 }
-                w.write(&f.geometry, &props).map_err(|source| wangge_engine::store::StoreError::Io { path: a.out.clone(), source })
+                w.write(&f.geometry, &props).map_err(|source| {
+                    wangge_engine::store::StoreError::Io {
+                        path: a.out.clone(),
+                        source,
+                    }
+                })
             })?;
             w.finish()?
         }
         "csv" => {
-            let mut w = csv::Writer::from_path(&a.out).with_context(|| format!("{}: cannot create", a.out.display()))?;
+            let mut w = csv::Writer::from_path(&a.out)
+                .with_context(|| format!("{}: cannot create", a.out.display()))?;
             let points = schema.geometry == GeomType::Point;
             let mut header: Vec<String> = schema.columns.iter().map(|c| c.name.clone()).collect();
             if points {
@@ -747,14 +886,25 @@ fn export_cmd(ui: &Ui, a: &ExportArgs) -> Result<()> {
                     (g, _) => rec.push(wkt(g)),
                 }
                 n += 1;
-                w.write_record(&rec).map_err(|e| wangge_engine::store::StoreError::Io { path: a.out.clone(), source: std::io::Error::other(e) })
+                w.write_record(&rec)
+                    .map_err(|e| wangge_engine::store::StoreError::Io {
+                        path: a.out.clone(),
+                        source: std::io::Error::other(e),
+                    })
             })?;
             w.flush()?;
             n
         }
-        _ => bail!("{}: unknown output format; use .geojson or .csv", a.out.display()),
+        _ => bail!(
+            "{}: unknown output format; use .geojson or .csv",
+            a.out.display()
+        ),
     };
-    ui.say(format!("wrote {n} features of {} to {}", a.layer, a.out.display()));
+    ui.say(format!(
+        "wrote {n} features of {} to {}",
+        a.layer,
+        a.out.display()
+    ));
     Ok(())
 }
 
@@ -780,9 +930,11 @@ fn value_text(v: &Value) -> String {
 fn wkt(g: &geo_types::Geometry<f64>) -> String {
     fn coords(v: &Json) -> String {
         match v {
-            Json::Array(a) if a.first().is_some_and(Json::is_number) => {
-                a.iter().map(|x| x.as_f64().unwrap_or(f64::NAN).to_string()).collect::<Vec<_>>().join(" ")
-            }
+            Json::Array(a) if a.first().is_some_and(Json::is_number) => a
+                .iter()
+                .map(|x| x.as_f64().unwrap_or(f64::NAN).to_string())
+                .collect::<Vec<_>>()
+                .join(" "),
             Json::Array(a) => format!("({})", a.iter().map(coords).collect::<Vec<_>>().join(", ")),
             _ => String::new(),
         }
@@ -790,7 +942,11 @@ fn wkt(g: &geo_types::Geometry<f64>) -> String {
     let j = geometry_to_json(g);
     let kind = j["type"].as_str().unwrap_or("").to_ascii_uppercase();
     let c = coords(&j["coordinates"]);
-    if kind == "POINT" { format!("POINT ({c})") } else { format!("{kind} {c}") }
+    if kind == "POINT" {
+        format!("POINT ({c})")
+    } else {
+        format!("{kind} {c}")
+    }
 }
 
 /// Unused helper kept for the `BufRead` import in tests of this module.

@@ -5,8 +5,8 @@ use geo::{Area, BoundingRect, GeodesicArea, Orient, orient::Direction};
 use geo_types::{Coord, LineString, MultiPolygon, Polygon, Rect};
 use i_overlay::core::fill_rule::FillRule;
 use i_overlay::core::overlay::{IntOverlayOptions, Overlay};
-use i_overlay::core::solver::Solver;
 use i_overlay::core::overlay_rule::OverlayRule;
+use i_overlay::core::solver::Solver;
 use i_overlay::i_float::int::point::IntPoint;
 
 /// Overlays run on a fixed integer grid of 1e-7° (about 1 cm): every
@@ -17,7 +17,10 @@ pub const GRID_PER_DEGREE: f64 = 1e7;
 
 fn to_int(c: Coord<f64>) -> IntPoint {
     // |lon| ≤ 180 → |x| ≤ 1.8e9 < 2^31.
-    IntPoint::new((c.x * GRID_PER_DEGREE).round() as i32, (c.y * GRID_PER_DEGREE).round() as i32)
+    IntPoint::new(
+        (c.x * GRID_PER_DEGREE).round() as i32,
+        (c.y * GRID_PER_DEGREE).round() as i32,
+    )
 }
 
 fn ring_int(ring: &LineString<f64>) -> Vec<IntPoint> {
@@ -67,7 +70,12 @@ fn from_int(shapes: Vec<Vec<Vec<IntPoint>>>) -> MultiPolygon<f64> {
     oriented(MultiPolygon::new(polys))
 }
 
-fn overlay(subj: &[Vec<Vec<IntPoint>>], clip: &[Vec<Vec<IntPoint>>], rule: OverlayRule, fill: FillRule) -> MultiPolygon<f64> {
+fn overlay(
+    subj: &[Vec<Vec<IntPoint>>],
+    clip: &[Vec<Vec<IntPoint>>],
+    rule: OverlayRule,
+    fill: FillRule,
+) -> MultiPolygon<f64> {
     from_int(raw_overlay(subj, clip, rule, fill))
 }
 
@@ -127,9 +135,15 @@ pub fn split_self_touching(mp: MultiPolygon<f64>) -> MultiPolygon<f64> {
     let needs = |r: &LineString<f64>| {
         let n = r.0.len().saturating_sub(1);
         let mut seen = std::collections::HashSet::with_capacity(n);
-        r.0[..n].iter().any(|c| !seen.insert((c.x.to_bits(), c.y.to_bits())))
+        r.0[..n]
+            .iter()
+            .any(|c| !seen.insert((c.x.to_bits(), c.y.to_bits())))
     };
-    if !mp.0.iter().any(|p| needs(p.exterior()) || p.interiors().iter().any(needs)) {
+    if !mp
+        .0
+        .iter()
+        .any(|p| needs(p.exterior()) || p.interiors().iter().any(needs))
+    {
         return mp;
     }
     let mut exteriors: Vec<LineString<f64>> = Vec::new();
@@ -137,18 +151,30 @@ pub fn split_self_touching(mp: MultiPolygon<f64>) -> MultiPolygon<f64> {
     for p in mp.0 {
         let (ext, ints) = p.into_inner();
         for l in simple_loops(&ext) {
-            if signed_ring_area(&l) > 0.0 { exteriors.push(l) } else { holes.push(l) }
+            if signed_ring_area(&l) > 0.0 {
+                exteriors.push(l)
+            } else {
+                holes.push(l)
+            }
         }
         for h in ints {
             for l in simple_loops(&h) {
-                if signed_ring_area(&l) < 0.0 { holes.push(l) } else { exteriors.push(l) }
+                if signed_ring_area(&l) < 0.0 {
+                    holes.push(l)
+                } else {
+                    exteriors.push(l)
+                }
             }
         }
     }
-    let mut polys: Vec<(Polygon<f64>, Vec<LineString<f64>>)> =
-        exteriors.into_iter().map(|e| (Polygon::new(e, vec![]), Vec::new())).collect();
+    let mut polys: Vec<(Polygon<f64>, Vec<LineString<f64>>)> = exteriors
+        .into_iter()
+        .map(|e| (Polygon::new(e, vec![]), Vec::new()))
+        .collect();
     for h in holes {
-        let Some(probe) = Polygon::new(h.clone(), vec![]).interior_point() else { continue };
+        let Some(probe) = Polygon::new(h.clone(), vec![]).interior_point() else {
+            continue;
+        };
         // The smallest exterior containing the hole owns it.
         let owner = polys
             .iter()
@@ -173,7 +199,8 @@ fn simple_loops(ring: &LineString<f64>) -> Vec<LineString<f64>> {
     let n = ring.0.len().saturating_sub(1);
     let mut out = Vec::new();
     let mut path: Vec<Coord<f64>> = Vec::with_capacity(n);
-    let mut at: std::collections::HashMap<(u64, u64), usize> = std::collections::HashMap::with_capacity(n);
+    let mut at: std::collections::HashMap<(u64, u64), usize> =
+        std::collections::HashMap::with_capacity(n);
     for &c in &ring.0[..n] {
         let key = (c.x.to_bits(), c.y.to_bits());
         if let Some(&start) = at.get(&key) {
@@ -229,13 +256,23 @@ pub fn bbox(mp: &MultiPolygon<f64>) -> Option<Rect<f64>> {
 /// `a ∩ b` (valid inputs), on the 1e-7° grid.
 #[must_use]
 pub fn intersection(a: &MultiPolygon<f64>, b: &MultiPolygon<f64>) -> MultiPolygon<f64> {
-    overlay(&shapes_int(a), &shapes_int(b), OverlayRule::Intersect, FillRule::NonZero)
+    overlay(
+        &shapes_int(a),
+        &shapes_int(b),
+        OverlayRule::Intersect,
+        FillRule::NonZero,
+    )
 }
 
 /// `a − b` (valid inputs), on the 1e-7° grid.
 #[must_use]
 pub fn difference(a: &MultiPolygon<f64>, b: &MultiPolygon<f64>) -> MultiPolygon<f64> {
-    overlay(&shapes_int(a), &shapes_int(b), OverlayRule::Difference, FillRule::NonZero)
+    overlay(
+        &shapes_int(a),
+        &shapes_int(b),
+        OverlayRule::Difference,
+        FillRule::NonZero,
+    )
 }
 
 /// The union of many valid multipolygons, on the 1e-7° grid.
@@ -258,7 +295,11 @@ pub fn metres_per_degree(lat: f64) -> (f64, f64) {
 /// overlay snapping).
 #[must_use]
 pub fn drop_slivers(mp: MultiPolygon<f64>, min_deg2: f64) -> MultiPolygon<f64> {
-    MultiPolygon::new(mp.0.into_iter().filter(|p| p.unsigned_area() >= min_deg2).collect())
+    MultiPolygon::new(
+        mp.0.into_iter()
+            .filter(|p| p.unsigned_area() >= min_deg2)
+            .collect(),
+    )
 }
 
 #[cfg(test)]

@@ -110,7 +110,14 @@ impl Layer {
         let (geometry, cols): (GeomType, &[(&str, ColumnType)]) = match self {
             Layer::Districts | Layer::Streets | Layer::Communities => (
                 GeomType::MultiPolygon,
-                &[("code", T), ("name", T), ("parent_code", T), ("households", I), ("persons", I), ("area_m2", R)],
+                &[
+                    ("code", T),
+                    ("name", T),
+                    ("parent_code", T),
+                    ("households", I),
+                    ("persons", I),
+                    ("area_m2", R),
+                ],
             ),
             Layer::Grids => (
                 GeomType::MultiPolygon,
@@ -124,10 +131,7 @@ impl Layer {
                     ("area_m2", R),
                 ],
             ),
-            Layer::Roads => (
-                GeomType::LineString,
-                &[("id", T), ("kind", T), ("name", T)],
-            ),
+            Layer::Roads => (GeomType::LineString, &[("id", T), ("kind", T), ("name", T)]),
             Layer::Buildings => (
                 GeomType::Polygon,
                 &[
@@ -141,11 +145,23 @@ impl Layer {
             ),
             Layer::Places => (
                 GeomType::Point,
-                &[("id", T), ("kind", T), ("name", T), ("community_code", T), ("grid_code", T)],
+                &[
+                    ("id", T),
+                    ("kind", T),
+                    ("name", T),
+                    ("community_code", T),
+                    ("grid_code", T),
+                ],
             ),
             Layer::Objects => (
                 GeomType::Point,
-                &[("id", T), ("kind", T), ("status", T), ("community_code", T), ("grid_code", T)],
+                &[
+                    ("id", T),
+                    ("kind", T),
+                    ("status", T),
+                    ("community_code", T),
+                    ("grid_code", T),
+                ],
             ),
             Layer::Events => (
                 GeomType::Point,
@@ -206,7 +222,9 @@ impl fmt::Display for Layer {
 
 /// A layer name that is not one of [`Layer::ALL`].
 #[derive(Debug, Clone, thiserror::Error)]
-#[error("unknown layer {0:?}; expected one of: districts, streets, communities, grids, roads, buildings, places, objects, events, organizations, persons")]
+#[error(
+    "unknown layer {0:?}; expected one of: districts, streets, communities, grids, roads, buildings, places, objects, events, organizations, persons"
+)]
 pub struct UnknownLayer(pub String);
 
 impl FromStr for Layer {
@@ -352,7 +370,11 @@ impl Person {
     pub fn values(&self) -> Vec<Value> {
         vec![
             Value::from(self.id.as_str()),
-            Value::from(if self.registered { "registered" } else { "floating" }),
+            Value::from(if self.registered {
+                "registered"
+            } else {
+                "floating"
+            }),
             Value::Text(self.id_card.to_string()),
             Value::from(self.household_id.as_str()),
             Value::from(self.building_id.as_str()),
@@ -412,20 +434,44 @@ impl PointEntity {
 
 /// Kinds of point of interest (地).
 pub const PLACE_KINDS: [&str; 8] = [
-    "school", "kindergarten", "clinic", "market", "park", "pharmacy", "community-centre", "bus-stop",
+    "school",
+    "kindergarten",
+    "clinic",
+    "market",
+    "park",
+    "pharmacy",
+    "community-centre",
+    "bus-stop",
 ];
 /// Kinds of city component (物), GB/T 30428 style.
 pub const OBJECT_KINDS: [&str; 7] = [
-    "hydrant", "manhole", "camera", "street-lamp", "dustbin", "bench", "electric-box",
+    "hydrant",
+    "manhole",
+    "camera",
+    "street-lamp",
+    "dustbin",
+    "bench",
+    "electric-box",
 ];
 /// Kinds of reported incident (事).
 pub const EVENT_KINDS: [&str; 7] = [
-    "illegal-parking", "garbage", "noise", "road-damage", "water-leak", "neighbour-dispute", "fire-hazard",
+    "illegal-parking",
+    "garbage",
+    "noise",
+    "road-damage",
+    "water-leak",
+    "neighbour-dispute",
+    "fire-hazard",
 ];
 /// Status of an event.
 pub const EVENT_STATUS: [&str; 3] = ["reported", "dispatched", "resolved"];
 /// Kinds of organization (组织).
-pub const ORGANIZATION_KINDS: [&str; 4] = ["enterprise", "social-organization", "party-organization", "shop"];
+pub const ORGANIZATION_KINDS: [&str; 4] = [
+    "enterprise",
+    "social-organization",
+    "party-organization",
+    "shop",
+];
 
 #[cfg(test)]
 mod tests {
@@ -442,7 +488,14 @@ mod tests {
 
     #[test]
     fn entity_layers_end_with_grid_code() {
-        for l in [Layer::Buildings, Layer::Places, Layer::Objects, Layer::Events, Layer::Organizations, Layer::Persons] {
+        for l in [
+            Layer::Buildings,
+            Layer::Places,
+            Layer::Objects,
+            Layer::Events,
+            Layer::Organizations,
+            Layer::Persons,
+        ] {
             let s = l.schema();
             assert_eq!(s.columns.last().unwrap().name, "grid_code", "{l}");
             assert_eq!(s.columns[0].name, "id", "{l}");

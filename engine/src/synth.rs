@@ -40,8 +40,8 @@ use spade::{DelaunayTriangulation, Point2, Triangulation};
 use crate::codes::{CommunityCode, DistrictCode, IdCardNumber, StreetCode};
 use crate::geom;
 use crate::model::{
-    AdminUnit, Building, EVENT_KINDS, EVENT_STATUS, Layer, OBJECT_KINDS, ORGANIZATION_KINDS, PLACE_KINDS, Person,
-    PointEntity, RoadKind, age_band,
+    AdminUnit, Building, EVENT_KINDS, EVENT_STATUS, Layer, OBJECT_KINDS, ORGANIZATION_KINDS,
+    PLACE_KINDS, Person, PointEntity, RoadKind, age_band,
 };
 use crate::store::{Store, StoreError, Value};
 
@@ -156,7 +156,10 @@ fn rng_for(seed: u64, unit: u64, stream: Stream) -> ChaCha8Rng {
     ChaCha8Rng::seed_from_u64(splitmix(splitmix(seed ^ splitmix(unit)) ^ stream as u64))
 }
 
-const CENTRE: Coord<f64> = Coord { x: 116.397, y: 39.909 };
+const CENTRE: Coord<f64> = Coord {
+    x: 116.397,
+    y: 39.909,
+};
 
 fn km(a: Coord<f64>, b: Coord<f64>) -> f64 {
     let (mx, my) = geom::metres_per_degree(0.5 * (a.y + b.y));
@@ -167,7 +170,10 @@ fn km(a: Coord<f64>, b: Coord<f64>) -> f64 {
 fn density(p: Coord<f64>, towns: &[Coord<f64>]) -> f64 {
     let d = km(p, CENTRE);
     let core = (-d / 6.0).exp() + 0.25 * (-d / 18.0).exp();
-    let town = towns.iter().map(|t| 0.45 * (-km(p, *t) / 3.0).exp()).fold(0.0, f64::max);
+    let town = towns
+        .iter()
+        .map(|t| 0.45 * (-km(p, *t) / 3.0).exp())
+        .fold(0.0, f64::max);
     core.max(town) + 0.003
 }
 
@@ -206,10 +212,13 @@ impl Frame {
         let (mx, my) = geom::metres_per_degree(origin.y);
         Self { origin, mx, my }
     }
-    fn to_m(&self, c: Coord<f64>) -> [f64; 2] {
-        [(c.x - self.origin.x) * self.mx, (c.y - self.origin.y) * self.my]
+    fn to_m(self, c: Coord<f64>) -> [f64; 2] {
+        [
+            (c.x - self.origin.x) * self.mx,
+            (c.y - self.origin.y) * self.my,
+        ]
     }
-    fn to_deg(&self, p: [f64; 2]) -> Coord<f64> {
+    fn to_deg(self, p: [f64; 2]) -> Coord<f64> {
         Coord {
             x: self.origin.x + p[0] / self.mx,
             y: self.origin.y + p[1] / self.my,
@@ -272,15 +281,27 @@ fn sample_seeds(
     out
 }
 
+/// A Voronoi edge between seeds `a < b`: `(a, b, segment)`.
+type VoronoiEdge = (usize, usize, [Coord<f64>; 2]);
+
 /// Voronoi cells (in seed order) and edges `(a, b, segment)` between seeds
 /// `a < b`, for seeds inside `bbox`.
-fn voronoi(seeds: &[Coord<f64>], bbox: Rect<f64>) -> (Vec<Polygon<f64>>, Vec<(usize, usize, [Coord<f64>; 2])>) {
+fn voronoi(seeds: &[Coord<f64>], bbox: Rect<f64>) -> (Vec<Polygon<f64>>, Vec<VoronoiEdge>) {
     let n = seeds.len();
     let (w, h) = (bbox.width().max(1e-6), bbox.height().max(1e-6));
     let c = bbox.center();
     let mut pts: Vec<Point2<f64>> = seeds.iter().map(|s| Point2::new(s.x, s.y)).collect();
     // Far dummies bound every real cell.
-    for (dx, dy) in [(-1.0, -1.0), (1.0, -1.0), (1.0, 1.0), (-1.0, 1.0), (0.0, -1.3), (0.0, 1.3), (-1.3, 0.0), (1.3, 0.0)] {
+    for (dx, dy) in [
+        (-1.0, -1.0),
+        (1.0, -1.0),
+        (1.0, 1.0),
+        (-1.0, 1.0),
+        (0.0, -1.3),
+        (0.0, 1.3),
+        (-1.3, 0.0),
+        (1.3, 0.0),
+    ] {
         pts.push(Point2::new(c.x + dx * 4.0 * w, c.y + dy * 4.0 * h));
     }
     let Ok(tri) = DelaunayTriangulation::<Point2<f64>>::bulk_load_stable(pts) else {
@@ -306,7 +327,11 @@ fn voronoi(seeds: &[Coord<f64>], bbox: Rect<f64>) -> (Vec<Polygon<f64>>, Vec<(us
         }
         let [p, q] = e.as_voronoi_edge().vertices();
         if let (Some(p), Some(q)) = (p.position(), q.position()) {
-            edges.push((a.min(b), a.max(b), [Coord { x: p.x, y: p.y }, Coord { x: q.x, y: q.y }]));
+            edges.push((
+                a.min(b),
+                a.max(b),
+                [Coord { x: p.x, y: p.y }, Coord { x: q.x, y: q.y }],
+            ));
         }
     }
     (cells, edges)
@@ -341,8 +366,9 @@ fn clip_lines(area: &MultiPolygon<f64>, seg: [Coord<f64>; 2]) -> Vec<LineString<
 // ---------------------------------------------------------------------------
 
 const SYLLABLES: [&str; 40] = [
-    "安", "定", "和", "平", "东", "西", "南", "北", "华", "光", "明", "德", "新", "兴", "福", "春", "永", "月", "坛", "门",
-    "桥", "园", "里", "河", "庄", "营", "清", "景", "山", "湖", "金", "台", "长", "丰", "双", "井", "柳", "林", "马", "花",
+    "安", "定", "和", "平", "东", "西", "南", "北", "华", "光", "明", "德", "新", "兴", "福", "春",
+    "永", "月", "坛", "门", "桥", "园", "里", "河", "庄", "营", "清", "景", "山", "湖", "金", "台",
+    "长", "丰", "双", "井", "柳", "林", "马", "花",
 ];
 
 fn name2(rng: &mut ChaCha8Rng) -> String {
@@ -396,14 +422,21 @@ fn shares(d: &DistrictInput, opts: &SynthOptions) -> (usize, usize) {
     let area_km2 = geom::area_m2(&d.geometry) / 1e6;
     let pop = d.population as f64 / BEIJING_POPULATION as f64;
     let area = area_km2 / BEIJING_AREA_KM2;
-    let streets = ((0.5 * pop + 0.5 * area) * opts.streets_total as f64).round().max(3.0) as usize;
+    let streets = ((0.5 * pop + 0.5 * area) * opts.streets_total as f64)
+        .round()
+        .max(3.0) as usize;
     let communities = ((0.75 * pop + 0.25 * area) * opts.communities_total as f64)
         .round()
         .max(2.0 * streets as f64) as usize;
     (streets, communities)
 }
 
-fn plan_district(di: usize, d: &DistrictInput, towns: &[Coord<f64>], opts: &SynthOptions) -> DistrictPlan {
+fn plan_district(
+    di: usize,
+    d: &DistrictInput,
+    towns: &[Coord<f64>],
+    opts: &SynthOptions,
+) -> DistrictPlan {
     let (n_streets, n_comm) = shares(d, opts);
     let rho = |c: Coord<f64>| density(c, towns);
     let unit = d.code.as_u64();
@@ -411,7 +444,10 @@ fn plan_district(di: usize, d: &DistrictInput, towns: &[Coord<f64>], opts: &Synt
     let seeds = sample_seeds(&d.geometry, n_comm, &|c| rho(c).powf(0.8), &mut rng);
     let mut rng = rng_for(opts.seed, unit, Stream::StreetSeeds);
     let street_seeds = sample_seeds(&d.geometry, n_streets, &|c| rho(c).powf(0.5), &mut rng);
-    let bbox = d.geometry.bounding_rect().unwrap_or(Rect::new((0.0, 0.0), (0.0, 0.0)));
+    let bbox = d
+        .geometry
+        .bounding_rect()
+        .unwrap_or(Rect::new((0.0, 0.0), (0.0, 0.0)));
     let (cells, edges) = voronoi(&seeds, bbox);
     let clipped: Vec<MultiPolygon<f64>> = cells
         .par_iter()
@@ -438,8 +474,13 @@ fn plan_district(di: usize, d: &DistrictInput, towns: &[Coord<f64>], opts: &Synt
             members[nearest_street(*s)].push(ci);
         }
     }
-    let live: Vec<usize> = (0..members.len()).filter(|&s| !members[s].is_empty()).collect();
-    let street_pts: Vec<Coord<f64>> = live.iter().map(|&s| street_seeds.get(s).copied().unwrap_or(bbox.center())).collect();
+    let live: Vec<usize> = (0..members.len())
+        .filter(|&s| !members[s].is_empty())
+        .collect();
+    let street_pts: Vec<Coord<f64>> = live
+        .iter()
+        .map(|&s| street_seeds.get(s).copied().unwrap_or(bbox.center()))
+        .collect();
     let band = (bbox.width() * bbox.height() / live.len().max(1) as f64).sqrt();
     let mut street_of_comm = vec![usize::MAX; seeds.len()];
     let mut streets = Vec::new();
@@ -447,24 +488,45 @@ fn plan_district(di: usize, d: &DistrictInput, towns: &[Coord<f64>], opts: &Synt
     let mut name_rng = rng_for(opts.seed, unit, Stream::Names);
     for (si, &k) in reading_order(&street_pts, band).iter().enumerate() {
         let s = live[k];
-        let Ok(code) = d.code.child(u16::try_from(si + 1).unwrap_or(999)) else { continue };
+        let Ok(code) = d.code.child(u16::try_from(si + 1).unwrap_or(999)) else {
+            continue;
+        };
         let seed_class = class(rho(street_pts[k]));
-        let name = format!("{}{}", name2(&mut name_rng), if seed_class == Class::Rural { "镇" } else { "街道" });
+        let name = format!(
+            "{}{}",
+            name2(&mut name_rng),
+            if seed_class == Class::Rural {
+                "镇"
+            } else {
+                "街道"
+            }
+        );
         let pts: Vec<Coord<f64>> = members[s].iter().map(|&c| seeds[c]).collect();
         let band = {
-            let r = MultiPolygon::new(members[s].iter().flat_map(|&c| clipped[c].0.clone()).collect())
-                .bounding_rect()
-                .unwrap_or(bbox);
+            let r = MultiPolygon::new(
+                members[s]
+                    .iter()
+                    .flat_map(|&c| clipped[c].0.clone())
+                    .collect(),
+            )
+            .bounding_rect()
+            .unwrap_or(bbox);
             (r.width() * r.height() / pts.len().max(1) as f64).sqrt()
         };
         let mut comm_ids = Vec::new();
         for (k2, &j) in reading_order(&pts, band).iter().enumerate() {
             let ci = members[s][j];
-            let Ok(ccode) = code.child(u16::try_from(k2 + 1).unwrap_or(999)) else { continue };
+            let Ok(ccode) = code.child(u16::try_from(k2 + 1).unwrap_or(999)) else {
+                continue;
+            };
             street_of_comm[ci] = streets.len();
             let centroid = clipped[ci].centroid().map_or(seeds[ci], |p| p.0);
             let cls = class(rho(seeds[ci]));
-            let cname = format!("{}{}", name2(&mut name_rng), if cls == Class::Rural { "村" } else { "社区" });
+            let cname = format!(
+                "{}{}",
+                name2(&mut name_rng),
+                if cls == Class::Rural { "村" } else { "社区" }
+            );
             comm_ids.push(communities.len());
             communities.push(CommunityPlan {
                 code: ccode,
@@ -504,8 +566,14 @@ fn plan_district(di: usize, d: &DistrictInput, towns: &[Coord<f64>], opts: &Synt
         .par_iter()
         .flat_map_iter(|&(a, b, seg)| {
             let (sa, sb) = (street_of_comm[a], street_of_comm[b]);
-            let kind = if sa != sb { RoadKind::Arterial } else { RoadKind::Secondary };
-            clip_lines(&d.geometry, seg).into_iter().map(move |l| (l, kind))
+            let kind = if sa != sb {
+                RoadKind::Arterial
+            } else {
+                RoadKind::Secondary
+            };
+            clip_lines(&d.geometry, seg)
+                .into_iter()
+                .map(move |l| (l, kind))
         })
         .collect();
     DistrictPlan {
@@ -537,7 +605,9 @@ fn plan_blocks(c: &mut CommunityPlan, index: u64, seed: u64) -> Vec<LineString<f
     let households_ref = c.persons_ref / PERSONS_PER_HOUSEHOLD;
     let mut rng = rng_for(seed, index, Stream::Blocks);
     let n_blocks = match c.class {
-        Class::Rural => 1 + usize::from(households_ref > 400.0) + usize::from(households_ref > 900.0),
+        Class::Rural => {
+            1 + usize::from(households_ref > 400.0) + usize::from(households_ref > 900.0)
+        }
         _ => ((households_ref / 350.0).sqrt().round() as usize).clamp(1, 9),
     };
     let block_seeds = if n_blocks > 1 {
@@ -559,7 +629,10 @@ fn plan_blocks(c: &mut CommunityPlan, index: u64, seed: u64) -> Vec<LineString<f
             .filter(|b| !b.0.is_empty())
             .collect()
     };
-    let roads: Vec<LineString<f64>> = edges.iter().flat_map(|&(_, _, seg)| clip_lines(&c.geometry, seg)).collect();
+    let roads: Vec<LineString<f64>> = edges
+        .iter()
+        .flat_map(|&(_, _, seg)| clip_lines(&c.geometry, seg))
+        .collect();
 
     let (len, wid, gap_along, gap_across, floors) = template(c.class);
     let theta = rng.random_range(-0.6..0.6f64);
@@ -600,13 +673,26 @@ fn plan_blocks(c: &mut CommunityPlan, index: u64, seed: u64) -> Vec<LineString<f
             while v < vmax + sv {
                 let corner = |du: f64, dv: f64| {
                     let (uu, vv) = (u + du, v + dv);
-                    [uu * along[0] + vv * across[0], uu * along[1] + vv * across[1]]
+                    [
+                        uu * along[0] + vv * across[0],
+                        uu * along[1] + vv * across[1],
+                    ]
                 };
                 let (hl, hw) = (len / 2.0, wid / 2.0);
                 let m = SETBACK_M;
-                let outer = [corner(-hl - m, -hw - m), corner(hl + m, -hw - m), corner(hl + m, hw + m), corner(-hl - m, hw + m)];
+                let outer = [
+                    corner(-hl - m, -hw - m),
+                    corner(hl + m, -hw - m),
+                    corner(hl + m, hw + m),
+                    corner(-hl - m, hw + m),
+                ];
                 if rect_inside(&outer, &rings) {
-                    let rect = [corner(-hl, -hw), corner(hl, -hw), corner(hl, hw), corner(-hl, hw)];
+                    let rect = [
+                        corner(-hl, -hw),
+                        corner(hl, -hw),
+                        corner(hl, hw),
+                        corner(-hl, hw),
+                    ];
                     let mid = corner(0.0, 0.0);
                     cands.push(((mid[0] - centre[0]).hypot(mid[1] - centre[1]), rect));
                 }
@@ -643,10 +729,11 @@ fn plan_blocks(c: &mut CommunityPlan, index: u64, seed: u64) -> Vec<LineString<f
         if let Some(ip) = c.geometry.interior_point() {
             for half in [6.0, 3.0, 1.5] {
                 let p = frame.to_m(ip.0);
-                let ring: Vec<Coord<f64>> = [[-half, -half], [half, -half], [half, half], [-half, half]]
-                    .iter()
-                    .map(|d| frame.to_deg([p[0] + d[0], p[1] + d[1]]))
-                    .collect();
+                let ring: Vec<Coord<f64>> =
+                    [[-half, -half], [half, -half], [half, half], [-half, half]]
+                        .iter()
+                        .map(|d| frame.to_deg([p[0] + d[0], p[1] + d[1]]))
+                        .collect();
                 let poly = Polygon::new(LineString::from(ring), vec![]);
                 if c.geometry.contains(&poly) {
                     c.buildings.push(BuildingPlan {
@@ -672,7 +759,9 @@ fn rect_inside(q: &[[f64; 2]; 4], rings: &[Vec<[f64; 2]>]) -> bool {
             let n = r.len();
             for i in 0..n {
                 let (a, b) = (r[i], r[(i + 1) % n]);
-                if (a[1] > p[1]) != (b[1] > p[1]) && p[0] < a[0] + (p[1] - a[1]) / (b[1] - a[1]) * (b[0] - a[0]) {
+                if (a[1] > p[1]) != (b[1] > p[1])
+                    && p[0] < a[0] + (p[1] - a[1]) / (b[1] - a[1]) * (b[0] - a[0])
+                {
                     odd = !odd;
                 }
             }
@@ -682,7 +771,9 @@ fn rect_inside(q: &[[f64; 2]; 4], rings: &[Vec<[f64; 2]>]) -> bool {
     if !q.iter().all(|&p| inside(p)) {
         return false;
     }
-    let cross = |o: [f64; 2], a: [f64; 2], b: [f64; 2]| (a[0] - o[0]) * (b[1] - o[1]) - (a[1] - o[1]) * (b[0] - o[0]);
+    let cross = |o: [f64; 2], a: [f64; 2], b: [f64; 2]| {
+        (a[0] - o[0]) * (b[1] - o[1]) - (a[1] - o[1]) * (b[0] - o[0])
+    };
     let seg_x = |p1: [f64; 2], p2: [f64; 2], p3: [f64; 2], p4: [f64; 2]| {
         let d1 = cross(p3, p4, p1);
         let d2 = cross(p3, p4, p2);
@@ -720,7 +811,11 @@ fn apportion(total: u64, weights: &[f64]) -> Vec<u64> {
     let mut out: Vec<u64> = exact.iter().map(|e| e.floor() as u64).collect();
     let mut rest = total.saturating_sub(out.iter().sum());
     let mut order: Vec<usize> = (0..weights.len()).collect();
-    order.sort_by(|&a, &b| (exact[b] - exact[b].floor()).total_cmp(&(exact[a] - exact[a].floor())).then(a.cmp(&b)));
+    order.sort_by(|&a, &b| {
+        (exact[b] - exact[b].floor())
+            .total_cmp(&(exact[a] - exact[a].floor()))
+            .then(a.cmp(&b))
+    });
     for &i in order.iter().cycle() {
         if rest == 0 {
             break;
@@ -755,7 +850,9 @@ const DAY_1930: i64 = -14_610;
 const DAY_CENSUS: i64 = 18_567;
 
 /// Provinces floating residents come from (prefecture-level seats).
-const ORIGINS: [u32; 10] = [130_102, 370_102, 410_102, 130_602, 230_102, 510_104, 340_102, 210_102, 420_102, 120_101];
+const ORIGINS: [u32; 10] = [
+    130_102, 370_102, 410_102, 130_602, 230_102, 510_104, 340_102, 210_102, 420_102, 120_101,
+];
 
 /// Maps person numbers to distinct (birth day, sequence) pairs: an affine
 /// bijection on `days × 999`, so identity numbers never collide.
@@ -825,7 +922,10 @@ pub fn synthesize(
     progress: &dyn Progress,
 ) -> Result<SynthSummary, SynthError> {
     if !(opts.scale > 0.0 && opts.scale <= 10.0) {
-        return Err(SynthError::Options(format!("scale {} must be in (0, 10]", opts.scale)));
+        return Err(SynthError::Options(format!(
+            "scale {} must be in (0, 10]",
+            opts.scale
+        )));
     }
     if districts.is_empty() {
         return Err(SynthError::Options("no districts to fill".into()));
@@ -837,7 +937,9 @@ pub fn synthesize(
             d.geometry
                 .0
                 .iter()
-                .max_by(|a, b| geo::Area::unsigned_area(*a).total_cmp(&geo::Area::unsigned_area(*b)))
+                .max_by(|a, b| {
+                    geo::Area::unsigned_area(*a).total_cmp(&geo::Area::unsigned_area(*b))
+                })
                 .and_then(|p| p.interior_point())
                 .map(|p| p.0)
         })
@@ -878,7 +980,13 @@ pub fn synthesize(
         let weights: Vec<f64> = plan
             .communities
             .iter()
-            .map(|c| if c.buildings.is_empty() { 0.0 } else { c.persons_ref })
+            .map(|c| {
+                if c.buildings.is_empty() {
+                    0.0
+                } else {
+                    c.persons_ref
+                }
+            })
             .collect();
         for (c, p) in plan.communities.iter_mut().zip(apportion(total, &weights)) {
             c.persons = p;
@@ -931,7 +1039,9 @@ fn write_admin(
         store.create_layer(&layer.schema())?;
     }
     let count = |cs: &mut dyn Iterator<Item = &CommunityPlan>| {
-        cs.fold((0i64, 0i64), |(h, p), c| (h + c.households.len() as i64, p + c.persons as i64))
+        cs.fold((0i64, 0i64), |(h, p), c| {
+            (h + c.households.len() as i64, p + c.persons as i64)
+        })
     };
     let mut w = store.writer(Layer::Districts.name())?;
     for (d, plan) in districts.iter().zip(plans) {
@@ -945,7 +1055,10 @@ fn write_admin(
             area_m2: geom::area_m2(&d.geometry),
             geometry: d.geometry.clone(),
         };
-        w.insert(&Geometry::MultiPolygon(unit.geometry.clone()), &unit.values())?;
+        w.insert(
+            &Geometry::MultiPolygon(unit.geometry.clone()),
+            &unit.values(),
+        )?;
     }
     summary.layers.push(("districts".into(), w.commit()?));
     let mut w = store.writer(Layer::Streets.name())?;
@@ -961,7 +1074,10 @@ fn write_admin(
                 area_m2: geom::area_m2(&s.geometry),
                 geometry: s.geometry.clone(),
             };
-            w.insert(&Geometry::MultiPolygon(unit.geometry.clone()), &unit.values())?;
+            w.insert(
+                &Geometry::MultiPolygon(unit.geometry.clone()),
+                &unit.values(),
+            )?;
         }
     }
     summary.layers.push(("streets".into(), w.commit()?));
@@ -976,7 +1092,10 @@ fn write_admin(
             area_m2: geom::area_m2(&c.geometry),
             geometry: c.geometry.clone(),
         };
-        w.insert(&Geometry::MultiPolygon(unit.geometry.clone()), &unit.values())?;
+        w.insert(
+            &Geometry::MultiPolygon(unit.geometry.clone()),
+            &unit.values(),
+        )?;
     }
     summary.layers.push(("communities".into(), w.commit()?));
     summary.layers.push(("grids".into(), 0));
@@ -995,7 +1114,11 @@ fn write_roads(
         n += 1;
         w.insert(
             &Geometry::LineString(l.clone()),
-            &[Value::Text(format!("R{n:07}")), Value::from(kind.as_str()), Value::from("")],
+            &[
+                Value::Text(format!("R{n:07}")),
+                Value::from(kind.as_str()),
+                Value::from(""),
+            ],
         )
     };
     for plan in plans {
@@ -1019,7 +1142,12 @@ fn write_buildings(
     progress.stage("write buildings", comms.len() as u64);
     let mut w = store.writer(Layer::Buildings.name())?;
     for c in comms {
-        for (k, (b, h)) in c.buildings.iter().zip(households_per_building(c)).enumerate() {
+        for (k, (b, h)) in c
+            .buildings
+            .iter()
+            .zip(households_per_building(c))
+            .enumerate()
+        {
             let building = Building {
                 id: building_id(c, k),
                 kind: b.kind,
@@ -1028,7 +1156,10 @@ fn write_buildings(
                 community: c.code,
                 footprint: b.footprint.clone(),
             };
-            w.insert(&Geometry::Polygon(building.footprint.clone()), &building.values())?;
+            w.insert(
+                &Geometry::Polygon(building.footprint.clone()),
+                &building.values(),
+            )?;
         }
         progress.inc(1);
     }
@@ -1045,7 +1176,10 @@ fn random_point(c: &CommunityPlan, rng: &mut ChaCha8Rng, in_building: bool) -> O
     }
     let r = c.geometry.bounding_rect()?;
     for _ in 0..10_000 {
-        let p = Point::new(rng.random_range(r.min().x..=r.max().x), rng.random_range(r.min().y..=r.max().y));
+        let p = Point::new(
+            rng.random_range(r.min().x..=r.max().x),
+            rng.random_range(r.min().y..=r.max().y),
+        );
         if c.geometry.contains(&p) {
             return Some(p);
         }
@@ -1070,7 +1204,16 @@ fn write_points(
     progress: &dyn Progress,
     summary: &mut SynthSummary,
 ) -> Result<(), SynthError> {
-    const KIND_CN: [&str; 8] = ["小学", "幼儿园", "社区卫生服务站", "菜市场", "公园", "药店", "社区服务中心", "公交站"];
+    const KIND_CN: [&str; 8] = [
+        "小学",
+        "幼儿园",
+        "社区卫生服务站",
+        "菜市场",
+        "公园",
+        "药店",
+        "社区服务中心",
+        "公交站",
+    ];
     const ORG_CN: [&str; 4] = ["科技有限公司", "志愿者协会", "党支部", "便利店"];
     for (layer, stream) in [
         (Layer::Places, Stream::Places),
@@ -1099,17 +1242,28 @@ fn write_points(
                             let (kind, label, extra) = match layer {
                                 Layer::Places => {
                                     let i = rng.random_range(0..PLACE_KINDS.len());
-                                    let base = c.name.trim_end_matches("社区").trim_end_matches('村');
-                                    (PLACE_KINDS[i], format!("{base}{}", KIND_CN[i]), String::new())
+                                    let base =
+                                        c.name.trim_end_matches("社区").trim_end_matches('村');
+                                    (
+                                        PLACE_KINDS[i],
+                                        format!("{base}{}", KIND_CN[i]),
+                                        String::new(),
+                                    )
                                 }
                                 Layer::Objects => {
-                                    let kind = OBJECT_KINDS[rng.random_range(0..OBJECT_KINDS.len())];
-                                    let status = if rng.random::<f64>() < 0.95 { "normal" } else { "damaged" };
+                                    let kind =
+                                        OBJECT_KINDS[rng.random_range(0..OBJECT_KINDS.len())];
+                                    let status = if rng.random::<f64>() < 0.95 {
+                                        "normal"
+                                    } else {
+                                        "damaged"
+                                    };
                                     (kind, status.to_owned(), String::new())
                                 }
                                 Layer::Events => {
                                     let kind = EVENT_KINDS[rng.random_range(0..EVENT_KINDS.len())];
-                                    let status = EVENT_STATUS[rng.random_range(0..EVENT_STATUS.len())];
+                                    let status =
+                                        EVENT_STATUS[rng.random_range(0..EVENT_STATUS.len())];
                                     // 2026-01-01 .. 2026-11-01
                                     let day = 20_454 + rng.random_range(0..304);
                                     let (y, m, d) = civil_from_days(day);
@@ -1124,8 +1278,16 @@ fn write_points(
                                 }
                                 _ => {
                                     let i = rng.random_range(0..ORGANIZATION_KINDS.len());
-                                    let employees: u32 = if i == 0 { rng.random_range(3..500) } else { rng.random_range(1..40) };
-                                    (ORGANIZATION_KINDS[i], format!("{}{}", name2(&mut rng), ORG_CN[i]), employees.to_string())
+                                    let employees: u32 = if i == 0 {
+                                        rng.random_range(3..500)
+                                    } else {
+                                        rng.random_range(1..40)
+                                    };
+                                    (
+                                        ORGANIZATION_KINDS[i],
+                                        format!("{}{}", name2(&mut rng), ORG_CN[i]),
+                                        employees.to_string(),
+                                    )
                                 }
                             };
                             let prefix = match layer {
@@ -1179,8 +1341,11 @@ fn write_persons(
         first.push(n);
         n += c.persons;
     }
-    let district_code: HashMap<usize, u32> =
-        districts.iter().enumerate().map(|(i, d)| (i, d.code.as_u64() as u32)).collect();
+    let district_code: HashMap<usize, u32> = districts
+        .iter()
+        .enumerate()
+        .map(|(i, d)| (i, d.code.as_u64() as u32))
+        .collect();
     progress.stage("write persons", n);
     let mut w = store.writer(Layer::Persons.name())?;
     let mut written = 0u64;
@@ -1208,7 +1373,11 @@ fn write_persons(
                     for _ in 0..count {
                         let hid = format!("H{}-{:05}", c.code, h + 1);
                         let registered = rng.random::<f64>() < 0.62;
-                        let address = if registered { home } else { ORIGINS[rng.random_range(0..ORIGINS.len())] };
+                        let address = if registered {
+                            home
+                        } else {
+                            ORIGINS[rng.random_range(0..ORIGINS.len())]
+                        };
                         for _ in 0..c.households[h] {
                             let id_card = ids.id(k, address);
                             out.push(Person {
@@ -1239,6 +1408,110 @@ fn write_persons(
     summary.layers.push(("persons".into(), w.commit()?));
     debug_assert_eq!(written, summary.persons);
     Ok(())
+}
+
+// ---------------------------------------------------------------------------
+// Inputs
+// ---------------------------------------------------------------------------
+
+/// The real district outlines shipped in `data/` (see its README).
+pub const BEIJING_DISTRICTS_GEOJSON: &str = include_str!("../../data/beijing-districts.geojson");
+/// The 2020 census populations shipped in `data/`.
+pub const BEIJING_CENSUS_CSV: &str = include_str!("../../data/beijing-census-2020.csv");
+
+/// Parses a census CSV with columns `code` and `population_2020` (or
+/// `population`). Errors name the row.
+pub fn parse_census(text: &str, label: &str) -> Result<HashMap<DistrictCode, u64>, String> {
+    let mut r = csv::ReaderBuilder::new()
+        .flexible(true)
+        .from_reader(text.as_bytes());
+    let headers = r
+        .headers()
+        .map_err(|e| format!("{label}: header: {e}"))?
+        .clone();
+    let col = |names: &[&str]| {
+        headers
+            .iter()
+            .position(|h| names.contains(&h.trim_start_matches('\u{feff}').trim()))
+    };
+    let code = col(&["code"]).ok_or_else(|| format!("{label}: no `code` column"))?;
+    let pop = col(&["population_2020", "population"])
+        .ok_or_else(|| format!("{label}: no `population_2020` column"))?;
+    let mut out = HashMap::new();
+    for (i, rec) in r.records().enumerate() {
+        let rec = rec.map_err(|e| format!("{label}: row {}: {e}", i + 1))?;
+        let c: DistrictCode = rec
+            .get(code)
+            .unwrap_or("")
+            .trim()
+            .parse()
+            .map_err(|e| format!("{label}: row {}: {e}", i + 1))?;
+        let p: u64 = rec.get(pop).unwrap_or("").trim().parse().map_err(|_| {
+            format!(
+                "{label}: row {}: population {:?} is not a whole number",
+                i + 1,
+                rec.get(pop).unwrap_or("")
+            )
+        })?;
+        out.insert(c, p);
+    }
+    Ok(out)
+}
+
+/// Turns district features into repaired, non-overlapping inputs for
+/// [`synthesize`]: codes from `properties.code` (or the feature id), names
+/// from `properties.name`, populations from `census` (districts missing from
+/// it get 1,000 persons per km²). Returns the validation report too.
+pub fn prepare_districts(
+    features: &[crate::io::geojson::GeoFeature],
+    census: &HashMap<DistrictCode, u64>,
+    label: &str,
+) -> Result<(Vec<DistrictInput>, crate::validate::ValidationReport), String> {
+    let mut codes = Vec::with_capacity(features.len());
+    let mut inputs = Vec::with_capacity(features.len());
+    for f in features {
+        let text = f
+            .property_text("code")
+            .or_else(|| f.id.clone())
+            .ok_or_else(|| format!("{label}: feature {}: no `code` property or id", f.number))?;
+        let code: DistrictCode = text
+            .parse()
+            .map_err(|e| format!("{label}: feature {}: {e}", f.number))?;
+        if codes.contains(&code) {
+            return Err(format!(
+                "{label}: feature {}: district code {code} appears twice",
+                f.number
+            ));
+        }
+        codes.push(code);
+        inputs.push(crate::validate::PolygonInput {
+            number: f.number,
+            code: Some(code.to_string()),
+            geometry: f.geometry.clone(),
+            notes: f.notes.clone(),
+        });
+    }
+    let (fixed, report) = crate::validate::validate_polygons(&inputs);
+    let mut out = Vec::new();
+    for ((f, code), g) in features.iter().zip(codes).zip(fixed) {
+        let Some(geometry) = g else {
+            return Err(format!(
+                "{label}: feature {} ({code}) could not be repaired; see `wangge validate`",
+                f.number
+            ));
+        };
+        let population = census
+            .get(&code)
+            .copied()
+            .unwrap_or_else(|| (geom::area_m2(&geometry) / 1e3) as u64);
+        out.push(DistrictInput {
+            code,
+            name: f.property_text("name").unwrap_or_else(|| code.to_string()),
+            population,
+            geometry,
+        });
+    }
+    Ok((out, report))
 }
 
 #[cfg(test)]
@@ -1274,16 +1547,30 @@ mod tests {
 
     #[test]
     fn reading_order_is_rows_north_to_south_then_west_to_east() {
-        let pts = [Coord { x: 1.0, y: 0.0 }, Coord { x: 0.0, y: 0.0 }, Coord { x: 5.0, y: 1.0 }, Coord { x: 3.0, y: 1.0 }];
+        let pts = [
+            Coord { x: 1.0, y: 0.0 },
+            Coord { x: 0.0, y: 0.0 },
+            Coord { x: 5.0, y: 1.0 },
+            Coord { x: 3.0, y: 1.0 },
+        ];
         assert_eq!(reading_order(&pts, 0.5), vec![3, 2, 1, 0]);
     }
 
     #[test]
     fn rect_inside_rejects_a_notch() {
         // A square with a thin slit cut from the top down through the middle.
-        let ring = vec![[0.0, 0.0], [10.0, 0.0], [10.0, 10.0], [5.1, 10.0], [5.1, 2.0], [4.9, 2.0], [4.9, 10.0], [0.0, 10.0]];
+        let ring = vec![
+            [0.0, 0.0],
+            [10.0, 0.0],
+            [10.0, 10.0],
+            [5.1, 10.0],
+            [5.1, 2.0],
+            [4.9, 2.0],
+            [4.9, 10.0],
+            [0.0, 10.0],
+        ];
         let q = [[1.0, 3.0], [9.0, 3.0], [9.0, 4.0], [1.0, 4.0]];
-        assert!(!rect_inside(&q, &[ring.clone()]));
+        assert!(!rect_inside(&q, std::slice::from_ref(&ring)));
         let q2 = [[1.0, 0.5], [9.0, 0.5], [9.0, 1.5], [1.0, 1.5]];
         assert!(rect_inside(&q2, &[ring]));
     }
@@ -1291,12 +1578,22 @@ mod tests {
     #[test]
     fn voronoi_cells_tile_their_box() {
         let mut rng = rng_for(1, 1, Stream::Seeds);
-        let seeds: Vec<Coord<f64>> = (0..50).map(|_| Coord { x: rng.random_range(0.0..1.0), y: rng.random_range(0.0..1.0) }).collect();
+        let seeds: Vec<Coord<f64>> = (0..50)
+            .map(|_| Coord {
+                x: rng.random_range(0.0..1.0),
+                y: rng.random_range(0.0..1.0),
+            })
+            .collect();
         let (cells, edges) = voronoi(&seeds, Rect::new((0.0, 0.0), (1.0, 1.0)));
         let unit = MultiPolygon::new(vec![Rect::new((0.0, 0.0), (1.0, 1.0)).to_polygon()]);
         let total: f64 = cells
             .iter()
-            .map(|c| geom::area_deg2(&geom::intersection(&MultiPolygon::new(vec![c.clone()]), &unit)))
+            .map(|c| {
+                geom::area_deg2(&geom::intersection(
+                    &MultiPolygon::new(vec![c.clone()]),
+                    &unit,
+                ))
+            })
             .sum();
         assert!((total - 1.0).abs() < 1e-9, "{total}");
         assert!(edges.len() >= 50);
@@ -1304,88 +1601,4 @@ mod tests {
             assert!(cells[i].contains(&Point(*s)));
         }
     }
-}
-
-// ---------------------------------------------------------------------------
-// Inputs
-// ---------------------------------------------------------------------------
-
-/// The real district outlines shipped in `data/` (see its README).
-pub const BEIJING_DISTRICTS_GEOJSON: &str = include_str!("../../data/beijing-districts.geojson");
-/// The 2020 census populations shipped in `data/`.
-pub const BEIJING_CENSUS_CSV: &str = include_str!("../../data/beijing-census-2020.csv");
-
-/// Parses a census CSV with columns `code` and `population_2020` (or
-/// `population`). Errors name the row.
-pub fn parse_census(text: &str, label: &str) -> Result<HashMap<DistrictCode, u64>, String> {
-    let mut r = csv::ReaderBuilder::new().flexible(true).from_reader(text.as_bytes());
-    let headers = r.headers().map_err(|e| format!("{label}: header: {e}"))?.clone();
-    let col = |names: &[&str]| headers.iter().position(|h| names.contains(&h.trim_start_matches('\u{feff}').trim()));
-    let code = col(&["code"]).ok_or_else(|| format!("{label}: no `code` column"))?;
-    let pop = col(&["population_2020", "population"]).ok_or_else(|| format!("{label}: no `population_2020` column"))?;
-    let mut out = HashMap::new();
-    for (i, rec) in r.records().enumerate() {
-        let rec = rec.map_err(|e| format!("{label}: row {}: {e}", i + 1))?;
-        let c: DistrictCode = rec
-            .get(code)
-            .unwrap_or("")
-            .trim()
-            .parse()
-            .map_err(|e| format!("{label}: row {}: {e}", i + 1))?;
-        let p: u64 = rec
-            .get(pop)
-            .unwrap_or("")
-            .trim()
-            .parse()
-            .map_err(|_| format!("{label}: row {}: population {:?} is not a whole number", i + 1, rec.get(pop).unwrap_or("")))?;
-        out.insert(c, p);
-    }
-    Ok(out)
-}
-
-/// Turns district features into repaired, non-overlapping inputs for
-/// [`synthesize`]: codes from `properties.code` (or the feature id), names
-/// from `properties.name`, populations from `census` (districts missing from
-/// it get 1,000 persons per km²). Returns the validation report too.
-pub fn prepare_districts(
-    features: &[crate::io::geojson::GeoFeature],
-    census: &HashMap<DistrictCode, u64>,
-    label: &str,
-) -> Result<(Vec<DistrictInput>, crate::validate::ValidationReport), String> {
-    let mut codes = Vec::with_capacity(features.len());
-    let mut inputs = Vec::with_capacity(features.len());
-    for f in features {
-        let text = f.property_text("code").or_else(|| f.id.clone()).ok_or_else(|| {
-            format!("{label}: feature {}: no `code` property or id", f.number)
-        })?;
-        let code: DistrictCode = text.parse().map_err(|e| format!("{label}: feature {}: {e}", f.number))?;
-        if codes.contains(&code) {
-            return Err(format!("{label}: feature {}: district code {code} appears twice", f.number));
-        }
-        codes.push(code);
-        inputs.push(crate::validate::PolygonInput {
-            number: f.number,
-            code: Some(code.to_string()),
-            geometry: f.geometry.clone(),
-            notes: f.notes.clone(),
-        });
-    }
-    let (fixed, report) = crate::validate::validate_polygons(&inputs);
-    let mut out = Vec::new();
-    for ((f, code), g) in features.iter().zip(codes).zip(fixed) {
-        let Some(geometry) = g else {
-            return Err(format!("{label}: feature {} ({code}) could not be repaired; see `wangge validate`", f.number));
-        };
-        let population = census
-            .get(&code)
-            .copied()
-            .unwrap_or_else(|| (geom::area_m2(&geometry) / 1e3) as u64);
-        out.push(DistrictInput {
-            code,
-            name: f.property_text("name").unwrap_or_else(|| code.to_string()),
-            population,
-            geometry,
-        });
-    }
-    Ok((out, report))
 }

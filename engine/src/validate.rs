@@ -109,8 +109,7 @@ pub fn validate_polygons(inputs: &[PolygonInput]) -> (Repaired, ValidationReport
         features: inputs.len(),
         ..ValidationReport::default()
     };
-    let per_feature: Vec<(Option<MultiPolygon<f64>>, Vec<Issue>, bool, bool)> =
-        inputs.par_iter().map(repair_one).collect();
+    let per_feature: Vec<Repair> = inputs.par_iter().map(repair_one).collect();
     let mut fixed: Repaired = Vec::with_capacity(inputs.len());
     for (geom, issues, invalid, changed) in per_feature {
         report.invalid += usize::from(invalid);
@@ -127,8 +126,11 @@ pub fn validate_polygons(inputs: &[PolygonInput]) -> (Repaired, ValidationReport
     (fixed, report)
 }
 
-/// Repairs one feature: (geometry or None if rejected, issues, was invalid, was changed).
-fn repair_one(input: &PolygonInput) -> (Option<MultiPolygon<f64>>, Vec<Issue>, bool, bool) {
+/// One feature's repair: (geometry or None if rejected, issues, was invalid, was changed).
+type Repair = (Option<MultiPolygon<f64>>, Vec<Issue>, bool, bool);
+
+/// Repairs one feature.
+fn repair_one(input: &PolygonInput) -> Repair {
     let mut issues = Vec::new();
     let issue = |reason: String, action: Action| Issue {
         feature: input.number,
@@ -146,7 +148,10 @@ fn repair_one(input: &PolygonInput) -> (Option<MultiPolygon<f64>>, Vec<Issue>, b
         Geometry::MultiPolygon(m) => m.clone(),
         other => {
             issues.push(issue(
-                format!("geometry is a {}, expected Polygon or MultiPolygon", geometry_name(other)),
+                format!(
+                    "geometry is a {}, expected Polygon or MultiPolygon",
+                    geometry_name(other)
+                ),
                 Action::Rejected,
             ));
             return (None, issues, true, false);
@@ -168,14 +173,19 @@ fn repair_one(input: &PolygonInput) -> (Option<MultiPolygon<f64>>, Vec<Issue>, b
         invalid = true;
         changed = true;
         issues.push(issue(
-            format!("{nonfinite} non-finite coordinate(s) (NaN or Infinity); removed those vertices"),
+            format!(
+                "{nonfinite} non-finite coordinate(s) (NaN or Infinity); removed those vertices"
+            ),
             Action::Repaired,
         ));
     }
 
     // Range, with swapped lon/lat detection.
     let coords: Vec<Coord<f64>> = rings(&mp).flat_map(|r| r.0.iter().copied()).collect();
-    if let Some(bad) = coords.iter().find(|c| !(-180.0..=180.0).contains(&c.x) || !(-90.0..=90.0).contains(&c.y)) {
+    if let Some(bad) = coords
+        .iter()
+        .find(|c| !(-180.0..=180.0).contains(&c.x) || !(-90.0..=90.0).contains(&c.y))
+    {
         invalid = true;
         let swapped_ok = coords
             .iter()
@@ -188,12 +198,18 @@ fn repair_one(input: &PolygonInput) -> (Option<MultiPolygon<f64>>, Vec<Issue>, b
             });
             changed = true;
             issues.push(issue(
-                format!("coordinates are in (lat, lon) order (e.g. {}, {}); swapped them", bad.x, bad.y),
+                format!(
+                    "coordinates are in (lat, lon) order (e.g. {}, {}); swapped them",
+                    bad.x, bad.y
+                ),
                 Action::Repaired,
             ));
         } else {
             issues.push(issue(
-                format!("coordinate ({}, {}) is outside lon -180..180 / lat -90..90", bad.x, bad.y),
+                format!(
+                    "coordinate ({}, {}) is outside lon -180..180 / lat -90..90",
+                    bad.x, bad.y
+                ),
                 Action::Rejected,
             ));
             return (None, issues, true, changed);
@@ -212,7 +228,8 @@ fn repair_one(input: &PolygonInput) -> (Option<MultiPolygon<f64>>, Vec<Issue>, b
                 }
                 let (ext, holes) = p.into_inner();
                 let before = holes.len();
-                let holes: Vec<LineString<f64>> = holes.into_iter().filter(|h| distinct_len(h) >= 3).collect();
+                let holes: Vec<LineString<f64>> =
+                    holes.into_iter().filter(|h| distinct_len(h) >= 3).collect();
                 too_few += before - holes.len();
                 Some(Polygon::new(ext, holes))
             })
@@ -227,14 +244,20 @@ fn repair_one(input: &PolygonInput) -> (Option<MultiPolygon<f64>>, Vec<Issue>, b
         ));
     }
     if mp.0.is_empty() {
-        issues.push(issue("no ring with an area is left".into(), Action::Rejected));
+        issues.push(issue(
+            "no ring with an area is left".into(),
+            Action::Rejected,
+        ));
         return (None, issues, true, changed);
     }
 
     // Spikes are named separately: they are the commonest defect of
     // quantised outlines and "self-intersection" alone does not say where.
     for (pi, p) in mp.0.iter().enumerate() {
-        for (ri, ring) in std::iter::once(p.exterior()).chain(p.interiors()).enumerate() {
+        for (ri, ring) in std::iter::once(p.exterior())
+            .chain(p.interiors())
+            .enumerate()
+        {
             for v in spikes(ring) {
                 issues.push(issue(
                     format!("spike at vertex {v} of ring {ri} of polygon {pi}"),
@@ -254,12 +277,22 @@ fn repair_one(input: &PolygonInput) -> (Option<MultiPolygon<f64>>, Vec<Issue>, b
         mp = geom::make_valid(&mp);
         changed = true;
         if mp.0.is_empty() {
-            issues.push(issue(format!("no area left after repair (was {area_in:.1} m²)"), Action::Rejected));
+            issues.push(issue(
+                format!("no area left after repair (was {area_in:.1} m²)"),
+                Action::Rejected,
+            ));
             return (None, issues, true, changed);
         }
         if !mp.is_valid() {
-            let why: Vec<String> = mp.validation_errors().iter().map(ToString::to_string).collect();
-            issues.push(issue(format!("still invalid after repair: {}", why.join("; ")), Action::Rejected));
+            let why: Vec<String> = mp
+                .validation_errors()
+                .iter()
+                .map(ToString::to_string)
+                .collect();
+            issues.push(issue(
+                format!("still invalid after repair: {}", why.join("; ")),
+                Action::Rejected,
+            ));
             if std::env::var_os("WANGGE_DEBUG_KEEP").is_none() {
                 return (None, issues, true, changed);
             }
@@ -277,7 +310,10 @@ fn resolve_overlaps(inputs: &[PolygonInput], fixed: &mut Repaired, report: &mut 
         .enumerate()
         .filter_map(|(i, g)| {
             let r = g.as_ref()?.bounding_rect()?;
-            Some(GeomWithData::new(Rectangle::from_corners([r.min().x, r.min().y], [r.max().x, r.max().y]), i))
+            Some(GeomWithData::new(
+                Rectangle::from_corners([r.min().x, r.min().y], [r.max().x, r.max().y]),
+                i,
+            ))
         })
         .collect();
     let tree = RTree::bulk_load(boxes.clone());
@@ -287,7 +323,9 @@ fn resolve_overlaps(inputs: &[PolygonInput], fixed: &mut Repaired, report: &mut 
     for b in &boxes {
         let i = b.data;
         let env = b.geom().envelope();
-        for other in tree.locate_in_envelope_intersecting(&AABB::from_corners(env.lower(), env.upper())) {
+        for other in
+            tree.locate_in_envelope_intersecting(&AABB::from_corners(env.lower(), env.upper()))
+        {
             let j = other.data;
             if i != j && rank(i) < rank(j) {
                 pairs.push((i, j));
@@ -312,7 +350,11 @@ fn resolve_overlaps(inputs: &[PolygonInput], fixed: &mut Repaired, report: &mut 
             reason: format!(
                 "overlaps feature {}{} by {area:.1} m²; the overlap stays with feature {}",
                 inputs[i].number,
-                inputs[i].code.as_ref().map(|c| format!(" ({c})")).unwrap_or_default(),
+                inputs[i]
+                    .code
+                    .as_ref()
+                    .map(|c| format!(" ({c})"))
+                    .unwrap_or_default(),
                 inputs[i].number
             ),
             action: Action::Repaired,
@@ -327,16 +369,26 @@ fn resolve_overlaps(inputs: &[PolygonInput], fixed: &mut Repaired, report: &mut 
         .par_iter()
         .filter_map(|(j, winners)| {
             let mine = originals[*j].as_ref()?;
-            let others: Vec<&MultiPolygon<f64>> = winners.iter().filter_map(|w| originals[*w].as_ref()).collect();
+            let others: Vec<&MultiPolygon<f64>> = winners
+                .iter()
+                .filter_map(|w| originals[*w].as_ref())
+                .collect();
             let cut = geom::union_all(others);
             // Overlay snapping can leave needle-thin remnants; drop those
             // below a square centimetre.
-            let min = 1e-4 / geom::metres_per_degree(mine.bounding_rect()?.center().y).0.powi(2);
+            let min = 1e-4
+                / geom::metres_per_degree(mine.bounding_rect()?.center().y)
+                    .0
+                    .powi(2);
             Some((*j, geom::drop_slivers(geom::difference(mine, &cut), min)))
         })
         .collect();
     for (j, g) in updates {
-        if !report.errors.iter().any(|e| e.feature == inputs[j].number && e.action == Action::Repaired) {
+        if !report
+            .errors
+            .iter()
+            .any(|e| e.feature == inputs[j].number && e.action == Action::Repaired)
+        {
             report.repaired += 1;
         }
         if g.0.is_empty() {
@@ -359,7 +411,10 @@ fn find_gaps(inputs: &[PolygonInput], fixed: &Repaired, report: &mut ValidationR
     let union = geom::union_all(fixed.iter().flatten());
     for poly in &union.0 {
         for hole in poly.interiors() {
-            let area = geom::area_m2(&geom::oriented(MultiPolygon::new(vec![Polygon::new(hole.clone(), vec![])])));
+            let area = geom::area_m2(&geom::oriented(MultiPolygon::new(vec![Polygon::new(
+                hole.clone(),
+                vec![],
+            )])));
             if area <= MIN_OVERLAP_M2 {
                 continue;
             }
@@ -369,7 +424,10 @@ fn find_gaps(inputs: &[PolygonInput], fixed: &Repaired, report: &mut ValidationR
             report.errors.push(Issue {
                 feature: 0,
                 code: None,
-                reason: format!("gap of {area:.1} m² between features near ({:.6}, {:.6})", c.x, c.y),
+                reason: format!(
+                    "gap of {area:.1} m² between features near ({:.6}, {:.6})",
+                    c.x, c.y
+                ),
                 action: Action::Reported,
             });
         }
@@ -378,7 +436,8 @@ fn find_gaps(inputs: &[PolygonInput], fixed: &Repaired, report: &mut ValidationR
 }
 
 fn rings(mp: &MultiPolygon<f64>) -> impl Iterator<Item = &LineString<f64>> {
-    mp.0.iter().flat_map(|p| std::iter::once(p.exterior()).chain(p.interiors()))
+    mp.0.iter()
+        .flat_map(|p| std::iter::once(p.exterior()).chain(p.interiors()))
 }
 
 fn for_each_ring_mut(mp: &mut MultiPolygon<f64>, mut f: impl FnMut(&mut LineString<f64>)) {
@@ -447,7 +506,9 @@ mod tests {
     }
 
     fn square(x0: f64, y0: f64, s: f64) -> Geometry<f64> {
-        Geometry::Polygon(polygon![(x: x0, y: y0), (x: x0 + s, y: y0), (x: x0 + s, y: y0 + s), (x: x0, y: y0 + s)])
+        Geometry::Polygon(
+            polygon![(x: x0, y: y0), (x: x0 + s, y: y0), (x: x0 + s, y: y0 + s), (x: x0, y: y0 + s)],
+        )
     }
 
     #[test]
@@ -468,7 +529,9 @@ mod tests {
 
     #[test]
     fn swapped_coordinates_are_swapped_back() {
-        let g = Geometry::Polygon(polygon![(x: 39.9, y: 116.4), (x: 39.9, y: 116.5), (x: 40.0, y: 116.5)]);
+        let g = Geometry::Polygon(
+            polygon![(x: 39.9, y: 116.4), (x: 39.9, y: 116.5), (x: 40.0, y: 116.5)],
+        );
         let (fixed, report) = validate_polygons(&[input(1, "110101", g)]);
         let r = fixed[0].as_ref().unwrap().bounding_rect().unwrap();
         assert!(r.min().x > 116.0 && r.max().y < 41.0);
@@ -477,17 +540,30 @@ mod tests {
 
     #[test]
     fn out_of_range_is_rejected_with_the_coordinate() {
-        let g = Geometry::Polygon(polygon![(x: 116.4, y: 95.0), (x: 200.0, y: 39.9), (x: 116.5, y: 40.0)]);
+        let g = Geometry::Polygon(
+            polygon![(x: 116.4, y: 95.0), (x: 200.0, y: 39.9), (x: 116.5, y: 40.0)],
+        );
         let (fixed, report) = validate_polygons(&[input(1, "110101", g)]);
         assert!(fixed[0].is_none());
         assert_eq!(report.rejected, 1);
-        assert!(report.errors[0].reason.contains("outside"), "{:?}", report.errors);
+        assert!(
+            report.errors[0].reason.contains("outside"),
+            "{:?}",
+            report.errors
+        );
     }
 
     #[test]
     fn nan_vertex_is_removed() {
         let g = Geometry::Polygon(Polygon::new(
-            LineString::from(vec![(0.0, 0.0), (1.0, 0.0), (f64::NAN, 0.5), (1.0, 1.0), (0.0, 1.0), (0.0, 0.0)]),
+            LineString::from(vec![
+                (0.0, 0.0),
+                (1.0, 0.0),
+                (f64::NAN, 0.5),
+                (1.0, 1.0),
+                (0.0, 1.0),
+                (0.0, 0.0),
+            ]),
             vec![],
         ));
         let (fixed, report) = validate_polygons(&[input(1, "110101", g)]);
@@ -498,15 +574,25 @@ mod tests {
 
     #[test]
     fn spike_is_named() {
-        let g = Geometry::Polygon(polygon![(x: 0., y: 0.), (x: 1., y: 0.), (x: 1., y: 1.), (x: 1., y: 3.), (x: 1., y: 1.), (x: 0., y: 1.)]);
+        let g = Geometry::Polygon(
+            polygon![(x: 0., y: 0.), (x: 1., y: 0.), (x: 1., y: 1.), (x: 1., y: 3.), (x: 1., y: 1.), (x: 0., y: 1.)],
+        );
         let (fixed, report) = validate_polygons(&[input(1, "110101", g)]);
-        assert!(report.errors.iter().any(|e| e.reason.starts_with("spike at vertex 3")), "{:?}", report.errors);
+        assert!(
+            report
+                .errors
+                .iter()
+                .any(|e| e.reason.starts_with("spike at vertex 3")),
+            "{:?}",
+            report.errors
+        );
         assert!((geom::area_deg2(fixed[0].as_ref().unwrap()) - 1.0).abs() < 1e-12);
     }
 
     #[test]
     fn points_are_rejected_not_dropped() {
-        let (fixed, report) = validate_polygons(&[input(1, "110101", Geometry::Point((1.0, 2.0).into()))]);
+        let (fixed, report) =
+            validate_polygons(&[input(1, "110101", Geometry::Point((1.0, 2.0).into()))]);
         assert!(fixed[0].is_none());
         assert_eq!(report.rejected, 1);
     }
@@ -515,8 +601,28 @@ mod tests {
     fn hole_between_four_squares_is_a_gap() {
         // A ring of 8 unit squares around an empty centre square.
         let mut inputs = Vec::new();
-        for (k, (x, y)) in [(0, 0), (1, 0), (2, 0), (0, 1), (2, 1), (0, 2), (1, 2), (2, 2)].into_iter().enumerate() {
-            inputs.push(input(k + 1, &format!("11010{k}"), square(116.0 + f64::from(x) * 0.001, 39.0 + f64::from(y) * 0.001, 0.001)));
+        for (k, (x, y)) in [
+            (0, 0),
+            (1, 0),
+            (2, 0),
+            (0, 1),
+            (2, 1),
+            (0, 2),
+            (1, 2),
+            (2, 2),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            inputs.push(input(
+                k + 1,
+                &format!("11010{k}"),
+                square(
+                    116.0 + f64::from(x) * 0.001,
+                    39.0 + f64::from(y) * 0.001,
+                    0.001,
+                ),
+            ));
         }
         let (_, report) = validate_polygons(&inputs);
         assert_eq!(report.gaps, 1);

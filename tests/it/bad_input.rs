@@ -9,9 +9,17 @@ fn fc(features: &[&str]) -> String {
     let feats: Vec<String> = features
         .iter()
         .enumerate()
-        .map(|(i, g)| format!(r#"{{"type":"Feature","properties":{{"code":"11010{}"}},"geometry":{g}}}"#, i + 1))
+        .map(|(i, g)| {
+            format!(
+                r#"{{"type":"Feature","properties":{{"code":"11010{}"}},"geometry":{g}}}"#,
+                i + 1
+            )
+        })
         .collect();
-    format!(r#"{{"type":"FeatureCollection","features":[{}]}}"#, feats.join(",\n"))
+    format!(
+        r#"{{"type":"FeatureCollection","features":[{}]}}"#,
+        feats.join(",\n")
+    )
 }
 
 fn validate_json(text: &str) -> serde_json::Value {
@@ -26,7 +34,13 @@ fn reasons(report: &serde_json::Value) -> Vec<(u64, String, String)> {
         .as_array()
         .unwrap()
         .iter()
-        .map(|e| (e["feature"].as_u64().unwrap(), e["reason"].as_str().unwrap().to_owned(), e["action"].as_str().unwrap().to_owned()))
+        .map(|e| {
+            (
+                e["feature"].as_u64().unwrap(),
+                e["reason"].as_str().unwrap().to_owned(),
+                e["action"].as_str().unwrap().to_owned(),
+            )
+        })
         .collect()
 }
 
@@ -48,7 +62,10 @@ fn each_polygon_defect_is_named_and_nothing_is_dropped() {
     ]));
     assert_eq!(report["features"], 6);
     let r = reasons(&report);
-    let has = |f: u64, needle: &str, action: &str| r.iter().any(|(ff, reason, a)| *ff == f && reason.contains(needle) && a == action);
+    let has = |f: u64, needle: &str, action: &str| {
+        r.iter()
+            .any(|(ff, reason, a)| *ff == f && reason.contains(needle) && a == action)
+    };
     assert!(has(1, "not closed", "repaired"), "{r:?}");
     assert!(has(2, "self-intersection", "repaired"), "{r:?}");
     assert!(has(3, "non-finite", "repaired"), "{r:?}");
@@ -68,14 +85,24 @@ fn unreadable_files_fail_with_file_and_line() {
     let out = wangge(&["validate", s(&empty)]);
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("empty.geojson") && err.contains("empty"), "{err}");
+    assert!(
+        err.contains("empty.geojson") && err.contains("empty"),
+        "{err}"
+    );
 
     let broken = dir.path().join("broken.geojson");
-    fs::write(&broken, "{\"type\":\"FeatureCollection\",\n\"features\":[\n{\"type\":\"Feature\",,}\n]}").unwrap();
+    fs::write(
+        &broken,
+        "{\"type\":\"FeatureCollection\",\n\"features\":[\n{\"type\":\"Feature\",,}\n]}",
+    )
+    .unwrap();
     let out = wangge(&["validate", s(&broken)]);
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("broken.geojson") && err.contains("line 3"), "{err}");
+    assert!(
+        err.contains("broken.geojson") && err.contains("line 3"),
+        "{err}"
+    );
 
     let missing = dir.path().join("nope.geojson");
     let out = wangge(&["validate", s(&missing)]);
@@ -98,7 +125,14 @@ fn csv_import_rejects_bad_rows_with_reasons_and_counts_add_up() {
     .unwrap();
     let rejects = dir.path().join("rejects.ndjson");
     let out: serde_json::Value = serde_json::from_str(&wangge_ok(&[
-        "import", s(&store), "--layer", "places", s(&csv), "--rejects", s(&rejects), "--json",
+        "import",
+        s(&store),
+        "--layer",
+        "places",
+        s(&csv),
+        "--rejects",
+        s(&rejects),
+        "--json",
     ]))
     .unwrap();
     assert_eq!(out["read"], 6);
@@ -113,11 +147,23 @@ fn csv_import_rejects_bad_rows_with_reasons_and_counts_add_up() {
     assert_eq!(at, ["row 2", "row 3", "row 4", "row 5"]);
     assert!(lines[0]["reason"].as_str().unwrap().contains("field"));
     assert!(lines[1]["reason"].as_str().unwrap().contains("finite"));
-    assert!(lines[2]["reason"].as_str().unwrap().contains("outside -90..90"));
+    assert!(
+        lines[2]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("outside -90..90")
+    );
     assert!(lines[3]["reason"].as_str().unwrap().contains("swapped"));
     // The quoted field with a comma survived.
     let export = dir.path().join("places.geojson");
-    wangge_ok(&["export", s(&store), "--layer", "places", "--out", s(&export)]);
+    wangge_ok(&[
+        "export",
+        s(&store),
+        "--layer",
+        "places",
+        "--out",
+        s(&export),
+    ]);
     assert!(fs::read_to_string(&export).unwrap().contains("No. 1, East"));
 }
 
@@ -139,11 +185,31 @@ fn wrong_code_format_is_rejected_with_the_reason() {
     .unwrap();
     let rejects = dir.path().join("r.ndjson");
     let out: serde_json::Value = serde_json::from_str(&wangge_ok(&[
-        "import", s(&store), "--layer", "districts", s(&input), "--rejects", s(&rejects), "--json",
+        "import",
+        s(&store),
+        "--layer",
+        "districts",
+        s(&input),
+        "--rejects",
+        s(&rejects),
+        "--json",
     ]))
     .unwrap();
-    assert_eq!((out["read"].as_u64(), out["imported"].as_u64(), out["rejected"].as_u64()), (Some(3), Some(1), Some(2)));
+    assert_eq!(
+        (
+            out["read"].as_u64(),
+            out["imported"].as_u64(),
+            out["rejected"].as_u64()
+        ),
+        (Some(3), Some(1), Some(2))
+    );
     let text = fs::read_to_string(&rejects).unwrap();
-    assert!(text.contains("feature 1") && text.contains("11010"), "{text}");
-    assert!(text.contains("feature 2") && text.contains("6 digits"), "{text}");
+    assert!(
+        text.contains("feature 1") && text.contains("11010"),
+        "{text}"
+    );
+    assert!(
+        text.contains("feature 2") && text.contains("6 digits"),
+        "{text}"
+    );
 }

@@ -2,8 +2,8 @@
 
 mod crs;
 
-mod support;
-mod validate;
 mod bad_input;
-mod synth;
 mod gpkg;
+mod support;
+mod synth;
+mod validate;

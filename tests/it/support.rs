@@ -44,13 +44,22 @@ pub fn python_json(script: &str, args: &[&str]) -> serde_json::Value {
         .args(args)
         .current_dir(root())
         .output()
-        .unwrap_or_else(|e| panic!("cannot run {python}: {e}; run `scripts/test`, which installs python3 with shapely"));
+        .unwrap_or_else(|e| {
+            panic!(
+                "cannot run {python}: {e}; run `scripts/test`, which installs python3 with shapely"
+            )
+        });
     assert!(
         out.status.success(),
         "{script} {args:?} failed; run `scripts/test`, which installs python3 with shapely:\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{script}: bad JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)))
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "{script}: bad JSON ({e}): {}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    })
 }
 
 /// Path as &str.

@@ -12,7 +12,17 @@ const SCALE: &str = "0.02";
 fn synth(out: &std::path::Path, seed: &str) -> serde_json::Value {
     let districts = repo("tests/fixtures/districts-subset.geojson");
     serde_json::from_str(&wangge_ok(&[
-        "synth", "--out", s(out), "--scale", SCALE, "--seed", seed, "--districts", s(&districts), "--json", "--quiet",
+        "synth",
+        "--out",
+        s(out),
+        "--scale",
+        SCALE,
+        "--seed",
+        seed,
+        "--districts",
+        s(&districts),
+        "--json",
+        "--quiet",
     ]))
     .unwrap()
 }
@@ -22,7 +32,10 @@ fn synthetic_city_tiles_nests_and_counts_like_geos_says() {
     let dir = tempfile::tempdir().unwrap();
     let a = dir.path().join("a.gpkg");
     let summary = synth(&a, "7");
-    let truth = python_json("check_store.py", &[s(&a), s(&repo("data/beijing-census-2020.csv")), SCALE]);
+    let truth = python_json(
+        "check_store.py",
+        &[s(&a), s(&repo("data/beijing-census-2020.csv")), SCALE],
+    );
 
     for (layer, digits) in [("districts", 6), ("streets", 9), ("communities", 12)] {
         let l = &truth["levels"][layer];
@@ -32,26 +45,52 @@ fn synthetic_city_tiles_nests_and_counts_like_geos_says() {
         let area = l["area_deg2"].as_f64().unwrap();
         // Siblings do not overlap beyond centimetre slivers where a boundary
         // crosses the 1e-7° snap grid: < 1e-8 of the area (a few m² in 1,600 km²).
-        assert!(l["overlap_deg2"].as_f64().unwrap() / area < 1e-8, "{layer}: {l}");
+        assert!(
+            l["overlap_deg2"].as_f64().unwrap() / area < 1e-8,
+            "{layer}: {l}"
+        );
         if digits > 6 {
             assert_eq!(l["parent_prefix_ok"], true, "{layer}");
             // Children tile their parent: the symmetric difference between a
             // parent and the union of its children is < 5e-6 of its area.
-            assert!(l["worst_cover_rel"].as_f64().unwrap() < 5e-6, "{layer}: {l}");
+            assert!(
+                l["worst_cover_rel"].as_f64().unwrap() < 5e-6,
+                "{layer}: {l}"
+            );
         }
     }
     let n = |l: &str| truth["levels"][l]["count"].as_u64().unwrap();
     assert_eq!(n("districts"), 3);
     // Shares of the city's ~349 streets and ~7,000 communities.
     assert!((25..=60).contains(&n("streets")), "{}", n("streets"));
-    assert!((400..=900).contains(&n("communities")), "{}", n("communities"));
+    assert!(
+        (400..=900).contains(&n("communities")),
+        "{}",
+        n("communities")
+    );
 
-    for layer in ["buildings", "places", "objects", "events", "organizations", "persons"] {
-        assert!(truth[layer]["count"].as_u64().unwrap() > 0, "{layer} is empty");
-        assert_eq!(truth[layer]["outside_community"], 0, "{layer}: entities outside their community");
+    for layer in [
+        "buildings",
+        "places",
+        "objects",
+        "events",
+        "organizations",
+        "persons",
+    ] {
+        assert!(
+            truth[layer]["count"].as_u64().unwrap() > 0,
+            "{layer} is empty"
+        );
+        assert_eq!(
+            truth[layer]["outside_community"], 0,
+            "{layer}: entities outside their community"
+        );
     }
     // Persons per district = round(census × scale), exactly.
-    assert_eq!(truth["persons_per_district"], truth["expected_per_district"]);
+    assert_eq!(
+        truth["persons_per_district"],
+        truth["expected_per_district"]
+    );
     let persons = truth["persons"]["count"].as_u64().unwrap();
     assert_eq!(summary["persons"].as_u64(), Some(persons));
     assert_eq!(truth["bad_id_check_digits"], 0);
@@ -69,16 +108,34 @@ fn synthetic_city_tiles_nests_and_counts_like_geos_says() {
 fn same_seed_same_city_other_seed_other_city() {
     let dir = tempfile::tempdir().unwrap();
     let export = |store: &std::path::Path, layer: &str| {
-        let out = dir.path().join(format!("{}-{layer}.csv", store.file_stem().unwrap().to_str().unwrap()));
-        wangge_ok(&["export", s(store), "--layer", layer, "--out", s(&out), "--quiet"]);
+        let out = dir.path().join(format!(
+            "{}-{layer}.csv",
+            store.file_stem().unwrap().to_str().unwrap()
+        ));
+        wangge_ok(&[
+            "export",
+            s(store),
+            "--layer",
+            layer,
+            "--out",
+            s(&out),
+            "--quiet",
+        ]);
         fs::read(out).unwrap()
     };
-    let (a, b, c) = (dir.path().join("a.gpkg"), dir.path().join("b.gpkg"), dir.path().join("c.gpkg"));
+    let (a, b, c) = (
+        dir.path().join("a.gpkg"),
+        dir.path().join("b.gpkg"),
+        dir.path().join("c.gpkg"),
+    );
     synth(&a, "11");
     synth(&b, "11");
     synth(&c, "12");
     for layer in ["communities", "buildings", "persons", "events"] {
-        assert!(export(&a, layer) == export(&b, layer), "{layer} differs between two runs with one seed");
+        assert!(
+            export(&a, layer) == export(&b, layer),
+            "{layer} differs between two runs with one seed"
+        );
     }
     assert!(export(&a, "communities") != export(&c, "communities"));
 }
@@ -88,15 +145,23 @@ fn gdal_opens_the_store_with_the_same_counts() {
     let dir = tempfile::tempdir().unwrap();
     let a = dir.path().join("a.gpkg");
     synth(&a, "3");
-    let info: serde_json::Value = serde_json::from_str(&wangge_ok(&["info", s(&a), "--json"])).unwrap();
+    let info: serde_json::Value =
+        serde_json::from_str(&wangge_ok(&["info", s(&a), "--json"])).unwrap();
     let out = Command::new("ogrinfo")
         .args(["-ro", "-so", "-al", s(&a)])
         .output()
         .expect("ogrinfo runs; run `scripts/test`, which installs gdal-bin");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!stderr.contains("ERROR") && !stderr.contains("Warning"), "{stderr}");
+    assert!(
+        !stderr.contains("ERROR") && !stderr.contains("Warning"),
+        "{stderr}"
+    );
     let mut seen = 0;
     for block in text.split("Layer name: ").skip(1) {
         let name = block.lines().next().unwrap().trim();

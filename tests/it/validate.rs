@@ -8,8 +8,14 @@ fn districts_are_repaired_like_geos_says() {
     let dir = tempfile::tempdir().unwrap();
     let fixed = dir.path().join("fixed.geojson");
     let input = repo("data/beijing-districts.geojson");
-    let ours: serde_json::Value =
-        serde_json::from_str(&wangge_ok(&["validate", s(&input), "--fix", s(&fixed), "--json"])).unwrap();
+    let ours: serde_json::Value = serde_json::from_str(&wangge_ok(&[
+        "validate",
+        s(&input),
+        "--fix",
+        s(&fixed),
+        "--json",
+    ]))
+    .unwrap();
     let truth = python_json("check_validate.py", &[s(&input), s(&fixed)]);
 
     // The same features are invalid for us and for GEOS: 12 of 16.
@@ -29,19 +35,40 @@ fn districts_are_repaired_like_geos_says() {
     let m2_per_deg2 = ours["area_before_m2"].as_f64().unwrap() / mv_area;
     let geos_overlap_m2 = truth["original_overlap"].as_f64().unwrap() * m2_per_deg2;
     let our_overlap_m2 = ours["overlap_area_m2"].as_f64().unwrap();
-    assert!(ours["overlaps"].as_u64().unwrap() >= 10, "{}", ours["overlaps"]);
-    assert!((our_overlap_m2 - geos_overlap_m2).abs() / geos_overlap_m2 < 0.02, "ours {our_overlap_m2} m², GEOS {geos_overlap_m2} m²");
+    assert!(
+        ours["overlaps"].as_u64().unwrap() >= 10,
+        "{}",
+        ours["overlaps"]
+    );
+    assert!(
+        (our_overlap_m2 - geos_overlap_m2).abs() / geos_overlap_m2 < 0.02,
+        "ours {our_overlap_m2} m², GEOS {geos_overlap_m2} m²"
+    );
     // Left-over overlap is below the 1e-7° snapping grid's reach: < 1e-9 of the area.
     let left = truth["fixed_overlap"].as_f64().unwrap();
-    assert!(left / fixed_area < 1e-9, "overlap left after fix: {left} deg² of {fixed_area}");
+    assert!(
+        left / fixed_area < 1e-9,
+        "overlap left after fix: {left} deg² of {fixed_area}"
+    );
 
     // Total area changes by < 0.1 % against GEOS make_valid.
-    assert!((fixed_area - mv_area).abs() / mv_area < 1e-3, "{fixed_area} vs {mv_area}");
+    assert!(
+        (fixed_area - mv_area).abs() / mv_area < 1e-3,
+        "{fixed_area} vs {mv_area}"
+    );
 
     // Every error names its feature and a reason.
     let errors = ours["errors"].as_array().unwrap();
-    assert!(errors.iter().any(|e| e["reason"].as_str().unwrap().contains("self-intersection")));
-    assert!(errors.iter().any(|e| e["reason"].as_str().unwrap().starts_with("spike")));
+    assert!(
+        errors
+            .iter()
+            .any(|e| e["reason"].as_str().unwrap().contains("self-intersection"))
+    );
+    assert!(
+        errors
+            .iter()
+            .any(|e| e["reason"].as_str().unwrap().starts_with("spike"))
+    );
     for e in errors {
         assert!(e["feature"].is_u64() && e["reason"].is_string(), "{e}");
     }

@@ -38,7 +38,9 @@ pub struct PointHeader {
 /// at swapped columns when that is the likely cause.
 pub fn check_lon_lat(lon: f64, lat: f64) -> Result<(), String> {
     if !lon.is_finite() || !lat.is_finite() {
-        return Err(format!("coordinate is not a finite number (lon {lon}, lat {lat})"));
+        return Err(format!(
+            "coordinate is not a finite number (lon {lon}, lat {lat})"
+        ));
     }
     if !(-90.0..=90.0).contains(&lat) {
         let hint = if (-90.0..=90.0).contains(&lon) && (-180.0..=180.0).contains(&lat) {
@@ -68,31 +70,48 @@ pub fn read_points(
         path: path.to_owned(),
         source,
     })?;
-    let mut reader = csv::ReaderBuilder::new().flexible(true).from_reader(std::io::BufReader::with_capacity(1 << 16, file));
+    let mut reader = csv::ReaderBuilder::new()
+        .flexible(true)
+        .from_reader(std::io::BufReader::with_capacity(1 << 16, file));
     let header = reader.headers().map_err(|e| ReadError::Bad {
         path: path.to_owned(),
         location: Location::Row(0),
         reason: format!("cannot read the header: {e}"),
     })?;
     if header.is_empty() || (header.len() == 1 && header[0].trim().is_empty()) {
-        return Err(ReadError::Empty { path: path.to_owned() });
+        return Err(ReadError::Empty {
+            path: path.to_owned(),
+        });
     }
     let columns: Vec<String> = header
         .iter()
         .enumerate()
-        .map(|(i, h)| if i == 0 { h.trim_start_matches('\u{feff}') } else { h }.trim().to_owned())
+        .map(|(i, h)| {
+            if i == 0 {
+                h.trim_start_matches('\u{feff}')
+            } else {
+                h
+            }
+            .trim()
+            .to_owned()
+        })
         .collect();
     let find = |given: Option<&str>, names: &[&str], what: &str| -> Result<usize, ReadError> {
         let hit = match given {
             Some(g) => columns.iter().position(|c| c.eq_ignore_ascii_case(g)),
-            None => names.iter().find_map(|n| columns.iter().position(|c| c.eq_ignore_ascii_case(n))),
+            None => names
+                .iter()
+                .find_map(|n| columns.iter().position(|c| c.eq_ignore_ascii_case(n))),
         };
         hit.ok_or_else(|| ReadError::Bad {
             path: path.to_owned(),
             location: Location::Row(0),
             reason: format!(
                 "no {what} column {}; columns found: {}",
-                given.map_or_else(|| format!("(looked for {})", names.join(", ")), |g| format!("{g:?}")),
+                given.map_or_else(
+                    || format!("(looked for {})", names.join(", ")),
+                    |g| format!("{g:?}")
+                ),
                 columns.join(", ")
             ),
         })
@@ -130,14 +149,19 @@ pub fn read_points(
 
 fn parse_row(h: &PointHeader, record: &csv::StringRecord, row: u64) -> Result<PointRow, String> {
     if record.len() != h.columns.len() {
-        return Err(format!("has {} field(s), the header has {}", record.len(), h.columns.len()));
+        return Err(format!(
+            "has {} field(s), the header has {}",
+            record.len(),
+            h.columns.len()
+        ));
     }
     let num = |i: usize| -> Result<f64, String> {
         let s = record[i].trim();
         if s.is_empty() {
             return Err(format!("{} is empty", h.columns[i]));
         }
-        s.parse::<f64>().map_err(|_| format!("{} {s:?} is not a number", h.columns[i]))
+        s.parse::<f64>()
+            .map_err(|_| format!("{} {s:?} is not a number", h.columns[i]))
     };
     let (lon, lat) = (num(h.lon)?, num(h.lat)?);
     check_lon_lat(lon, lat)?;
@@ -153,7 +177,12 @@ mod tests {
     use super::*;
     use std::io::Write;
 
-    fn read(text: &str) -> (Result<(PointHeader, u64), ReadError>, Vec<Result<PointRow, FeatureError>>) {
+    type Read = (
+        Result<(PointHeader, u64), ReadError>,
+        Vec<Result<PointRow, FeatureError>>,
+    );
+
+    fn read(text: &str) -> Read {
         let mut file = tempfile::NamedTempFile::new().unwrap();
         file.write_all(text.as_bytes()).unwrap();
         let mut rows = Vec::new();
@@ -170,7 +199,10 @@ mod tests {
         assert_eq!(h.columns[0], "id");
         assert_eq!(n, 8);
         assert_eq!(rows.len(), 8);
-        let ok: Vec<u64> = rows.iter().filter_map(|r| r.as_ref().ok().map(|p| p.row)).collect();
+        let ok: Vec<u64> = rows
+            .iter()
+            .filter_map(|r| r.as_ref().ok().map(|p| p.row))
+            .collect();
         assert_eq!(ok, vec![1, 8]);
         assert_eq!(&rows[0].as_ref().unwrap().fields[3], "a, b");
         let reason = |i: usize| rows[i].as_ref().unwrap_err().reason.clone();
@@ -192,6 +224,9 @@ mod tests {
     #[test]
     fn empty_file_is_an_error() {
         let (r, _) = read("");
-        assert!(matches!(r, Err(ReadError::Empty { .. }) | Err(ReadError::Bad { .. })));
+        assert!(matches!(
+            r,
+            Err(ReadError::Empty { .. }) | Err(ReadError::Bad { .. })
+        ));
     }
 }

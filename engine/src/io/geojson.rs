@@ -6,7 +6,9 @@ use std::fs::File;
 use std::io::{self, BufRead, BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
-use geo_types::{Coord, Geometry, LineString, MultiLineString, MultiPoint, MultiPolygon, Point, Polygon};
+use geo_types::{
+    Coord, Geometry, LineString, MultiLineString, MultiPoint, MultiPolygon, Point, Polygon,
+};
 use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
 
@@ -72,7 +74,9 @@ pub fn read_geojson_from(
         source,
     })?;
     let Some(first) = first else {
-        return Err(ReadError::Empty { path: path.to_owned() });
+        return Err(ReadError::Empty {
+            path: path.to_owned(),
+        });
     };
     let trimmed = first.trim_start_matches('\u{feff}').trim();
     let is_sequence = trimmed.starts_with('\u{1e}')
@@ -80,7 +84,11 @@ pub fn read_geojson_from(
             && trimmed.ends_with('}')
             && serde_json::from_str::<Value>(&sanitize_line(trimmed))
                 .ok()
-                .and_then(|v| v.get("type").and_then(Value::as_str).map(|t| t == "Feature"))
+                .and_then(|v| {
+                    v.get("type")
+                        .and_then(Value::as_str)
+                        .map(|t| t == "Feature")
+                })
                 .unwrap_or(false));
     if is_sequence {
         read_sequence(path, first, reader, &mut f)
@@ -117,7 +125,10 @@ fn read_sequence(
     // and the line of the feature within the non-blank lines.
     loop {
         line_no += 1;
-        let text = line.trim_start_matches('\u{feff}').trim().trim_start_matches('\u{1e}');
+        let text = line
+            .trim_start_matches('\u{feff}')
+            .trim()
+            .trim_start_matches('\u{1e}');
         if !text.is_empty() {
             number += 1;
             let result = serde_json::from_str::<Value>(&sanitize_line(text))
@@ -154,8 +165,13 @@ fn read_document(
     let sanitized = NonFiniteTokens::new(BufReader::new(chained));
     let mut de = serde_json::Deserializer::from_reader(sanitized);
     let mut count = 0usize;
-    let seed = DocumentSeed { path, f, count: &mut count };
-    seed.deserialize(&mut de).map_err(|e| json_error(path, &e))?;
+    let seed = DocumentSeed {
+        path,
+        f,
+        count: &mut count,
+    };
+    seed.deserialize(&mut de)
+        .map_err(|e| json_error(path, &e))?;
     de.end().map_err(|e| json_error(path, &e))?;
     Ok(count)
 }
@@ -163,7 +179,11 @@ fn read_document(
 fn json_error(path: &Path, e: &serde_json::Error) -> ReadError {
     let reason = e.to_string();
     // serde_json appends " at line L column C"; keep the message short.
-    let reason = reason.split(" at line ").next().unwrap_or(&reason).to_owned();
+    let reason = reason
+        .split(" at line ")
+        .next()
+        .unwrap_or(&reason)
+        .to_owned();
     ReadError::Bad {
         path: path.to_owned(),
         location: Location::LineColumn(e.line() as u64, e.column() as u64),
@@ -203,19 +223,36 @@ impl<'de, F: FnMut(Result<GeoFeature, FeatureError>)> Visitor<'de> for DocumentS
                     f: &mut *self.f,
                     count: &mut *self.count,
                 })?;
-            } else if key == "type" || key == "geometry" || key == "coordinates" || key == "geometries" || key == "properties" || key == "id" {
+            } else if key == "type"
+                || key == "geometry"
+                || key == "coordinates"
+                || key == "geometries"
+                || key == "properties"
+                || key == "id"
+            {
                 rest.insert(key, map.next_value::<Value>()?);
             } else {
                 map.next_value::<IgnoredAny>()?;
             }
         }
-        let kind = rest.get("type").and_then(Value::as_str).unwrap_or("").to_owned();
+        let kind = rest
+            .get("type")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_owned();
         match kind.as_str() {
             "FeatureCollection" if saw_features => Ok(()),
-            "FeatureCollection" => Err(serde::de::Error::custom("FeatureCollection without a \"features\" array")),
+            "FeatureCollection" => Err(serde::de::Error::custom(
+                "FeatureCollection without a \"features\" array",
+            )),
             "Feature" => {
                 *self.count += 1;
-                (self.f)(feature_from_value(self.path, 1, Location::Feature(1), Value::Object(rest)));
+                (self.f)(feature_from_value(
+                    self.path,
+                    1,
+                    Location::Feature(1),
+                    Value::Object(rest),
+                ));
                 Ok(())
             }
             "" => Err(serde::de::Error::custom("no \"type\" member: not GeoJSON")),
@@ -225,7 +262,12 @@ impl<'de, F: FnMut(Result<GeoFeature, FeatureError>)> Visitor<'de> for DocumentS
                 let mut feat = Map::new();
                 feat.insert("type".into(), Value::String("Feature".into()));
                 feat.insert("geometry".into(), Value::Object(rest));
-                (self.f)(feature_from_value(self.path, 1, Location::Feature(1), Value::Object(feat)));
+                (self.f)(feature_from_value(
+                    self.path,
+                    1,
+                    Location::Feature(1),
+                    Value::Object(feat),
+                ));
                 Ok(())
             }
         }
@@ -261,7 +303,12 @@ impl<'de, F: FnMut(Result<GeoFeature, FeatureError>)> Visitor<'de> for FeaturesS
 }
 
 /// Converts one parsed JSON value into a feature, or says why it is not one.
-fn feature_from_value(path: &Path, number: usize, location: Location, v: Value) -> Result<GeoFeature, FeatureError> {
+fn feature_from_value(
+    path: &Path,
+    number: usize,
+    location: Location,
+    v: Value,
+) -> Result<GeoFeature, FeatureError> {
     let err = |reason: String| FeatureError {
         path: path.to_owned(),
         location: location.clone(),
@@ -303,7 +350,10 @@ fn feature_from_value(path: &Path, number: usize, location: Location, v: Value) 
 
 /// Parses a GeoJSON geometry object. Errors are reasons without location.
 pub fn parse_geometry(v: &Value, notes: &mut Vec<String>) -> Result<Geometry<f64>, String> {
-    let kind = v.get("type").and_then(Value::as_str).ok_or("geometry has no \"type\"")?;
+    let kind = v
+        .get("type")
+        .and_then(Value::as_str)
+        .ok_or("geometry has no \"type\"")?;
     if kind == "GeometryCollection" {
         let geoms = v
             .get("geometries")
@@ -315,15 +365,23 @@ pub fn parse_geometry(v: &Value, notes: &mut Vec<String>) -> Result<Geometry<f64
             .collect::<Result<Vec<_>, _>>()?;
         return Ok(Geometry::GeometryCollection(parts.into()));
     }
-    let c = v.get("coordinates").ok_or_else(|| format!("{kind} without \"coordinates\""))?;
+    let c = v
+        .get("coordinates")
+        .ok_or_else(|| format!("{kind} without \"coordinates\""))?;
     Ok(match kind {
         "Point" => Geometry::Point(Point(position(c)?)),
         "MultiPoint" => Geometry::MultiPoint(MultiPoint(
-            array(c, "MultiPoint")?.iter().map(|p| position(p).map(Point)).collect::<Result<_, _>>()?,
+            array(c, "MultiPoint")?
+                .iter()
+                .map(|p| position(p).map(Point))
+                .collect::<Result<_, _>>()?,
         )),
         "LineString" => Geometry::LineString(line(c)?),
         "MultiLineString" => Geometry::MultiLineString(MultiLineString(
-            array(c, "MultiLineString")?.iter().map(line).collect::<Result<_, _>>()?,
+            array(c, "MultiLineString")?
+                .iter()
+                .map(line)
+                .collect::<Result<_, _>>()?,
         )),
         "Polygon" => Geometry::Polygon(parse_polygon(c, 0, notes)?),
         "MultiPolygon" => Geometry::MultiPolygon(MultiPolygon(
@@ -338,27 +396,42 @@ pub fn parse_geometry(v: &Value, notes: &mut Vec<String>) -> Result<Geometry<f64
 }
 
 fn array<'a>(v: &'a Value, what: &str) -> Result<&'a Vec<Value>, String> {
-    v.as_array().ok_or_else(|| format!("{what} coordinates are not an array"))
+    v.as_array()
+        .ok_or_else(|| format!("{what} coordinates are not an array"))
 }
 
 /// A position; `null` (what NaN/Infinity become) is kept as NaN.
 fn position(v: &Value) -> Result<Coord<f64>, String> {
     let a = v.as_array().ok_or("a position is not an array")?;
     if a.len() < 2 {
-        return Err(format!("a position has {} value(s), expected at least 2", a.len()));
+        return Err(format!(
+            "a position has {} value(s), expected at least 2",
+            a.len()
+        ));
     }
     let num = |x: &Value| match x {
-        Value::Number(n) => n.as_f64().ok_or_else(|| format!("coordinate {n} is not a number")),
+        Value::Number(n) => n
+            .as_f64()
+            .ok_or_else(|| format!("coordinate {n} is not a number")),
         Value::Null => Ok(f64::NAN),
         other => Err(format!("coordinate {other} is not a number")),
     };
-    Ok(Coord { x: num(&a[0])?, y: num(&a[1])? })
+    Ok(Coord {
+        x: num(&a[0])?,
+        y: num(&a[1])?,
+    })
 }
 
 fn line(v: &Value) -> Result<LineString<f64>, String> {
-    let pts = array(v, "LineString")?.iter().map(position).collect::<Result<Vec<_>, _>>()?;
+    let pts = array(v, "LineString")?
+        .iter()
+        .map(position)
+        .collect::<Result<Vec<_>, _>>()?;
     if pts.len() < 2 {
-        return Err(format!("a LineString has {} position(s), needs at least 2", pts.len()));
+        return Err(format!(
+            "a LineString has {} position(s), needs at least 2",
+            pts.len()
+        ));
     }
     Ok(LineString(pts))
 }
@@ -370,10 +443,15 @@ fn parse_polygon(v: &Value, index: usize, notes: &mut Vec<String>) -> Result<Pol
     }
     let mut out = Vec::with_capacity(rings.len());
     for (r, ring) in rings.iter().enumerate() {
-        let mut pts = array(ring, "ring")?.iter().map(position).collect::<Result<Vec<_>, _>>()?;
+        let mut pts = array(ring, "ring")?
+            .iter()
+            .map(position)
+            .collect::<Result<Vec<_>, _>>()?;
         let closed = pts.len() >= 2 && same(pts[0], pts[pts.len() - 1]);
         if !closed && !pts.is_empty() {
-            notes.push(format!("ring {r} of polygon {index} was not closed; closed it"));
+            notes.push(format!(
+                "ring {r} of polygon {index} was not closed; closed it"
+            ));
             pts.push(pts[0]);
         }
         if pts.len() < 4 {
@@ -417,6 +495,8 @@ struct NonFiniteTokens<R> {
 impl<R: Read> NonFiniteTokens<R> {
     fn new(inner: R) -> Self {
         Self {
+            // Callers pass a BufReader or a byte slice: byte-wise reads are cheap.
+            #[allow(clippy::unbuffered_bytes)]
             inner: inner.bytes(),
             out: std::collections::VecDeque::new(),
             in_string: false,
@@ -534,7 +614,11 @@ impl<W: Write> GeoJsonWriter<W> {
     }
 
     /// Appends one feature.
-    pub fn write(&mut self, geometry: &Geometry<f64>, properties: &Map<String, Value>) -> io::Result<()> {
+    pub fn write(
+        &mut self,
+        geometry: &Geometry<f64>,
+        properties: &Map<String, Value>,
+    ) -> io::Result<()> {
         if !self.first {
             self.out.write_all(b",\n")?;
         }
@@ -570,14 +654,25 @@ pub fn geometry_to_json(g: &Geometry<f64>) -> Value {
         Value::Array(l.0.iter().map(pos).collect())
     }
     fn poly(p: &Polygon<f64>) -> Value {
-        Value::Array(std::iter::once(p.exterior()).chain(p.interiors()).map(ls).collect())
+        Value::Array(
+            std::iter::once(p.exterior())
+                .chain(p.interiors())
+                .map(ls)
+                .collect(),
+        )
     }
     let (kind, coords) = match g {
         Geometry::Point(p) => ("Point", pos(&p.0)),
-        Geometry::MultiPoint(m) => ("MultiPoint", Value::Array(m.0.iter().map(|p| pos(&p.0)).collect())),
+        Geometry::MultiPoint(m) => (
+            "MultiPoint",
+            Value::Array(m.0.iter().map(|p| pos(&p.0)).collect()),
+        ),
         Geometry::LineString(l) => ("LineString", ls(l)),
         Geometry::Line(l) => ("LineString", Value::Array(vec![pos(&l.start), pos(&l.end)])),
-        Geometry::MultiLineString(m) => ("MultiLineString", Value::Array(m.0.iter().map(ls).collect())),
+        Geometry::MultiLineString(m) => (
+            "MultiLineString",
+            Value::Array(m.0.iter().map(ls).collect()),
+        ),
         Geometry::Polygon(p) => ("Polygon", poly(p)),
         Geometry::MultiPolygon(m) => ("MultiPolygon", Value::Array(m.0.iter().map(poly).collect())),
         Geometry::Rect(r) => ("Polygon", poly(&r.to_polygon())),
@@ -597,8 +692,12 @@ mod tests {
     use super::*;
     use geo_types::polygon;
 
-
-    fn read_str(text: &str) -> (Result<usize, ReadError>, Vec<Result<GeoFeature, FeatureError>>) {
+    fn read_str(
+        text: &str,
+    ) -> (
+        Result<usize, ReadError>,
+        Vec<Result<GeoFeature, FeatureError>>,
+    ) {
         let mut file = tempfile::NamedTempFile::new().unwrap();
         file.write_all(text.as_bytes()).unwrap();
         let mut got = Vec::new();
@@ -630,7 +729,9 @@ mod tests {
         );
         let f = got[0].as_ref().unwrap();
         assert!(f.notes[0].contains("not closed"));
-        let Geometry::Polygon(p) = &f.geometry else { panic!() };
+        let Geometry::Polygon(p) = &f.geometry else {
+            panic!()
+        };
         assert_eq!(p.exterior().0.len(), 5);
     }
 
@@ -642,7 +743,9 @@ mod tests {
         assert_eq!(r.unwrap(), 1);
         let f = got[0].as_ref().unwrap();
         assert_eq!(f.property_text("s").as_deref(), Some("NaN in a string"));
-        let Geometry::Point(p) = f.geometry else { panic!() };
+        let Geometry::Point(p) = f.geometry else {
+            panic!()
+        };
         assert!(p.x().is_nan() && p.y().is_nan());
     }
 
@@ -650,7 +753,9 @@ mod tests {
     fn invalid_json_names_the_line() {
         let (r, _) = read_str("{\"type\":\"FeatureCollection\",\n\"features\":[\n{\"type\": }\n]}");
         let e = r.unwrap_err();
-        let ReadError::Bad { location, .. } = &e else { panic!("{e}") };
+        let ReadError::Bad { location, .. } = &e else {
+            panic!("{e}")
+        };
         assert!(matches!(location, Location::LineColumn(3, _)), "{e}");
     }
 
@@ -679,7 +784,8 @@ mod tests {
         props.insert("code".into(), Value::String("110101".into()));
         let g = Geometry::Polygon(polygon![(x: 0., y: 0.), (x: 1., y: 0.), (x: 1., y: 1.)]);
         w.write(&g, &props).unwrap();
-        w.write(&Geometry::Point(Point::new(116.5, 39.75)), &Map::new()).unwrap();
+        w.write(&Geometry::Point(Point::new(116.5, 39.75)), &Map::new())
+            .unwrap();
         assert_eq!(w.finish().unwrap(), 2);
         let mut got = Vec::new();
         read_geojson(file.path(), |f| got.push(f.unwrap())).unwrap();
