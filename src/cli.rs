@@ -513,15 +513,7 @@ fn info_cmd(_ui: &Ui, a: &InfoArgs) -> Result<()> {
     let mut bbox: Option<[f64; 4]> = None;
     for l in &layers {
         if let Some(b) = l.bbox {
-            bbox = Some(match bbox {
-                None => b,
-                Some(a) => [
-                    a[0].min(b[0]),
-                    a[1].min(b[1]),
-                    a[2].max(b[2]),
-                    a[3].max(b[3]),
-                ],
-            });
+            bbox = Some(wangge_engine::store::merge_bbox(bbox, b));
         }
     }
     let total: u64 = layers.iter().map(|l| l.count).sum();

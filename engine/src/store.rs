@@ -1192,15 +1192,7 @@ impl LayerWriter<'_> {
         self.stmt.raw_execute().at(path)?;
         let fid = self.tx.last_insert_rowid();
         if let Some(b) = bounds {
-            self.bbox = Some(match self.bbox {
-                None => b,
-                Some(a) => [
-                    a[0].min(b[0]),
-                    a[1].min(b[1]),
-                    a[2].max(b[2]),
-                    a[3].max(b[3]),
-                ],
-            });
+            self.bbox = Some(merge_bbox(self.bbox, b));
             if let Some(index) = &mut self.index {
                 index.entries.push(RtreeEntry::new(fid, b));
             }
@@ -2170,6 +2162,20 @@ fn read_wkb(r: &mut Reader<'_>, depth: u32) -> Result<Geometry<f64>, String> {
         )?)),
         _ => return Err(format!("unsupported WKB geometry type {code}")),
     })
+}
+
+/// The smallest `[minx, miny, maxx, maxy]` box holding `acc` (if any) and `b`.
+#[must_use]
+pub fn merge_bbox(acc: Option<[f64; 4]>, b: [f64; 4]) -> [f64; 4] {
+    match acc {
+        None => b,
+        Some(a) => [
+            a[0].min(b[0]),
+            a[1].min(b[1]),
+            a[2].max(b[2]),
+            a[3].max(b[3]),
+        ],
+    }
 }
 
 #[cfg(test)]

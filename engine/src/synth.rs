@@ -1043,61 +1043,60 @@ fn write_admin(
             (h + c.households.len() as i64, p + c.persons as i64)
         })
     };
-    let mut w = store.writer(Layer::Districts.name())?;
-    for (d, plan) in districts.iter().zip(plans) {
-        let (h, p) = count(&mut plan.communities.iter());
-        let unit = AdminUnit {
-            code: d.code.to_string(),
-            name: d.name.clone(),
-            parent_code: String::new(),
-            households: h,
-            persons: p,
-            area_m2: geom::area_m2(&d.geometry),
-            geometry: d.geometry.clone(),
-        };
-        w.insert(
-            &Geometry::MultiPolygon(unit.geometry.clone()),
-            &unit.values(),
-        )?;
-    }
-    summary.layers.push(("districts".into(), w.commit()?));
-    let mut w = store.writer(Layer::Streets.name())?;
-    for plan in plans {
-        for s in &plan.streets {
-            let (h, p) = count(&mut s.communities.iter().map(|&c| &plan.communities[c]));
-            let unit = AdminUnit {
-                code: s.code.to_string(),
-                name: s.name.clone(),
-                parent_code: s.code.parent().to_string(),
+    let unit =
+        |code: String, name: &str, parent: String, (h, p): (i64, i64), g: &MultiPolygon<f64>| {
+            AdminUnit {
+                code,
+                name: name.to_owned(),
+                parent_code: parent,
                 households: h,
                 persons: p,
-                area_m2: geom::area_m2(&s.geometry),
-                geometry: s.geometry.clone(),
-            };
-            w.insert(
-                &Geometry::MultiPolygon(unit.geometry.clone()),
-                &unit.values(),
-            )?;
+                area_m2: geom::area_m2(g),
+                geometry: g.clone(),
+            }
+        };
+    let mut units: Vec<(Layer, Vec<AdminUnit>)> = vec![
+        (Layer::Districts, Vec::new()),
+        (Layer::Streets, Vec::new()),
+        (Layer::Communities, Vec::new()),
+    ];
+    for (d, plan) in districts.iter().zip(plans) {
+        let totals = count(&mut plan.communities.iter());
+        units[0].1.push(unit(
+            d.code.to_string(),
+            &d.name,
+            String::new(),
+            totals,
+            &d.geometry,
+        ));
+        for s in &plan.streets {
+            let totals = count(&mut s.communities.iter().map(|&c| &plan.communities[c]));
+            units[1].1.push(unit(
+                s.code.to_string(),
+                &s.name,
+                s.code.parent().to_string(),
+                totals,
+                &s.geometry,
+            ));
+        }
+        for c in &plan.communities {
+            let totals = (c.households.len() as i64, c.persons as i64);
+            units[2].1.push(unit(
+                c.code.to_string(),
+                &c.name,
+                c.code.parent().to_string(),
+                totals,
+                &c.geometry,
+            ));
         }
     }
-    summary.layers.push(("streets".into(), w.commit()?));
-    let mut w = store.writer(Layer::Communities.name())?;
-    for c in plans.iter().flat_map(|p| &p.communities) {
-        let unit = AdminUnit {
-            code: c.code.to_string(),
-            name: c.name.clone(),
-            parent_code: c.code.parent().to_string(),
-            households: c.households.len() as i64,
-            persons: c.persons as i64,
-            area_m2: geom::area_m2(&c.geometry),
-            geometry: c.geometry.clone(),
-        };
-        w.insert(
-            &Geometry::MultiPolygon(unit.geometry.clone()),
-            &unit.values(),
-        )?;
+    for (layer, list) in units {
+        let mut w = store.writer(layer.name())?;
+        for u in &list {
+            w.insert(&Geometry::MultiPolygon(u.geometry.clone()), &u.values())?;
+        }
+        summary.layers.push((layer.name().into(), w.commit()?));
     }
-    summary.layers.push(("communities".into(), w.commit()?));
     summary.layers.push(("grids".into(), 0));
     Ok(())
 }
