@@ -293,9 +293,7 @@ fn repair_one(input: &PolygonInput) -> Repair {
                 format!("still invalid after repair: {}", why.join("; ")),
                 Action::Rejected,
             ));
-            if std::env::var_os("WANGGE_DEBUG_KEEP").is_none() {
-                return (None, issues, true, changed);
-            }
+            return (None, issues, true, changed);
         }
     } else {
         mp = geom::oriented(mp);
