@@ -4,8 +4,7 @@
 //! error, …: the message on stderr says which file, feature or row and why);
 //! `2` the command line itself is wrong (unknown flag, missing argument).
 
-use std::collections::HashMap;
-use std::io::{BufRead, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -648,25 +647,26 @@ fn import_cmd(ui: &Ui, a: &ImportArgs) -> Result<()> {
                 schema.geometry
             );
         }
-        let (header, n) =
-            point_csv::read_points(&a.file, a.lon_col.as_deref(), a.lat_col.as_deref(), |r| {
-                let _ = &r;
-                match r {
-                    Ok(row) => rows.push((
-                        format!("row {}", row.row),
-                        geo_types::Geometry::Point(row.point),
-                        vec![Value::Text(
-                            serde_json::to_string(&row.fields.iter().collect::<Vec<_>>())
-                                .unwrap_or_default(),
-                        )],
-                    )),
-                    Err(e) => rows.push((
-                        format!("{}", e.location),
-                        geo_types::Geometry::GeometryCollection(Default::default()),
-                        vec![Value::Text(e.reason)],
-                    )),
-                }
-            })?;
+        let (header, n) = point_csv::read_points(
+            &a.file,
+            a.lon_col.as_deref(),
+            a.lat_col.as_deref(),
+            |r| match r {
+                Ok(row) => rows.push((
+                    format!("row {}", row.row),
+                    geo_types::Geometry::Point(row.point),
+                    vec![Value::Text(
+                        serde_json::to_string(&row.fields.iter().collect::<Vec<_>>())
+                            .unwrap_or_default(),
+                    )],
+                )),
+                Err(e) => rows.push((
+                    format!("{}", e.location),
+                    geo_types::Geometry::GeometryCollection(Default::default()),
+                    vec![Value::Text(e.reason)],
+                )),
+            },
+        )?;
         read = n;
         // Map CSV columns onto the schema.
         let mut mapped = Vec::with_capacity(rows.len());
@@ -940,12 +940,3 @@ fn wkt(g: &geo_types::Geometry<f64>) -> String {
         format!("{kind} {c}")
     }
 }
-
-/// Unused helper kept for the `BufRead` import in tests of this module.
-#[allow(dead_code)]
-fn lines(r: impl BufRead) -> usize {
-    r.lines().count()
-}
-
-#[allow(dead_code)]
-fn _unused(_: HashMap<(), ()>) {}
