@@ -405,24 +405,13 @@ fn read_features(path: &Path) -> Result<Vec<GeoFeature>> {
     Ok(feats)
 }
 
-/// Converts every coordinate of a geometry from `crs` to WGS84.
-fn to_wgs84(g: &mut geo_types::Geometry<f64>, crs: Crs) {
-    use geo::MapCoordsInPlace;
-    if crs != Crs::Wgs84 {
-        g.map_coords_in_place(|c| {
-            let (x, y) = crs.to_wgs84(c.x, c.y);
-            geo_types::Coord { x, y }
-        });
-    }
-}
-
 fn validate_cmd(ui: &Ui, a: &ValidateArgs) -> Result<()> {
     let mut inputs = Vec::new();
     let mut props = Vec::new();
     let mut unreadable: Vec<validate::Issue> = Vec::new();
     read_geojson(&a.file, |f| match f {
         Ok(mut f) => {
-            to_wgs84(&mut f.geometry, a.crs);
+            a.crs.geometry_to_wgs84(&mut f.geometry);
             inputs.push(PolygonInput {
                 number: f.number,
                 code: f.property_text(&a.code_field),
@@ -703,7 +692,7 @@ fn import_cmd(ui: &Ui, a: &ImportArgs) -> Result<()> {
         let mut admin_inputs = Vec::new();
         let count = read_geojson(&a.file, |f| match f {
             Ok(mut f) => {
-                to_wgs84(&mut f.geometry, a.crs);
+                a.crs.geometry_to_wgs84(&mut f.geometry);
                 let values: std::result::Result<Vec<Value>, String> = schema
                     .columns
                     .iter()

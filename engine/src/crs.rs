@@ -91,6 +91,17 @@ impl Crs {
         }
     }
 
+    /// Converts every coordinate of a geometry from this system to WGS84.
+    pub fn geometry_to_wgs84(self, g: &mut geo_types::Geometry<f64>) {
+        use geo::MapCoordsInPlace;
+        if self != Self::Wgs84 {
+            g.map_coords_in_place(|c| {
+                let (x, y) = self.to_wgs84(c.x, c.y);
+                geo_types::Coord { x, y }
+            });
+        }
+    }
+
     /// Converts WGS84 `(lon, lat)` to this system.
     #[must_use]
     pub fn from_wgs84(self, lon: f64, lat: f64) -> (f64, f64) {

@@ -6,15 +6,21 @@
 //! * [`crs`]: WGS84 / GCJ-02 / BD-09 conversions.
 //! * [`io`]: streaming GeoJSON and CSV readers and writers.
 //! * [`geom`]: make-valid, overlays, areas.
+//! * [`index`]: the point-in-polygon index ([`index::GridIndex`]).
 //! * [`validate`]: validation and repair of polygon layers.
+//! * [`progress`]: progress reporting for long work.
+//! * [`assign`]: grid layers and batch assignment of point records.
 //! * [`synth`]: the deterministic synthetic Beijing.
 //! * [`store`]: the GeoPackage project store.
 
+pub mod assign;
 pub mod codes;
 pub mod crs;
 pub mod geom;
+pub mod index;
 pub mod io;
 pub mod model;
+pub mod progress;
 pub mod store;
 pub mod synth;
 pub mod validate;

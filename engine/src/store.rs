@@ -943,6 +943,90 @@ impl Store {
         Ok(n)
     }
 
+    /// Sets attribute `columns` of every feature of a point layer from its
+    /// position, in one transaction: features are read in fid order in chunks
+    /// of `chunk` as `(fid, lon, lat)` (non-point geometries give NaN), and
+    /// `f` returns one row of values per feature, in the same order. Memory
+    /// is bounded by the chunk. Returns the number of features updated.
+    pub fn update_from_points(
+        &mut self,
+        layer: &str,
+        columns: &[&str],
+        chunk: usize,
+        mut f: impl FnMut(&[(i64, f64, f64)]) -> Vec<Vec<Value>>,
+    ) -> Result<u64, StoreError> {
+        let def = self.layer_def(layer)?;
+        for c in columns {
+            if !def.schema.columns.iter().any(|x| x.name == *c) {
+                return Err(StoreError::BadSchema {
+                    layer: layer.to_owned(),
+                    reason: format!("no column {c:?}"),
+                });
+            }
+        }
+        let path = self.path.clone();
+        let path = &path;
+        let tx = self.conn.transaction().at(path)?;
+        let select = format!(
+            "SELECT {fid}, {geom} FROM {t} WHERE {fid} > ?1 ORDER BY {fid} LIMIT ?2",
+            fid = quote(&def.fid),
+            geom = quote(&def.geom),
+            t = quote(layer)
+        );
+        let sets: Vec<String> = columns
+            .iter()
+            .enumerate()
+            .map(|(i, c)| format!("{} = ?{}", quote(c), i + 2))
+            .collect();
+        let update = format!(
+            "UPDATE {} SET {} WHERE {} = ?1",
+            quote(layer),
+            sets.join(", "),
+            quote(&def.fid)
+        );
+        let mut last = i64::MIN;
+        let mut n = 0u64;
+        let mut points: Vec<(i64, f64, f64)> = Vec::with_capacity(chunk);
+        loop {
+            points.clear();
+            {
+                let mut stmt = tx.prepare_cached(&select).at(path)?;
+                let mut rows = stmt.query(rusqlite::params![last, chunk as i64]).at(path)?;
+                while let Some(row) = rows.next().at(path)? {
+                    let fid: i64 = row.get(0).at(path)?;
+                    let (x, y) = match row.get_ref(1).at(path)? {
+                        ValueRef::Blob(b) => match decode(b) {
+                            Ok(Geometry::Point(p)) => (p.x(), p.y()),
+                            _ => (f64::NAN, f64::NAN),
+                        },
+                        _ => (f64::NAN, f64::NAN),
+                    };
+                    points.push((fid, x, y));
+                }
+            }
+            let Some(&(fid, _, _)) = points.last() else {
+                break;
+            };
+            last = fid;
+            let values = f(&points);
+            let mut stmt = tx.prepare_cached(&update).at(path)?;
+            for ((fid, _, _), vals) in points.iter().zip(&values) {
+                let mut params: Vec<&dyn rusqlite::ToSql> = Vec::with_capacity(vals.len() + 1);
+                params.push(fid);
+                params.extend(vals.iter().map(|v| v as &dyn rusqlite::ToSql));
+                stmt.execute(params.as_slice()).at(path)?;
+                n += 1;
+            }
+        }
+        tx.execute(
+            &format!("UPDATE gpkg_contents SET last_change = {NOW} WHERE table_name = ?1"),
+            [layer],
+        )
+        .at(path)?;
+        tx.commit().at(path)?;
+        Ok(n)
+    }
+
     /// Deletes every feature of `layer` in one transaction and returns how
     /// many there were. The extent in `gpkg_contents` is cleared; fids keep
     /// increasing from where they were (AUTOINCREMENT).

@@ -90,18 +90,7 @@ pub struct DistrictInput {
     pub geometry: MultiPolygon<f64>,
 }
 
-/// Receives progress of long work; the CLI shows it as bars.
-pub trait Progress: Sync {
-    /// A new stage with `total` steps begins.
-    fn stage(&self, _name: &str, _total: u64) {}
-    /// `n` steps of the current stage are done.
-    fn inc(&self, _n: u64) {}
-}
-
-/// A [`Progress`] that shows nothing.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct NoProgress;
-impl Progress for NoProgress {}
+pub use crate::progress::{NoProgress, Progress};
 
 /// Errors of the synthetic city.
 #[derive(Debug, thiserror::Error)]

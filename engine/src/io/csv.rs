@@ -56,6 +56,38 @@ pub fn check_lon_lat(lon: f64, lat: f64) -> Result<(), String> {
     Ok(())
 }
 
+/// Finds the longitude and latitude columns of a header: the named ones, or
+/// else the first of the usual names ([`LON_NAMES`], [`LAT_NAMES`]),
+/// case-insensitively. The error names the columns that were found.
+pub fn coordinate_columns(
+    columns: &[String],
+    lon_col: Option<&str>,
+    lat_col: Option<&str>,
+) -> Result<(usize, usize), String> {
+    let find = |given: Option<&str>, names: &[&str], what: &str| -> Result<usize, String> {
+        let hit = match given {
+            Some(g) => columns.iter().position(|c| c.eq_ignore_ascii_case(g)),
+            None => names
+                .iter()
+                .find_map(|n| columns.iter().position(|c| c.eq_ignore_ascii_case(n))),
+        };
+        hit.ok_or_else(|| {
+            format!(
+                "no {what} column {}; columns found: {}",
+                given.map_or_else(
+                    || format!("(looked for {})", names.join(", ")),
+                    |g| format!("{g:?}")
+                ),
+                columns.join(", ")
+            )
+        })
+    };
+    Ok((
+        find(lon_col, &LON_NAMES, "longitude")?,
+        find(lat_col, &LAT_NAMES, "latitude")?,
+    ))
+}
+
 /// Reads a point CSV, calling `f` with each row or the reason it was
 /// rejected. `lon_col`/`lat_col` name the columns; `None` looks for the
 /// usual names ([`LON_NAMES`], [`LAT_NAMES`]). Returns the header and the
@@ -96,28 +128,12 @@ pub fn read_points(
             .to_owned()
         })
         .collect();
-    let find = |given: Option<&str>, names: &[&str], what: &str| -> Result<usize, ReadError> {
-        let hit = match given {
-            Some(g) => columns.iter().position(|c| c.eq_ignore_ascii_case(g)),
-            None => names
-                .iter()
-                .find_map(|n| columns.iter().position(|c| c.eq_ignore_ascii_case(n))),
-        };
-        hit.ok_or_else(|| ReadError::Bad {
+    let (lon, lat) =
+        coordinate_columns(&columns, lon_col, lat_col).map_err(|reason| ReadError::Bad {
             path: path.to_owned(),
             location: Location::Row(0),
-            reason: format!(
-                "no {what} column {}; columns found: {}",
-                given.map_or_else(
-                    || format!("(looked for {})", names.join(", ")),
-                    |g| format!("{g:?}")
-                ),
-                columns.join(", ")
-            ),
-        })
-    };
-    let lon = find(lon_col, &LON_NAMES, "longitude")?;
-    let lat = find(lat_col, &LAT_NAMES, "latitude")?;
+            reason,
+        })?;
     let header = PointHeader { columns, lon, lat };
 
     let mut record = csv::StringRecord::new();

@@ -1,0 +1,893 @@
+//! Grid layers and batch assignment: which grid (and community, street,
+//! district) holds each point of a registry.
+//!
+//! [`GridLayer`] is a polygon layer with codes and names behind a
+//! [`GridIndex`]. [`assign_csv`] streams a CSV of any size through it:
+//! a reader thread parses records in chunks, the rayon pool locates each
+//! chunk in parallel and formats its output, and the calling thread writes
+//! the chunks in order, so memory is bounded by a few chunks whatever the
+//! input size. Every row ends up in the output or in the rejects file with
+//! its row number and reason: `rows_in == assigned + rejected`.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
+use std::io::{BufReader, BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::time::Instant;
+
+use geo_types::{Geometry, MultiPolygon};
+use rayon::prelude::*;
+use serde::Serialize;
+
+use crate::crs::Crs;
+use crate::index::{GridIndex, IndexStats};
+use crate::io::csv::{check_lon_lat, coordinate_columns};
+use crate::io::geojson::read_geojson;
+use crate::io::{FeatureError, ReadError};
+use crate::model::Layer;
+use crate::progress::Progress;
+use crate::store::{Store, StoreError};
+use crate::validate::{PolygonInput, ValidationReport, validate_polygons};
+
+/// A polygon layer with codes and names, indexed for point queries.
+#[derive(Debug)]
+pub struct GridLayer {
+    codes: Vec<String>,
+    names: Vec<String>,
+    index: GridIndex,
+    build_s: f64,
+}
+
+/// One polygon of a [`GridLayer`] before indexing.
+#[derive(Debug, Clone)]
+pub struct GridPolygon {
+    /// The code (decides the winner where polygons overlap: lower wins).
+    pub code: String,
+    /// The display name.
+    pub name: String,
+    /// The area.
+    pub geometry: MultiPolygon<f64>,
+}
+
+impl GridLayer {
+    /// Indexes polygons. They are ordered by code, so the result does not
+    /// depend on the input order and overlaps go to the lower code.
+    #[must_use]
+    pub fn new(mut polygons: Vec<GridPolygon>) -> GridLayer {
+        let t = Instant::now();
+        polygons.sort_by(|a, b| a.code.cmp(&b.code));
+        let geoms: Vec<MultiPolygon<f64>> = polygons
+            .iter_mut()
+            .map(|p| std::mem::replace(&mut p.geometry, MultiPolygon::new(Vec::new())))
+            .collect();
+        let index = GridIndex::new(&geoms);
+        GridLayer {
+            codes: polygons
+                .iter_mut()
+                .map(|p| std::mem::take(&mut p.code))
+                .collect(),
+            names: polygons.into_iter().map(|p| p.name).collect(),
+            index,
+            build_s: t.elapsed().as_secs_f64(),
+        }
+    }
+
+    /// Reads an admin or grid layer (`code`, `name`, polygon) of a store.
+    pub fn from_store(store: &Store, layer: Layer) -> Result<GridLayer, StoreError> {
+        let schema = store.schema(layer.name())?;
+        let col = |name: &str| schema.columns.iter().position(|c| c.name == name);
+        let (Some(code), Some(name)) = (col("code"), col("name")) else {
+            return Err(StoreError::BadSchema {
+                layer: layer.name().to_owned(),
+                reason: "a grid layer needs code and name columns".to_owned(),
+            });
+        };
+        let mut polygons = Vec::new();
+        store.for_each(layer.name(), |f| {
+            let geometry = match f.geometry {
+                Geometry::Polygon(p) => MultiPolygon::new(vec![p]),
+                Geometry::MultiPolygon(m) => m,
+                _ => MultiPolygon::new(vec![]),
+            };
+            polygons.push(GridPolygon {
+                code: f.values[code].as_str().unwrap_or_default().to_owned(),
+                name: f.values[name].as_str().unwrap_or_default().to_owned(),
+                geometry,
+            });
+            Ok(())
+        })?;
+        Ok(GridLayer::new(polygons))
+    }
+
+    /// Reads a polygon GeoJSON layer whose codes are in `code_field`
+    /// (names in `name`, if any), declared in `crs`. Every feature is
+    /// validated and repaired ([`validate_polygons`]): invalid polygons are
+    /// made valid and overlaps go to the lower code. The report lists what
+    /// was repaired; unreadable features are in its errors too.
+    pub fn from_geojson(
+        path: &Path,
+        code_field: &str,
+        crs: Crs,
+    ) -> Result<(GridLayer, ValidationReport), ReadError> {
+        let mut inputs = Vec::new();
+        let mut names = Vec::new();
+        let mut unreadable: Vec<FeatureError> = Vec::new();
+        read_geojson(path, |f| match f {
+            Ok(mut f) => {
+                crs.geometry_to_wgs84(&mut f.geometry);
+                let code = f.property_text(code_field).or_else(|| f.id.clone());
+                names.push(f.property_text("name").unwrap_or_default());
+                inputs.push(PolygonInput {
+                    number: f.number,
+                    code,
+                    geometry: f.geometry,
+                    notes: f.notes,
+                });
+            }
+            Err(e) => unreadable.push(e),
+        })?;
+        let (fixed, mut report) = validate_polygons(&inputs);
+        for e in unreadable {
+            report.features += 1;
+            report.rejected += 1;
+            report.errors.push(crate::validate::Issue {
+                feature: match e.location {
+                    crate::io::Location::Feature(n) => n,
+                    _ => 0,
+                },
+                code: None,
+                reason: e.to_string(),
+                action: crate::validate::Action::Rejected,
+            });
+        }
+        let mut polygons = Vec::with_capacity(fixed.len());
+        for ((input, geometry), name) in inputs.into_iter().zip(fixed).zip(names) {
+            let Some(geometry) = geometry else { continue };
+            let code = input.code.unwrap_or_else(|| format!("#{}", input.number));
+            if code.is_empty() {
+                continue;
+            }
+            polygons.push(GridPolygon {
+                code,
+                name,
+                geometry,
+            });
+        }
+        Ok((GridLayer::new(polygons), report))
+    }
+
+    /// Number of polygons.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.codes.len()
+    }
+
+    /// True when the layer has no polygons.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.codes.is_empty()
+    }
+
+    /// The code of polygon `id`.
+    #[must_use]
+    pub fn code(&self, id: u32) -> &str {
+        &self.codes[id as usize]
+    }
+
+    /// The name of polygon `id`.
+    #[must_use]
+    pub fn name(&self, id: u32) -> &str {
+        &self.names[id as usize]
+    }
+
+    /// The index.
+    #[must_use]
+    pub fn index(&self) -> &GridIndex {
+        &self.index
+    }
+
+    /// Seconds it took to build the index (after reading).
+    #[must_use]
+    pub fn build_seconds(&self) -> f64 {
+        self.build_s
+    }
+
+    /// Index statistics.
+    #[must_use]
+    pub fn stats(&self) -> IndexStats {
+        self.index.stats()
+    }
+
+    /// Locates a WGS84 point; see [`GridIndex::locate`].
+    #[must_use]
+    pub fn locate(&self, lon: f64, lat: f64) -> Option<u32> {
+        self.index.locate(lon, lat)
+    }
+}
+
+/// The code path of an administrative or grid code: district, street,
+/// community and grid codes (empty where the code is coarser). Codes that
+/// are not 6/9/12/15 digits give only the grid code.
+#[must_use]
+pub fn code_path(code: &str) -> [&str; 4] {
+    let digits = code.bytes().all(|b| b.is_ascii_digit());
+    match code.len() {
+        6 | 9 | 12 | 15 if digits => {
+            let part = |n: usize| if code.len() >= n { &code[..n] } else { "" };
+            [part(6), part(9), part(12), part(15)]
+        }
+        _ => ["", "", "", code],
+    }
+}
+
+/// Which code columns the output gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutputColumns {
+    /// `district_code, street_code, community_code, grid_code`.
+    Path,
+    /// `grid_code` only (layers with free-form codes).
+    GridOnly,
+}
+
+impl OutputColumns {
+    fn names(self) -> &'static [&'static str] {
+        match self {
+            OutputColumns::Path => &[
+                "district_code",
+                "street_code",
+                "community_code",
+                "grid_code",
+            ],
+            OutputColumns::GridOnly => &["grid_code"],
+        }
+    }
+}
+
+/// Options of [`assign_csv`].
+#[derive(Debug, Clone)]
+pub struct AssignOptions {
+    /// Longitude column (default: the usual names).
+    pub lon_col: Option<String>,
+    /// Latitude column (default: the usual names).
+    pub lat_col: Option<String>,
+    /// Id column for the duplicate check (default `id` when present).
+    pub id_col: Option<String>,
+    /// The input's coordinate system.
+    pub crs: Crs,
+    /// Output code columns.
+    pub columns: OutputColumns,
+    /// Rows per chunk.
+    pub chunk_rows: usize,
+}
+
+impl Default for AssignOptions {
+    fn default() -> Self {
+        AssignOptions {
+            lon_col: None,
+            lat_col: None,
+            id_col: None,
+            crs: Crs::Wgs84,
+            columns: OutputColumns::Path,
+            chunk_rows: 65_536,
+        }
+    }
+}
+
+/// The outcome of a batch assignment.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct AssignSummary {
+    /// Data rows read (the header is not counted).
+    pub rows_in: u64,
+    /// Rows written to the output with their codes.
+    pub assigned: u64,
+    /// Rows written to the rejects file.
+    pub rejected: u64,
+    /// Rejected rows by reason: `field_count`, `not_a_number`, `empty`,
+    /// `out_of_range`, `outside`.
+    pub rejected_by_reason: BTreeMap<String, u64>,
+    /// Rows whose id repeats an earlier row's (kept, reported).
+    pub duplicate_ids: u64,
+    /// Up to 10 `(row, first_row)` pairs of repeated ids.
+    pub duplicate_examples: Vec<(u64, u64)>,
+    /// Seconds spent parsing coordinates and locating (wall, all threads).
+    pub locate_s: f64,
+    /// Seconds for the whole run.
+    pub total_s: f64,
+    /// Rows per second over the whole run.
+    pub rows_per_s: f64,
+    /// The output file.
+    pub output: PathBuf,
+    /// The rejects file.
+    pub rejects: PathBuf,
+}
+
+/// Errors that stop a batch (bad rows never do).
+#[derive(Debug, thiserror::Error)]
+pub enum AssignError {
+    /// The input cannot be read or has no usable header.
+    #[error(transparent)]
+    Read(#[from] ReadError),
+    /// An output file cannot be written.
+    #[error("{path}: {source}", path = path.display())]
+    Write {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// One processed row: its grid, or why it was rejected.
+enum Outcome {
+    Assigned(u32),
+    Rejected(&'static str, String),
+    /// Outside every polygon, at this WGS84 point.
+    Outside(f64, f64),
+}
+
+/// A chunk of raw records from the reader thread.
+struct Chunk {
+    first_row: u64,
+    records: Vec<csv::ByteRecord>,
+    len: usize,
+    bytes: u64,
+}
+
+/// Streams `input` (CSV with a header and lon/lat columns) through `layer`,
+/// writing every row with its codes to `output` and every rejected row to
+/// `rejects` (row number, reason, nearest grid and distance when outside,
+/// then the row's fields). Columns of the input that already have an
+/// output column's name are filled in place; the others are appended.
+pub fn assign_csv(
+    layer: &GridLayer,
+    input: &Path,
+    output: &Path,
+    rejects: &Path,
+    opts: &AssignOptions,
+    progress: &dyn Progress,
+) -> Result<AssignSummary, AssignError> {
+    let t0 = Instant::now();
+    let file = File::open(input).map_err(|source| ReadError::Open {
+        path: input.to_owned(),
+        source,
+    })?;
+    let file_len = file.metadata().map(|m| m.len()).unwrap_or(0);
+    let mut reader = csv::ReaderBuilder::new()
+        .flexible(true)
+        .has_headers(false)
+        .from_reader(BufReader::with_capacity(1 << 20, file));
+    let bad = |location, reason: String| ReadError::Bad {
+        path: input.to_owned(),
+        location,
+        reason,
+    };
+    let mut header = csv::ByteRecord::new();
+    let got = reader.read_byte_record(&mut header).map_err(|e| {
+        bad(
+            crate::io::Location::Row(0),
+            format!("cannot read the header: {e}"),
+        )
+    })?;
+    if !got || (header.len() == 1 && header[0].iter().all(u8::is_ascii_whitespace)) {
+        return Err(ReadError::Empty {
+            path: input.to_owned(),
+        }
+        .into());
+    }
+    let columns: Vec<String> = header
+        .iter()
+        .enumerate()
+        .map(|(i, h)| {
+            let h = String::from_utf8_lossy(h);
+            let h = if i == 0 {
+                h.trim_start_matches('\u{feff}')
+            } else {
+                &h
+            };
+            h.trim().to_owned()
+        })
+        .collect();
+    let (lon_i, lat_i) =
+        coordinate_columns(&columns, opts.lon_col.as_deref(), opts.lat_col.as_deref())
+            .map_err(|r| bad(crate::io::Location::Row(0), r))?;
+    let id_i = match &opts.id_col {
+        Some(c) => Some(
+            columns
+                .iter()
+                .position(|x| x.eq_ignore_ascii_case(c))
+                .ok_or_else(|| {
+                    bad(
+                        crate::io::Location::Row(0),
+                        format!("no id column {c:?}; columns found: {}", columns.join(", ")),
+                    )
+                })?,
+        ),
+        None => columns.iter().position(|x| x.eq_ignore_ascii_case("id")),
+    };
+    // Where each output code goes: an existing column, or appended.
+    let names = opts.columns.names();
+    let mut out_header: Vec<String> = columns.clone();
+    let slots: Vec<usize> = names
+        .iter()
+        .map(|n| {
+            columns.iter().position(|c| c == n).unwrap_or_else(|| {
+                out_header.push((*n).to_owned());
+                out_header.len() - 1
+            })
+        })
+        .collect();
+    let ncols = columns.len();
+
+    let create = |path: &Path| -> Result<BufWriter<File>, AssignError> {
+        let f = File::create(path).map_err(|source| AssignError::Write {
+            path: path.to_owned(),
+            source,
+        })?;
+        Ok(BufWriter::with_capacity(1 << 20, f))
+    };
+    let mut out = create(output)?;
+    let mut rej = create(rejects)?;
+    let werr = |path: &Path| {
+        let path = path.to_owned();
+        move |e: std::io::Error| AssignError::Write { path, source: e }
+    };
+    out.write_all(&csv_line(out_header.iter().map(String::as_bytes)))
+        .map_err(werr(output))?;
+    let rej_header = ["row", "reason", "nearest_code", "distance_m"]
+        .into_iter()
+        .chain(columns.iter().map(String::as_str));
+    rej.write_all(&csv_line(rej_header.map(str::as_bytes)))
+        .map_err(werr(rejects))?;
+
+    let mut summary = AssignSummary {
+        output: output.to_owned(),
+        rejects: rejects.to_owned(),
+        ..AssignSummary::default()
+    };
+    let mut ids: Vec<(u64, u64)> = Vec::new();
+    let hasher = BuildHasherDefault::<DefaultHasher>::default();
+    let chunk_rows = opts.chunk_rows.max(1);
+    progress.stage("assigning rows", 0);
+
+    let read_result: Result<(), AssignError> = std::thread::scope(|s| {
+        let (tx, rx) = mpsc::sync_channel::<Result<Chunk, csv::Error>>(2);
+        let (recycle_tx, recycle_rx) = mpsc::channel::<Vec<csv::ByteRecord>>();
+        s.spawn(move || {
+            let mut row = 1u64;
+            loop {
+                let mut records = recycle_rx.try_recv().unwrap_or_default();
+                let mut len = 0;
+                while len < chunk_rows {
+                    if records.len() == len {
+                        records.push(csv::ByteRecord::new());
+                    }
+                    match reader.read_byte_record(&mut records[len]) {
+                        Ok(true) => len += 1,
+                        Ok(false) => break,
+                        Err(e) => {
+                            let _ = tx.send(Err(e));
+                            return;
+                        }
+                    }
+                }
+                let bytes = reader.position().byte();
+                let first_row = row;
+                row += len as u64;
+                if tx
+                    .send(Ok(Chunk {
+                        first_row,
+                        records,
+                        len,
+                        bytes,
+                    }))
+                    .is_err()
+                    || len < chunk_rows
+                {
+                    return;
+                }
+            }
+        });
+
+        let mut estimated = false;
+        let mut done_bytes = 0u64;
+        for chunk in rx {
+            let chunk = chunk
+                .map_err(|e| bad(crate::io::Location::Row(summary.rows_in + 1), e.to_string()))?;
+            let tl = Instant::now();
+            let outcomes: Vec<Outcome> = chunk.records[..chunk.len]
+                .par_iter()
+                .with_min_len(1024)
+                .map(|r| classify(layer, r, ncols, lon_i, lat_i, opts.crs))
+                .collect();
+            summary.locate_s += tl.elapsed().as_secs_f64();
+            // Format in parallel, write in order.
+            let parts: Vec<(Vec<u8>, Vec<u8>)> = chunk.records[..chunk.len]
+                .par_chunks(8192)
+                .zip(outcomes.par_chunks(8192))
+                .enumerate()
+                .map(|(k, (recs, outs))| {
+                    format_part(
+                        layer,
+                        recs,
+                        outs,
+                        chunk.first_row + (k * 8192) as u64,
+                        &slots,
+                        ncols,
+                        opts.columns,
+                    )
+                })
+                .collect();
+            for (o, r) in &parts {
+                out.write_all(o).map_err(werr(output))?;
+                rej.write_all(r).map_err(werr(rejects))?;
+            }
+            for (i, o) in outcomes.iter().enumerate() {
+                match o {
+                    Outcome::Assigned(_) => summary.assigned += 1,
+                    Outcome::Rejected(kind, _) => {
+                        summary.rejected += 1;
+                        *summary
+                            .rejected_by_reason
+                            .entry((*kind).to_owned())
+                            .or_default() += 1;
+                    }
+                    Outcome::Outside(..) => {
+                        summary.rejected += 1;
+                        *summary
+                            .rejected_by_reason
+                            .entry("outside".to_owned())
+                            .or_default() += 1;
+                    }
+                }
+                if let Some(id_i) = id_i
+                    && let Some(id) = chunk.records[i].get(id_i)
+                {
+                    ids.push((hasher.hash_one(id), chunk.first_row + i as u64));
+                }
+            }
+            summary.rows_in += chunk.len as u64;
+            if !estimated && chunk.bytes > 0 {
+                estimated = true;
+                let per_row = chunk.bytes as f64 / chunk.len.max(1) as f64;
+                progress.set_total((file_len as f64 / per_row) as u64);
+            }
+            if chunk.bytes > done_bytes && chunk.len < chunk_rows {
+                progress.set_total(summary.rows_in);
+            }
+            done_bytes = chunk.bytes;
+            progress.inc(chunk.len as u64);
+            let mut records = chunk.records;
+            records.truncate(chunk.len.max(1));
+            let _ = recycle_tx.send(records);
+        }
+        Ok(())
+    });
+    read_result?;
+    out.flush().map_err(werr(output))?;
+    rej.flush().map_err(werr(rejects))?;
+
+    // Duplicate ids: sort (hash, row) pairs; equal hashes in a run repeat
+    // the first row's id (64-bit hashes: a false match is ~1e-5 likely at
+    // 20 M rows).
+    ids.par_sort_unstable();
+    for run in ids.chunk_by(|a, b| a.0 == b.0) {
+        for &(_, row) in &run[1..] {
+            summary.duplicate_ids += 1;
+            if summary.duplicate_examples.len() < 10 {
+                summary.duplicate_examples.push((row, run[0].1));
+            }
+        }
+    }
+    summary.duplicate_examples.sort_unstable();
+    summary.total_s = t0.elapsed().as_secs_f64();
+    summary.rows_per_s = summary.rows_in as f64 / summary.total_s.max(1e-9);
+    Ok(summary)
+}
+
+/// One CSV line (quoted as needed) from fields.
+fn csv_line<'a>(fields: impl IntoIterator<Item = &'a [u8]>) -> Vec<u8> {
+    let mut w = csv::WriterBuilder::new()
+        .flexible(true)
+        .from_writer(Vec::new());
+    // Writing to a Vec cannot fail.
+    let _ = w.write_record(fields);
+    w.into_inner().unwrap_or_default()
+}
+
+/// Parses and locates one record.
+fn classify(
+    layer: &GridLayer,
+    r: &csv::ByteRecord,
+    ncols: usize,
+    lon_i: usize,
+    lat_i: usize,
+    crs: Crs,
+) -> Outcome {
+    if r.len() != ncols {
+        return Outcome::Rejected(
+            "field_count",
+            format!("has {} field(s), the header has {ncols}", r.len()),
+        );
+    }
+    let num = |i: usize, what: &str| -> Result<f64, Outcome> {
+        let s = std::str::from_utf8(&r[i]).unwrap_or("\u{fffd}").trim();
+        if s.is_empty() {
+            return Err(Outcome::Rejected("empty", format!("{what} is empty")));
+        }
+        s.parse::<f64>()
+            .map_err(|_| Outcome::Rejected("not_a_number", format!("{what} {s:?} is not a number")))
+    };
+    let (lon, lat) = match (num(lon_i, "longitude"), num(lat_i, "latitude")) {
+        (Ok(a), Ok(b)) => (a, b),
+        (Err(e), _) | (_, Err(e)) => return e,
+    };
+    if let Err(reason) = check_lon_lat(lon, lat) {
+        let kind = if lon.is_finite() && lat.is_finite() {
+            "out_of_range"
+        } else {
+            "not_a_number"
+        };
+        return Outcome::Rejected(kind, reason);
+    }
+    let (lon, lat) = crs.to_wgs84(lon, lat);
+    match layer.locate(lon, lat) {
+        Some(id) => Outcome::Assigned(id),
+        None => Outcome::Outside(lon, lat),
+    }
+}
+
+/// Formats one part of a chunk: (output bytes, rejects bytes).
+fn format_part(
+    layer: &GridLayer,
+    recs: &[csv::ByteRecord],
+    outs: &[Outcome],
+    first_row: u64,
+    slots: &[usize],
+    ncols: usize,
+    columns: OutputColumns,
+) -> (Vec<u8>, Vec<u8>) {
+    let mut out = csv::WriterBuilder::new()
+        .flexible(true)
+        .from_writer(Vec::with_capacity(recs.len() * 96));
+    let mut rej = csv::WriterBuilder::new()
+        .flexible(true)
+        .from_writer(Vec::new());
+    let width = ncols.max(slots.iter().map(|s| s + 1).max().unwrap_or(0));
+    let mut fields: Vec<&[u8]> = Vec::with_capacity(width);
+    for (i, (rec, o)) in recs.iter().zip(outs).enumerate() {
+        match o {
+            Outcome::Assigned(id) => {
+                let code = layer.code(*id);
+                let values: [&str; 4] = match columns {
+                    OutputColumns::Path => code_path(code),
+                    OutputColumns::GridOnly => [code, "", "", ""],
+                };
+                fields.clear();
+                fields.extend(rec.iter());
+                fields.resize(width, b"");
+                for (slot, v) in slots.iter().zip(values) {
+                    fields[*slot] = v.as_bytes();
+                }
+                // Writing to a Vec cannot fail.
+                let _ = out.write_record(&fields);
+            }
+            Outcome::Rejected(..) | Outcome::Outside(..) => {
+                let row = (first_row + i as u64).to_string();
+                let (reason, near, dist) = match o {
+                    Outcome::Outside(lon, lat) => outside_reason(layer, *lon, *lat),
+                    Outcome::Rejected(_, reason) => (reason.clone(), String::new(), String::new()),
+                    Outcome::Assigned(_) => unreachable!(),
+                };
+                let head = [
+                    row.as_bytes(),
+                    reason.as_bytes(),
+                    near.as_bytes(),
+                    dist.as_bytes(),
+                ];
+                let _ = rej.write_record(head.into_iter().chain(rec.iter()));
+            }
+        }
+    }
+    (
+        out.into_inner().unwrap_or_default(),
+        rej.into_inner().unwrap_or_default(),
+    )
+}
+
+/// The reason, nearest code and distance for a point outside every polygon.
+fn outside_reason(layer: &GridLayer, lon: f64, lat: f64) -> (String, String, String) {
+    match layer.index.nearest(lon, lat) {
+        Some(n) => (
+            format!(
+                "outside every grid; nearest {} at {:.1} m",
+                layer.code(n.id),
+                n.distance_m
+            ),
+            layer.code(n.id).to_owned(),
+            format!("{:.1}", n.distance_m),
+        ),
+        None => (
+            "outside every grid; the layer is empty".to_owned(),
+            String::new(),
+            String::new(),
+        ),
+    }
+}
+
+/// The outcome of re-indexing one entity layer of a store.
+#[derive(Debug, Clone, Serialize)]
+pub struct LayerAssignment {
+    /// The layer.
+    pub layer: String,
+    /// Features read.
+    pub rows_in: u64,
+    /// Features inside a polygon of the level used (codes set).
+    pub assigned: u64,
+    /// Features outside every polygon (codes cleared, feature kept).
+    pub outside: u64,
+    /// Up to 10 fids of features outside.
+    pub outside_examples: Vec<i64>,
+}
+
+/// Re-indexes entity layers of a store: sets `community_code` and
+/// `grid_code` of every feature from `layer` (grid codes give both; a
+/// community layer leaves `grid_code` empty), one transaction per layer,
+/// locating in parallel chunk by chunk. Features outside every polygon
+/// keep their row, with both codes cleared, and are counted.
+pub fn assign_store(
+    store: &mut Store,
+    layer: &GridLayer,
+    entity_layers: &[Layer],
+    progress: &dyn Progress,
+) -> Result<Vec<LayerAssignment>, StoreError> {
+    let mut out = Vec::new();
+    for l in entity_layers {
+        let total = store
+            .layers()?
+            .into_iter()
+            .find(|i| i.name == l.name())
+            .map_or(0, |i| i.count);
+        progress.stage(&format!("assigning {}", l.name()), total);
+        let mut a = LayerAssignment {
+            layer: l.name().to_owned(),
+            rows_in: 0,
+            assigned: 0,
+            outside: 0,
+            outside_examples: Vec::new(),
+        };
+        store.update_from_points(l.name(), &["community_code", "grid_code"], 262_144, |pts| {
+            let ids: Vec<Option<u32>> = pts
+                .par_iter()
+                .with_min_len(1024)
+                .map(|&(_, x, y)| layer.locate(x, y))
+                .collect();
+            let values = pts
+                .iter()
+                .zip(ids)
+                .map(|(&(fid, _, _), id)| {
+                    a.rows_in += 1;
+                    let [_, _, community, grid] = match id {
+                        Some(id) => {
+                            a.assigned += 1;
+                            code_path(layer.code(id))
+                        }
+                        None => {
+                            a.outside += 1;
+                            if a.outside_examples.len() < 10 {
+                                a.outside_examples.push(fid);
+                            }
+                            ["", "", "", ""]
+                        }
+                    };
+                    vec![
+                        crate::store::Value::Text(community.to_owned()),
+                        crate::store::Value::Text(grid.to_owned()),
+                    ]
+                })
+                .collect();
+            progress.inc(pts.len() as u64);
+            values
+        })?;
+        out.push(a);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use geo_types::polygon;
+
+    #[test]
+    fn code_paths() {
+        assert_eq!(
+            code_path("110101001002003"),
+            ["110101", "110101001", "110101001002", "110101001002003"]
+        );
+        assert_eq!(
+            code_path("110101001002"),
+            ["110101", "110101001", "110101001002", ""]
+        );
+        assert_eq!(code_path("110101"), ["110101", "", "", ""]);
+        assert_eq!(code_path("G-7"), ["", "", "", "G-7"]);
+        assert_eq!(code_path("11010100100A"), ["", "", "", "11010100100A"]);
+    }
+
+    fn layer() -> GridLayer {
+        let sq = |x: f64, code: &str| GridPolygon {
+            code: code.to_owned(),
+            name: format!("grid {code}"),
+            geometry: MultiPolygon::new(vec![
+                polygon![(x: x, y: 0.0), (x: x + 1.0, y: 0.0), (x: x + 1.0, y: 1.0), (x: x, y: 1.0)],
+            ]),
+        };
+        // Given out of code order on purpose.
+        GridLayer::new(vec![sq(1.0, "110101001001002"), sq(0.0, "110101001001001")])
+    }
+
+    #[test]
+    fn csv_rows_add_up_and_rejects_say_why() {
+        let dir = tempfile::tempdir().unwrap();
+        let input = dir.path().join("in.csv");
+        std::fs::write(
+            &input,
+            "\u{feff}id,lon,lat,note\r\n1,0.5,0.5,\"a, b\"\r\n2,1.5,0.5,x\r\n2,abc,0.5,x\r\n4,0.5,95,x\r\n5,9,9,x\r\n6,,0.5,x\r\n7,1.0,0.5,edge\r\n8,0.5",
+        )
+        .unwrap();
+        let (output, rejects) = (dir.path().join("out.csv"), dir.path().join("rej.csv"));
+        let s = assign_csv(
+            &layer(),
+            &input,
+            &output,
+            &rejects,
+            &AssignOptions {
+                chunk_rows: 3,
+                ..AssignOptions::default()
+            },
+            &crate::progress::NoProgress,
+        )
+        .unwrap();
+        assert_eq!((s.rows_in, s.assigned, s.rejected), (8, 3, 5));
+        assert_eq!(s.duplicate_ids, 1);
+        assert_eq!(s.duplicate_examples, vec![(3, 2)]);
+        let out = std::fs::read_to_string(&output).unwrap();
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(
+            lines[0],
+            "id,lon,lat,note,district_code,street_code,community_code,grid_code"
+        );
+        assert_eq!(
+            lines[1],
+            "1,0.5,0.5,\"a, b\",110101,110101001,110101001001,110101001001001"
+        );
+        assert!(lines[2].ends_with(",110101001001002"));
+        // On the shared edge x = 1: the grid to the east.
+        assert!(
+            lines[3].starts_with("7,") && lines[3].ends_with(",110101001001002"),
+            "{}",
+            lines[3]
+        );
+        let rej = std::fs::read_to_string(&rejects).unwrap();
+        let rows: Vec<&str> = rej.lines().collect();
+        assert_eq!(rows.len(), 6);
+        assert!(
+            rows[1].starts_with("3,") && rows[1].contains("not a number"),
+            "{}",
+            rows[1]
+        );
+        assert!(rows[2].contains("outside -90..90"), "{}", rows[2]);
+        assert!(
+            rows[3].contains("nearest 110101001001002") && rows[3].contains(",110101001001002,"),
+            "{}",
+            rows[3]
+        );
+        assert!(rows[4].contains("empty"), "{}", rows[4]);
+        assert!(
+            rows[5].starts_with("8,") && rows[5].contains("field"),
+            "{}",
+            rows[5]
+        );
+    }
+}
