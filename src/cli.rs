@@ -53,6 +53,11 @@ pub enum Command {
     Import(ImportArgs),
     /// Export a layer of a store to GeoJSON or CSV.
     Export(ExportArgs),
+    /// Assign every row of a CSV registry to its grid (and community, street,
+    /// district), or re-index the entity layers of a store.
+    Assign(crate::assign_cli::AssignArgs),
+    /// Which grid holds a point: its code path and name.
+    Locate(crate::assign_cli::LocateArgs),
 }
 
 /// `wangge demo`.
@@ -174,16 +179,18 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Info(a) => info_cmd(&ui, &a),
         Command::Import(a) => import_cmd(&ui, &a),
         Command::Export(a) => export_cmd(&ui, &a),
+        Command::Assign(a) => crate::assign_cli::assign_cmd(&ui, &a),
+        Command::Locate(a) => crate::assign_cli::locate_cmd(&ui, &a),
     }
 }
 
 /// Console output that respects `--quiet`.
-struct Ui {
-    quiet: bool,
+pub(crate) struct Ui {
+    pub(crate) quiet: bool,
 }
 
 impl Ui {
-    fn say(&self, msg: impl AsRef<str>) {
+    pub(crate) fn say(&self, msg: impl AsRef<str>) {
         if !self.quiet {
             eprintln!("{}", msg.as_ref());
         }
@@ -191,12 +198,12 @@ impl Ui {
 }
 
 /// indicatif bars for engine progress.
-struct Bars {
+pub(crate) struct Bars {
     bar: ProgressBar,
 }
 
 impl Bars {
-    fn new(quiet: bool) -> Self {
+    pub(crate) fn new(quiet: bool) -> Self {
         let bar = if quiet {
             ProgressBar::hidden()
         } else {
@@ -219,6 +226,9 @@ impl Progress for Bars {
         self.bar.set_length(total);
         self.bar.set_position(0);
         self.bar.reset_eta();
+    }
+    fn set_total(&self, total: u64) {
+        self.bar.set_length(total);
     }
     fn inc(&self, n: u64) {
         self.bar.inc(n);

@@ -2,4 +2,5 @@
 //! management. This crate wires the engine, partitioner and tiler into the
 //! `wangge` command line; see [`cli`].
 
+mod assign_cli;
 pub mod cli;
