@@ -2,6 +2,7 @@
 
 mod crs;
 
+mod assign;
 mod bad_input;
 mod gpkg;
 mod support;
