@@ -9,6 +9,9 @@
 //!
 //! Run: `cargo bench --bench index` (results in `target/criterion`).
 
+// criterion_group! generates an undocumented public function.
+#![allow(missing_docs)]
+
 use std::hint::black_box;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
