@@ -164,21 +164,14 @@ fn load(ui: &Ui, src: &Source) -> Result<Loaded> {
         Level::Street => (Layer::Streets, "street"),
         Level::District => (Layer::Districts, "district"),
     };
-    let count = |l: Layer| -> Result<u64> {
-        Ok(store
-            .layers()?
-            .into_iter()
-            .find(|i| i.name == l.name())
-            .map_or(0, |i| i.count))
-    };
-    if l == Layer::Grids && count(l)? == 0 {
+    if l == Layer::Grids && !store.has_features(l.name())? {
         ui.say(format!(
             "warning: {}: the grids layer is empty (run `wangge partition` to fill it); using communities",
             path.display()
         ));
         (l, level) = (Layer::Communities, "community");
     }
-    if count(l)? == 0 {
+    if !store.has_features(l.name())? {
         bail!("{}: the {} layer is empty", path.display(), l.name());
     }
     let layer = GridLayer::from_store(&store, l)?;

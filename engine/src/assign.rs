@@ -744,11 +744,7 @@ pub fn assign_store(
 ) -> Result<Vec<LayerAssignment>, StoreError> {
     let mut out = Vec::new();
     for l in entity_layers {
-        let total = store
-            .layers()?
-            .into_iter()
-            .find(|i| i.name == l.name())
-            .map_or(0, |i| i.count);
+        let total = store.count(l.name())?;
         progress.stage(&format!("assigning {}", l.name()), total);
         let mut a = LayerAssignment {
             layer: l.name().to_owned(),

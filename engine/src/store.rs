@@ -943,6 +943,33 @@ impl Store {
         Ok(n)
     }
 
+    /// Number of features in one layer.
+    pub fn count(&self, layer: &str) -> Result<u64, StoreError> {
+        self.layer_def(layer)?;
+        let n: i64 = self
+            .conn
+            .query_row(&format!("SELECT count(*) FROM {}", quote(layer)), [], |r| {
+                r.get(0)
+            })
+            .at(&self.path)?;
+        Ok(n as u64)
+    }
+
+    /// True when `layer` exists and holds at least one feature (cheap, unlike
+    /// counting every layer with [`Store::layers`]).
+    pub fn has_features(&self, layer: &str) -> Result<bool, StoreError> {
+        if !self.has_layer(layer)? {
+            return Ok(false);
+        }
+        self.conn
+            .query_row(
+                &format!("SELECT EXISTS (SELECT 1 FROM {})", quote(layer)),
+                [],
+                |r| r.get(0),
+            )
+            .at(&self.path)
+    }
+
     /// Sets attribute `columns` of every feature of a point layer from its
     /// position, in one transaction: features are read in fid order in chunks
     /// of `chunk` as `(fid, lon, lat)` (non-point geometries give NaN), and

@@ -5,6 +5,7 @@ mod crs;
 mod assign;
 mod bad_input;
 mod gpkg;
+mod locate_truth;
 mod support;
 mod synth;
 mod validate;

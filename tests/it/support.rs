@@ -66,3 +66,20 @@ pub fn python_json(script: &str, args: &[&str]) -> serde_json::Value {
 pub fn s(p: &Path) -> &str {
     p.to_str().expect("utf-8 path")
 }
+
+/// Runs a script under `tests/py` and asserts it succeeded. Fails (never
+/// skips) when python3 or its packages are missing.
+pub fn python(script: &str, args: &[&str]) {
+    let python = std::env::var("WANGGE_PYTHON").unwrap_or_else(|_| "python3".to_owned());
+    let out = Command::new(&python)
+        .arg(repo("tests/py").join(script))
+        .args(args)
+        .current_dir(root())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {python}: {e}; run `scripts/test`"));
+    assert!(
+        out.status.success(),
+        "{script} {args:?} failed; run `scripts/test`, which installs python3 with shapely:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
