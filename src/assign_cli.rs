@@ -7,7 +7,7 @@ use anyhow::{Context, Result, bail};
 use serde_json::{Value as Json, json};
 
 use wangge_engine::assign::{
-    AssignOptions, GridLayer, OutputColumns, assign_csv, assign_store, code_path,
+    self, AssignOptions, GridLayer, OutputColumns, assign_csv, assign_store, code_path,
 };
 use wangge_engine::crs::Crs;
 use wangge_engine::model::Layer;
@@ -53,10 +53,12 @@ pub struct AssignArgs {
     #[command(flatten)]
     /// The polygons.
     pub source: Source,
-    /// The CSV registry to assign (header + lon/lat columns).
+    /// The registry to assign: CSV (header + lon/lat columns) or Parquet
+    /// (lon/lat columns, or a GeoParquet WKB point `geometry` column).
     #[arg(long, requires = "output", conflicts_with = "layers")]
     pub input: Option<PathBuf>,
-    /// Where the assigned rows go: every input column plus the code columns.
+    /// Where the assigned rows go (same format as the input): every input
+    /// column plus the code columns.
     #[arg(long)]
     pub output: Option<PathBuf>,
     /// Where rejected rows go (row, reason, nearest grid, distance, fields);
@@ -265,9 +267,21 @@ pub(crate) fn assign_cmd(ui: &Ui, a: &AssignArgs) -> Result<()> {
         .output
         .as_ref()
         .context("--output is required with --input")?;
+    let parquet = assign::is_parquet(input);
+    if parquet != assign::is_parquet(output) {
+        bail!(
+            "{} and {} must both be CSV or both Parquet (.parquet)",
+            input.display(),
+            output.display()
+        );
+    }
     let rejects = a.rejects.clone().unwrap_or_else(|| {
         let mut p = output.clone().into_os_string();
-        p.push(".rejects.csv");
+        p.push(if parquet {
+            ".rejects.parquet"
+        } else {
+            ".rejects.csv"
+        });
         PathBuf::from(p)
     });
     let opts = AssignOptions {
@@ -279,7 +293,12 @@ pub(crate) fn assign_cmd(ui: &Ui, a: &AssignArgs) -> Result<()> {
         ..AssignOptions::default()
     };
     let bars = Bars::new(ui.quiet);
-    let s = assign_csv(&loaded.layer, input, output, &rejects, &opts, &bars)?;
+    let run = if parquet {
+        assign::assign_parquet
+    } else {
+        assign_csv
+    };
+    let s = run(&loaded.layer, input, output, &rejects, &opts, &bars)?;
     drop(bars);
     debug_assert_eq!(s.rows_in, s.assigned + s.rejected);
     if s.duplicate_ids > 0 {

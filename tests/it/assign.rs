@@ -297,3 +297,88 @@ fn locate_prints_the_code_or_the_nearest_grid() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("latitude 95"));
 }
+
+/// The same registry written by pyarrow with lon/lat columns and as
+/// GeoParquet WKB points; output and rejects read back with pyarrow.
+#[test]
+fn parquet_registry_round_trips_through_pyarrow() {
+    use crate::support::{python, python_json};
+    let dir = tempfile::tempdir().unwrap();
+    let grids = two_grids(dir.path());
+    for mode in ["write", "write-wkb"] {
+        let input = dir.path().join(format!("{mode}.parquet"));
+        python("parquet_io.py", &[mode, s(&input)]);
+        let (out, rej) = (
+            dir.path().join("out.parquet"),
+            dir.path().join("rej.parquet"),
+        );
+        let v: Json = serde_json::from_str(&wangge_ok(&[
+            "assign",
+            "--grids",
+            s(&grids),
+            "--input",
+            s(&input),
+            "--output",
+            s(&out),
+            "--rejects",
+            s(&rej),
+            "--json",
+        ]))
+        .unwrap();
+        assert_eq!(
+            (
+                v["rows_in"].as_u64(),
+                v["assigned"].as_u64(),
+                v["rejected"].as_u64()
+            ),
+            (Some(8), Some(4), Some(4)),
+            "{mode}: {v}"
+        );
+        let o = python_json("parquet_io.py", &["read", s(&out)]);
+        let cols: Vec<&str> = o["columns"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c.as_str().unwrap())
+            .collect();
+        assert_eq!(cols.last(), Some(&"grid_code"), "{mode}");
+        let got: Vec<(i64, &str)> = o["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| (r["id"].as_i64().unwrap(), r["grid_code"].as_str().unwrap()))
+            .collect();
+        assert_eq!(got, vec![(1, "A"), (2, "B"), (7, "A"), (8, "B")], "{mode}");
+        if mode == "write" {
+            assert_eq!(o["rows"][1]["name"], "b, c");
+        } else {
+            // The GeoParquet metadata and the WKB column pass through.
+            assert!(o["geo"].as_str().unwrap().contains("primary_column"), "{o}");
+        }
+        let r = python_json("parquet_io.py", &["read", s(&rej)]);
+        let rows = r["rows"].as_array().unwrap();
+        let by_id = |id: i64| {
+            rows.iter()
+                .find(|x| x["id"] == id)
+                .unwrap_or_else(|| panic!("{mode}: id {id} not rejected"))
+        };
+        assert_eq!(by_id(3)["row"], 3);
+        assert!(
+            by_id(3)["reason"].as_str().unwrap().contains("null")
+                || by_id(3)["reason"].as_str().unwrap().contains("empty"),
+            "{}",
+            by_id(3)
+        );
+        assert!(
+            by_id(4)["reason"].as_str().unwrap().contains("finite"),
+            "{}",
+            by_id(4)
+        );
+        assert!(
+            by_id(5)["reason"].as_str().unwrap().contains("latitude 91"),
+            "{}",
+            by_id(5)
+        );
+        assert_eq!(by_id(6)["nearest_code"], "B");
+    }
+}

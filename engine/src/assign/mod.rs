@@ -31,6 +31,39 @@ use crate::progress::Progress;
 use crate::store::{Store, StoreError};
 use crate::validate::{PolygonInput, ValidationReport, validate_polygons};
 
+mod parquet;
+pub use parquet::assign_parquet;
+
+/// True for paths the Parquet reader and writer handle (`.parquet`,
+/// `.geoparquet`, `.pq`).
+#[must_use]
+pub fn is_parquet(path: &Path) -> bool {
+    path.extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| ["parquet", "geoparquet", "pq"].contains(&e.to_ascii_lowercase().as_str()))
+}
+
+/// The hasher of the duplicate-id check.
+fn id_hasher() -> BuildHasherDefault<DefaultHasher> {
+    BuildHasherDefault::<DefaultHasher>::default()
+}
+
+/// Counts repeated ids from `(hash of id, row)` pairs: equal hashes in a run
+/// repeat the first row's id (64-bit hashes: a false match is ~1e-5 likely
+/// at 20 M rows).
+fn duplicates(ids: &mut [(u64, u64)], summary: &mut AssignSummary) {
+    ids.par_sort_unstable();
+    for run in ids.chunk_by(|a, b| a.0 == b.0) {
+        for &(_, row) in &run[1..] {
+            summary.duplicate_ids += 1;
+            if summary.duplicate_examples.len() < 10 {
+                summary.duplicate_examples.push((row, run[0].1));
+            }
+        }
+    }
+    summary.duplicate_examples.sort_unstable();
+}
+
 /// A polygon layer with codes and names, indexed for point queries.
 #[derive(Debug)]
 pub struct GridLayer {
@@ -447,7 +480,7 @@ pub fn assign_csv(
         ..AssignSummary::default()
     };
     let mut ids: Vec<(u64, u64)> = Vec::new();
-    let hasher = BuildHasherDefault::<DefaultHasher>::default();
+    let hasher = id_hasher();
     let chunk_rows = opts.chunk_rows.max(1);
     progress.stage("assigning rows", 0);
 
@@ -568,19 +601,7 @@ pub fn assign_csv(
     out.flush().map_err(werr(output))?;
     rej.flush().map_err(werr(rejects))?;
 
-    // Duplicate ids: sort (hash, row) pairs; equal hashes in a run repeat
-    // the first row's id (64-bit hashes: a false match is ~1e-5 likely at
-    // 20 M rows).
-    ids.par_sort_unstable();
-    for run in ids.chunk_by(|a, b| a.0 == b.0) {
-        for &(_, row) in &run[1..] {
-            summary.duplicate_ids += 1;
-            if summary.duplicate_examples.len() < 10 {
-                summary.duplicate_examples.push((row, run[0].1));
-            }
-        }
-    }
-    summary.duplicate_examples.sort_unstable();
+    duplicates(&mut ids, &mut summary);
     summary.total_s = t0.elapsed().as_secs_f64();
     summary.rows_per_s = summary.rows_in as f64 / summary.total_s.max(1e-9);
     Ok(summary)
