@@ -140,8 +140,11 @@ pub struct GridIndex {
     polys: Vec<Prepared>,
     edges: Vec<Edge>,
     boxes: RTree<BoxEntry>,
-    /// Segment tree for nearest-polygon queries, built on first use.
+    /// Segment tree for nearest-polygon queries, built on first use, with
+    /// longitudes multiplied by `seg_k` (so that tree distances are close to
+    /// ground distances and nearest searches stop early).
     segments: OnceLock<RTree<SegEntry>>,
+    seg_k: f64,
     origin: [f64; 2],
     inv_cell: [f64; 2],
     cell: [f64; 2],
@@ -203,6 +206,7 @@ impl GridIndex {
             edges,
             boxes,
             segments: OnceLock::new(),
+            seg_k: 1.0,
             origin: [0.0; 2],
             inv_cell: [0.0; 2],
             cell: [1.0; 2],
@@ -332,13 +336,15 @@ impl GridIndex {
     /// The nearest polygon if it is within [`SNAP_DEG`].
     fn snap(&self, lon: f64, lat: f64) -> Option<u32> {
         let tree = self.segment_tree();
+        let k = self.seg_k;
+        let x = lon * k;
         let mut best: Option<(f64, u32)> = None;
         let envelope = AABB::from_corners(
-            [lon - SNAP_DEG, lat - SNAP_DEG],
-            [lon + SNAP_DEG, lat + SNAP_DEG],
+            [x - SNAP_DEG * k, lat - SNAP_DEG],
+            [x + SNAP_DEG * k, lat + SNAP_DEG],
         );
         for s in tree.locate_in_envelope_intersecting(&envelope) {
-            let d2 = seg_dist2(s.geom(), lon, lat, 1.0);
+            let d2 = seg_dist2(s.geom(), x, lat, 1.0 / k);
             if d2 <= SNAP_DEG * SNAP_DEG && best.is_none_or(|(bd, bid)| (d2, s.data) < (bd, bid)) {
                 best = Some((d2, s.data));
             }
@@ -348,11 +354,12 @@ impl GridIndex {
 
     fn segment_tree(&self) -> &RTree<SegEntry> {
         self.segments.get_or_init(|| {
+            let k = self.seg_k;
             let mut segs = Vec::with_capacity(self.edges.len());
             for (id, p) in self.polys.iter().enumerate() {
                 for e in &self.edges[p.edges.0 as usize..p.edges.1 as usize] {
                     segs.push(GeomWithData::new(
-                        Line::new([e.x0, e.y0], [e.x1, e.y1]),
+                        Line::new([e.x0 * k, e.y0], [e.x1 * k, e.y1]),
                         id as u32,
                     ));
                 }
@@ -364,18 +371,20 @@ impl GridIndex {
     fn nearest_edge(&self, lon: f64, lat: f64) -> Option<Nearest> {
         let (mx, my) = metres_per_degree(lat);
         let tree = self.segment_tree();
-        // The tree measures in degrees; the metric stretches longitude by
-        // mx/my <= 1 near Beijing, so degree distance * max(mx, my) bounds
-        // the metric distance from above and * min(mx, my) from below.
-        let (lo, _hi) = (mx.min(my), mx.max(my));
+        let x = lon * self.seg_k;
+        // Tree distances are in scaled degrees; ground distance stretches
+        // the scaled x by `sx`, so tree distance * my * min(1, sx) is a lower
+        // bound of the ground distance: stop once it passes the best.
+        let sx = mx / (self.seg_k * my);
+        let lower = my * sx.min(1.0);
         let mut best: Option<(f64, u32)> = None;
-        for (s, d2) in tree.nearest_neighbor_iter_with_distance_2(&[lon, lat]) {
+        for (s, d2) in tree.nearest_neighbor_iter_with_distance_2(&[x, lat]) {
             if let Some((bd, _)) = best
-                && d2.sqrt() * lo > bd
+                && d2.sqrt() * lower > bd
             {
                 break;
             }
-            let d = seg_dist2(s.geom(), lon, lat, mx / my).sqrt() * my;
+            let d = seg_dist2(s.geom(), x, lat, sx).sqrt() * my;
             if best.is_none_or(|(bd, bid)| (d, s.data) < (bd, bid)) {
                 best = Some((d, s.data));
             }
@@ -400,6 +409,8 @@ impl GridIndex {
             return;
         };
         let (w, h) = (max[0] - min[0], max[1] - min[1]);
+        let (mx, my) = metres_per_degree(0.5 * (min[1] + max[1]));
+        self.seg_k = (mx / my).max(1e-3);
         let size = cell_deg.unwrap_or_else(|| self.auto_cell(w, h));
         // Cells are square in degrees; grow them if the cap would be passed.
         let mut size = size.max(1e-7);
@@ -547,7 +558,8 @@ fn push_ring(
     }
 }
 
-/// Squared distance from a point to a segment, with x stretched by `sx`.
+/// Squared distance from a point to a segment (same space), with x
+/// differences stretched by `sx`.
 fn seg_dist2(line: &Line<[f64; 2]>, x: f64, y: f64, sx: f64) -> f64 {
     let (ax, ay) = ((line.from[0] - x) * sx, line.from[1] - y);
     let (bx, by) = ((line.to[0] - x) * sx, line.to[1] - y);
