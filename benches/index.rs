@@ -1,7 +1,7 @@
 //! Point-in-grid index benches: build time, and point queries that land in
 //! cell interiors, near boundaries and outside, for the raster-accelerated
-//! [`GridIndex::locate`] against the plain R-tree + exact-test path
-//! [`GridIndex::locate_rtree`].
+//! [`GridIndex::locate`] against the H3 cell cover ([`GridIndex::h3_cover`])
+//! and the plain R-tree + exact-test path [`GridIndex::locate_rtree`].
 //!
 //! The polygons are real-shaped: the synthetic Beijing's communities with
 //! 20,000 communities (about the number of grids of a large district set),
@@ -59,14 +59,27 @@ fn polygons(n: usize) -> Vec<MultiPolygon<f64>> {
 }
 
 /// Query sets of `n` points each: (name, points).
-fn query_sets(idx: &GridIndex, polys: &[MultiPolygon<f64>], n: usize) -> Vec<(&'static str, Vec<[f64; 2]>)> {
+fn query_sets(
+    idx: &GridIndex,
+    polys: &[MultiPolygon<f64>],
+    n: usize,
+) -> Vec<(&'static str, Vec<[f64; 2]>)> {
     let mut rng = ChaCha8Rng::seed_from_u64(42);
     let (mut min, mut max) = ([f64::MAX; 2], [f64::MIN; 2]);
-    for c in polys.iter().flat_map(|m| m.0.iter()).flat_map(|p| p.exterior().0.iter()) {
+    for c in polys
+        .iter()
+        .flat_map(|m| m.0.iter())
+        .flat_map(|p| p.exterior().0.iter())
+    {
         min = [min[0].min(c.x), min[1].min(c.y)];
         max = [max[0].max(c.x), max[1].max(c.y)];
     }
-    let mut uniform = || [rng.random_range(min[0]..max[0]), rng.random_range(min[1]..max[1])];
+    let mut uniform = || {
+        [
+            rng.random_range(min[0]..max[0]),
+            rng.random_range(min[1]..max[1]),
+        ]
+    };
     let mut inside = Vec::new();
     let mut outside = Vec::new();
     while inside.len() < n || outside.len() < n {
@@ -79,8 +92,11 @@ fn query_sets(idx: &GridIndex, polys: &[MultiPolygon<f64>], n: usize) -> Vec<(&'
     }
     // Points 1e-7° off a random vertex-to-vertex edge: every one in a boundary cell.
     let mut rng = ChaCha8Rng::seed_from_u64(43);
-    let rings: Vec<&[geo_types::Coord<f64>]> =
-        polys.iter().flat_map(|m| m.0.iter()).map(|p| p.exterior().0.as_slice()).collect();
+    let rings: Vec<&[geo_types::Coord<f64>]> = polys
+        .iter()
+        .flat_map(|m| m.0.iter())
+        .map(|p| p.exterior().0.as_slice())
+        .collect();
     let mut boundary = Vec::with_capacity(n);
     while boundary.len() < n {
         let r = rings[rng.random_range(0..rings.len())];
@@ -93,27 +109,56 @@ fn query_sets(idx: &GridIndex, polys: &[MultiPolygon<f64>], n: usize) -> Vec<(&'
         let off = if rng.random::<bool>() { 1e-7 } else { -1e-7 };
         boundary.push([a.x + t * (b.x - a.x) + off, a.y + t * (b.y - a.y) + off]);
     }
-    vec![("inside", inside), ("boundary", boundary), ("outside", outside)]
+    vec![
+        ("inside", inside),
+        ("boundary", boundary),
+        ("outside", outside),
+    ]
 }
 
 fn bench(c: &mut Criterion) {
     let polys = polygons(20_000);
     let mut g = c.benchmark_group("build");
     g.sample_size(10);
-    g.bench_function(BenchmarkId::new("raster", polys.len()), |b| b.iter(|| GridIndex::new(black_box(&polys))));
+    g.bench_function(BenchmarkId::new("raster", polys.len()), |b| {
+        b.iter(|| GridIndex::new(black_box(&polys)))
+    });
     g.finish();
 
     let idx = GridIndex::new(&polys);
     eprintln!("index: {:?}", idx.stats());
+    let t = std::time::Instant::now();
+    let h3 = idx.h3_cover(None);
+    eprintln!(
+        "h3 cover: resolution {}, (cells, boundary cells) {:?}, built in {:.2} s",
+        h3.resolution(),
+        h3.cell_counts(),
+        t.elapsed().as_secs_f64()
+    );
     let sets = query_sets(&idx, &polys, 20_000);
     let mut g = c.benchmark_group("locate");
     for (name, pts) in &sets {
         g.throughput(Throughput::Elements(pts.len() as u64));
         g.bench_with_input(BenchmarkId::new("raster", name), pts, |b, pts| {
-            b.iter(|| pts.iter().filter(|p| idx.locate(p[0], p[1]).is_some()).count());
+            b.iter(|| {
+                pts.iter()
+                    .filter(|p| idx.locate(p[0], p[1]).is_some())
+                    .count()
+            });
+        });
+        g.bench_with_input(BenchmarkId::new("h3", name), pts, |b, pts| {
+            b.iter(|| {
+                pts.iter()
+                    .filter(|p| h3.locate(p[0], p[1]).is_some())
+                    .count()
+            });
         });
         g.bench_with_input(BenchmarkId::new("rtree", name), pts, |b, pts| {
-            b.iter(|| pts.iter().filter(|p| idx.locate_rtree(p[0], p[1]).is_some()).count());
+            b.iter(|| {
+                pts.iter()
+                    .filter(|p| idx.locate_rtree(p[0], p[1]).is_some())
+                    .count()
+            });
         });
     }
     g.finish();

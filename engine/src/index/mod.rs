@@ -15,6 +15,9 @@
 //! interior cells at build time and is the plain fallback path
 //! ([`GridIndex::locate_rtree`]), kept for comparison in the benches.
 //!
+//! [`H3Cover`] is the same idea with H3 cells (h3o) in place of the raster;
+//! the benches compare the two.
+//!
 //! # Exactness and the boundary rule
 //!
 //! Answers are computed in `f64` on the coordinates as given; there is no
@@ -44,6 +47,9 @@ use rstar::{
 };
 
 use crate::geom::metres_per_degree;
+
+mod h3;
+pub use h3::{CellHasher, H3Cover};
 
 /// Points no polygon contains, but within this distance (degrees) of one,
 /// are given to the nearest polygon (about 0.1 mm).
@@ -254,8 +260,26 @@ impl GridIndex {
             list.iter()
                 .copied()
                 .find(|&id| self.contains(id, lon, lat))
-                .or_else(|| self.snap(lon, lat))
+                .or_else(|| self.snap_among(list, lon, lat))
         }
+    }
+
+    /// [`GridIndex::snap`] among `ids`: every polygon with an edge within
+    /// [`SNAP_DEG`] of a point is a candidate of the point's boundary cell
+    /// (cells are marked with a wider margin), so no tree is needed.
+    fn snap_among(&self, ids: &[u32], lon: f64, lat: f64) -> Option<u32> {
+        let mut best: Option<(f64, u32)> = None;
+        for &id in ids {
+            let p = &self.polys[id as usize];
+            for e in &self.edges[p.edges.0 as usize..p.edges.1 as usize] {
+                let line = Line::new([e.x0, e.y0], [e.x1, e.y1]);
+                let d2 = seg_dist2(&line, lon, lat, 1.0);
+                if d2 <= SNAP_DEG * SNAP_DEG && best.is_none_or(|(bd, bid)| (d2, id) < (bd, bid)) {
+                    best = Some((d2, id));
+                }
+            }
+        }
+        best.map(|(_, id)| id)
     }
 
     /// The same answer as [`GridIndex::locate`], found without the raster:
@@ -438,7 +462,8 @@ impl GridIndex {
         pairs.sort_unstable();
         pairs.dedup();
 
-        let mut cells = vec![u32::MAX - 1; nx * ny];
+        let mut cells = vec![UNSET; nx * ny];
+        let buckets = Buckets::new(&self.polys, min, max);
         let mut cand_start = vec![0u32];
         let mut cand = Vec::with_capacity(pairs.len());
         let mut i = 0;
@@ -456,31 +481,42 @@ impl GridIndex {
                 self.origin[0] + ((cell % nx) as f64 + 0.5) * size,
                 self.origin[1] + ((cell / nx) as f64 + 0.5) * size,
             ];
-            for e in self.boxes.locate_all_at_point(&centre) {
-                if !cand[first..].contains(&e.data) && self.contains(e.data, centre[0], centre[1]) {
-                    cand.push(e.data);
+            for &id in buckets.at(centre[0], centre[1]) {
+                if !cand[first..].contains(&id) && self.contains(id, centre[0], centre[1]) {
+                    cand.push(id);
                 }
             }
             cand[first..].sort_unstable();
             cells[cell] = BOUNDARY | (cand_start.len() as u32 - 1);
             cand_start.push(cand.len() as u32);
         }
-        // Label each run of untouched cells in a row by its first cell's centre:
-        // no edge comes near the run, so one answer holds for all of it.
+        // Label each run of untouched cells in a row: no edge comes near the
+        // run, so one answer holds for all of it, and for any untouched cell
+        // next to it in the row below. Only runs with no such neighbour need
+        // a point-in-polygon query (at the first cell's centre).
+        let untouched = |c: u32| c == OUTSIDE || c & BOUNDARY == 0;
         for row in 0..ny {
             let mut label = None;
             for col in 0..nx {
-                let c = &mut cells[row * nx + col];
-                if *c & BOUNDARY != 0 && *c != u32::MAX - 1 {
+                let i = row * nx + col;
+                if cells[i] & BOUNDARY != 0 && cells[i] != UNSET {
                     label = None;
                     continue;
+                }
+                if label.is_none() && row > 0 && untouched(cells[i - nx]) {
+                    label = Some(cells[i - nx]);
                 }
                 let l = *label.get_or_insert_with(|| {
                     let cx = self.origin[0] + (col as f64 + 0.5) * size;
                     let cy = self.origin[1] + (row as f64 + 0.5) * size;
-                    self.first_containing(cx, cy).unwrap_or(OUTSIDE)
+                    buckets
+                        .at(cx, cy)
+                        .iter()
+                        .copied()
+                        .find(|&id| self.contains(id, cx, cy))
+                        .unwrap_or(OUTSIDE)
                 });
-                *c = l;
+                cells[i] = l;
             }
         }
         self.cells = cells;
@@ -531,6 +567,92 @@ impl GridIndex {
                 f(row * self.nx + col);
             }
         }
+    }
+}
+
+/// Cell value while building: not labelled yet.
+const UNSET: u32 = u32::MAX - 1;
+
+/// Polygon ids by box, in a coarse uniform grid, for fast point queries at
+/// build time (lists are in ascending id order, so the first polygon that
+/// contains a point is the lowest).
+struct Buckets {
+    origin: [f64; 2],
+    inv: [f64; 2],
+    n: [usize; 2],
+    start: Vec<u32>,
+    ids: Vec<u32>,
+}
+
+impl Buckets {
+    fn new(polys: &[Prepared], min: [f64; 2], max: [f64; 2]) -> Buckets {
+        let side = ((polys.len() as f64).sqrt().ceil() as usize).clamp(1, 2048);
+        let n = [side, side];
+        let w = [(max[0] - min[0]).max(1e-12), (max[1] - min[1]).max(1e-12)];
+        let inv = [n[0] as f64 / w[0], n[1] as f64 / w[1]];
+        let at =
+            |v: f64, a: usize| (((v - min[a]) * inv[a]).floor().max(0.0) as usize).min(n[a] - 1);
+        let mut count = vec![0u32; n[0] * n[1] + 1];
+        let mut ranges = Vec::with_capacity(polys.len());
+        for p in polys {
+            if p.min[0] > p.max[0] {
+                ranges.push(None);
+                continue;
+            }
+            let r = (
+                at(p.min[0], 0),
+                at(p.max[0], 0),
+                at(p.min[1], 1),
+                at(p.max[1], 1),
+            );
+            for y in r.2..=r.3 {
+                for x in r.0..=r.1 {
+                    count[y * n[0] + x + 1] += 1;
+                }
+            }
+            ranges.push(Some(r));
+        }
+        for i in 1..count.len() {
+            count[i] += count[i - 1];
+        }
+        let mut fill = count.clone();
+        let mut ids = vec![0u32; count[count.len() - 1] as usize];
+        for (id, r) in ranges.iter().enumerate() {
+            let Some(r) = r else { continue };
+            for y in r.2..=r.3 {
+                for x in r.0..=r.1 {
+                    let b = y * n[0] + x;
+                    ids[fill[b] as usize] = id as u32;
+                    fill[b] += 1;
+                }
+            }
+        }
+        Buckets {
+            origin: min,
+            inv,
+            n,
+            start: count,
+            ids,
+        }
+    }
+
+    /// Ids of the polygons whose boxes may hold the point.
+    fn at(&self, x: f64, y: f64) -> &[u32] {
+        let fx = (x - self.origin[0]) * self.inv[0];
+        let fy = (y - self.origin[1]) * self.inv[1];
+        if !(fx >= 0.0 && fy >= 0.0) {
+            return &[];
+        }
+        // The far edge of the box belongs to the last bucket.
+        if fx > self.n[0] as f64 || fy > self.n[1] as f64 {
+            return &[];
+        }
+        let (bx, by) = (
+            (fx as usize).min(self.n[0] - 1),
+            (fy as usize).min(self.n[1] - 1),
+        );
+        let b = by * self.n[0] + bx;
+        &self.ids[self.start[b] as usize..self.start[b + 1] as usize]
     }
 }
 
@@ -698,6 +820,7 @@ mod tests {
         ) {
             let polys: Vec<MultiPolygon<f64>> = shapes.iter().map(|(x, y, r)| star(*x, *y, r)).collect();
             let idx = GridIndex::with_cells(&polys, cell);
+            let h3 = idx.h3_cover(None);
             for (x, y) in pts {
                 let p = Point::new(x, y);
                 let brute = polys.iter().position(|mp| mp.contains(&p)).map(|i| i as u32);
@@ -711,6 +834,7 @@ mod tests {
                 }
                 prop_assert_eq!(idx.locate(x, y), brute, "raster at {} {}", x, y);
                 prop_assert_eq!(idx.locate_rtree(x, y), brute, "rtree at {} {}", x, y);
+                prop_assert_eq!(h3.locate(x, y), brute, "h3 at {} {}", x, y);
             }
         }
     }
