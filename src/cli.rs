@@ -359,7 +359,7 @@ fn demo(ui: &Ui, a: &DemoArgs) -> Result<()> {
     )?;
     // Validate what was written: each admin level must tile its parent.
     let store = Store::open(&a.out)?;
-    ui.say("checking each level (gaps between districts come from the real outlines; the rest are cm slivers of the 1e-7° grid):");
+    ui.say("checking each level (the gaps between districts are those of the real outlines):");
     for layer in [Layer::Districts, Layer::Streets, Layer::Communities] {
         let mut inputs = Vec::new();
         store.for_each(layer.name(), |f| {
@@ -388,9 +388,31 @@ fn demo(ui: &Ui, a: &DemoArgs) -> Result<()> {
             r.area_after_m2 / 1e6
         ));
     }
+    drop(store);
+    // Re-index every entity layer through the point-in-grid index (against
+    // the communities until the partitioner makes grids).
+    let mut store = Store::open(&a.out)?;
+    let layer = wangge_engine::assign::GridLayer::from_store(&store, Layer::Communities)?;
+    let bars = Bars::new(ui.quiet);
+    let entity = [
+        Layer::Persons,
+        Layer::Places,
+        Layer::Objects,
+        Layer::Events,
+        Layer::Organizations,
+    ];
+    let results = wangge_engine::assign::assign_store(&mut store, &layer, &entity, &bars)?;
+    drop(bars);
+    for r in &results {
+        ui.say(format!(
+            "  assigned {:<14} {:>9} of {:>9} to their community ({} outside)",
+            r.layer, r.assigned, r.rows_in, r.outside
+        ));
+    }
     ui.say(format!(
-        "done in {:.1} s: open {} in QGIS, or run `wangge info {}`",
+        "done in {:.1} s: open {} in QGIS, run `wangge info {}`, or `wangge locate --store {} 116.397 39.908`",
         t0.elapsed().as_secs_f64(),
+        a.out.display(),
         a.out.display(),
         a.out.display()
     ));

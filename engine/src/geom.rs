@@ -343,3 +343,119 @@ mod tests {
         assert!((a - 1113.19 * 1105.74).abs() / a < 1e-3, "{a}");
     }
 }
+
+/// Rounds every coordinate to the overlay grid ([`GRID_PER_DEGREE`]) the way
+/// the overlays do, dropping repeated vertices. Returns `None` when the
+/// rounded polygon is not valid (the caller repairs it).
+#[must_use]
+pub fn snap_to_grid(mp: &MultiPolygon<f64>) -> Option<MultiPolygon<f64>> {
+    use geo::Validation;
+    let snap = |ring: &LineString<f64>| -> LineString<f64> {
+        let mut pts: Vec<Coord<f64>> = ring
+            .0
+            .iter()
+            .map(|&c| {
+                let p = to_int(c);
+                Coord {
+                    x: f64::from(p.x) / GRID_PER_DEGREE,
+                    y: f64::from(p.y) / GRID_PER_DEGREE,
+                }
+            })
+            .collect();
+        pts.dedup();
+        LineString::from(pts)
+    };
+    let out = MultiPolygon::new(
+        mp.0.iter()
+            .map(|p| Polygon::new(snap(p.exterior()), p.interiors().iter().map(snap).collect()))
+            .collect(),
+    );
+    out.is_valid().then_some(out)
+}
+
+/// Nodes a polygon layer: every vertex of any polygon that lies within `tol`
+/// (degrees) of another polygon's edge, strictly between its ends, is
+/// inserted into that edge. Boundaries that neighbours computed separately
+/// (an overlay rounds its intersection points to the grid) then run through
+/// the same vertices, so they meet without slivers of overlap or gap. A
+/// polygon that noding would make invalid is left as it was. Returns the
+/// number of vertices inserted.
+pub fn node_layer(layer: &mut [Option<MultiPolygon<f64>>], tol: f64) -> usize {
+    use geo::Validation;
+    use rayon::prelude::*;
+    use rstar::{AABB, RTree};
+    let mut pts: Vec<[f64; 2]> = layer
+        .iter()
+        .flatten()
+        .flat_map(|mp| mp.0.iter())
+        .flat_map(|p| std::iter::once(p.exterior()).chain(p.interiors()))
+        .flat_map(|r| r.0.iter().map(|c| [c.x, c.y]))
+        .collect();
+    pts.sort_by(|a, b| a[0].total_cmp(&b[0]).then(a[1].total_cmp(&b[1])));
+    pts.dedup();
+    let tree = RTree::bulk_load(pts);
+    let node_ring = |ring: &LineString<f64>, added: &mut usize| -> LineString<f64> {
+        let mut out: Vec<Coord<f64>> = Vec::with_capacity(ring.0.len());
+        for w in ring.0.windows(2) {
+            let (a, b) = (w[0], w[1]);
+            out.push(a);
+            let env = AABB::from_corners(
+                [a.x.min(b.x) - tol, a.y.min(b.y) - tol],
+                [a.x.max(b.x) + tol, a.y.max(b.y) + tol],
+            );
+            let (dx, dy) = (b.x - a.x, b.y - a.y);
+            let len2 = dx * dx + dy * dy;
+            if len2 == 0.0 {
+                continue;
+            }
+            let mut on: Vec<(f64, Coord<f64>)> = tree
+                .locate_in_envelope(&env)
+                .filter_map(|v| {
+                    let c = Coord { x: v[0], y: v[1] };
+                    if c == a || c == b {
+                        return None;
+                    }
+                    let t = ((c.x - a.x) * dx + (c.y - a.y) * dy) / len2;
+                    if t <= 0.0 || t >= 1.0 {
+                        return None;
+                    }
+                    let (px, py) = (a.x + t * dx - c.x, a.y + t * dy - c.y);
+                    (px * px + py * py <= tol * tol).then_some((t, c))
+                })
+                .collect();
+            on.sort_by(|x, y| x.0.total_cmp(&y.0));
+            *added += on.len();
+            out.extend(on.into_iter().map(|(_, c)| c));
+        }
+        if let Some(&last) = ring.0.last() {
+            out.push(last);
+        }
+        LineString::from(out)
+    };
+    layer
+        .par_iter_mut()
+        .map(|slot| {
+            let Some(mp) = slot.as_ref() else { return 0 };
+            let mut added = 0;
+            let noded = MultiPolygon::new(
+                mp.0.iter()
+                    .map(|p| {
+                        Polygon::new(
+                            node_ring(p.exterior(), &mut added),
+                            p.interiors()
+                                .iter()
+                                .map(|r| node_ring(r, &mut added))
+                                .collect(),
+                        )
+                    })
+                    .collect(),
+            );
+            if added > 0 && noded.is_valid() {
+                *slot = Some(noded);
+                added
+            } else {
+                0
+            }
+        })
+        .sum()
+}

@@ -537,14 +537,8 @@ fn plan_district(
             communities: comm_ids,
         });
     }
-    // Streets are unions of their communities, so they contain them exactly.
-    let geoms: Vec<MultiPolygon<f64>> = streets
-        .par_iter()
-        .map(|s| geom::union_all(s.communities.iter().map(|&c| &communities[c].geometry)))
-        .collect();
-    for (s, g) in streets.iter_mut().zip(geoms) {
-        s.geometry = g;
-    }
+    // Street geometries are the unions of their communities, made once every
+    // community of the city is noded (see `synthesize`).
     // Normalise full-scale persons to the census total.
     let total: f64 = communities.iter().map(|c| c.persons_ref).sum();
     for c in &mut communities {
@@ -945,6 +939,33 @@ pub fn synthesize(
         })
         .collect();
 
+    // Node every community against all the others, across districts too, so
+    // that neighbours share their boundary vertices (no cm slivers of
+    // overlap where clipping rounded a crossing point); then streets are the
+    // unions of their communities, so they contain them exactly.
+    let mut all: Vec<Option<MultiPolygon<f64>>> = plans
+        .iter()
+        .flat_map(|p| p.communities.iter().map(|c| Some(c.geometry.clone())))
+        .collect();
+    geom::node_layer(&mut all, 1.0 / geom::GRID_PER_DEGREE);
+    let mut noded = all.into_iter();
+    for plan in &mut plans {
+        for c in &mut plan.communities {
+            if let Some(Some(g)) = noded.next() {
+                c.geometry = g;
+            }
+        }
+        let communities = &plan.communities;
+        let geoms: Vec<MultiPolygon<f64>> = plan
+            .streets
+            .par_iter()
+            .map(|s| geom::union_all(s.communities.iter().map(|&c| &communities[c].geometry)))
+            .collect();
+        for (s, g) in plan.streets.iter_mut().zip(geoms) {
+            s.geometry = g;
+        }
+    }
+
     let total_comms: usize = plans.iter().map(|p| p.communities.len()).sum();
     progress.stage("buildings", total_comms as u64);
     let mut local_roads: Vec<Vec<LineString<f64>>> = Vec::new();
@@ -1049,14 +1070,21 @@ fn write_admin(
         (Layer::Streets, Vec::new()),
         (Layer::Communities, Vec::new()),
     ];
-    for (d, plan) in districts.iter().zip(plans) {
+    // A district is stored as the union of its streets, so the levels nest
+    // exactly (its outline differs from the repaired input by the cm of
+    // noding at most).
+    let outlines: Vec<MultiPolygon<f64>> = plans
+        .par_iter()
+        .map(|p| geom::union_all(p.streets.iter().map(|s| &s.geometry)))
+        .collect();
+    for ((d, plan), outline) in districts.iter().zip(plans).zip(&outlines) {
         let totals = count(&mut plan.communities.iter());
         units[0].1.push(unit(
             d.code.to_string(),
             &d.name,
             String::new(),
             totals,
-            &d.geometry,
+            outline,
         ));
         for s in &plan.streets {
             let totals = count(&mut s.communities.iter().map(|&c| &plan.communities[c]));

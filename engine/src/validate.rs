@@ -121,6 +121,12 @@ pub fn validate_polygons(inputs: &[PolygonInput]) -> (Repaired, ValidationReport
     report.area_before_m2 = fixed.iter().flatten().map(geom::area_m2).sum();
 
     resolve_overlaps(inputs, &mut fixed, &mut report);
+    // Every output on the overlay grid, and neighbours noded against each
+    // other, so shared boundaries run through the same vertices.
+    for g in fixed.iter_mut().flatten() {
+        *g = geom::snap_to_grid(g).unwrap_or_else(|| geom::make_valid(g));
+    }
+    geom::node_layer(&mut fixed, 1.0 / geom::GRID_PER_DEGREE);
     report.area_after_m2 = fixed.iter().flatten().map(geom::area_m2).sum();
     find_gaps(inputs, &fixed, &mut report);
     (fixed, report)

@@ -80,14 +80,15 @@ fn million_points_match_geos_off_boundary() {
         mismatches.len(),
         &mismatches[..mismatches.len().min(10)]
     );
-    // The comparison is not vacuous: nearly all points checked, most inside,
+    // The comparison is not vacuous: nearly all points checked, about half
+    // inside (Beijing fills half of its box),
     // and some outside (the bbox margin and the gaps between districts).
     assert!(
         checked > 999_000,
         "{checked} checked, {boundary} near a boundary"
     );
     assert!(
-        inside > 500_000 && inside < checked,
+        inside > 300_000 && inside < checked,
         "{inside} inside of {checked}"
     );
 }

@@ -43,18 +43,19 @@ fn synthetic_city_tiles_nests_and_counts_like_geos_says() {
         assert_eq!(l["codes_unique"], true, "{layer}");
         assert_eq!(l["invalid"], 0, "{layer}: GEOS finds invalid polygons");
         let area = l["area_deg2"].as_f64().unwrap();
-        // Siblings do not overlap beyond centimetre slivers where a boundary
-        // crosses the 1e-7° snap grid: < 1e-8 of the area (a few m² in 1,600 km²).
-        assert!(
-            l["overlap_deg2"].as_f64().unwrap() / area < 1e-8,
-            "{layer}: {l}"
+        // Siblings share their boundary vertices (noded): GEOS measures no
+        // overlap at all.
+        assert_eq!(
+            l["overlap_deg2"].as_f64().unwrap(),
+            0.0,
+            "{layer}: {l} (area {area})"
         );
         if digits > 6 {
             assert_eq!(l["parent_prefix_ok"], true, "{layer}");
-            // Children tile their parent: the symmetric difference between a
-            // parent and the union of its children is < 5e-6 of its area.
+            // Children tile their parent exactly: the symmetric difference
+            // between a parent and the union of its children is float noise.
             assert!(
-                l["worst_cover_rel"].as_f64().unwrap() < 5e-6,
+                l["worst_cover_rel"].as_f64().unwrap() < 1e-12,
                 "{layer}: {l}"
             );
         }
