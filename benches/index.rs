@@ -109,10 +109,22 @@ fn query_sets(
         let off = if rng.random::<bool>() { 1e-7 } else { -1e-7 };
         boundary.push([a.x + t * (b.x - a.x) + off, a.y + t * (b.y - a.y) + off]);
     }
+    // A million points spread over the whole box, as a registry in random
+    // order: measures cache misses as much as the tests.
+    let mut rng = ChaCha8Rng::seed_from_u64(44);
+    let spread: Vec<[f64; 2]> = (0..1_000_000)
+        .map(|_| {
+            [
+                rng.random_range(min[0]..max[0]),
+                rng.random_range(min[1]..max[1]),
+            ]
+        })
+        .collect();
     vec![
         ("inside", inside),
         ("boundary", boundary),
         ("outside", outside),
+        ("spread-1m", spread),
     ]
 }
 
@@ -139,6 +151,8 @@ fn bench(c: &mut Criterion) {
     let mut g = c.benchmark_group("locate");
     for (name, pts) in &sets {
         g.throughput(Throughput::Elements(pts.len() as u64));
+        // The million-point set takes up to a second per iteration.
+        g.sample_size(if pts.len() > 100_000 { 10 } else { 50 });
         g.bench_with_input(BenchmarkId::new("raster", name), pts, |b, pts| {
             b.iter(|| {
                 pts.iter()

@@ -25,7 +25,8 @@ use parquet::file::properties::WriterProperties;
 use rayon::prelude::*;
 
 use super::{
-    AssignError, AssignOptions, AssignSummary, GridLayer, OutputColumns, code_path, outside_reason,
+    AssignError, AssignOptions, AssignSummary, GridLayer, Outcome, OutputColumns, code_path,
+    locate_all, outside_reason,
 };
 use crate::io::csv::{check_lon_lat, coordinate_columns};
 use crate::io::{Location, ReadError};
@@ -35,13 +36,6 @@ use crate::progress::Progress;
 enum Coords {
     LonLat(usize, usize),
     Wkb(usize),
-}
-
-/// What happened to one row.
-enum Row {
-    Assigned(u32),
-    Rejected(&'static str, String),
-    Outside(f64, f64),
 }
 
 /// Streams a Parquet registry through `layer`; see the module docs and
@@ -173,7 +167,7 @@ pub fn assign_parquet(
         })?;
         let n = batch.num_rows();
         let tl = Instant::now();
-        let rows: Vec<Row> = match coords {
+        let mut rows: Vec<Outcome> = match coords {
             Coords::LonLat(lon, lat) => {
                 let (lon_v, lat_v) = (
                     numbers(batch.column(lon), &names[lon])?,
@@ -182,14 +176,7 @@ pub fn assign_parquet(
                 (0..n)
                     .into_par_iter()
                     .with_min_len(1024)
-                    .map(|i| {
-                        classify(
-                            layer,
-                            lon_v.get(i, &names[lon]),
-                            lat_v.get(i, &names[lat]),
-                            opts,
-                        )
-                    })
+                    .map(|i| classify(lon_v.get(i, &names[lon]), lat_v.get(i, &names[lat]), opts))
                     .collect()
             }
             Coords::Wkb(g) => {
@@ -198,18 +185,19 @@ pub fn assign_parquet(
                     .into_par_iter()
                     .with_min_len(1024)
                     .map(|i| match wkb_point(col.as_ref(), i) {
-                        Ok((x, y)) => classify(layer, Ok(x), Ok(y), opts),
-                        Err(r) => Row::Rejected("not_a_number", r),
+                        Ok((x, y)) => classify(Ok(x), Ok(y), opts),
+                        Err(r) => Outcome::Rejected("not_a_number", r),
                     })
                     .collect()
             }
         };
-        summary.locate_s += tl.elapsed().as_secs_f64();
+        summary.parse_s += tl.elapsed().as_secs_f64();
+        summary.locate_s += locate_all(layer, &mut rows);
 
         // Output: the assigned rows plus their codes.
         let keep = BooleanArray::from(
             rows.iter()
-                .map(|r| matches!(r, Row::Assigned(_)))
+                .map(|r| matches!(r, Outcome::Assigned(_)))
                 .collect::<Vec<_>>(),
         );
         let kept = arrow_select::filter::filter_record_batch(&batch, &keep)
@@ -217,7 +205,7 @@ pub fn assign_parquet(
         let codes: Vec<[&str; 4]> = rows
             .iter()
             .filter_map(|r| match r {
-                Row::Assigned(id) => Some(match opts.columns {
+                Outcome::Assigned(id) => Some(match opts.columns {
                     OutputColumns::Path => code_path(layer.code(*id)),
                     OutputColumns::GridOnly => [layer.code(*id), "", "", ""],
                 }),
@@ -242,17 +230,17 @@ pub fn assign_parquet(
         // Rejects, with row numbers and reasons.
         let reject_mask = BooleanArray::from(
             rows.iter()
-                .map(|r| !matches!(r, Row::Assigned(_)))
+                .map(|r| !matches!(r, Outcome::Assigned(_)))
                 .collect::<Vec<_>>(),
         );
         let bad_rows: Vec<(u64, String, Option<String>, Option<f64>)> = rows
             .par_iter()
             .enumerate()
-            .filter(|(_, r)| !matches!(r, Row::Assigned(_)))
+            .filter(|(_, r)| !matches!(r, Outcome::Assigned(_)))
             .map(|(i, r)| {
                 let row = first_row + i as u64;
                 match r {
-                    Row::Outside(x, y) => {
+                    Outcome::Outside(x, y) => {
                         let (reason, near, dist) = outside_reason(layer, *x, *y);
                         (
                             row,
@@ -261,8 +249,8 @@ pub fn assign_parquet(
                             dist.parse().ok(),
                         )
                     }
-                    Row::Rejected(_, reason) => (row, reason.clone(), None, None),
-                    Row::Assigned(_) => unreachable!(),
+                    Outcome::Rejected(_, reason) => (row, reason.clone(), None, None),
+                    Outcome::Assigned(_) | Outcome::Point(..) => unreachable!(),
                 }
             })
             .collect();
@@ -286,15 +274,16 @@ pub fn assign_parquet(
         }
         for r in &rows {
             match r {
-                Row::Assigned(_) => summary.assigned += 1,
-                Row::Rejected(kind, _) => {
+                Outcome::Assigned(_) => summary.assigned += 1,
+                Outcome::Point(..) => unreachable!("every point is located before counting"),
+                Outcome::Rejected(kind, _) => {
                     summary.rejected += 1;
                     *summary
                         .rejected_by_reason
                         .entry((*kind).to_owned())
                         .or_default() += 1;
                 }
-                Row::Outside(..) => {
+                Outcome::Outside(..) => {
                     summary.rejected += 1;
                     *summary
                         .rejected_by_reason
@@ -318,12 +307,7 @@ pub fn assign_parquet(
     Ok(summary)
 }
 
-fn classify(
-    layer: &GridLayer,
-    lon: Result<f64, Row>,
-    lat: Result<f64, Row>,
-    opts: &AssignOptions,
-) -> Row {
+fn classify(lon: Result<f64, Outcome>, lat: Result<f64, Outcome>, opts: &AssignOptions) -> Outcome {
     let (lon, lat) = match (lon, lat) {
         (Ok(a), Ok(b)) => (a, b),
         (Err(e), _) | (_, Err(e)) => return e,
@@ -334,13 +318,10 @@ fn classify(
         } else {
             "not_a_number"
         };
-        return Row::Rejected(kind, reason);
+        return Outcome::Rejected(kind, reason);
     }
     let (lon, lat) = opts.crs.to_wgs84(lon, lat);
-    match layer.locate(lon, lat) {
-        Some(id) => Row::Assigned(id),
-        None => Row::Outside(lon, lat),
-    }
+    Outcome::Point(lon, lat)
 }
 
 /// A numeric (or text) coordinate column.
@@ -381,15 +362,16 @@ fn numbers<'a>(a: &'a ArrayRef, name: &str) -> Result<Numbers<'a>, AssignError> 
 }
 
 impl Numbers<'_> {
-    fn get(&self, i: usize, name: &str) -> Result<f64, Row> {
-        let empty = || Row::Rejected("empty", format!("{name} is empty"));
+    fn get(&self, i: usize, name: &str) -> Result<f64, Outcome> {
+        let empty = || Outcome::Rejected("empty", format!("{name} is empty"));
         let text = |s: &str| {
             let s = s.trim();
             if s.is_empty() {
                 return Err(empty());
             }
-            s.parse::<f64>()
-                .map_err(|_| Row::Rejected("not_a_number", format!("{name} {s:?} is not a number")))
+            s.parse::<f64>().map_err(|_| {
+                Outcome::Rejected("not_a_number", format!("{name} {s:?} is not a number"))
+            })
         };
         macro_rules! val {
             ($a:expr, $f:expr) => {

@@ -55,7 +55,7 @@ impl std::fmt::Debug for CellHasher {
 
 impl GridIndex {
     /// Builds an H3 cover at `res`, or at the coarsest resolution whose
-    /// hexagons are at most 4 times the raster cells.
+    /// hexagons are at most 8 times the raster cells.
     #[must_use]
     pub fn h3_cover(&self, res: Option<Resolution>) -> H3Cover<'_> {
         H3Cover::new(self, res)
@@ -73,10 +73,10 @@ impl<'a> H3Cover<'a> {
         let res = res.unwrap_or_else(|| {
             let (mx, my) = metres_per_degree(mid[1]);
             let target = index.cell[0] * mx * index.cell[1] * my;
-            // Hexagons up to 4x the raster cell: H3 cells cost far more
+            // Hexagons up to 8x the raster cell: H3 cells cost far more
             // memory each (a hash map entry), so the cover stays coarser.
             Resolution::range(Resolution::Zero, Resolution::Fifteen)
-                .find(|r| r.area_m2() <= 4.0 * target)
+                .find(|r| r.area_m2() <= 8.0 * target)
                 .unwrap_or(Resolution::Fifteen)
         });
         let mut cover = H3Cover {
