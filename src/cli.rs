@@ -853,6 +853,11 @@ fn import_cmd(ui: &Ui, a: &ImportArgs) -> Result<()> {
 fn export_cmd(ui: &Ui, a: &ExportArgs) -> Result<()> {
     let store = Store::open(&a.store)?;
     let schema = store.schema(a.layer.name())?;
+    let bars = Bars::new(ui.quiet);
+    bars.stage(
+        &format!("exporting {}", a.layer),
+        store.count(a.layer.name())?,
+    );
     let ext = a
         .out
         .extension()
@@ -868,6 +873,7 @@ fn export_cmd(ui: &Ui, a: &ExportArgs) -> Result<()> {
                 for (c, v) in schema.columns.iter().zip(&f.values) {
                     props.insert(c.name.clone(), value_json(v));
                 }
+                bars.inc(1);
                 w.write(&f.geometry, &props).map_err(|source| {
                     wangge_engine::store::StoreError::Io {
                         path: a.out.clone(),
@@ -899,6 +905,9 @@ fn export_cmd(ui: &Ui, a: &ExportArgs) -> Result<()> {
                     (g, _) => rec.push(wkt(g)),
                 }
                 n += 1;
+                if n % 4096 == 0 {
+                    bars.inc(4096);
+                }
                 w.write_record(&rec)
                     .map_err(|e| wangge_engine::store::StoreError::Io {
                         path: a.out.clone(),
@@ -913,6 +922,7 @@ fn export_cmd(ui: &Ui, a: &ExportArgs) -> Result<()> {
             a.out.display()
         ),
     };
+    drop(bars);
     ui.say(format!(
         "wrote {n} features of {} to {}",
         a.layer,

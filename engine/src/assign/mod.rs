@@ -919,4 +919,41 @@ mod tests {
             rows[5]
         );
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(200))]
+        /// Fuzz: any bytes after a valid header (quotes, separators, CR/LF,
+        /// numbers, text, invalid UTF-8) never panic, and every data row the
+        /// CSV reader sees is written once, to the output or the rejects.
+        #[test]
+        fn arbitrary_rows_never_panic_and_always_add_up(
+            body in proptest::collection::vec(
+                proptest::prop_oneof![
+                    proptest::strategy::Just(b','), proptest::strategy::Just(b'"'),
+                    proptest::strategy::Just(b'\n'), proptest::strategy::Just(b'\r'),
+                    proptest::strategy::Just(b'.'), proptest::strategy::Just(b'-'),
+                    proptest::strategy::Just(b'e'), proptest::strategy::Just(0xff),
+                    b'0'..=b'9', b'a'..=b'z',
+                ],
+                0..400,
+            ),
+            chunk in 1usize..8,
+        ) {
+            let dir = tempfile::tempdir().unwrap();
+            let input = dir.path().join("in.csv");
+            let mut text = b"id,lon,lat\n".to_vec();
+            text.extend(&body);
+            std::fs::write(&input, &text).unwrap();
+            let (output, rejects) = (dir.path().join("o.csv"), dir.path().join("r.csv"));
+            let opts = AssignOptions { chunk_rows: chunk, ..AssignOptions::default() };
+            let s = assign_csv(&layer(), &input, &output, &rejects, &opts, &crate::progress::NoProgress).unwrap();
+            proptest::prop_assert_eq!(s.rows_in, s.assigned + s.rejected);
+            let records = |p: &Path| csv::ReaderBuilder::new().flexible(true).from_path(p).unwrap().byte_records().count() as u64;
+            proptest::prop_assert_eq!(records(&output), s.assigned);
+            proptest::prop_assert_eq!(records(&rejects), s.rejected);
+            // The reader's own count of data rows, as the truth.
+            let truth = csv::ReaderBuilder::new().flexible(true).from_path(&input).unwrap().byte_records().count() as u64;
+            proptest::prop_assert_eq!(s.rows_in, truth);
+        }
+    }
 }

@@ -18,8 +18,7 @@ use rstar::AABB;
 use super::{BOUNDARY, GridIndex, OUTSIDE};
 use crate::geom::metres_per_degree;
 
-/// A multiplicative hasher for H3 indexes (already well mixed in their low
-/// bits, which hold the digits of the finest resolution).
+/// A fast hasher for H3 indexes (u64 keys).
 #[derive(Default)]
 pub struct CellHasher(u64);
 
@@ -33,7 +32,12 @@ impl Hasher for CellHasher {
         }
     }
     fn write_u64(&mut self, v: u64) {
-        self.0 = (v ^ (v >> 29)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        // splitmix64's finaliser: every output bit depends on every input
+        // bit (H3 indexes of one resolution share their low bits).
+        let mut z = v;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        self.0 = z ^ (z >> 31);
     }
 }
 

@@ -792,4 +792,47 @@ mod tests {
         assert_eq!(got[0].geometry, g);
         assert_eq!(got[1].geometry, Geometry::Point(Point::new(116.5, 39.75)));
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(300))]
+        /// Fuzz: mutations of a valid FeatureCollection (bytes replaced,
+        /// cut short) never panic; every feature seen is either read or
+        /// reported with its number, and the count returned matches.
+        #[test]
+        fn mutated_documents_never_panic(
+            edits in proptest::collection::vec((0usize..400, proptest::prop_oneof![
+                proptest::strategy::Just(b'{'), proptest::strategy::Just(b'}'),
+                proptest::strategy::Just(b'['), proptest::strategy::Just(b']'),
+                proptest::strategy::Just(b','), proptest::strategy::Just(b'"'),
+                proptest::strategy::Just(b'\n'), proptest::strategy::Just(b'-'),
+                proptest::strategy::Just(0xff), b'0'..=b'9', b'a'..=b'z',
+            ]), 0..6),
+            cut in 0usize..420,
+            ndjson in proptest::bool::ANY,
+        ) {
+            let feature = r#"{"type":"Feature","properties":{"code":"110101"},"geometry":{"type":"Polygon","coordinates":[[[116.0,39.9],[116.1,39.9],[116.1,40.0],[116.0,39.9]]]}}"#;
+            let mut doc = if ndjson {
+                format!("{feature}\n{feature}\n").into_bytes()
+            } else {
+                format!(r#"{{"type":"FeatureCollection","features":[{feature},{feature}]}}"#).into_bytes()
+            };
+            for (at, b) in edits {
+                if let Some(x) = doc.get_mut(at) {
+                    *x = b;
+                }
+            }
+            doc.truncate(cut.min(doc.len()));
+            let mut seen = 0usize;
+            let r = read_geojson_from(&doc[..], Path::new("fuzz.geojson"), |f| {
+                seen += 1;
+                if let Err(e) = f {
+                    assert!(e.to_string().starts_with("fuzz.geojson"), "{e}");
+                }
+            });
+            match r {
+                Ok(n) => proptest::prop_assert_eq!(n, seen),
+                Err(e) => proptest::prop_assert!(e.to_string().contains("fuzz.geojson"), "{}", e),
+            }
+        }
+    }
 }
