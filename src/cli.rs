@@ -905,7 +905,7 @@ fn export_cmd(ui: &Ui, a: &ExportArgs) -> Result<()> {
                     (g, _) => rec.push(wkt(g)),
                 }
                 n += 1;
-                if n % 4096 == 0 {
+                if n.is_multiple_of(4096) {
                     bars.inc(4096);
                 }
                 w.write_record(&rec)

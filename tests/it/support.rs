@@ -38,26 +38,11 @@ pub fn wangge_ok(args: &[&str]) -> String {
 /// Runs a truth script under `tests/py` and parses its JSON stdout. Fails
 /// (never skips) when python3 or its packages are missing.
 pub fn python_json(script: &str, args: &[&str]) -> serde_json::Value {
-    let python = std::env::var("WANGGE_PYTHON").unwrap_or_else(|_| "python3".to_owned());
-    let out = Command::new(&python)
-        .arg(repo("tests/py").join(script))
-        .args(args)
-        .current_dir(root())
-        .output()
-        .unwrap_or_else(|e| {
-            panic!(
-                "cannot run {python}: {e}; run `scripts/test`, which installs python3 with shapely"
-            )
-        });
-    assert!(
-        out.status.success(),
-        "{script} {args:?} failed; run `scripts/test`, which installs python3 with shapely:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+    let out = python(script, args);
+    serde_json::from_slice(&out).unwrap_or_else(|e| {
         panic!(
             "{script}: bad JSON ({e}): {}",
-            String::from_utf8_lossy(&out.stdout)
+            String::from_utf8_lossy(&out)
         )
     })
 }
@@ -67,9 +52,9 @@ pub fn s(p: &Path) -> &str {
     p.to_str().expect("utf-8 path")
 }
 
-/// Runs a script under `tests/py` and asserts it succeeded. Fails (never
-/// skips) when python3 or its packages are missing.
-pub fn python(script: &str, args: &[&str]) {
+/// Runs a script under `tests/py`, asserts it succeeded and returns its
+/// stdout. Fails (never skips) when python3 or its packages are missing.
+pub fn python(script: &str, args: &[&str]) -> Vec<u8> {
     let python = std::env::var("WANGGE_PYTHON").unwrap_or_else(|_| "python3".to_owned());
     let out = Command::new(&python)
         .arg(repo("tests/py").join(script))
@@ -82,4 +67,5 @@ pub fn python(script: &str, args: &[&str]) {
         "{script} {args:?} failed; run `scripts/test`, which installs python3 with shapely:\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    out.stdout
 }

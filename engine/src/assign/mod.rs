@@ -365,6 +365,26 @@ enum Outcome {
     Outside(f64, f64),
 }
 
+impl Outcome {
+    /// Counts a located row in the summary.
+    fn tally(&self, summary: &mut AssignSummary) {
+        let kind = match self {
+            Outcome::Assigned(_) => {
+                summary.assigned += 1;
+                return;
+            }
+            Outcome::Point(..) => unreachable!("every point is located before counting"),
+            Outcome::Rejected(kind, _) => kind,
+            Outcome::Outside(..) => "outside",
+        };
+        summary.rejected += 1;
+        *summary
+            .rejected_by_reason
+            .entry(kind.to_owned())
+            .or_default() += 1;
+    }
+}
+
 /// A chunk of raw records from the reader thread.
 struct Chunk {
     first_row: u64,
@@ -563,24 +583,7 @@ pub fn assign_csv(
                 rej.write_all(r).map_err(werr(rejects))?;
             }
             for (i, o) in outcomes.iter().enumerate() {
-                match o {
-                    Outcome::Assigned(_) => summary.assigned += 1,
-                    Outcome::Point(..) => unreachable!("every point is located before counting"),
-                    Outcome::Rejected(kind, _) => {
-                        summary.rejected += 1;
-                        *summary
-                            .rejected_by_reason
-                            .entry((*kind).to_owned())
-                            .or_default() += 1;
-                    }
-                    Outcome::Outside(..) => {
-                        summary.rejected += 1;
-                        *summary
-                            .rejected_by_reason
-                            .entry("outside".to_owned())
-                            .or_default() += 1;
-                    }
-                }
+                o.tally(&mut summary);
                 if let Some(id_i) = id_i
                     && let Some(id) = chunk.records[i].get(id_i)
                 {

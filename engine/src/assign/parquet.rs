@@ -273,24 +273,7 @@ pub fn assign_parquet(
             rej.write(&b).map_err(werr(rejects))?;
         }
         for r in &rows {
-            match r {
-                Outcome::Assigned(_) => summary.assigned += 1,
-                Outcome::Point(..) => unreachable!("every point is located before counting"),
-                Outcome::Rejected(kind, _) => {
-                    summary.rejected += 1;
-                    *summary
-                        .rejected_by_reason
-                        .entry((*kind).to_owned())
-                        .or_default() += 1;
-                }
-                Outcome::Outside(..) => {
-                    summary.rejected += 1;
-                    *summary
-                        .rejected_by_reason
-                        .entry("outside".to_owned())
-                        .or_default() += 1;
-                }
-            }
+            r.tally(&mut summary);
         }
         if let Some(c) = id_col {
             id_hashes(batch.column(c).as_ref(), first_row, &mut ids);
