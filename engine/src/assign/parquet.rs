@@ -76,20 +76,7 @@ pub fn assign_parquet(
             _ => return Err(bad(format!("{reason}; and no WKB `geometry` column")).into()),
         },
     };
-    let id_col = match &opts.id_col {
-        Some(c) => Some(
-            names
-                .iter()
-                .position(|x| x.eq_ignore_ascii_case(c))
-                .ok_or_else(|| {
-                    bad(format!(
-                        "no id column {c:?}; columns found: {}",
-                        names.join(", ")
-                    ))
-                })?,
-        ),
-        None => names.iter().position(|x| x.eq_ignore_ascii_case("id")),
-    };
+    let id_col = super::id_column(&names, opts).map_err(bad)?;
 
     // Output schema: input fields, code columns replacing same-named ones
     // (as UTF-8) or appended.
