@@ -105,14 +105,29 @@ impl GridLayer {
     /// Indexes polygons. They are ordered by code, so the result does not
     /// depend on the input order and overlaps go to the lower code.
     #[must_use]
-    pub fn new(mut polygons: Vec<GridPolygon>) -> GridLayer {
+    pub fn new(polygons: Vec<GridPolygon>) -> GridLayer {
+        Self::build(polygons, false)
+    }
+
+    /// Indexes a coverage (polygons whose interiors do not overlap) with the
+    /// faster [`GridIndex::new_coverage`].
+    #[must_use]
+    pub fn new_coverage(polygons: Vec<GridPolygon>) -> GridLayer {
+        Self::build(polygons, true)
+    }
+
+    fn build(mut polygons: Vec<GridPolygon>, coverage: bool) -> GridLayer {
         let t = Instant::now();
         polygons.sort_by(|a, b| a.code.cmp(&b.code));
         let geoms: Vec<MultiPolygon<f64>> = polygons
             .iter_mut()
             .map(|p| std::mem::replace(&mut p.geometry, MultiPolygon::new(Vec::new())))
             .collect();
-        let index = GridIndex::new(&geoms);
+        let index = if coverage {
+            GridIndex::new_coverage(&geoms)
+        } else {
+            GridIndex::new(&geoms)
+        };
         GridLayer {
             codes: polygons
                 .iter_mut()
@@ -205,7 +220,8 @@ impl GridLayer {
                 geometry,
             });
         }
-        Ok((GridLayer::new(polygons), report))
+        // Overlaps are resolved: the layer is a coverage.
+        Ok((GridLayer::new_coverage(polygons), report))
     }
 
     /// Number of polygons.

