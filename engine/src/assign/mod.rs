@@ -667,7 +667,13 @@ fn classify(r: &csv::ByteRecord, ncols: usize, lon_i: usize, lat_i: usize, crs: 
         s.parse::<f64>()
             .map_err(|_| Outcome::Rejected("not_a_number", format!("{what} {s:?} is not a number")))
     };
-    let (lon, lat) = match (num(lon_i, "longitude"), num(lat_i, "latitude")) {
+    point_outcome(num(lon_i, "longitude"), num(lat_i, "latitude"), crs)
+}
+
+/// A parsed coordinate pair checked for range and converted to WGS84, or
+/// the first reason it is rejected.
+fn point_outcome(lon: Result<f64, Outcome>, lat: Result<f64, Outcome>, crs: Crs) -> Outcome {
+    let (lon, lat) = match (lon, lat) {
         (Ok(a), Ok(b)) => (a, b),
         (Err(e), _) | (_, Err(e)) => return e,
     };

@@ -28,7 +28,7 @@ use super::{
     AssignError, AssignOptions, AssignSummary, GridLayer, Outcome, OutputColumns, code_path,
     locate_all, outside_reason,
 };
-use crate::io::csv::{check_lon_lat, coordinate_columns};
+use crate::io::csv::coordinate_columns;
 use crate::io::{Location, ReadError};
 use crate::progress::Progress;
 
@@ -278,20 +278,7 @@ pub fn assign_parquet(
 }
 
 fn classify(lon: Result<f64, Outcome>, lat: Result<f64, Outcome>, opts: &AssignOptions) -> Outcome {
-    let (lon, lat) = match (lon, lat) {
-        (Ok(a), Ok(b)) => (a, b),
-        (Err(e), _) | (_, Err(e)) => return e,
-    };
-    if let Err(reason) = check_lon_lat(lon, lat) {
-        let kind = if lon.is_finite() && lat.is_finite() {
-            "out_of_range"
-        } else {
-            "not_a_number"
-        };
-        return Outcome::Rejected(kind, reason);
-    }
-    let (lon, lat) = opts.crs.to_wgs84(lon, lat);
-    Outcome::Point(lon, lat)
+    super::point_outcome(lon, lat, opts.crs)
 }
 
 /// A numeric (or text) coordinate column.
