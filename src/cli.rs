@@ -620,9 +620,8 @@ fn import_cmd(ui: &Ui, a: &ImportArgs) -> Result<()> {
         .file
         .extension()
         .is_some_and(|e| e.eq_ignore_ascii_case("csv"));
-    // Each candidate row: (position, geometry, property getter results).
-    let mut rows: Vec<(String, geo_types::Geometry<f64>, Vec<Value>)> = Vec::new();
-    let read: u64;
+    // Every feature or row read, good (mapped onto the schema) or rejected.
+    let mut parsed: Vec<Parsed> = Vec::new();
     let column_value =
         |ty: ColumnType, raw: Option<String>| -> std::result::Result<Value, String> {
             match (ty, raw) {
@@ -642,24 +641,32 @@ fn import_cmd(ui: &Ui, a: &ImportArgs) -> Result<()> {
                     .map_err(|_| format!("{s:?} is not a number")),
             }
         };
-    let check_code = |values: &[Value]| -> std::result::Result<(), String> {
-        if let Some(len) = a.layer.code_len() {
-            let code = match values.first() {
-                Some(Value::Text(s)) => s.clone(),
-                _ => return Err("no `code` property".into()),
-            };
-            let parsed = AdminCode::parse(&code).map_err(|e| e.to_string())?;
-            if code.len() != len {
-                return Err(format!(
-                    "code {code} is a {:?} code; layer {} needs {len} digits",
-                    parsed.level(),
-                    a.layer
-                ));
+    // The schema's values from a property getter, or the first bad one.
+    let values_of =
+        |get: &dyn Fn(&str) -> Option<String>| -> std::result::Result<Vec<Value>, String> {
+            let values = schema
+                .columns
+                .iter()
+                .map(|c| column_value(c.ty, get(&c.name)).map_err(|e| format!("{}: {e}", c.name)))
+                .collect::<std::result::Result<Vec<Value>, String>>()?;
+            if let Some(len) = a.layer.code_len() {
+                let code = match values.first() {
+                    Some(Value::Text(s)) => s.clone(),
+                    _ => return Err("no `code` property".into()),
+                };
+                let parsed = AdminCode::parse(&code).map_err(|e| e.to_string())?;
+                if code.len() != len {
+                    return Err(format!(
+                        "code {code} is a {:?} code; layer {} needs {len} digits",
+                        parsed.level(),
+                        a.layer
+                    ));
+                }
             }
-        }
-        Ok(())
-    };
-    if is_csv {
+            Ok(values)
+        };
+    let mut admin_inputs = Vec::new();
+    let read: u64 = if is_csv {
         if schema.geometry != GeomType::Point {
             bail!(
                 "{}: CSV import needs a point layer; {} holds {:?}",
@@ -668,141 +675,109 @@ fn import_cmd(ui: &Ui, a: &ImportArgs) -> Result<()> {
                 schema.geometry
             );
         }
-        let (header, n) = point_csv::read_points(
+        let (_, n) = point_csv::read_points(
             &a.file,
             a.lon_col.as_deref(),
             a.lat_col.as_deref(),
-            |r| match r {
-                Ok(row) => rows.push((
-                    format!("row {}", row.row),
-                    geo_types::Geometry::Point(row.point),
-                    vec![Value::Text(
-                        serde_json::to_string(&row.fields.iter().collect::<Vec<_>>())
-                            .unwrap_or_default(),
-                    )],
-                )),
-                Err(e) => rows.push((
-                    format!("{}", e.location),
-                    geo_types::Geometry::GeometryCollection(Default::default()),
-                    vec![Value::Text(e.reason)],
-                )),
+            |header, r| {
+                parsed.push(match r {
+                    Ok(row) => {
+                        let at = format!("row {}", row.row);
+                        let get = |name: &str| {
+                            let i = header.columns.iter().position(|c| c == name)?;
+                            row.fields.get(i).map(str::to_owned)
+                        };
+                        match values_of(&get) {
+                            Ok(values) => Parsed::Good {
+                                at,
+                                geometry: geo_types::Geometry::Point(row.point),
+                                values,
+                            },
+                            Err(reason) => Parsed::Bad { at, reason },
+                        }
+                    }
+                    Err(e) => Parsed::Bad {
+                        at: e.location.to_string(),
+                        reason: e.reason,
+                    },
+                });
             },
         )?;
-        read = n;
-        // Map CSV columns onto the schema.
-        let mut mapped = Vec::with_capacity(rows.len());
-        for (pos, g, v) in rows.drain(..) {
-            let Value::Text(payload) = &v[0] else {
-                continue;
-            };
-            if matches!(g, geo_types::Geometry::GeometryCollection(_)) {
-                rejects.push(json!({"file": a.file, "at": pos, "reason": payload}))?;
-                continue;
-            }
-            let fields: Vec<String> = serde_json::from_str(payload).unwrap_or_default();
-            let get = |name: &str| {
-                header
-                    .columns
-                    .iter()
-                    .position(|c| c == name)
-                    .and_then(|i| fields.get(i).cloned())
-            };
-            let values: std::result::Result<Vec<Value>, String> = schema
-                .columns
-                .iter()
-                .map(|c| column_value(c.ty, get(&c.name)).map_err(|e| format!("{}: {e}", c.name)))
-                .collect();
-            match values {
-                Ok(values) => mapped.push((pos, g, values)),
-                Err(reason) => {
-                    rejects.push(json!({"file": a.file, "at": pos, "reason": reason}))?
-                }
-            }
-        }
-        rows = mapped;
+        n
     } else {
-        let mut admin_inputs = Vec::new();
-        let count = read_geojson(&a.file, |f| match f {
-            Ok(mut f) => {
-                a.crs.geometry_to_wgs84(&mut f.geometry);
-                let values: std::result::Result<Vec<Value>, String> = schema
-                    .columns
-                    .iter()
-                    .map(|c| {
-                        column_value(c.ty, f.property_text(&c.name))
-                            .map_err(|e| format!("{}: {e}", c.name))
-                    })
-                    .collect();
-                let pos = format!("feature {}", f.number);
-                match values.and_then(|v| check_code(&v).map(|()| v)) {
-                    Ok(values) => {
-                        if a.layer.is_admin() {
-                            admin_inputs.push(PolygonInput {
-                                number: f.number,
-                                code: f.property_text("code"),
-                                geometry: f.geometry.clone(),
-                                notes: f.notes,
-                            });
+        let count = read_geojson(&a.file, |f| {
+            parsed.push(match f {
+                Ok(mut f) => {
+                    a.crs.geometry_to_wgs84(&mut f.geometry);
+                    let at = format!("feature {}", f.number);
+                    match values_of(&|name: &str| f.property_text(name)) {
+                        Ok(values) => {
+                            if a.layer.is_admin() {
+                                admin_inputs.push(PolygonInput {
+                                    number: f.number,
+                                    code: f.property_text("code"),
+                                    geometry: f.geometry.clone(),
+                                    notes: f.notes,
+                                });
+                            }
+                            Parsed::Good {
+                                at,
+                                geometry: f.geometry,
+                                values,
+                            }
                         }
-                        rows.push((pos, f.geometry, values));
+                        Err(reason) => Parsed::Bad { at, reason },
                     }
-                    Err(reason) => rows.push((
-                        pos,
-                        geo_types::Geometry::GeometryCollection(Default::default()),
-                        vec![Value::Text(reason)],
-                    )),
                 }
-            }
-            Err(e) => rows.push((
-                e.location.to_string(),
-                geo_types::Geometry::GeometryCollection(Default::default()),
-                vec![Value::Text(e.reason)],
-            )),
+                Err(e) => Parsed::Bad {
+                    at: e.location.to_string(),
+                    reason: e.reason,
+                },
+            });
         })?;
-        read = count as u64;
-        let mut kept = Vec::new();
-        for (pos, g, v) in rows.drain(..) {
-            if matches!(g, geo_types::Geometry::GeometryCollection(_)) {
-                let reason = match &v[0] {
-                    Value::Text(s) => s.clone(),
-                    _ => String::new(),
-                };
-                rejects.push(json!({"file": a.file, "at": pos, "reason": reason}))?;
-            } else {
-                kept.push((pos, g, v));
+        count as u64
+    };
+    let mut rows: Vec<(String, geo_types::Geometry<f64>, Vec<Value>)> = Vec::new();
+    for p in parsed {
+        match p {
+            Parsed::Good {
+                at,
+                geometry,
+                values,
+            } => rows.push((at, geometry, values)),
+            Parsed::Bad { at, reason } => {
+                rejects.push(json!({"file": a.file, "at": at, "reason": reason}))?;
             }
         }
-        if a.layer.is_admin() {
-            // Polygons are repaired and overlaps resolved before they land.
-            let (fixed, report) = validate::validate_polygons(&admin_inputs);
-            for e in &report.errors {
-                ui.say(format!(
-                    "  feature {}: {} ({:?})",
-                    e.feature, e.reason, e.action
-                ));
-            }
-            let mut out = Vec::new();
-            for ((pos, _, v), g) in kept.into_iter().zip(fixed) {
-                match g {
-                    Some(g) => out.push((pos, geo_types::Geometry::MultiPolygon(g), v)),
-                    None => {
-                        let reason = report
-                            .errors
-                            .iter()
-                            .filter(|e| {
-                                format!("feature {}", e.feature) == pos
-                                    && e.action == Action::Rejected
-                            })
-                            .map(|e| e.reason.clone())
-                            .collect::<Vec<_>>()
-                            .join("; ");
-                        rejects.push(json!({"file": a.file, "at": pos, "reason": reason}))?;
-                    }
+    }
+    if a.layer.is_admin() {
+        // Polygons are repaired and overlaps resolved before they land.
+        let (fixed, report) = validate::validate_polygons(&admin_inputs);
+        for e in &report.errors {
+            ui.say(format!(
+                "  feature {}: {} ({:?})",
+                e.feature, e.reason, e.action
+            ));
+        }
+        let mut out = Vec::new();
+        for ((at, _, v), g) in rows.into_iter().zip(fixed) {
+            match g {
+                Some(g) => out.push((at, geo_types::Geometry::MultiPolygon(g), v)),
+                None => {
+                    let reason = report
+                        .errors
+                        .iter()
+                        .filter(|e| {
+                            format!("feature {}", e.feature) == at && e.action == Action::Rejected
+                        })
+                        .map(|e| e.reason.clone())
+                        .collect::<Vec<_>>()
+                        .join("; ");
+                    rejects.push(json!({"file": a.file, "at": at, "reason": reason}))?;
                 }
             }
-            kept = out;
         }
-        rows = kept;
+        rows = out;
     }
     // GeoPackage layers hold one geometry type.
     let mut typed = Vec::with_capacity(rows.len());
@@ -848,6 +823,20 @@ fn import_cmd(ui: &Ui, a: &ImportArgs) -> Result<()> {
         bail!("counts do not add up: read {read} != imported {written} + rejected {rejected}");
     }
     Ok(())
+}
+
+/// One feature or row of an import: mapped onto the layer's schema, or
+/// rejected with where and why.
+enum Parsed {
+    Good {
+        at: String,
+        geometry: geo_types::Geometry<f64>,
+        values: Vec<Value>,
+    },
+    Bad {
+        at: String,
+        reason: String,
+    },
 }
 
 fn export_cmd(ui: &Ui, a: &ExportArgs) -> Result<()> {

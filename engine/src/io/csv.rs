@@ -88,15 +88,15 @@ pub fn coordinate_columns(
     ))
 }
 
-/// Reads a point CSV, calling `f` with each row or the reason it was
-/// rejected. `lon_col`/`lat_col` name the columns; `None` looks for the
+/// Reads a point CSV, calling `f` with the header and each row or the
+/// reason it was rejected. `lon_col`/`lat_col` name the columns; `None` looks for the
 /// usual names ([`LON_NAMES`], [`LAT_NAMES`]). Returns the header and the
 /// number of data rows seen.
 pub fn read_points(
     path: &Path,
     lon_col: Option<&str>,
     lat_col: Option<&str>,
-    mut f: impl FnMut(Result<PointRow, FeatureError>),
+    mut f: impl FnMut(&PointHeader, Result<PointRow, FeatureError>),
 ) -> Result<(PointHeader, u64), ReadError> {
     let file = File::open(path).map_err(|source| ReadError::Open {
         path: path.to_owned(),
@@ -147,7 +147,7 @@ pub fn read_points(
         };
         match reader.read_record(&mut record) {
             Ok(false) => return Ok((header, row - 1)),
-            Ok(true) => f(parse_row(&header, &record, row).map_err(err)),
+            Ok(true) => f(&header, parse_row(&header, &record, row).map_err(err)),
             Err(e) => {
                 // A UTF-8 error affects one record; I/O errors end the file.
                 if matches!(e.kind(), csv::ErrorKind::Io(_)) {
@@ -157,7 +157,7 @@ pub fn read_points(
                         reason: e.to_string(),
                     });
                 }
-                f(Err(err(format!("unreadable row: {e}"))));
+                f(&header, Err(err(format!("unreadable row: {e}"))));
             }
         }
     }
@@ -202,7 +202,7 @@ mod tests {
         let mut file = tempfile::NamedTempFile::new().unwrap();
         file.write_all(text.as_bytes()).unwrap();
         let mut rows = Vec::new();
-        let r = read_points(file.path(), None, None, |x| rows.push(x));
+        let r = read_points(file.path(), None, None, |_, x| rows.push(x));
         (r, rows)
     }
 
