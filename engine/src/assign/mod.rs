@@ -60,6 +60,58 @@ fn id_column(columns: &[String], opts: &AssignOptions) -> Result<Option<usize>, 
     }
 }
 
+/// The columns a rejects file starts with, before the row's own fields.
+const REJECT_COLUMNS: [&str; 4] = ["row", "reason", "nearest_code", "distance_m"];
+
+/// Opens an input file, naming it in the error.
+fn open_input(path: &Path) -> Result<File, ReadError> {
+    File::open(path).map_err(|source| ReadError::Open {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+/// Creates an output file, naming it in the error.
+fn create_output(path: &Path) -> Result<File, AssignError> {
+    File::create(path).map_err(|source| AssignError::Write {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+/// Where each output code column goes: the position of an input column of
+/// that name (filled in place), else the next position after the input's
+/// columns (appended, in order).
+fn code_slots(columns: &[String], names: &[&str]) -> Vec<usize> {
+    let mut appended = columns.len();
+    names
+        .iter()
+        .map(|n| {
+            columns.iter().position(|c| c == n).unwrap_or_else(|| {
+                appended += 1;
+                appended - 1
+            })
+        })
+        .collect()
+}
+
+impl AssignSummary {
+    fn new(output: &Path, rejects: &Path) -> AssignSummary {
+        AssignSummary {
+            output: output.to_owned(),
+            rejects: rejects.to_owned(),
+            ..AssignSummary::default()
+        }
+    }
+
+    /// Counts repeated ids and sets the run's totals.
+    fn finish(&mut self, ids: &mut [(u64, u64)], t0: Instant) {
+        duplicates(ids, self);
+        self.total_s = t0.elapsed().as_secs_f64();
+        self.rows_per_s = self.rows_in as f64 / self.total_s.max(1e-9);
+    }
+}
+
 /// The hasher of the duplicate-id check.
 fn id_hasher() -> BuildHasherDefault<DefaultHasher> {
     BuildHasherDefault::<DefaultHasher>::default()
@@ -444,10 +496,7 @@ pub fn assign_csv(
     progress: &dyn Progress,
 ) -> Result<AssignSummary, AssignError> {
     let t0 = Instant::now();
-    let file = File::open(input).map_err(|source| ReadError::Open {
-        path: input.to_owned(),
-        source,
-    })?;
+    let file = open_input(input)?;
     let file_len = file.metadata().map(|m| m.len()).unwrap_or(0);
     let mut reader = csv::ReaderBuilder::new()
         .flexible(true)
@@ -488,46 +537,31 @@ pub fn assign_csv(
         coordinate_columns(&columns, opts.lon_col.as_deref(), opts.lat_col.as_deref())
             .map_err(|r| bad(crate::io::Location::Row(0), r))?;
     let id_i = id_column(&columns, opts).map_err(|r| bad(crate::io::Location::Row(0), r))?;
-    // Where each output code goes: an existing column, or appended.
     let names = opts.columns.names();
+    let slots = code_slots(&columns, names);
     let mut out_header: Vec<String> = columns.clone();
-    let slots: Vec<usize> = names
-        .iter()
-        .map(|n| {
-            columns.iter().position(|c| c == n).unwrap_or_else(|| {
-                out_header.push((*n).to_owned());
-                out_header.len() - 1
-            })
-        })
-        .collect();
+    for (slot, n) in slots.iter().zip(names) {
+        if *slot >= columns.len() {
+            out_header.push((*n).to_owned());
+        }
+    }
     let ncols = columns.len();
 
-    let create = |path: &Path| -> Result<BufWriter<File>, AssignError> {
-        let f = File::create(path).map_err(|source| AssignError::Write {
-            path: path.to_owned(),
-            source,
-        })?;
-        Ok(BufWriter::with_capacity(1 << 20, f))
-    };
-    let mut out = create(output)?;
-    let mut rej = create(rejects)?;
+    let mut out = BufWriter::with_capacity(1 << 20, create_output(output)?);
+    let mut rej = BufWriter::with_capacity(1 << 20, create_output(rejects)?);
     let werr = |path: &Path| {
         let path = path.to_owned();
         move |e: std::io::Error| AssignError::Write { path, source: e }
     };
     out.write_all(&csv_line(out_header.iter().map(String::as_bytes)))
         .map_err(werr(output))?;
-    let rej_header = ["row", "reason", "nearest_code", "distance_m"]
+    let rej_header = REJECT_COLUMNS
         .into_iter()
         .chain(columns.iter().map(String::as_str));
     rej.write_all(&csv_line(rej_header.map(str::as_bytes)))
         .map_err(werr(rejects))?;
 
-    let mut summary = AssignSummary {
-        output: output.to_owned(),
-        rejects: rejects.to_owned(),
-        ..AssignSummary::default()
-    };
+    let mut summary = AssignSummary::new(output, rejects);
     let mut ids: Vec<(u64, u64)> = Vec::new();
     let hasher = id_hasher();
     let chunk_rows = opts.chunk_rows.max(1);
@@ -635,9 +669,7 @@ pub fn assign_csv(
     out.flush().map_err(werr(output))?;
     rej.flush().map_err(werr(rejects))?;
 
-    duplicates(&mut ids, &mut summary);
-    summary.total_s = t0.elapsed().as_secs_f64();
-    summary.rows_per_s = summary.rows_in as f64 / summary.total_s.max(1e-9);
+    summary.finish(&mut ids, t0);
     Ok(summary)
 }
 

@@ -7,7 +7,6 @@
 //! and adds the code columns (as UTF-8 strings); the rejects file is Parquet
 //! too: `row`, `reason`, `nearest_code`, `distance_m`, then the input columns.
 
-use std::fs::File;
 use std::hash::BuildHasher;
 use std::path::Path;
 use std::sync::Arc;
@@ -54,10 +53,7 @@ pub fn assign_parquet(
         location: Location::Row(0),
         reason,
     };
-    let file = File::open(input).map_err(|source| ReadError::Open {
-        path: input.to_owned(),
-        source,
-    })?;
+    let file = super::open_input(input)?;
     let builder = ParquetRecordBatchReaderBuilder::try_new(file)
         .map_err(|e| bad(format!("not a readable Parquet file: {e}")))?;
     let total = u64::try_from(builder.metadata().file_metadata().num_rows()).unwrap_or(0);
@@ -81,29 +77,25 @@ pub fn assign_parquet(
     // Output schema: input fields, code columns replacing same-named ones
     // (as UTF-8) or appended.
     let code_names = opts.columns.names();
+    let slots = super::code_slots(&names, code_names);
     let mut out_fields: Vec<Field> = schema.fields().iter().map(|f| f.as_ref().clone()).collect();
-    let slots: Vec<usize> = code_names
-        .iter()
-        .map(|n| match names.iter().position(|c| c == n) {
-            Some(i) => {
-                out_fields[i] = Field::new(*n, DataType::Utf8, true);
-                i
-            }
-            None => {
-                out_fields.push(Field::new(*n, DataType::Utf8, true));
-                out_fields.len() - 1
-            }
-        })
-        .collect();
+    for (slot, n) in slots.iter().zip(code_names) {
+        let field = Field::new(*n, DataType::Utf8, true);
+        match out_fields.get_mut(*slot) {
+            Some(f) => *f = field,
+            None => out_fields.push(field),
+        }
+    }
     let out_schema: SchemaRef = Arc::new(Schema::new_with_metadata(
         out_fields,
         schema.metadata().clone(),
     ));
+    let [row, reason, nearest, distance] = super::REJECT_COLUMNS;
     let mut rej_fields = vec![
-        Field::new("row", DataType::UInt64, false),
-        Field::new("reason", DataType::Utf8, false),
-        Field::new("nearest_code", DataType::Utf8, true),
-        Field::new("distance_m", DataType::Float64, true),
+        Field::new(row, DataType::UInt64, false),
+        Field::new(reason, DataType::Utf8, false),
+        Field::new(nearest, DataType::Utf8, true),
+        Field::new(distance, DataType::Float64, true),
     ];
     rej_fields.extend(
         schema
@@ -127,22 +119,13 @@ pub fn assign_parquet(
             source: std::io::Error::other(e.to_string()),
         }
     };
-    let create = |path: &Path| {
-        File::create(path).map_err(|source| AssignError::Write {
-            path: path.to_owned(),
-            source,
-        })
-    };
+    let create = super::create_output;
     let mut out =
         ArrowWriter::try_new(create(output)?, out_schema.clone(), props()).map_err(werr(output))?;
     let mut rej = ArrowWriter::try_new(create(rejects)?, rej_schema.clone(), props())
         .map_err(werr(rejects))?;
 
-    let mut summary = AssignSummary {
-        output: output.to_owned(),
-        rejects: rejects.to_owned(),
-        ..AssignSummary::default()
-    };
+    let mut summary = AssignSummary::new(output, rejects);
     let mut ids: Vec<(u64, u64)> = Vec::new();
     progress.stage("assigning rows", total);
     let mut first_row = 1u64;
@@ -271,9 +254,7 @@ pub fn assign_parquet(
     }
     out.close().map_err(werr(output))?;
     rej.close().map_err(werr(rejects))?;
-    super::duplicates(&mut ids, &mut summary);
-    summary.total_s = t0.elapsed().as_secs_f64();
-    summary.rows_per_s = summary.rows_in as f64 / summary.total_s.max(1e-9);
+    summary.finish(&mut ids, t0);
     Ok(summary)
 }
 
