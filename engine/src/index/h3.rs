@@ -122,12 +122,8 @@ impl<'a> H3Cover<'a> {
             } else {
                 ids.sort_unstable();
                 ids.dedup();
-                for e in index.boxes.locate_all_at_point(&[cx, cy]) {
-                    if !ids.contains(&e.data) && index.contains(e.data, cx, cy) {
-                        ids.push(e.data);
-                    }
-                }
-                ids.sort_unstable();
+                let covering = index.boxes.locate_all_at_point(&[cx, cy]).map(|e| e.data);
+                index.add_covering(&mut ids, 0, [cx, cy], covering);
                 cover.cand.extend_from_slice(&ids);
                 cover.cand_start.push(cover.cand.len() as u32);
                 BOUNDARY | (cover.cand_start.len() as u32 - 2)

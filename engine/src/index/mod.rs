@@ -566,12 +566,8 @@ impl GridIndex {
                 self.origin[1] + ((cell / nx) as f64 + 0.5) * size,
             ];
             if !coverage {
-                for &id in buckets.at(centre[0], centre[1]) {
-                    if !cand[first..].contains(&id) && self.contains(id, centre[0], centre[1]) {
-                        cand.push(id);
-                    }
-                }
-                cand[first..].sort_unstable();
+                let ids = buckets.at(centre[0], centre[1]).iter().copied();
+                self.add_covering(&mut cand, first, centre, ids);
             }
             cells[cell] = BOUNDARY | (cand_start.len() as u32 - 1);
             cand_start.push(cand.len() as u32);
@@ -608,6 +604,25 @@ impl GridIndex {
         self.cells = cells;
         self.cand_start = cand_start;
         self.cand = cand;
+    }
+
+    /// Adds to the candidate list `list[first..]` the polygons among `ids`
+    /// that contain the cell centre `c` and are not in it yet — polygons
+    /// that cover the cell without an edge in it (overlapping layers) —
+    /// and sorts it.
+    fn add_covering(
+        &self,
+        list: &mut Vec<u32>,
+        first: usize,
+        c: [f64; 2],
+        ids: impl IntoIterator<Item = u32>,
+    ) {
+        for id in ids {
+            if !list[first..].contains(&id) && self.contains(id, c[0], c[1]) {
+                list.push(id);
+            }
+        }
+        list[first..].sort_unstable();
     }
 
     /// A cell size giving about 4 cells across a small (20th percentile)
