@@ -944,13 +944,20 @@ pub fn synthesize(
     // overlap where clipping rounded a crossing point); then streets are the
     // unions of their communities, so they contain them exactly.
     let mut all: Vec<Option<MultiPolygon<f64>>> = plans
-        .iter()
-        .flat_map(|p| p.communities.iter().map(|c| Some(c.geometry.clone())))
+        .iter_mut()
+        .flat_map(|p| p.communities.iter_mut())
+        .map(|c| {
+            Some(std::mem::replace(
+                &mut c.geometry,
+                MultiPolygon::new(Vec::new()),
+            ))
+        })
         .collect();
     geom::node_layer(&mut all, 1.0 / geom::GRID_PER_DEGREE);
     let mut noded = all.into_iter();
     for plan in &mut plans {
         for c in &mut plan.communities {
+            // node_layer keeps every slot filled.
             if let Some(Some(g)) = noded.next() {
                 c.geometry = g;
             }
