@@ -14,7 +14,7 @@ use wangge_engine::model::Layer;
 use wangge_engine::store::Store;
 use wangge_engine::validate::{Action, ValidationReport};
 
-use crate::cli::{Bars, Ui};
+use crate::cli::{Bars, PointInput, Ui};
 
 /// Which administrative level a store query uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -69,15 +69,9 @@ pub struct AssignArgs {
     /// (comma-separated: persons,places,objects,events,organizations).
     #[arg(long, value_delimiter = ',', requires = "store")]
     pub layers: Vec<Layer>,
-    /// The input's coordinate system: wgs84 (= cgcs2000), gcj02 or bd09.
-    #[arg(long, default_value = "wgs84")]
-    pub crs: Crs,
-    /// Longitude column (default: lon, lng, longitude or x).
-    #[arg(long)]
-    pub lon_col: Option<String>,
-    /// Latitude column (default: lat, latitude or y).
-    #[arg(long)]
-    pub lat_col: Option<String>,
+    #[command(flatten)]
+    /// Coordinate system and coordinate columns.
+    pub points: PointInput,
     /// Id column for the duplicate-id check (default: `id` when present).
     #[arg(long)]
     pub id_col: Option<String>,
@@ -119,6 +113,8 @@ struct Loaded {
     columns: OutputColumns,
     read_s: f64,
     report: Option<ValidationReport>,
+    /// The store the layer came from, if any.
+    store: Option<Store>,
 }
 
 fn load(ui: &Ui, src: &Source) -> Result<Loaded> {
@@ -159,6 +155,7 @@ fn load(ui: &Ui, src: &Source) -> Result<Loaded> {
             columns: OutputColumns::GridOnly,
             read_s: t.elapsed().as_secs_f64(),
             report: Some(report),
+            store: None,
         });
     }
     let path = src.store.as_ref().context("give --store or --grids")?;
@@ -186,6 +183,7 @@ fn load(ui: &Ui, src: &Source) -> Result<Loaded> {
         columns: OutputColumns::Path,
         read_s: t.elapsed().as_secs_f64(),
         report: None,
+        store: Some(store),
     })
 }
 
@@ -197,7 +195,7 @@ pub(crate) fn assign_cmd(ui: &Ui, a: &AssignArgs) -> Result<()> {
             .build_global()
             .context("cannot set up the thread pool")?;
     }
-    let loaded = load(ui, &a.source)?;
+    let mut loaded = load(ui, &a.source)?;
     let stats = loaded.layer.stats();
     ui.say(format!(
         "indexed {} {} polygons in {:.2} s ({} cells of {:.5}°, {:.0}% answered without a polygon test, {:.1} MiB)",
@@ -223,16 +221,15 @@ pub(crate) fn assign_cmd(ui: &Ui, a: &AssignArgs) -> Result<()> {
     });
 
     if !a.layers.is_empty() {
-        let path = a.source.store.as_ref().context("--layers needs --store")?;
+        let mut store = loaded.store.take().context("--layers needs --store")?;
         for l in &a.layers {
-            if l.is_admin() || *l == Layer::Roads || *l == Layer::Buildings {
+            if !Layer::POINT_ENTITIES.contains(l) {
                 bail!(
                     "--layers takes entity layers (persons, places, objects, events, organizations), not {}",
                     l.name()
                 );
             }
         }
-        let mut store = Store::open(path)?;
         let bars = Bars::new(ui.quiet);
         let t = Instant::now();
         let results = assign_store(&mut store, &loaded.layer, &a.layers, &bars)?;
@@ -288,11 +285,11 @@ pub(crate) fn assign_cmd(ui: &Ui, a: &AssignArgs) -> Result<()> {
         PathBuf::from(p)
     });
     let opts = AssignOptions {
-        lon_col: a.lon_col.clone(),
-        lat_col: a.lat_col.clone(),
+        lon_col: a.points.lon_col.clone(),
+        lat_col: a.points.lat_col.clone(),
         id_col: a.id_col.clone(),
         check_ids: !a.no_id_check,
-        crs: a.crs,
+        crs: a.points.crs,
         columns: loaded.columns,
         ..AssignOptions::default()
     };
@@ -356,8 +353,8 @@ pub(crate) fn locate_cmd(ui: &Ui, a: &LocateArgs) -> Result<()> {
     let (lon, lat) = a.crs.to_wgs84(a.lon, a.lat);
     let loaded = load(ui, &a.source)?;
     let layer = &loaded.layer;
-    let names = match &a.source.store {
-        Some(p) => admin_names(&Store::open(p)?)?,
+    let names = match &loaded.store {
+        Some(store) => admin_names(store)?,
         None => Default::default(),
     };
     let v = match layer.locate(lon, lat) {

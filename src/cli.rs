@@ -141,18 +141,28 @@ pub struct ImportArgs {
     /// `<FILE>.rejects.ndjson`.
     #[arg(long)]
     pub rejects: Option<PathBuf>,
-    /// The input's coordinate system: wgs84 (= cgcs2000), gcj02 or bd09.
-    #[arg(long, default_value = "wgs84")]
-    pub crs: Crs,
-    /// CSV longitude column (default: lon, lng, longitude or x).
-    #[arg(long)]
-    pub lon_col: Option<String>,
-    /// CSV latitude column (default: lat, latitude or y).
-    #[arg(long)]
-    pub lat_col: Option<String>,
+    #[command(flatten)]
+    /// Coordinate system and CSV coordinate columns.
+    pub points: PointInput,
     /// Print the summary as one JSON object.
     #[arg(long)]
     pub json: bool,
+}
+
+/// The coordinate system of an input and, for tables, its coordinate columns
+/// (shared by `import` and `assign`).
+#[derive(Debug, clap::Args)]
+pub struct PointInput {
+    /// The input's coordinate system: wgs84 (= cgcs2000), gcj02 or bd09.
+    #[arg(long, default_value = "wgs84")]
+    pub crs: Crs,
+    /// Longitude column of a CSV or Parquet input (default: lon, lng,
+    /// longitude or x).
+    #[arg(long)]
+    pub lon_col: Option<String>,
+    /// Latitude column of a CSV or Parquet input (default: lat, latitude or y).
+    #[arg(long)]
+    pub lat_col: Option<String>,
 }
 
 /// `wangge export`.
@@ -394,14 +404,9 @@ fn demo(ui: &Ui, a: &DemoArgs) -> Result<()> {
     let mut store = Store::open(&a.out)?;
     let layer = wangge_engine::assign::GridLayer::from_store(&store, Layer::Communities)?;
     let bars = Bars::new(ui.quiet);
-    let entity = [
-        Layer::Persons,
-        Layer::Places,
-        Layer::Objects,
-        Layer::Events,
-        Layer::Organizations,
-    ];
-    let results = wangge_engine::assign::assign_store(&mut store, &layer, &entity, &bars)?;
+
+    let results =
+        wangge_engine::assign::assign_store(&mut store, &layer, &Layer::POINT_ENTITIES, &bars)?;
     drop(bars);
     for r in &results {
         ui.say(format!(
@@ -677,8 +682,8 @@ fn import_cmd(ui: &Ui, a: &ImportArgs) -> Result<()> {
         }
         let (_, n) = point_csv::read_points(
             &a.file,
-            a.lon_col.as_deref(),
-            a.lat_col.as_deref(),
+            a.points.lon_col.as_deref(),
+            a.points.lat_col.as_deref(),
             |header, r| {
                 parsed.push(match r {
                     Ok(row) => {
@@ -708,7 +713,7 @@ fn import_cmd(ui: &Ui, a: &ImportArgs) -> Result<()> {
         let count = read_geojson(&a.file, |f| {
             parsed.push(match f {
                 Ok(mut f) => {
-                    a.crs.geometry_to_wgs84(&mut f.geometry);
+                    a.points.crs.geometry_to_wgs84(&mut f.geometry);
                     let at = format!("feature {}", f.number);
                     match values_of(&|name: &str| f.property_text(name)) {
                         Ok(values) => {

@@ -64,6 +64,15 @@ impl Layer {
         Layer::Grids,
     ];
 
+    /// The point entity layers: what `assign --layers` re-indexes.
+    pub const POINT_ENTITIES: [Layer; 5] = [
+        Layer::Persons,
+        Layer::Places,
+        Layer::Objects,
+        Layer::Events,
+        Layer::Organizations,
+    ];
+
     /// The table name in the store.
     #[must_use]
     pub const fn name(self) -> &'static str {
