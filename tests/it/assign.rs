@@ -63,6 +63,22 @@ fn assign(
     (v, read(&out), read(&rej))
 }
 
+/// Runs `wangge assign --grids` on `input`, asserts it exits with 1 and
+/// returns its stderr.
+fn assign_fails(dir: &Path, grids: &Path, input: &Path) -> String {
+    let out = wangge(&[
+        "assign",
+        "--grids",
+        s(grids),
+        "--input",
+        s(input),
+        "--output",
+        s(&dir.join("o.csv")),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
 #[test]
 fn every_bad_row_is_rejected_with_its_row_number_and_reason() {
     let dir = tempfile::tempdir().unwrap();
@@ -145,17 +161,7 @@ fn header_without_coordinates_names_the_columns_found() {
     let grids = two_grids(dir.path());
     let input = dir.path().join("in.csv");
     fs::write(&input, "id,x_coord,y_coord\n1,116,39.9\n").unwrap();
-    let out = wangge(&[
-        "assign",
-        "--grids",
-        s(&grids),
-        "--input",
-        s(&input),
-        "--output",
-        s(&dir.path().join("o.csv")),
-    ]);
-    assert_eq!(out.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = assign_fails(dir.path(), &grids, &input);
     assert!(err.contains("columns found: id, x_coord, y_coord"), "{err}");
     assert!(err.contains("in.csv"), "{err}");
     // Naming them works.
@@ -183,17 +189,7 @@ fn empty_input_is_a_clear_error_and_a_header_alone_is_zero_rows() {
     let grids = two_grids(dir.path());
     let input = dir.path().join("in.csv");
     fs::write(&input, "").unwrap();
-    let out = wangge(&[
-        "assign",
-        "--grids",
-        s(&grids),
-        "--input",
-        s(&input),
-        "--output",
-        s(&dir.path().join("o.csv")),
-    ]);
-    assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("empty"));
+    assert!(assign_fails(dir.path(), &grids, &input).contains("empty"));
     let (v, out, rej) = assign(dir.path(), &grids, "id,lon,lat\n");
     assert_eq!(
         (v["rows_in"].as_u64(), out.len(), rej.len()),
