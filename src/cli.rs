@@ -58,6 +58,11 @@ pub enum Command {
     Assign(crate::assign_cli::AssignArgs),
     /// Which grid holds a point: its code path and name.
     Locate(crate::assign_cli::LocateArgs),
+    /// Divide communities into contiguous, balanced, compact grids.
+    Partition(crate::partition_cli::PartitionArgs),
+    /// Quality of the stored grids: balance, compactness, contiguity,
+    /// coverage, split buildings.
+    Report(crate::partition_cli::ReportArgs),
 }
 
 /// `wangge demo`.
@@ -191,6 +196,8 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Export(a) => export_cmd(&ui, &a),
         Command::Assign(a) => crate::assign_cli::assign_cmd(&ui, &a),
         Command::Locate(a) => crate::assign_cli::locate_cmd(&ui, &a),
+        Command::Partition(a) => crate::partition_cli::partition_cmd(&ui, &a).map(|_| ()),
+        Command::Report(a) => crate::partition_cli::report_cmd(&ui, &a),
     }
 }
 

@@ -264,6 +264,25 @@ pub fn intersection(a: &MultiPolygon<f64>, b: &MultiPolygon<f64>) -> MultiPolygo
     )
 }
 
+/// The region enclosed by `rings` (even-odd: a ring inside another is a
+/// hole; orientation does not matter) intersected with `clip`, on the
+/// 1e-7° grid.
+#[must_use]
+pub fn clip_rings(rings: &[LineString<f64>], clip: &MultiPolygon<f64>) -> MultiPolygon<f64> {
+    let subj: Vec<Vec<Vec<IntPoint>>> = rings
+        .iter()
+        .map(ring_int)
+        .filter(|r| r.len() >= 3)
+        .map(|r| vec![r])
+        .collect();
+    overlay(
+        &subj,
+        &shapes_int(clip),
+        OverlayRule::Intersect,
+        FillRule::EvenOdd,
+    )
+}
+
 /// `a − b` (valid inputs), on the 1e-7° grid.
 #[must_use]
 pub fn difference(a: &MultiPolygon<f64>, b: &MultiPolygon<f64>) -> MultiPolygon<f64> {
@@ -383,18 +402,32 @@ pub fn snap_to_grid(mp: &MultiPolygon<f64>) -> Option<MultiPolygon<f64>> {
 pub fn node_layer(layer: &mut [Option<MultiPolygon<f64>>], tol: f64) -> usize {
     use geo::Validation;
     use rayon::prelude::*;
+    use rstar::primitives::GeomWithData;
     use rstar::{AABB, RTree};
-    let mut pts: Vec<[f64; 2]> = layer
+    // Every vertex with the polygon it belongs to: a polygon is noded with
+    // the vertices of the others only.
+    let mut pts: Vec<(u32, [f64; 2])> = layer
         .iter()
-        .flatten()
-        .flat_map(|mp| mp.0.iter())
-        .flat_map(|p| std::iter::once(p.exterior()).chain(p.interiors()))
-        .flat_map(|r| r.0.iter().map(|c| [c.x, c.y]))
+        .enumerate()
+        .filter_map(|(i, mp)| mp.as_ref().map(|mp| (i as u32, mp)))
+        .flat_map(|(i, mp)| {
+            mp.0.iter()
+                .flat_map(|p| std::iter::once(p.exterior()).chain(p.interiors()))
+                .flat_map(move |r| r.0.iter().map(move |c| (i, [c.x, c.y])))
+        })
         .collect();
-    pts.sort_by(|a, b| a[0].total_cmp(&b[0]).then(a[1].total_cmp(&b[1])));
+    pts.sort_by(|a, b| {
+        (a.1[0].total_cmp(&b.1[0]))
+            .then(a.1[1].total_cmp(&b.1[1]))
+            .then(a.0.cmp(&b.0))
+    });
     pts.dedup();
-    let tree = RTree::bulk_load(pts);
-    let node_ring = |ring: &LineString<f64>, added: &mut usize| -> LineString<f64> {
+    let tree = RTree::bulk_load(
+        pts.into_iter()
+            .map(|(i, p)| GeomWithData::new(p, i))
+            .collect(),
+    );
+    let node_ring = |ring: &LineString<f64>, own: u32, added: &mut usize| -> LineString<f64> {
         let mut out: Vec<Coord<f64>> = Vec::with_capacity(ring.0.len());
         for w in ring.0.windows(2) {
             let (a, b) = (w[0], w[1]);
@@ -410,8 +443,9 @@ pub fn node_layer(layer: &mut [Option<MultiPolygon<f64>>], tol: f64) -> usize {
             }
             let mut on: Vec<(f64, Coord<f64>)> = tree
                 .locate_in_envelope(&env)
+                .filter(|v| v.data != own)
                 .filter_map(|v| {
-                    let c = Coord { x: v[0], y: v[1] };
+                    let c = Coord { x: v.geom()[0], y: v.geom()[1] };
                     if c == a || c == b {
                         return None;
                     }
@@ -419,11 +453,18 @@ pub fn node_layer(layer: &mut [Option<MultiPolygon<f64>>], tol: f64) -> usize {
                     if t <= 0.0 || t >= 1.0 {
                         return None;
                     }
+                    // A vertex next to a corner would be inserted into both
+                    // edges of the corner, making a spike.
+                    let near = |e: Coord<f64>| (c.x - e.x).hypot(c.y - e.y) <= tol;
+                    if near(a) || near(b) {
+                        return None;
+                    }
                     let (px, py) = (a.x + t * dx - c.x, a.y + t * dy - c.y);
                     (px * px + py * py <= tol * tol).then_some((t, c))
                 })
                 .collect();
             on.sort_by(|x, y| x.0.total_cmp(&y.0));
+            on.dedup_by(|x, y| x.1 == y.1);
             *added += on.len();
             out.extend(on.into_iter().map(|(_, c)| c));
         }
@@ -434,17 +475,19 @@ pub fn node_layer(layer: &mut [Option<MultiPolygon<f64>>], tol: f64) -> usize {
     };
     layer
         .par_iter_mut()
-        .map(|slot| {
+        .enumerate()
+        .map(|(own, slot)| {
+            let own = own as u32;
             let Some(mp) = slot.as_ref() else { return 0 };
             let mut added = 0;
             let noded = MultiPolygon::new(
                 mp.0.iter()
                     .map(|p| {
                         Polygon::new(
-                            node_ring(p.exterior(), &mut added),
+                            node_ring(p.exterior(), own, &mut added),
                             p.interiors()
                                 .iter()
-                                .map(|r| node_ring(r, &mut added))
+                                .map(|r| node_ring(r, own, &mut added))
                                 .collect(),
                         )
                     })

@@ -1312,6 +1312,12 @@ impl LayerWriter<'_> {
         Ok(fid)
     }
 
+    /// The connection inside this writer's transaction, for statements that
+    /// must commit or roll back together with the inserts.
+    pub fn connection(&self) -> &Connection {
+        &self.tx
+    }
+
     /// Number of features inserted so far.
     pub fn rows(&self) -> u64 {
         self.rows

@@ -1,0 +1,481 @@
+//! Communities and their buildings read from a store, partitioned into
+//! grids and written back.
+
+use std::collections::{BTreeMap, HashMap};
+
+use geo::{Area, BoundingRect, Centroid, Contains, InteriorPoint};
+use geo_types::{Coord, Geometry, MultiPolygon, Point, Polygon};
+use rayon::prelude::*;
+use wangge_engine::assign::{GridLayer, GridPolygon};
+use wangge_engine::geom;
+use wangge_engine::model::Layer;
+use wangge_engine::progress::Progress;
+use wangge_engine::store::{Store, StoreError, Value};
+use wangge_engine::synth::reading_order;
+
+use crate::balance::{self, Params, Unit};
+use crate::units::{Frame, Territories};
+
+/// One building of a community.
+#[derive(Debug, Clone)]
+pub struct Building {
+    /// Feature id in the store.
+    pub fid: i64,
+    /// Building id.
+    pub id: String,
+    /// Footprint (lon/lat).
+    pub footprint: Polygon<f64>,
+    /// Households living in it.
+    pub households: u32,
+    /// Persons registered in it.
+    pub persons: u32,
+}
+
+/// One community with its buildings.
+#[derive(Debug, Clone)]
+pub struct Community {
+    /// 12-digit code.
+    pub code: String,
+    /// Name.
+    pub name: String,
+    /// Area (lon/lat).
+    pub geometry: MultiPolygon<f64>,
+    /// Buildings assigned to it.
+    pub buildings: Vec<Building>,
+}
+
+/// What loading noticed about the buildings.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct LoadReport {
+    /// Buildings read.
+    pub buildings: u64,
+    /// Buildings whose footprint crosses a community border (assigned to
+    /// the community holding most of their area).
+    pub crossing_border: u64,
+    /// Buildings whose stored community differs from where they lie
+    /// (re-assigned by position).
+    pub reassigned: u64,
+    /// Buildings outside every community (left out; listed below).
+    pub outside: u64,
+    /// Ids of the buildings outside every community (at most 100).
+    pub outside_ids: Vec<String>,
+    /// Buildings with an empty or invalid footprint (left out).
+    pub bad_footprint: u64,
+}
+
+/// Reads every community (or those in `only`) with its buildings. Each
+/// building goes to the community that holds most of its footprint.
+///
+/// # Errors
+/// Store errors, or an unknown code in `only`.
+pub fn load(store: &Store, only: &[String]) -> Result<(Vec<Community>, LoadReport), StoreError> {
+    let comm_layer = GridLayer::from_store(store, Layer::Communities)?;
+    let mut comms: Vec<Community> = Vec::new();
+    let mut by_code: HashMap<String, usize> = HashMap::new();
+    store.for_each(Layer::Communities.name(), |f| {
+        let geometry = match f.geometry {
+            Geometry::Polygon(p) => MultiPolygon::new(vec![p]),
+            Geometry::MultiPolygon(m) => m,
+            _ => MultiPolygon::new(vec![]),
+        };
+        let code = f.values[0].as_str().unwrap_or_default().to_owned();
+        by_code.insert(code.clone(), comms.len());
+        comms.push(Community {
+            code,
+            name: f.values[1].as_str().unwrap_or_default().to_owned(),
+            geometry,
+            buildings: Vec::new(),
+        });
+        Ok(())
+    })?;
+    for c in only {
+        if !by_code.contains_key(c) {
+            return Err(StoreError::BadSchema {
+                layer: "communities".into(),
+                reason: format!("no community with code {c:?}"),
+            });
+        }
+    }
+    let persons = persons_per_building(store)?;
+    let mut report = LoadReport::default();
+    let schema = store.schema(Layer::Buildings.name())?;
+    let col = |n: &str| schema.columns.iter().position(|c| c.name == n);
+    let (id_i, hh_i, cc_i) = (col("id"), col("households"), col("community_code"));
+    store.for_each(Layer::Buildings.name(), |f| {
+        report.buildings += 1;
+        let id = id_i
+            .and_then(|i| f.values[i].as_str())
+            .unwrap_or_default()
+            .to_owned();
+        let footprint = match f.geometry {
+            Geometry::Polygon(p) if p.exterior().0.len() >= 4 && p.unsigned_area() > 0.0 => p,
+            Geometry::MultiPolygon(m) if m.0.len() == 1 && m.unsigned_area() > 0.0 => {
+                let mut parts = m.0;
+                parts.swap_remove(0)
+            }
+            _ => {
+                report.bad_footprint += 1;
+                return Ok(());
+            }
+        };
+        let stored = cc_i.and_then(|i| f.values[i].as_str()).unwrap_or_default();
+        let Some(target) = home(&comm_layer, &comms, &by_code, &footprint, &mut report) else {
+            report.outside += 1;
+            if report.outside_ids.len() < 100 {
+                report.outside_ids.push(id);
+            }
+            return Ok(());
+        };
+        if comms[target].code != stored {
+            report.reassigned += 1;
+        }
+        let households = hh_i
+            .and_then(|i| f.values[i].as_i64())
+            .unwrap_or(0)
+            .clamp(0, i64::from(u32::MAX)) as u32;
+        let persons = persons.get(&id).copied().unwrap_or(0);
+        comms[target].buildings.push(Building {
+            fid: f.fid,
+            id,
+            footprint,
+            households,
+            persons,
+        });
+        Ok(())
+    })?;
+    if !only.is_empty() {
+        comms.retain(|c| only.contains(&c.code));
+    }
+    Ok((comms, report))
+}
+
+/// The community holding most of a footprint.
+fn home(
+    layer: &GridLayer,
+    comms: &[Community],
+    by_code: &HashMap<String, usize>,
+    footprint: &Polygon<f64>,
+    report: &mut LoadReport,
+) -> Option<usize> {
+    let mut hits: Vec<usize> = footprint
+        .exterior()
+        .0
+        .iter()
+        .copied()
+        .chain(footprint.centroid().map(|c| c.0))
+        .filter_map(|c| layer.locate(c.x, c.y))
+        .filter_map(|id| by_code.get(layer.code(id)).copied())
+        .collect();
+    hits.sort_unstable();
+    hits.dedup();
+    match hits.len() {
+        0 => None,
+        1 => Some(hits[0]),
+        _ => {
+            report.crossing_border += 1;
+            let fp = MultiPolygon::new(vec![footprint.clone()]);
+            hits.into_iter().max_by(|&a, &b| {
+                let aa = geom::intersection(&fp, &comms[a].geometry).unsigned_area();
+                let ab = geom::intersection(&fp, &comms[b].geometry).unsigned_area();
+                aa.total_cmp(&ab).then(b.cmp(&a))
+            })
+        }
+    }
+}
+
+/// Persons per building id (from the persons layer's `building_id`).
+fn persons_per_building(store: &Store) -> Result<HashMap<String, u32>, StoreError> {
+    let mut out: HashMap<String, u32> = HashMap::new();
+    if !store.has_layer(Layer::Persons.name())? {
+        return Ok(out);
+    }
+    let conn = store.connection();
+    let mut stmt = conn
+        .prepare("SELECT building_id FROM persons")
+        .map_err(|e| sql_err(store, &e))?;
+    let mut rows = stmt.query([]).map_err(|e| sql_err(store, &e))?;
+    while let Some(r) = rows.next().map_err(|e| sql_err(store, &e))? {
+        if let Ok(Some(b)) = r.get_ref(0).map(|v| v.as_str_or_null().ok().flatten()) {
+            if let Some(n) = out.get_mut(b) {
+                *n += 1;
+            } else {
+                out.insert(b.to_owned(), 1);
+            }
+        }
+    }
+    Ok(out)
+}
+
+pub(crate) fn sql_err(store: &Store, e: &rusqlite::Error) -> StoreError {
+    StoreError::BadSchema {
+        layer: store.path().display().to_string(),
+        reason: e.to_string(),
+    }
+}
+
+/// One grid of a partition.
+#[derive(Debug, Clone)]
+pub struct Grid {
+    /// 15-digit code.
+    pub code: String,
+    /// Display name.
+    pub name: String,
+    /// The community's code.
+    pub parent: String,
+    /// Outline (lon/lat).
+    pub geometry: MultiPolygon<f64>,
+    /// Households.
+    pub households: u64,
+    /// Persons.
+    pub persons: u64,
+    /// Indices (into the community's buildings) of its buildings.
+    pub buildings: Vec<usize>,
+    /// Area in m².
+    pub area_m2: f64,
+}
+
+/// A community's grids.
+#[derive(Debug, Clone)]
+pub struct Partition {
+    /// The community's code.
+    pub community: String,
+    /// Its grids in code order.
+    pub grids: Vec<Grid>,
+    /// Grid index of each building.
+    pub building_grid: Vec<usize>,
+    /// Seconds spent.
+    pub seconds: f64,
+}
+
+/// Partitions one community with the default grid numbering (001, 002, …).
+#[must_use]
+pub fn partition(c: &Community, params: &Params) -> Partition {
+    let t = std::time::Instant::now();
+    let (group, k, territories) = group_buildings(c, params);
+    let mut p = build_grids(c, &group, k, territories.as_ref(), |i| {
+        format!("{}{:03}", c.code, i + 1)
+    });
+    p.seconds = t.elapsed().as_secs_f64();
+    p
+}
+
+/// The grouping of a community's buildings and the territories it used.
+fn group_buildings(c: &Community, params: &Params) -> (Vec<u32>, usize, Option<Territories>) {
+    if c.buildings.is_empty() {
+        return (Vec::new(), 1, None);
+    }
+    let footprints: Vec<Polygon<f64>> = c.buildings.iter().map(|b| b.footprint.clone()).collect();
+    let territories = Territories::new(&c.geometry, &footprints);
+    let frame = Frame::at(
+        geom::bbox(&c.geometry)
+            .map(|r| r.center())
+            .unwrap_or(Coord { x: 0.0, y: 0.0 }),
+    );
+    let units: Vec<Unit> = c
+        .buildings
+        .iter()
+        .map(|b| Unit {
+            households: b.households,
+            pos: b.footprint.centroid().map_or([0.0, 0.0], |p| frame.to_m(p.0)),
+        })
+        .collect();
+    let empty = vec![Vec::new(); units.len()];
+    let adjacency = territories.as_ref().map_or(&empty, |t| &t.adjacency);
+    let (group, k) = balance::partition(&units, adjacency, params);
+    (group, k.max(1), territories)
+}
+
+/// Builds grid outlines for a grouping and numbers the grids in reading
+/// order with `code_of(rank)`.
+pub(crate) fn build_grids(
+    c: &Community,
+    group: &[u32],
+    k: usize,
+    territories: Option<&Territories>,
+    code_of: impl Fn(usize) -> String,
+) -> Partition {
+    let mut outlines: Vec<MultiPolygon<f64>> = match territories {
+        Some(t) if k > 1 => t.outlines(&c.geometry, group, k),
+        _ => vec![c.geometry.clone(); 1],
+    };
+    let k = outlines.len();
+    let group: Vec<u32> = if k == 1 { vec![0; c.buildings.len()] } else { group.to_vec() };
+    if k > 1 {
+        attach_orphans(c, &group, &mut outlines);
+    }
+    // Reading order of the grids' interior points.
+    let anchors: Vec<Coord<f64>> = outlines
+        .iter()
+        .map(|o| {
+            o.interior_point()
+                .or_else(|| c.geometry.interior_point())
+                .map_or(Coord { x: 0.0, y: 0.0 }, |p: Point<f64>| p.0)
+        })
+        .collect();
+    let band = geom::bbox(&c.geometry).map_or(1.0, |r| (r.width() * r.height() / k as f64).sqrt());
+    let order = reading_order(&anchors, band);
+    let mut rank = vec![0; k];
+    for (r, &g) in order.iter().enumerate() {
+        rank[g] = r;
+    }
+    let mut grids: Vec<Grid> = (0..k)
+        .map(|r| {
+            let code = code_of(r);
+            Grid {
+                name: format!("{}{}网格", c.name, &code[code.len().saturating_sub(3)..]),
+                code,
+                parent: c.code.clone(),
+                geometry: MultiPolygon::new(vec![]),
+                households: 0,
+                persons: 0,
+                buildings: Vec::new(),
+                area_m2: 0.0,
+            }
+        })
+        .collect();
+    let mut building_grid = vec![0; c.buildings.len()];
+    for (b, &g) in group.iter().enumerate() {
+        let r = rank[g as usize];
+        building_grid[b] = r;
+        grids[r].buildings.push(b);
+        grids[r].households += u64::from(c.buildings[b].households);
+        grids[r].persons += u64::from(c.buildings[b].persons);
+    }
+    for (g, o) in outlines.into_iter().enumerate() {
+        let r = rank[g];
+        grids[r].area_m2 = geom::area_m2(&o);
+        grids[r].geometry = o;
+    }
+    Partition {
+        community: c.code.clone(),
+        grids,
+        building_grid,
+        seconds: 0.0,
+    }
+}
+
+/// Where clipping to a concave community cut a grid in pieces, keeps the
+/// piece holding its buildings (per part of the community) and gives each
+/// other piece to the neighbour it shares the most boundary with.
+fn attach_orphans(c: &Community, group: &[u32], outlines: &mut [MultiPolygon<f64>]) {
+    let centroids: Vec<Option<Point<f64>>> = c.buildings.iter().map(|b| b.footprint.centroid()).collect();
+    let part_of = |p: &Polygon<f64>| -> usize {
+        p.interior_point()
+            .and_then(|ip| c.geometry.0.iter().position(|cp| cp.contains(&ip)))
+            .unwrap_or(0)
+    };
+    let mut orphans: Vec<(usize, Polygon<f64>)> = Vec::new();
+    for (g, o) in outlines.iter_mut().enumerate() {
+        if o.0.len() < 2 {
+            continue;
+        }
+        // Best piece per community part: most households, then largest.
+        let mut best: BTreeMap<usize, (u64, f64, usize)> = BTreeMap::new();
+        let weights: Vec<u64> = o
+            .0
+            .iter()
+            .map(|piece| {
+                group
+                    .iter()
+                    .enumerate()
+                    .filter(|&(b, &gb)| {
+                        gb as usize == g && centroids[b].is_some_and(|pt| piece.contains(&pt))
+                    })
+                    .map(|(b, _)| u64::from(c.buildings[b].households) + 1)
+                    .sum()
+            })
+            .collect();
+        for (i, piece) in o.0.iter().enumerate() {
+            let key = (weights[i], piece.unsigned_area(), i);
+            let e = best.entry(part_of(piece)).or_insert(key);
+            if (key.0, key.1) > (e.0, e.1) {
+                *e = key;
+            }
+        }
+        let keep: Vec<usize> = best.values().map(|v| v.2).collect();
+        let pieces = std::mem::take(&mut o.0);
+        for (i, piece) in pieces.into_iter().enumerate() {
+            if keep.contains(&i) {
+                o.0.push(piece);
+            } else {
+                orphans.push((g, piece));
+            }
+        }
+    }
+    for (from, piece) in orphans {
+        // Probe just outside every edge of the piece.
+        let mut shared: BTreeMap<usize, f64> = BTreeMap::new();
+        for w in piece.exterior().0.windows(2) {
+            let (a, b) = (w[0], w[1]);
+            let (dx, dy) = (b.x - a.x, b.y - a.y);
+            let len = dx.hypot(dy);
+            if len == 0.0 {
+                continue;
+            }
+            let eps = (len * 0.05).min(1e-6);
+            // Exterior rings are counter-clockwise: outside is on the right.
+            let probe = Point::new(0.5 * (a.x + b.x) + dy / len * eps, 0.5 * (a.y + b.y) - dx / len * eps);
+            if let Some(g) = outlines.iter().position(|o| o.contains(&probe)) {
+                *shared.entry(g).or_default() += len;
+            }
+        }
+        let to = shared
+            .into_iter()
+            .filter(|&(g, _)| g != from)
+            .max_by(|a, b| a.1.total_cmp(&b.1).then(b.0.cmp(&a.0)))
+            .map_or(from, |(g, _)| g);
+        let merged = geom::union_all([&outlines[to], &MultiPolygon::new(vec![piece])]);
+        outlines[to] = merged;
+    }
+}
+
+/// Partitions many communities in parallel, reporting progress per
+/// community.
+#[must_use]
+pub fn partition_all(comms: &[Community], params: &Params, progress: &dyn Progress) -> Vec<Partition> {
+    progress.set_total(comms.len() as u64);
+    comms
+        .par_iter()
+        .map(|c| {
+            let p = partition(c, params);
+            progress.inc(1);
+            p
+        })
+        .collect()
+}
+
+/// The bounding box of a community, for messages.
+#[must_use]
+pub fn community_bbox(c: &Community) -> Option<[f64; 4]> {
+    c.geometry
+        .bounding_rect()
+        .map(|r| [r.min().x, r.min().y, r.max().x, r.max().y])
+}
+
+/// Grid attribute values in the grids layer's column order.
+#[must_use]
+pub fn grid_values(g: &Grid) -> Vec<Value> {
+    vec![
+        Value::Text(g.code.clone()),
+        Value::Text(g.name.clone()),
+        Value::Text(g.parent.clone()),
+        Value::Integer(g.households as i64),
+        Value::Integer(g.persons as i64),
+        Value::Integer(g.buildings.len() as i64),
+        Value::Real(g.area_m2),
+    ]
+}
+
+/// Turns grid polygons into the layer for [`GridLayer`].
+#[must_use]
+pub fn grid_polygons(parts: &[Partition]) -> Vec<GridPolygon> {
+    parts
+        .iter()
+        .flat_map(|p| &p.grids)
+        .map(|g| GridPolygon {
+            code: g.code.clone(),
+            name: g.name.clone(),
+            geometry: g.geometry.clone(),
+        })
+        .collect()
+}
