@@ -40,8 +40,8 @@ pub struct Cli {
 /// The commands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Build a synthetic Beijing into demo/beijing.gpkg, validate it and print
-    /// a summary.
+    /// Build a synthetic Beijing into demo/beijing.gpkg, validate it,
+    /// partition it into grids, assign every entity and print a summary.
     Demo(DemoArgs),
     /// Generate a deterministic synthetic Beijing into a new GeoPackage store.
     Synth(SynthArgs),
@@ -406,21 +406,26 @@ fn demo(ui: &Ui, a: &DemoArgs) -> Result<()> {
         ));
     }
     drop(store);
-    // Re-index every entity layer through the point-in-grid index (against
-    // the communities until the partitioner makes grids).
-    let mut store = Store::open(&a.out)?;
-    let layer = wangge_engine::assign::GridLayer::from_store(&store, Layer::Communities)?;
-    let bars = Bars::new(ui.quiet);
-
-    let results =
-        wangge_engine::assign::assign_store(&mut store, &layer, &Layer::POINT_ENTITIES, &bars)?;
-    drop(bars);
-    for r in &results {
-        ui.say(format!(
-            "  assigned {:<14} {:>9} of {:>9} to their community ({} outside)",
-            r.layer, r.assigned, r.rows_in, r.outside
-        ));
-    }
+    // Partition every community into grids and re-index every entity layer
+    // against them. Households scale with the population, so the target
+    // does too (400 households per grid at scale 1).
+    let target = (400.0 * a.scale).max(1.0);
+    ui.say(format!(
+        "partitioning every community into grids of about {target} households (400 × scale) …"
+    ));
+    crate::partition_cli::partition_cmd(
+        ui,
+        &crate::partition_cli::PartitionArgs {
+            store: a.out.clone(),
+            target,
+            tolerance: 0.15,
+            community: Vec::new(),
+            seed: 0,
+            assign: true,
+            author: "wangge demo".into(),
+            json: false,
+        },
+    )?;
     ui.say(format!(
         "done in {:.1} s: open {} in QGIS, run `wangge info {}`, or `wangge locate --store {} 116.397 39.908`",
         t0.elapsed().as_secs_f64(),

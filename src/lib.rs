@@ -3,5 +3,5 @@
 //! `wangge` command line; see [`cli`].
 
 mod assign_cli;
-mod partition_cli;
 pub mod cli;
+mod partition_cli;

@@ -122,15 +122,30 @@ pub(crate) fn partition_cmd(ui: &Ui, a: &PartitionArgs) -> Result<Vec<Partition>
     let refs: Vec<&city::Community> = comms.iter().collect();
     let meta = VersionMeta {
         author: a.author.clone(),
-        reason: format!("partition target {} tolerance {} seed {}", a.target, a.tolerance, a.seed),
+        reason: format!(
+            "partition target {} tolerance {} seed {}",
+            a.target, a.tolerance, a.seed
+        ),
         op: "partition".into(),
     };
-    versions::write(&mut store, &refs, &parts, a.community.is_empty(), true, &noded, &meta)?;
+    versions::write(
+        &mut store,
+        &refs,
+        &parts,
+        a.community.is_empty(),
+        true,
+        &noded,
+        &meta,
+    )?;
     store.set_meta("partition_target", &a.target.to_string())?;
     store.set_meta("partition_tolerance", &a.tolerance.to_string())?;
     let write_s = t2.elapsed().as_secs_f64();
     let grids: usize = parts.iter().map(|p| p.grids.len()).sum();
-    let households: u64 = parts.iter().flat_map(|p| &p.grids).map(|g| g.households).sum();
+    let households: u64 = parts
+        .iter()
+        .flat_map(|p| &p.grids)
+        .map(|g| g.households)
+        .sum();
     ui.say(format!(
         "partitioned {} communities into {} grids ({} households, {:.0} per grid) in {:.1} s \
          (read {:.1} s, partition {:.1} s, write {:.1} s)",
@@ -187,9 +202,16 @@ pub(crate) fn partition_cmd(ui: &Ui, a: &PartitionArgs) -> Result<Vec<Partition>
 /// Runs `wangge report`.
 pub(crate) fn report_cmd(ui: &Ui, a: &ReportArgs) -> Result<()> {
     let store = Store::open(&a.store).with_context(|| format!("opening {}", a.store.display()))?;
-    let meta_f = |k: &str| -> Option<f64> { store.meta(k).ok().flatten().and_then(|v| v.parse().ok()) };
-    let target = a.target.or_else(|| meta_f("partition_target")).unwrap_or(400.0);
-    let tolerance = a.tolerance.or_else(|| meta_f("partition_tolerance")).unwrap_or(0.15);
+    let meta_f =
+        |k: &str| -> Option<f64> { store.meta(k).ok().flatten().and_then(|v| v.parse().ok()) };
+    let target = a
+        .target
+        .or_else(|| meta_f("partition_target"))
+        .unwrap_or(400.0);
+    let tolerance = a
+        .tolerance
+        .or_else(|| meta_f("partition_tolerance"))
+        .unwrap_or(0.15);
     check_params(target, tolerance)?;
     let r = quality::report(&store, &a.community, target, tolerance, a.per_community)?;
     if a.json {
@@ -204,7 +226,17 @@ fn print_report(r: &Report) {
     if !r.per_community.is_empty() {
         println!(
             "{:<13} {:>5} {:>6} {:>6} {:>6} {:>7} {:>7} {:>6} {:>10} {:>10} {:>6}",
-            "community", "grids", "hh min", "hh med", "hh max", "in tol", "contig", "PP med", "gap m²", "overlap m²", "split"
+            "community",
+            "grids",
+            "hh min",
+            "hh med",
+            "hh max",
+            "in tol",
+            "contig",
+            "PP med",
+            "gap m²",
+            "overlap m²",
+            "split"
         );
         for c in &r.per_community {
             println!(

@@ -445,7 +445,10 @@ pub fn node_layer(layer: &mut [Option<MultiPolygon<f64>>], tol: f64) -> usize {
                 .locate_in_envelope(&env)
                 .filter(|v| v.data != own)
                 .filter_map(|v| {
-                    let c = Coord { x: v.geom()[0], y: v.geom()[1] };
+                    let c = Coord {
+                        x: v.geom()[0],
+                        y: v.geom()[1],
+                    };
                     if c == a || c == b {
                         return None;
                     }

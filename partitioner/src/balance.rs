@@ -111,9 +111,11 @@ fn bisect(
         return;
     }
     let extent = |axis: usize| {
-        let (lo, hi) = ids.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &i| {
-            (lo.min(rot[i][axis]), hi.max(rot[i][axis]))
-        });
+        let (lo, hi) = ids
+            .iter()
+            .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &i| {
+                (lo.min(rot[i][axis]), hi.max(rot[i][axis]))
+            });
         hi - lo
     };
     let axis = usize::from(extent(1) > extent(0));
@@ -122,7 +124,10 @@ fn bisect(
     let total: u64 = ids.iter().map(|&i| u64::from(units[i].households)).sum();
     let want = total as f64 * left_parts as f64 / parts as f64;
     // At least as many units on each side as grids it must make.
-    let (lo, hi) = (left_parts.min(ids.len() - 1).max(1), (ids.len() - (parts - left_parts)).max(1));
+    let (lo, hi) = (
+        left_parts.min(ids.len() - 1).max(1),
+        (ids.len() - (parts - left_parts)).max(1),
+    );
     let mut best = (f64::INFINITY, lo);
     let mut acc = 0u64;
     for (cut, &i) in ids.iter().enumerate().take(hi) {
@@ -194,7 +199,10 @@ fn repair_contiguity(units: &[Unit], adjacency: &[Vec<u32>], group: &mut [u32], 
                 continue;
             }
             let w = |p: &Vec<usize>| -> (u64, usize) {
-                (p.iter().map(|&i| u64::from(units[i].households)).sum(), p.len())
+                (
+                    p.iter().map(|&i| u64::from(units[i].households)).sum(),
+                    p.len(),
+                )
             };
             ps.sort_by(|a, b| w(b).cmp(&w(a)).then(a[0].cmp(&b[0])));
             let g = group[m[0]];
@@ -250,7 +258,9 @@ fn rebalance(
             .iter()
             .map(|m| {
                 let n = m.len().max(1) as f64;
-                let s = m.iter().fold([0.0, 0.0], |a, &i| [a[0] + units[i].pos[0], a[1] + units[i].pos[1]]);
+                let s = m.iter().fold([0.0, 0.0], |a, &i| {
+                    [a[0] + units[i].pos[0], a[1] + units[i].pos[1]]
+                });
                 [s[0] / n, s[1] / n]
             })
             .collect();
@@ -260,7 +270,8 @@ fn rebalance(
         let mut order: Vec<usize> = (giants as usize..k).collect();
         order.sort_by(|&a, &b| weight[b].total_cmp(&weight[a]).then(a.cmp(&b)));
         for p in order {
-            if weight[p] <= params.target * (1.0 + params.tolerance * 0.25) || members[p].len() < 2 {
+            if weight[p] <= params.target * (1.0 + params.tolerance * 0.25) || members[p].len() < 2
+            {
                 continue;
             }
             let mut best: Option<(f64, usize, usize)> = None;
@@ -280,7 +291,9 @@ fn rebalance(
                         continue;
                     }
                     let gain = weight[p] - (weight[q] + wu);
-                    if best.is_none_or(|b| (gain, std::cmp::Reverse(u)) > (b.0, std::cmp::Reverse(b.1))) {
+                    if best.is_none_or(|b| {
+                        (gain, std::cmp::Reverse(u)) > (b.0, std::cmp::Reverse(b.1))
+                    }) {
                         best = Some((gain, u, q));
                     }
                 }
@@ -321,7 +334,11 @@ mod tests {
     use super::*;
 
     /// A w × h lattice with 4-neighbour adjacency.
-    fn lattice(w: usize, h: usize, households: impl Fn(usize) -> u32) -> (Vec<Unit>, Vec<Vec<u32>>) {
+    fn lattice(
+        w: usize,
+        h: usize,
+        households: impl Fn(usize) -> u32,
+    ) -> (Vec<Unit>, Vec<Vec<u32>>) {
         let mut units = Vec::new();
         let mut adj = vec![Vec::new(); w * h];
         for j in 0..h {

@@ -276,7 +276,10 @@ fn group_buildings(c: &Community, params: &Params) -> (Vec<u32>, usize, Option<T
         .iter()
         .map(|b| Unit {
             households: b.households,
-            pos: b.footprint.centroid().map_or([0.0, 0.0], |p| frame.to_m(p.0)),
+            pos: b
+                .footprint
+                .centroid()
+                .map_or([0.0, 0.0], |p| frame.to_m(p.0)),
         })
         .collect();
     let empty = vec![Vec::new(); units.len()];
@@ -299,9 +302,13 @@ pub(crate) fn build_grids(
         _ => vec![c.geometry.clone(); 1],
     };
     let k = outlines.len();
-    let group: Vec<u32> = if k == 1 { vec![0; c.buildings.len()] } else { group.to_vec() };
+    let mut group: Vec<u32> = if k == 1 {
+        vec![0; c.buildings.len()]
+    } else {
+        group.to_vec()
+    };
     if k > 1 {
-        attach_orphans(c, &group, &mut outlines);
+        attach_orphans(c, &mut group, &mut outlines);
     }
     // Reading order of the grids' interior points.
     let anchors: Vec<Coord<f64>> = outlines
@@ -355,10 +362,12 @@ pub(crate) fn build_grids(
 }
 
 /// Where clipping to a concave community cut a grid in pieces, keeps the
-/// piece holding its buildings (per part of the community) and gives each
-/// other piece to the neighbour it shares the most boundary with.
-fn attach_orphans(c: &Community, group: &[u32], outlines: &mut [MultiPolygon<f64>]) {
-    let centroids: Vec<Option<Point<f64>>> = c.buildings.iter().map(|b| b.footprint.centroid()).collect();
+/// piece holding most of its households (per part of the community) and
+/// gives each other piece, with the buildings in it, to the neighbour it
+/// shares the most boundary with.
+fn attach_orphans(c: &Community, group: &mut [u32], outlines: &mut [MultiPolygon<f64>]) {
+    let centroids: Vec<Option<Point<f64>>> =
+        c.buildings.iter().map(|b| b.footprint.centroid()).collect();
     let part_of = |p: &Polygon<f64>| -> usize {
         p.interior_point()
             .and_then(|ip| c.geometry.0.iter().position(|cp| cp.contains(&ip)))
@@ -371,20 +380,19 @@ fn attach_orphans(c: &Community, group: &[u32], outlines: &mut [MultiPolygon<f64
         }
         // Best piece per community part: most households, then largest.
         let mut best: BTreeMap<usize, (u64, f64, usize)> = BTreeMap::new();
-        let weights: Vec<u64> = o
-            .0
-            .iter()
-            .map(|piece| {
-                group
-                    .iter()
-                    .enumerate()
-                    .filter(|&(b, &gb)| {
-                        gb as usize == g && centroids[b].is_some_and(|pt| piece.contains(&pt))
-                    })
-                    .map(|(b, _)| u64::from(c.buildings[b].households) + 1)
-                    .sum()
-            })
-            .collect();
+        let weights: Vec<u64> =
+            o.0.iter()
+                .map(|piece| {
+                    group
+                        .iter()
+                        .enumerate()
+                        .filter(|&(b, &gb)| {
+                            gb as usize == g && centroids[b].is_some_and(|pt| piece.contains(&pt))
+                        })
+                        .map(|(b, _)| u64::from(c.buildings[b].households) + 1)
+                        .sum()
+                })
+                .collect();
         for (i, piece) in o.0.iter().enumerate() {
             let key = (weights[i], piece.unsigned_area(), i);
             let e = best.entry(part_of(piece)).or_insert(key);
@@ -414,7 +422,10 @@ fn attach_orphans(c: &Community, group: &[u32], outlines: &mut [MultiPolygon<f64
             }
             let eps = (len * 0.05).min(1e-6);
             // Exterior rings are counter-clockwise: outside is on the right.
-            let probe = Point::new(0.5 * (a.x + b.x) + dy / len * eps, 0.5 * (a.y + b.y) - dx / len * eps);
+            let probe = Point::new(
+                0.5 * (a.x + b.x) + dy / len * eps,
+                0.5 * (a.y + b.y) - dx / len * eps,
+            );
             if let Some(g) = outlines.iter().position(|o| o.contains(&probe)) {
                 *shared.entry(g).or_default() += len;
             }
@@ -424,6 +435,11 @@ fn attach_orphans(c: &Community, group: &[u32], outlines: &mut [MultiPolygon<f64
             .filter(|&(g, _)| g != from)
             .max_by(|a, b| a.1.total_cmp(&b.1).then(b.0.cmp(&a.0)))
             .map_or(from, |(g, _)| g);
+        for (b, gb) in group.iter_mut().enumerate() {
+            if *gb as usize == from && centroids[b].is_some_and(|pt| piece.contains(&pt)) {
+                *gb = to as u32;
+            }
+        }
         let merged = geom::union_all([&outlines[to], &MultiPolygon::new(vec![piece])]);
         outlines[to] = merged;
     }
@@ -432,7 +448,11 @@ fn attach_orphans(c: &Community, group: &[u32], outlines: &mut [MultiPolygon<f64
 /// Partitions many communities in parallel, reporting progress per
 /// community.
 #[must_use]
-pub fn partition_all(comms: &[Community], params: &Params, progress: &dyn Progress) -> Vec<Partition> {
+pub fn partition_all(
+    comms: &[Community],
+    params: &Params,
+    progress: &dyn Progress,
+) -> Vec<Partition> {
     progress.set_total(comms.len() as u64);
     comms
         .par_iter()

@@ -15,8 +15,8 @@
 //! * [`quality`] — the quality report of a stored partition.
 
 pub mod balance;
-pub mod units;
 pub mod city;
 pub mod noding;
 pub mod quality;
+pub mod units;
 pub mod versions;

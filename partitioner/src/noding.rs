@@ -52,7 +52,12 @@ pub fn node_with_store(store: &Store, parts: &mut [Partition]) -> Result<Vec<Upd
     let replaced: HashMap<&str, ()> = parts.iter().map(|p| (p.community.as_str(), ())).collect();
     let mut keys: Vec<(Layer, i64)> = Vec::new();
     let mut layer: Vec<Option<MultiPolygon<f64>>> = Vec::new();
-    for l in [Layer::Districts, Layer::Streets, Layer::Communities, Layer::Grids] {
+    for l in [
+        Layer::Districts,
+        Layer::Streets,
+        Layer::Communities,
+        Layer::Grids,
+    ] {
         if !store.has_layer(l.name())? {
             continue;
         }
@@ -76,7 +81,10 @@ pub fn node_with_store(store: &Store, parts: &mut [Partition]) -> Result<Vec<Upd
             layer.push(Some(g.geometry.clone()));
         }
     }
-    let before: Vec<usize> = layer.iter().map(|m| m.as_ref().map_or(0, CoordsIter::coords_count)).collect();
+    let before: Vec<usize> = layer
+        .iter()
+        .map(|m| m.as_ref().map_or(0, CoordsIter::coords_count))
+        .collect();
     geom::node_layer(&mut layer, TOL);
     let mut updates = Vec::new();
     let mut noded = layer.into_iter();

@@ -121,10 +121,16 @@ pub fn polsby_popper(mp: &MultiPolygon<f64>) -> f64 {
     let mut area = 0.0;
     let mut perim = 0.0;
     for p in &mp.0 {
-        let pm = Polygon::new(ring_m(p.exterior()), p.interiors().iter().map(ring_m).collect());
+        let pm = Polygon::new(
+            ring_m(p.exterior()),
+            p.interiors().iter().map(ring_m).collect(),
+        );
         area += pm.unsigned_area();
         for r in std::iter::once(pm.exterior()).chain(pm.interiors()) {
-            perim += r.0.windows(2).map(|w| (w[1].x - w[0].x).hypot(w[1].y - w[0].y)).sum::<f64>();
+            perim +=
+                r.0.windows(2)
+                    .map(|w| (w[1].x - w[0].x).hypot(w[1].y - w[0].y))
+                    .sum::<f64>();
         }
     }
     if perim > 0.0 {
@@ -177,7 +183,11 @@ pub fn report(
             });
         }
     }
-    let index: HashMap<String, usize> = comms.iter().enumerate().map(|(i, (c, _))| (c.clone(), i)).collect();
+    let index: HashMap<String, usize> = comms
+        .iter()
+        .enumerate()
+        .map(|(i, (c, _))| (c.clone(), i))
+        .collect();
     let mut grids: Vec<Vec<GridRow>> = (0..comms.len()).map(|_| Vec::new()).collect();
     store.for_each(Layer::Grids.name(), |f| {
         let parent = f.values[2].as_str().unwrap_or_default();
@@ -191,13 +201,17 @@ pub fn report(
         Ok(())
     })?;
     // Buildings by community, with their grid and households.
-    let mut buildings: Vec<Vec<(Polygon<f64>, String, u64)>> = (0..comms.len()).map(|_| Vec::new()).collect();
+    let mut buildings: Vec<Vec<(Polygon<f64>, String, u64)>> =
+        (0..comms.len()).map(|_| Vec::new()).collect();
     let schema = store.schema(Layer::Buildings.name())?;
     let col = |n: &str| schema.columns.iter().position(|c| c.name == n);
     let (hh, cc, gc) = (col("households"), col("community_code"), col("grid_code"));
     store.for_each(Layer::Buildings.name(), |f| {
         let c = cc.and_then(|i| f.values[i].as_str()).unwrap_or_default();
-        let g = gc.and_then(|i| f.values[i].as_str()).unwrap_or_default().to_owned();
+        let g = gc
+            .and_then(|i| f.values[i].as_str())
+            .unwrap_or_default()
+            .to_owned();
         // A building belongs to the community of its grid when it has one.
         let ci = index.get(g.get(..12).unwrap_or(c)).or_else(|| index.get(c));
         if let (Some(&i), Geometry::Polygon(p)) = (ci, f.geometry) {
@@ -215,7 +229,13 @@ pub fn report(
     let mut hh_all: Vec<u64> = per.iter().flat_map(|p| p.1.iter().copied()).collect();
     let mut pp_all: Vec<f64> = per.iter().flat_map(|p| p.2.iter().copied()).collect();
     let n_grids = hh_all.len();
-    let pct = |n: usize| if n_grids == 0 { 0.0 } else { 100.0 * n as f64 / n_grids as f64 };
+    let pct = |n: usize| {
+        if n_grids == 0 {
+            0.0
+        } else {
+            100.0 * n as f64 / n_grids as f64
+        }
+    };
     let sum = |f: fn(&CommunityQuality) -> f64| per.iter().map(|p| f(&p.0)).sum::<f64>();
     Ok(Report {
         target,
@@ -251,7 +271,11 @@ fn measure(
     target: f64,
     tolerance: f64,
 ) -> (CommunityQuality, Vec<u64>, Vec<f64>) {
-    let by_code: HashMap<&str, usize> = grids.iter().enumerate().map(|(i, g)| (g.code.as_str(), i)).collect();
+    let by_code: HashMap<&str, usize> = grids
+        .iter()
+        .enumerate()
+        .map(|(i, g)| (g.code.as_str(), i))
+        .collect();
     let mut hh = vec![0u64; grids.len()];
     let mut split = 0;
     let mut unassigned = 0;

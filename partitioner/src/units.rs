@@ -126,12 +126,14 @@ impl Territories {
         for (b, f) in footprints.iter().enumerate() {
             pts.clear();
             samples(f, &frame, &mut pts);
-            sites.extend(pts.iter().filter(|p| p[0].is_finite() && p[1].is_finite()).map(|p| {
-                Site {
-                    pos: Point2::new(p[0], p[1]),
-                    building: b as u32,
-                }
-            }));
+            sites.extend(
+                pts.iter()
+                    .filter(|p| p[0].is_finite() && p[1].is_finite())
+                    .map(|p| Site {
+                        pos: Point2::new(p[0], p[1]),
+                        building: b as u32,
+                    }),
+            );
         }
         if sites.is_empty() {
             return None;
@@ -140,14 +142,29 @@ impl Territories {
         let (lo, hi) = (frame.to_m(bbox.min()), frame.to_m(bbox.max()));
         let r = (hi[0] - lo[0]).max(hi[1] - lo[1]).max(100.0) * 2.0;
         let (cx, cy) = (0.5 * (lo[0] + hi[0]), 0.5 * (lo[1] + hi[1]));
-        for (dx, dy) in [(-1., -1.), (0., -1.), (1., -1.), (1., 0.), (1., 1.), (0., 1.), (-1., 1.), (-1., 0.)] {
+        for (dx, dy) in [
+            (-1., -1.),
+            (0., -1.),
+            (1., -1.),
+            (1., 0.),
+            (1., 1.),
+            (0., 1.),
+            (-1., 1.),
+            (-1., 0.),
+        ] {
             sites.push(Site {
                 pos: Point2::new(cx + dx * r, cy + dy * r),
                 building: FRAME,
             });
         }
         let tri = DelaunayTriangulation::<Site>::bulk_load(sites).ok()?;
-        let mut centres = vec![Coord { x: f64::NAN, y: f64::NAN }; tri.num_all_faces()];
+        let mut centres = vec![
+            Coord {
+                x: f64::NAN,
+                y: f64::NAN
+            };
+            tri.num_all_faces()
+        ];
         for f in tri.inner_faces() {
             let c = f.circumcenter();
             centres[f.fix().index()] = frame.to_deg([c.x, c.y]);
@@ -195,7 +212,10 @@ impl Territories {
         // with the group on their left.
         let mut edges: Vec<Vec<(u32, u32)>> = vec![Vec::new(); k];
         for e in self.tri.directed_edges() {
-            let (gu, gv) = (label(e.from().data().building), label(e.to().data().building));
+            let (gu, gv) = (
+                label(e.from().data().building),
+                label(e.to().data().building),
+            );
             if gu == gv || gu == FRAME {
                 continue;
             }
@@ -272,7 +292,12 @@ mod tests {
         let mut fps = Vec::new();
         for i in 0..4 {
             for j in 0..3 {
-                fps.push(rect(116.401 + i as f64 * 0.0024, 39.901 + j as f64 * 0.003, 0.0006, 0.0002));
+                fps.push(rect(
+                    116.401 + i as f64 * 0.0024,
+                    39.901 + j as f64 * 0.003,
+                    0.0006,
+                    0.0002,
+                ));
             }
         }
         let t = Territories::new(&community, &fps).expect("territories");
@@ -280,7 +305,10 @@ mod tests {
         let out = t.outlines(&community, &group, 2);
         let total: f64 = out.iter().map(Area::unsigned_area).sum();
         let expect = community.unsigned_area();
-        assert!((total - expect).abs() / expect < 1e-9, "{total} vs {expect}");
+        assert!(
+            (total - expect).abs() / expect < 1e-9,
+            "{total} vs {expect}"
+        );
         let overlap = geom::intersection(&out[0], &out[1]).unsigned_area();
         assert!(overlap < 1e-15, "{overlap}");
         for (b, f) in fps.iter().enumerate() {

@@ -101,7 +101,8 @@ pub fn write(
         if replace_all {
             conn.execute("DELETE FROM grids", []).map_err(err)?;
             if unlock {
-                conn.execute("DELETE FROM wangge_grid_locks", []).map_err(err)?;
+                conn.execute("DELETE FROM wangge_grid_locks", [])
+                    .map_err(err)?;
             }
         } else {
             for p in parts {
@@ -126,7 +127,9 @@ pub fn write(
     {
         let conn = w.connection();
         let now: String = conn
-            .query_row("SELECT strftime('%Y-%m-%dT%H:%M:%fZ','now')", [], |r| r.get(0))
+            .query_row("SELECT strftime('%Y-%m-%dT%H:%M:%fZ','now')", [], |r| {
+                r.get(0)
+            })
             .map_err(err)?;
         let mut upd = conn
             .prepare("UPDATE buildings SET grid_code = ?1 WHERE fid = ?2")
@@ -150,8 +153,15 @@ pub fn write(
         for (c, p) in comms.iter().zip(parts) {
             let v = latest(conn, &p.community).map_err(err)? + 1;
             versions.push(v);
-            ver.execute(params![p.community, v, meta.author, now, meta.reason, meta.op])
-                .map_err(err)?;
+            ver.execute(params![
+                p.community,
+                v,
+                meta.author,
+                now,
+                meta.reason,
+                meta.op
+            ])
+            .map_err(err)?;
             for g in &p.grids {
                 vg.execute(params![
                     p.community,

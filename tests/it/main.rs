@@ -6,6 +6,7 @@ mod assign;
 mod bad_input;
 mod gpkg;
 mod locate_truth;
+mod partition;
 mod support;
 mod synth;
 mod validate;
