@@ -253,6 +253,17 @@ pub fn bbox(mp: &MultiPolygon<f64>) -> Option<Rect<f64>> {
     mp.bounding_rect()
 }
 
+/// A polygon or multipolygon as a multipolygon; `None` for other
+/// geometry types.
+#[must_use]
+pub fn as_multi(g: geo_types::Geometry<f64>) -> Option<MultiPolygon<f64>> {
+    match g {
+        geo_types::Geometry::Polygon(p) => Some(MultiPolygon::new(vec![p])),
+        geo_types::Geometry::MultiPolygon(m) => Some(m),
+        _ => None,
+    }
+}
+
 /// `a ∩ b` (valid inputs), on the 1e-7° grid.
 #[must_use]
 pub fn intersection(a: &MultiPolygon<f64>, b: &MultiPolygon<f64>) -> MultiPolygon<f64> {

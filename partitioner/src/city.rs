@@ -73,11 +73,7 @@ pub fn load(store: &Store, only: &[String]) -> Result<(Vec<Community>, LoadRepor
     let mut comms: Vec<Community> = Vec::new();
     let mut by_code: HashMap<String, usize> = HashMap::new();
     store.for_each(Layer::Communities.name(), |f| {
-        let geometry = match f.geometry {
-            Geometry::Polygon(p) => MultiPolygon::new(vec![p]),
-            Geometry::MultiPolygon(m) => m,
-            _ => MultiPolygon::new(vec![]),
-        };
+        let geometry = geom::as_multi(f.geometry).unwrap_or_else(|| MultiPolygon::new(vec![]));
         let code = f.values[0].as_str().unwrap_or_default().to_owned();
         by_code.insert(code.clone(), comms.len());
         comms.push(Community {

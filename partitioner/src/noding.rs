@@ -12,7 +12,7 @@
 use std::collections::HashMap;
 
 use geo::CoordsIter;
-use geo_types::{Geometry, MultiPolygon};
+use geo_types::MultiPolygon;
 use wangge_engine::geom;
 use wangge_engine::model::Layer;
 use wangge_engine::store::{Store, StoreError};
@@ -31,14 +31,6 @@ pub struct Update {
     pub fid: i64,
     /// The noded geometry.
     pub geometry: MultiPolygon<f64>,
-}
-
-fn multi(g: Geometry<f64>) -> Option<MultiPolygon<f64>> {
-    match g {
-        Geometry::Polygon(p) => Some(MultiPolygon::new(vec![p])),
-        Geometry::MultiPolygon(m) => Some(m),
-        _ => None,
-    }
 }
 
 /// Nodes the new grids of `parts` with the districts, streets,
@@ -68,7 +60,7 @@ pub fn node_with_store(store: &Store, parts: &mut [Partition]) -> Result<Vec<Upd
                     return Ok(());
                 }
             }
-            if let Some(m) = multi(f.geometry) {
+            if let Some(m) = geom::as_multi(f.geometry) {
                 keys.push((l, f.fid));
                 layer.push(Some(m));
             }

@@ -97,11 +97,7 @@ struct GridRow {
 }
 
 fn multi(g: Geometry<f64>) -> MultiPolygon<f64> {
-    match g {
-        Geometry::Polygon(p) => MultiPolygon::new(vec![p]),
-        Geometry::MultiPolygon(m) => m,
-        _ => MultiPolygon::new(vec![]),
-    }
+    geom::as_multi(g).unwrap_or_else(|| MultiPolygon::new(vec![]))
 }
 
 /// Polsby-Popper compactness of a polygon, measured in a local metric

@@ -17,22 +17,17 @@ prints one JSON object:
 import json
 import math
 import sqlite3
-import struct
 import sys
 from collections import defaultdict
 
 import shapely
 
+from gpkgutil import geom
+
 store, target, tol = sys.argv[1], float(sys.argv[2]), float(sys.argv[3])
 db = sqlite3.connect(store)
 
 
-def geom(blob):
-    assert blob[:2] == b"GP", "not a GeoPackage geometry"
-    flags = blob[3]
-    env = (flags >> 1) & 7
-    size = {0: 0, 1: 32, 2: 48, 3: 48, 4: 64}[env]
-    return shapely.from_wkb(blob[8 + size:])
 
 
 def polsby_popper(g):

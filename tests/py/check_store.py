@@ -10,24 +10,16 @@ persons per district against round(census × scale).
 import csv
 import json
 import sqlite3
-import struct
 import sys
 from collections import defaultdict
 
 import shapely
+
+from gpkgutil import geom
 from shapely import STRtree
 
 store, census_path, scale = sys.argv[1], sys.argv[2], float(sys.argv[3])
 db = sqlite3.connect(store)
-
-
-def geom(blob):
-    # GeoPackage binary: 'GP', version, flags, srs_id, envelope, WKB.
-    assert blob[:2] == b"GP", "not a GeoPackage geometry"
-    flags = blob[3]
-    env = (flags >> 1) & 7
-    size = {0: 0, 1: 32, 2: 48, 3: 48, 4: 64}[env]
-    return shapely.from_wkb(blob[8 + size:])
 
 
 def rows(sql):
