@@ -321,6 +321,42 @@ pub fn metres_per_degree(lat: f64) -> (f64, f64) {
     (lon_m, lat_m)
 }
 
+/// A local metric frame: metres east/north of an origin, with the scale of
+/// [`metres_per_degree`] at the origin's latitude.
+#[derive(Debug, Clone, Copy)]
+pub struct Frame {
+    origin: Coord<f64>,
+    mx: f64,
+    my: f64,
+}
+
+impl Frame {
+    /// The frame at `origin` (lon/lat).
+    #[must_use]
+    pub fn at(origin: Coord<f64>) -> Frame {
+        let (mx, my) = metres_per_degree(origin.y);
+        Frame { origin, mx, my }
+    }
+
+    /// Metres east/north of the origin.
+    #[must_use]
+    pub fn to_m(self, c: Coord<f64>) -> [f64; 2] {
+        [
+            (c.x - self.origin.x) * self.mx,
+            (c.y - self.origin.y) * self.my,
+        ]
+    }
+
+    /// Back to lon/lat.
+    #[must_use]
+    pub fn to_deg(self, p: [f64; 2]) -> Coord<f64> {
+        Coord {
+            x: self.origin.x + p[0] / self.mx,
+            y: self.origin.y + p[1] / self.my,
+        }
+    }
+}
+
 /// Drops polygons whose planar area is below `min_deg2` (slivers left by
 /// overlay snapping).
 #[must_use]

@@ -38,7 +38,7 @@ use rstar::RTree;
 use spade::{DelaunayTriangulation, Point2, Triangulation};
 
 use crate::codes::{CommunityCode, DistrictCode, IdCardNumber, StreetCode};
-use crate::geom;
+use crate::geom::{self, Frame};
 use crate::model::{
     AdminUnit, Building, EVENT_KINDS, EVENT_STATUS, Layer, OBJECT_KINDS, ORGANIZATION_KINDS,
     PLACE_KINDS, Person, PointEntity, RoadKind, age_band,
@@ -187,33 +187,6 @@ fn class(rho: f64) -> Class {
 // ---------------------------------------------------------------------------
 // Seeds and Voronoi
 // ---------------------------------------------------------------------------
-
-/// A local metric frame: metres east/north of an origin.
-#[derive(Clone, Copy)]
-struct Frame {
-    origin: Coord<f64>,
-    mx: f64,
-    my: f64,
-}
-
-impl Frame {
-    fn at(origin: Coord<f64>) -> Self {
-        let (mx, my) = geom::metres_per_degree(origin.y);
-        Self { origin, mx, my }
-    }
-    fn to_m(self, c: Coord<f64>) -> [f64; 2] {
-        [
-            (c.x - self.origin.x) * self.mx,
-            (c.y - self.origin.y) * self.my,
-        ]
-    }
-    fn to_deg(self, p: [f64; 2]) -> Coord<f64> {
-        Coord {
-            x: self.origin.x + p[0] / self.mx,
-            y: self.origin.y + p[1] / self.my,
-        }
-    }
-}
 
 /// Draws `n` well-spread points inside `area` with local spacing ∝
 /// `weight^-½` (best-candidate sampling, distances in metres).

@@ -3,18 +3,18 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use geo::{Area, BoundingRect, Centroid, Contains, InteriorPoint};
+use geo::{Area, Centroid, Contains, InteriorPoint};
 use geo_types::{Coord, Geometry, MultiPolygon, Point, Polygon};
 use rayon::prelude::*;
-use wangge_engine::assign::{GridLayer, GridPolygon};
-use wangge_engine::geom;
+use wangge_engine::assign::GridLayer;
+use wangge_engine::geom::{self, Frame};
 use wangge_engine::model::Layer;
 use wangge_engine::progress::Progress;
 use wangge_engine::store::{Store, StoreError, Value};
 use wangge_engine::synth::reading_order;
 
 use crate::balance::{self, Params, Unit};
-use crate::units::{Frame, Territories};
+use crate::units::Territories;
 
 /// One building of a community.
 #[derive(Debug, Clone)]
@@ -170,11 +170,15 @@ fn home(
         _ => {
             report.crossing_border += 1;
             let fp = MultiPolygon::new(vec![footprint.clone()]);
-            hits.into_iter().max_by(|&a, &b| {
-                let aa = geom::intersection(&fp, &comms[a].geometry).unsigned_area();
-                let ab = geom::intersection(&fp, &comms[b].geometry).unsigned_area();
-                aa.total_cmp(&ab).then(b.cmp(&a))
-            })
+            hits.into_iter()
+                .map(|c| {
+                    (
+                        geom::intersection(&fp, &comms[c].geometry).unsigned_area(),
+                        c,
+                    )
+                })
+                .max_by(|a, b| a.0.total_cmp(&b.0).then(b.1.cmp(&a.1)))
+                .map(|(_, c)| c)
         }
     }
 }
@@ -460,14 +464,6 @@ pub fn partition_all(
         .collect()
 }
 
-/// The bounding box of a community, for messages.
-#[must_use]
-pub fn community_bbox(c: &Community) -> Option<[f64; 4]> {
-    c.geometry
-        .bounding_rect()
-        .map(|r| [r.min().x, r.min().y, r.max().x, r.max().y])
-}
-
 /// Grid attribute values in the grids layer's column order.
 #[must_use]
 pub fn grid_values(g: &Grid) -> Vec<Value> {
@@ -480,18 +476,4 @@ pub fn grid_values(g: &Grid) -> Vec<Value> {
         Value::Integer(g.buildings.len() as i64),
         Value::Real(g.area_m2),
     ]
-}
-
-/// Turns grid polygons into the layer for [`GridLayer`].
-#[must_use]
-pub fn grid_polygons(parts: &[Partition]) -> Vec<GridPolygon> {
-    parts
-        .iter()
-        .flat_map(|p| &p.grids)
-        .map(|g| GridPolygon {
-            code: g.code.clone(),
-            name: g.name.clone(),
-            geometry: g.geometry.clone(),
-        })
-        .collect()
 }

@@ -67,7 +67,6 @@ pub fn node_with_store(store: &Store, parts: &mut [Partition]) -> Result<Vec<Upd
             Ok(())
         })?;
     }
-    let stored = layer.len();
     for p in parts.iter() {
         for g in &p.grids {
             layer.push(Some(g.geometry.clone()));
@@ -99,6 +98,5 @@ pub fn node_with_store(store: &Store, parts: &mut [Partition]) -> Result<Vec<Upd
             }
         }
     }
-    debug_assert!(stored <= before.len());
     Ok(updates)
 }

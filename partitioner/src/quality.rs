@@ -11,11 +11,9 @@ use geo::{Area, Contains, InteriorPoint};
 use geo_types::{Coord, Geometry, LineString, MultiPolygon, Polygon};
 use rayon::prelude::*;
 use serde::Serialize;
-use wangge_engine::geom;
+use wangge_engine::geom::{self, Frame};
 use wangge_engine::model::Layer;
 use wangge_engine::store::{Store, StoreError};
-
-use crate::units::Frame;
 
 /// Quality of one community's grids.
 #[derive(Debug, Clone, Serialize)]

@@ -22,48 +22,13 @@ use std::collections::HashMap;
 use geo::{Centroid, Contains};
 use geo_types::{Coord, LineString, MultiPolygon, Point, Polygon};
 use spade::{DelaunayTriangulation, HasPosition, Point2, Triangulation};
-use wangge_engine::geom;
+use wangge_engine::geom::{self, Frame};
 
 /// Largest spacing (metres) between consecutive samples of a footprint.
 pub const SAMPLE_M: f64 = 15.0;
 
 /// Label of the frame sites that close the diagram.
 const FRAME: u32 = u32::MAX;
-
-/// A local metric frame: metres east/north of an origin.
-#[derive(Debug, Clone, Copy)]
-pub struct Frame {
-    origin: Coord<f64>,
-    mx: f64,
-    my: f64,
-}
-
-impl Frame {
-    /// The frame at `origin` (lon/lat).
-    #[must_use]
-    pub fn at(origin: Coord<f64>) -> Frame {
-        let (mx, my) = geom::metres_per_degree(origin.y);
-        Frame { origin, mx, my }
-    }
-
-    /// Metres east/north of the origin.
-    #[must_use]
-    pub fn to_m(&self, c: Coord<f64>) -> [f64; 2] {
-        [
-            (c.x - self.origin.x) * self.mx,
-            (c.y - self.origin.y) * self.my,
-        ]
-    }
-
-    /// Back to lon/lat.
-    #[must_use]
-    pub fn to_deg(&self, p: [f64; 2]) -> Coord<f64> {
-        Coord {
-            x: self.origin.x + p[0] / self.mx,
-            y: self.origin.y + p[1] / self.my,
-        }
-    }
-}
 
 #[derive(Debug, Clone, Copy)]
 struct Site {
@@ -91,7 +56,7 @@ pub struct Territories {
 
 /// Sample points (metres) of one footprint: its vertices and points along
 /// its edges at most [`SAMPLE_M`] apart; its centroid when it is degenerate.
-fn samples(footprint: &Polygon<f64>, frame: &Frame, out: &mut Vec<[f64; 2]>) {
+fn samples(footprint: &Polygon<f64>, frame: Frame, out: &mut Vec<[f64; 2]>) {
     let start = out.len();
     let ring = &footprint.exterior().0;
     for w in ring.windows(2) {
@@ -125,7 +90,7 @@ impl Territories {
         let mut pts = Vec::new();
         for (b, f) in footprints.iter().enumerate() {
             pts.clear();
-            samples(f, &frame, &mut pts);
+            samples(f, frame, &mut pts);
             sites.extend(
                 pts.iter()
                     .filter(|p| p[0].is_finite() && p[1].is_finite())
