@@ -63,6 +63,13 @@ pub enum Command {
     /// Quality of the stored grids: balance, compactness, contiguity,
     /// coverage, split buildings.
     Report(crate::partition_cli::ReportArgs),
+    /// Planner edits of a community's grids: move, split, merge, lock,
+    /// unlock, rebalance (validated, transactional, versioned).
+    Edit(crate::edit_cli::EditArgs),
+    /// The versions of a community's grids.
+    History(crate::edit_cli::HistoryArgs),
+    /// What changed in a community between two versions.
+    Diff(crate::edit_cli::DiffArgs),
 }
 
 /// `wangge demo`.
@@ -198,6 +205,9 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Locate(a) => crate::assign_cli::locate_cmd(&ui, &a),
         Command::Partition(a) => crate::partition_cli::partition_cmd(&ui, &a).map(|_| ()),
         Command::Report(a) => crate::partition_cli::report_cmd(&ui, &a),
+        Command::Edit(a) => crate::edit_cli::edit_cmd(&ui, &a),
+        Command::History(a) => crate::edit_cli::history_cmd(&a),
+        Command::Diff(a) => crate::edit_cli::diff_cmd(&a),
     }
 }
 

@@ -4,4 +4,5 @@
 
 mod assign_cli;
 pub mod cli;
+mod edit_cli;
 mod partition_cli;

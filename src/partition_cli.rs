@@ -116,7 +116,7 @@ pub(crate) fn partition_cmd(ui: &Ui, a: &PartitionArgs) -> Result<Vec<Partition>
     bars.stage("partitioning", comms.len() as u64);
     let mut parts = city::partition_all(&comms, &params, &bars);
     drop(bars);
-    let noded = wangge_partitioner::noding::node_with_store(&store, &mut parts)?;
+    let noded = wangge_partitioner::noding::node_with_store(&store, &mut parts, None)?;
     let partition_s = t1.elapsed().as_secs_f64();
     let t2 = Instant::now();
     let refs: Vec<&city::Community> = comms.iter().collect();
@@ -132,10 +132,14 @@ pub(crate) fn partition_cmd(ui: &Ui, a: &PartitionArgs) -> Result<Vec<Partition>
         &mut store,
         &refs,
         &parts,
-        a.community.is_empty(),
-        true,
+        if a.community.is_empty() {
+            versions::Replace::All
+        } else {
+            versions::Replace::Communities
+        },
         &noded,
         &meta,
+        &mut |_| Ok(()),
     )?;
     store.set_meta("partition_target", &a.target.to_string())?;
     store.set_meta("partition_tolerance", &a.tolerance.to_string())?;

@@ -888,6 +888,18 @@ impl Store {
     pub fn for_each(
         &self,
         layer: &str,
+        f: impl FnMut(Feature) -> Result<(), StoreError>,
+    ) -> Result<u64, StoreError> {
+        self.for_each_in(layer, None, f)
+    }
+
+    /// Like [`Store::for_each`], but with `bbox` (`[min lon, min lat, max
+    /// lon, max lat]`) only the features whose bounding box meets it, found
+    /// through the layer's R-tree (every feature when the layer has none).
+    pub fn for_each_in(
+        &self,
+        layer: &str,
+        bbox: Option<[f64; 4]>,
         mut f: impl FnMut(Feature) -> Result<(), StoreError>,
     ) -> Result<u64, StoreError> {
         let def = self.layer_def(layer)?;
@@ -897,13 +909,26 @@ impl Store {
             sql.push_str(", ");
             sql.push_str(&quote(&col.name));
         }
-        sql.push_str(&format!(
-            " FROM {} ORDER BY {}",
-            quote(layer),
-            quote(&def.fid)
-        ));
+        sql.push_str(&format!(" FROM {}", quote(layer)));
+        let rtree = rtree_name(layer, &def.geom);
+        let bbox = match bbox {
+            Some(b) if table_exists(&self.conn, &rtree).at(path)? => {
+                sql.push_str(&format!(
+                    " WHERE {} IN (SELECT id FROM {} WHERE maxx >= ?1 AND minx <= ?3 AND maxy >= ?2 AND miny <= ?4)",
+                    quote(&def.fid),
+                    quote(&rtree)
+                ));
+                Some(b)
+            }
+            _ => None,
+        };
+        sql.push_str(&format!(" ORDER BY {}", quote(&def.fid)));
         let mut stmt = self.conn.prepare(&sql).at(path)?;
-        let mut rows = stmt.query([]).at(path)?;
+        let mut rows = match bbox {
+            Some(b) => stmt.query(rusqlite::params![b[0], b[1], b[2], b[3]]),
+            None => stmt.query([]),
+        }
+        .at(path)?;
         let mut n = 0;
         while let Some(row) = rows.next().at(path)? {
             let fid: i64 = row.get(0).at(path)?;
@@ -2716,6 +2741,53 @@ mod tests {
             )
             .unwrap();
         assert_eq!(contents, None);
+    }
+
+    #[test]
+    fn for_each_in_finds_exactly_the_features_whose_box_meets_the_query() {
+        let (_dir, mut store) = new_store();
+        store
+            .create_layer(&schema("pois", GeomType::Point))
+            .unwrap();
+        let mut w = store.writer("pois").unwrap();
+        for i in 0..20 {
+            for j in 0..20 {
+                let p = Geometry::Point(point!(x: f64::from(i), y: f64::from(j)));
+                w.insert(&p, &["x".into(), (i * 20 + j).into(), Value::Null])
+                    .unwrap();
+            }
+        }
+        w.commit().unwrap();
+        let fids = |bbox: Option<[f64; 4]>| {
+            let mut v = Vec::new();
+            store
+                .for_each_in("pois", bbox, |f| {
+                    v.push(f.fid);
+                    Ok(())
+                })
+                .unwrap();
+            v
+        };
+        let all = fids(None);
+        assert_eq!(all.len(), 400);
+        for b in [[2.5, 3.0, 7.0, 4.5], [-1.0, -1.0, 0.0, 0.0], [30.0, 30.0, 40.0, 40.0]] {
+            // Brute force over every feature: points inside the closed box.
+            let mut expect = Vec::new();
+            store
+                .for_each("pois", |f| {
+                    let Geometry::Point(p) = f.geometry else {
+                        unreachable!()
+                    };
+                    if p.x() >= b[0] && p.x() <= b[2] && p.y() >= b[1] && p.y() <= b[3] {
+                        expect.push(f.fid);
+                    }
+                    Ok(())
+                })
+                .unwrap();
+            assert_eq!(fids(Some(b)), expect, "{b:?}");
+        }
+        // x in {3, 4, 5, 6, 7}, y in {3, 4}.
+        assert_eq!(fids(Some([2.5, 3.0, 7.0, 4.5])).len(), 5 * 2);
     }
 
     fn rtree_rows(store: &Store, layer: &str) -> i64 {

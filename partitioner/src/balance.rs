@@ -93,6 +93,62 @@ pub fn partition(units: &[Unit], adjacency: &[Vec<u32>], params: &Params) -> (Ve
     (group, k)
 }
 
+/// Cuts `units` (one grid's buildings, with their adjacency lists) into
+/// `parts` groups of about equal households: recursive weighted bisection,
+/// contiguity repair and balancing moves as in [`partition`]. Returns the
+/// group of each unit and the number of groups, which can differ from
+/// `parts` when the buildings cannot make that many contiguous groups.
+#[must_use]
+pub fn split(
+    units: &[Unit],
+    adjacency: &[Vec<u32>],
+    parts: usize,
+    tolerance: f64,
+) -> (Vec<u32>, usize) {
+    let n = units.len();
+    if n == 0 || parts == 0 {
+        return (vec![0; n], usize::from(n > 0));
+    }
+    let total: u64 = units.iter().map(|u| u64::from(u.households)).sum();
+    let params = Params {
+        target: (total as f64 / parts as f64).max(1.0),
+        tolerance,
+        seed: 0,
+    };
+    let mut group = vec![u32::MAX; n];
+    let mut ids: Vec<usize> = (0..n).collect();
+    let rot: Vec<[f64; 2]> = units.iter().map(|u| u.pos).collect();
+    let mut k = 0u32;
+    bisect(units, &rot, &mut ids, parts, &mut k, &mut group);
+    let mut k = k as usize;
+    repair_contiguity(units, adjacency, &mut group, &mut k);
+    rebalance(units, adjacency, &mut group, k, 0, &params);
+    repair_contiguity(units, adjacency, &mut group, &mut k);
+    let k = compact_labels(&mut group);
+    (group, k)
+}
+
+/// True when `members` (unit indices) form one connected piece of the
+/// adjacency graph restricted to them (an empty set is connected).
+#[must_use]
+pub fn connected(adjacency: &[Vec<u32>], members: &[usize]) -> bool {
+    let Some(&first) = members.first() else {
+        return true;
+    };
+    let inside: std::collections::HashSet<usize> = members.iter().copied().collect();
+    let mut seen = std::collections::HashSet::from([first]);
+    let mut queue = VecDeque::from([first]);
+    while let Some(u) = queue.pop_front() {
+        for &v in &adjacency[u] {
+            let v = v as usize;
+            if inside.contains(&v) && seen.insert(v) {
+                queue.push_back(v);
+            }
+        }
+    }
+    seen.len() == inside.len()
+}
+
 /// Recursive weighted bisection of `ids` into `parts` groups numbered from
 /// `*next`.
 fn bisect(

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 use geo::{Area, Centroid, Contains, InteriorPoint};
 use geo_types::{Coord, Geometry, MultiPolygon, Point, Polygon};
 use rayon::prelude::*;
-use wangge_engine::assign::GridLayer;
+use wangge_engine::assign::{GridLayer, GridPolygon};
 use wangge_engine::geom::{self, Frame};
 use wangge_engine::model::Layer;
 use wangge_engine::progress::Progress;
@@ -69,10 +69,44 @@ pub struct LoadReport {
 /// # Errors
 /// Store errors, or an unknown code in `only`.
 pub fn load(store: &Store, only: &[String]) -> Result<(Vec<Community>, LoadReport), StoreError> {
-    let comm_layer = GridLayer::from_store(store, Layer::Communities)?;
+    load_in(store, only, None)
+}
+
+/// Reads one community with its buildings, touching only the features
+/// near it (through the layers' R-trees): what an edit needs.
+///
+/// # Errors
+/// Store errors, or no community with that code.
+pub fn load_community(store: &Store, code: &str) -> Result<Community, StoreError> {
+    let bbox: Option<[f64; 4]> = store
+        .connection()
+        .query_row(
+            "SELECT minx, miny, maxx, maxy FROM rtree_communities_geom \
+             WHERE id = (SELECT fid FROM communities WHERE code = ?1)",
+            [code],
+            |r| Ok([r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?]),
+        )
+        .ok();
+    let (mut comms, _) = load_in(store, &[code.to_owned()], bbox)?;
+    comms.pop().ok_or_else(|| StoreError::BadSchema {
+        layer: "communities".into(),
+        reason: format!("no community with code {code:?}"),
+    })
+}
+
+/// [`load`], reading only the buildings that meet `region` and the
+/// communities near it when given.
+fn load_in(
+    store: &Store,
+    only: &[String],
+    region: Option<[f64; 4]>,
+) -> Result<(Vec<Community>, LoadReport), StoreError> {
+    // Communities a building in `region` can touch (buildings are far
+    // smaller than 0.005°, about 500 m).
+    let near = region.map(|b| [b[0] - 0.005, b[1] - 0.005, b[2] + 0.005, b[3] + 0.005]);
     let mut comms: Vec<Community> = Vec::new();
     let mut by_code: HashMap<String, usize> = HashMap::new();
-    store.for_each(Layer::Communities.name(), |f| {
+    store.for_each_in(Layer::Communities.name(), near, |f| {
         let geometry = geom::as_multi(f.geometry).unwrap_or_else(|| MultiPolygon::new(vec![]));
         let code = f.values[0].as_str().unwrap_or_default().to_owned();
         by_code.insert(code.clone(), comms.len());
@@ -92,12 +126,22 @@ pub fn load(store: &Store, only: &[String]) -> Result<(Vec<Community>, LoadRepor
             });
         }
     }
-    let persons = persons_per_building(store)?;
+    let comm_layer = GridLayer::new(
+        comms
+            .iter()
+            .map(|c| GridPolygon {
+                code: c.code.clone(),
+                name: String::new(),
+                geometry: c.geometry.clone(),
+            })
+            .collect(),
+    );
+    let persons = persons_per_building(store, region)?;
     let mut report = LoadReport::default();
     let schema = store.schema(Layer::Buildings.name())?;
     let col = |n: &str| schema.columns.iter().position(|c| c.name == n);
     let (id_i, hh_i, cc_i) = (col("id"), col("households"), col("community_code"));
-    store.for_each(Layer::Buildings.name(), |f| {
+    store.for_each_in(Layer::Buildings.name(), region, |f| {
         report.buildings += 1;
         let id = id_i
             .and_then(|i| f.values[i].as_str())
@@ -184,16 +228,28 @@ fn home(
 }
 
 /// Persons per building id (from the persons layer's `building_id`).
-fn persons_per_building(store: &Store) -> Result<HashMap<String, u32>, StoreError> {
+/// With `region`, only persons whose point meets it.
+fn persons_per_building(
+    store: &Store,
+    region: Option<[f64; 4]>,
+) -> Result<HashMap<String, u32>, StoreError> {
     let mut out: HashMap<String, u32> = HashMap::new();
     if !store.has_layer(Layer::Persons.name())? {
         return Ok(out);
     }
     let conn = store.connection();
-    let mut stmt = conn
-        .prepare("SELECT building_id FROM persons")
-        .map_err(|e| sql_err(store, &e))?;
-    let mut rows = stmt.query([]).map_err(|e| sql_err(store, &e))?;
+    let sql = if region.is_some() {
+        "SELECT building_id FROM persons WHERE fid IN (SELECT id FROM rtree_persons_geom \
+         WHERE maxx >= ?1 AND minx <= ?3 AND maxy >= ?2 AND miny <= ?4)"
+    } else {
+        "SELECT building_id FROM persons"
+    };
+    let mut stmt = conn.prepare(sql).map_err(|e| sql_err(store, &e))?;
+    let mut rows = match region {
+        Some(b) => stmt.query(rusqlite::params![b[0], b[1], b[2], b[3]]),
+        None => stmt.query([]),
+    }
+    .map_err(|e| sql_err(store, &e))?;
     while let Some(r) = rows.next().map_err(|e| sql_err(store, &e))? {
         if let Ok(Some(b)) = r.get_ref(0).map(|v| v.as_str_or_null().ok().flatten()) {
             if let Some(n) = out.get_mut(b) {
@@ -297,6 +353,23 @@ pub(crate) fn build_grids(
     territories: Option<&Territories>,
     code_of: impl Fn(usize) -> String,
 ) -> Partition {
+    let (group, outlines) = grid_outlines(c, group, k, territories);
+    let rank = reading_ranks(c, &outlines);
+    let codes: Vec<String> = rank.iter().map(|&r| code_of(r)).collect();
+    assemble(c, &group, outlines, &codes)
+}
+
+/// The outline of each of the `k` groups of a grouping, clipped to the
+/// community; where clipping cut a group in pieces, the pieces go to
+/// neighbours with their buildings (see [`attach_orphans`]). Returns the
+/// grouping after that and the outlines (one group when there is no
+/// territory to split).
+pub(crate) fn grid_outlines(
+    c: &Community,
+    group: &[u32],
+    k: usize,
+    territories: Option<&Territories>,
+) -> (Vec<u32>, Vec<MultiPolygon<f64>>) {
     let mut outlines: Vec<MultiPolygon<f64>> = match territories {
         Some(t) if k > 1 => t.outlines(&c.geometry, group, k),
         _ => vec![c.geometry.clone(); 1],
@@ -310,7 +383,13 @@ pub(crate) fn build_grids(
     if k > 1 {
         attach_orphans(c, &mut group, &mut outlines);
     }
-    // Reading order of the grids' interior points.
+    (group, outlines)
+}
+
+/// The rank of each outline in reading order (rows north→south, each
+/// west→east) of their interior points.
+pub(crate) fn reading_ranks(c: &Community, outlines: &[MultiPolygon<f64>]) -> Vec<usize> {
+    let k = outlines.len();
     let anchors: Vec<Coord<f64>> = outlines
         .iter()
         .map(|o| {
@@ -325,9 +404,28 @@ pub(crate) fn build_grids(
     for (r, &g) in order.iter().enumerate() {
         rank[g] = r;
     }
-    let mut grids: Vec<Grid> = (0..k)
-        .map(|r| {
-            let code = code_of(r);
+    rank
+}
+
+/// The grids of a grouping whose group `g` has outline `outlines[g]` and
+/// code `codes[g]`, in code order.
+pub(crate) fn assemble(
+    c: &Community,
+    group: &[u32],
+    outlines: Vec<MultiPolygon<f64>>,
+    codes: &[String],
+) -> Partition {
+    let k = outlines.len();
+    let mut order: Vec<usize> = (0..k).collect();
+    order.sort_by(|&a, &b| codes[a].cmp(&codes[b]));
+    let mut slot = vec![0; k];
+    for (i, &g) in order.iter().enumerate() {
+        slot[g] = i;
+    }
+    let mut grids: Vec<Grid> = order
+        .iter()
+        .map(|&g| {
+            let code = codes[g].clone();
             Grid {
                 name: format!("{}{}网格", c.name, &code[code.len().saturating_sub(3)..]),
                 code,
@@ -342,14 +440,14 @@ pub(crate) fn build_grids(
         .collect();
     let mut building_grid = vec![0; c.buildings.len()];
     for (b, &g) in group.iter().enumerate() {
-        let r = rank[g as usize];
+        let r = slot[g as usize];
         building_grid[b] = r;
         grids[r].buildings.push(b);
         grids[r].households += u64::from(c.buildings[b].households);
         grids[r].persons += u64::from(c.buildings[b].persons);
     }
     for (g, o) in outlines.into_iter().enumerate() {
-        let r = rank[g];
+        let r = slot[g];
         grids[r].area_m2 = geom::area_m2(&o);
         grids[r].geometry = o;
     }

@@ -13,9 +13,12 @@
 //!   keeps tiling its parent exactly.
 //! * [`versions`] — writing grids back with a version per community.
 //! * [`quality`] — the quality report of a stored partition.
+//! * [`edit`] — planner edits (move, split, merge, lock, unlock,
+//!   rebalance), validated and written as a new version.
 
 pub mod balance;
 pub mod city;
+pub mod edit;
 pub mod noding;
 pub mod quality;
 pub mod units;

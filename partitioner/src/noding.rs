@@ -35,12 +35,17 @@ pub struct Update {
 
 /// Nodes the new grids of `parts` with the districts, streets,
 /// communities and the other stored grids (those of communities not in
-/// `parts`). The grids in `parts` are updated in place; the stored features
-/// that changed are returned for writing.
+/// `parts`); with `region` (a lon/lat bbox holding every grid of `parts`)
+/// only the stored features that meet it. The grids in `parts` are updated
+/// in place; the stored features that changed are returned for writing.
 ///
 /// # Errors
 /// Store errors.
-pub fn node_with_store(store: &Store, parts: &mut [Partition]) -> Result<Vec<Update>, StoreError> {
+pub fn node_with_store(
+    store: &Store,
+    parts: &mut [Partition],
+    region: Option<[f64; 4]>,
+) -> Result<Vec<Update>, StoreError> {
     let replaced: HashMap<&str, ()> = parts.iter().map(|p| (p.community.as_str(), ())).collect();
     let mut keys: Vec<(Layer, i64)> = Vec::new();
     let mut layer: Vec<Option<MultiPolygon<f64>>> = Vec::new();
@@ -53,7 +58,7 @@ pub fn node_with_store(store: &Store, parts: &mut [Partition]) -> Result<Vec<Upd
         if !store.has_layer(l.name())? {
             continue;
         }
-        store.for_each(l.name(), |f| {
+        store.for_each_in(l.name(), region, |f| {
             if l == Layer::Grids {
                 let parent = f.values.get(2).and_then(|v| v.as_str()).unwrap_or_default();
                 if replaced.contains_key(parent) {

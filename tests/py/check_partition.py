@@ -1,7 +1,13 @@
 """Independent truth for `wangge partition`: reads the GeoPackage with sqlite3
 and GEOS (shapely 2) and checks the hard constraints on every community.
 
-usage: check_partition.py STORE.gpkg TARGET TOLERANCE
+usage: check_partition.py STORE.gpkg TARGET TOLERANCE [--communities C,C…] [--stable-codes]
+  --communities: check only these communities (and their buildings), and
+    also that every entity point in them carries the code of the grid that
+    GEOS finds containing it (entities_misassigned; points on a boundary or
+    outside every grid are not counted).
+  --stable-codes: codes need only be the community code + 3 digits, unique
+    (after planner edits), not consecutive from 001.
 prints one JSON object:
   communities, grids, worst_cover_rel (max over communities of
   area(community XOR union(grids)) / area(community)), overlap_rel (max of
@@ -25,6 +31,10 @@ import shapely
 from gpkgutil import geom
 
 store, target, tol = sys.argv[1], float(sys.argv[2]), float(sys.argv[3])
+only = None
+stable = "--stable-codes" in sys.argv
+if "--communities" in sys.argv:
+    only = set(sys.argv[sys.argv.index("--communities") + 1].split(","))
 db = sqlite3.connect(store)
 
 
@@ -39,15 +49,17 @@ def polsby_popper(g):
     return 4 * math.pi * m.area / (m.length ** 2) if m.length > 0 else 0.0
 
 
-comms = {c: geom(g) for c, g in db.execute("SELECT code, geom FROM communities")}
+comms = {c: geom(g) for c, g in db.execute("SELECT code, geom FROM communities")
+         if only is None or c in only}
 grids = defaultdict(list)
 for code, parent, hh, g in db.execute("SELECT code, parent_code, households, geom FROM grids"):
     grids[parent].append((code, hh, geom(g)))
 bld = defaultdict(list)
 for gc, hh, g in db.execute("SELECT grid_code, households, geom FROM buildings"):
-    bld[gc].append((hh, geom(g)))
+    if only is None or (gc or "")[:12] in only:
+        bld[gc].append((hh, geom(g)))
 
-out = dict(communities=len(comms), grids=sum(len(v) for v in grids.values()),
+out = dict(communities=len(comms), grids=sum(len(grids.get(c, [])) for c in comms),
            worst_cover_rel=0.0, overlap_rel=0.0, invalid_grids=0, noncontiguous=0,
            split_buildings=0, buildings_without_grid=0, bad_codes=0,
            households_mismatch=0, communities_without_grids=0)
@@ -60,7 +72,12 @@ for c, cg in comms.items():
         out["communities_without_grids"] += 1
         continue
     codes = sorted(code for code, _, _ in gs)
-    if codes != [f"{c}{i:03d}" for i in range(1, len(gs) + 1)]:
+    if stable:
+        if len(set(codes)) != len(codes) or any(
+                len(x) != 15 or not x.startswith(c) or not x[12:].isdigit() or x[12:] == "000"
+                for x in codes):
+            out["bad_codes"] += 1
+    elif codes != [f"{c}{i:03d}" for i in range(1, len(gs) + 1)]:
         out["bad_codes"] += 1
     polys = [g for _, _, g in gs]
     union = shapely.union_all(polys)
@@ -97,6 +114,29 @@ out["buildings_without_grid"] = sum(len(v) for k, v in bld.items() if k not in k
 out["within_tolerance_pct"] = 100.0 * within / max(1, out["grids"])
 pps.sort()
 out["polsby_popper_median"] = pps[len(pps) // 2] if pps else 0.0
+# Entities of the checked communities carry the grid GEOS finds holding them.
+if only is not None:
+    polys, pcodes = [], []
+    for c in only:
+        for code, _, g in grids.get(c, []):
+            polys.append(g)
+            pcodes.append(code)
+    tree = shapely.STRtree(polys)
+    bad = checked = 0
+    for layer in ("persons", "places", "objects", "events", "organizations"):
+        for gc, cc, g in db.execute(f"SELECT grid_code, community_code, geom FROM {layer}"):
+            if cc not in only:
+                continue
+            p = geom(g)
+            hits = [pcodes[i] for i in tree.query(p, predicate="within")]
+            if len(hits) != 1 or any(polys[i].boundary.distance(p) < 1e-9
+                                     for i in tree.query(p, predicate="intersects")):
+                continue
+            checked += 1
+            if hits[0] != gc:
+                bad += 1
+    out["entities_checked"] = checked
+    out["entities_misassigned"] = bad
 # Households split across grids, from the persons' assigned grid codes.
 n = db.execute("SELECT count(*) FROM persons WHERE grid_code IS NOT NULL AND length(grid_code) = 15").fetchone()[0]
 if n:
