@@ -1,6 +1,7 @@
 //! Integration tests: one binary, many modules (see ARCHITECTURE.md).
 
 mod crs;
+mod edit;
 
 mod assign;
 mod bad_input;

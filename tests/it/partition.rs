@@ -9,9 +9,9 @@ use crate::support::{python_json, repo, s, wangge, wangge_ok};
 const SCALE: &str = "0.02";
 /// At scale 0.02 a community has about 25 households: a target of 10 makes
 /// several grids in most of them.
-const TARGET: &str = "10";
+pub(crate) const TARGET: &str = "10";
 
-fn city(dir: &std::path::Path) -> std::path::PathBuf {
+pub(crate) fn city(dir: &std::path::Path) -> std::path::PathBuf {
     let out = dir.join("city.gpkg");
     wangge_ok(&[
         "synth",
@@ -30,7 +30,7 @@ fn city(dir: &std::path::Path) -> std::path::PathBuf {
 
 /// (code, parent, households, area_m2) of every grid, read back with the
 /// export command (GeoJSON).
-fn grids(store: &std::path::Path) -> Vec<(String, String, i64, f64)> {
+pub(crate) fn grids(store: &std::path::Path) -> Vec<(String, String, i64, f64)> {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("grids.geojson");
     wangge_ok(&[
