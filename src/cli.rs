@@ -777,9 +777,22 @@ fn import_cmd(ui: &Ui, a: &ImportArgs) -> Result<()> {
             }
         }
     }
+    let mut repairs = Json::Null;
     if a.layer.is_admin() {
         // Polygons are repaired and overlaps resolved before they land.
         let (fixed, report) = validate::validate_polygons(&admin_inputs);
+        repairs = json!({
+            "invalid": report.invalid,
+            "repaired": report.repaired,
+            "overlaps": report.overlaps,
+            "overlap_area_m2": report.overlap_area_m2,
+        });
+        if report.invalid + report.overlaps > 0 {
+            ui.say(format!(
+                "  {} invalid polygons ({} repaired), {} overlapping pairs resolved ({:.0} m², lower code kept)",
+                report.invalid, report.repaired, report.overlaps, report.overlap_area_m2
+            ));
+        }
         for e in &report.errors {
             ui.say(format!(
                 "  feature {}: {} ({:?})",
@@ -831,7 +844,7 @@ fn import_cmd(ui: &Ui, a: &ImportArgs) -> Result<()> {
     if a.json {
         println!(
             "{}",
-            json!({"read": read, "imported": written, "rejected": rejected, "rejects": if rejected > 0 { json!(rejects_path) } else { Json::Null }})
+            json!({"read": read, "imported": written, "rejected": rejected, "rejects": if rejected > 0 { json!(rejects_path) } else { Json::Null }, "repairs": repairs})
         );
     } else {
         ui.say(format!(

@@ -90,12 +90,20 @@ pub(crate) fn partition_cmd(ui: &Ui, a: &PartitionArgs) -> Result<Vec<Partition>
     ui.say("reading communities, buildings and persons per building …");
     let (comms, load) = city::load(&store, &a.community)?;
     let read_s = t0.elapsed().as_secs_f64();
-    if load.crossing_border + load.reassigned + load.outside + load.bad_footprint > 0 {
+    if load.crossing_border
+        + load.reassigned
+        + load.outside
+        + load.bad_footprint
+        + load.partly_outside
+        > 0
+    {
         ui.say(format!(
             "  buildings: {} read; {} cross a community border (kept whole in the community holding most of them); \
+             {} partly outside every community (kept); \
              {} moved to the community they lie in; {} outside every community and {} with a bad footprint left out{}",
             load.buildings,
             load.crossing_border,
+            load.partly_outside,
             load.reassigned,
             load.outside,
             load.bad_footprint,

@@ -61,6 +61,9 @@ pub struct LoadReport {
     pub outside_ids: Vec<String>,
     /// Buildings with an empty or invalid footprint (left out).
     pub bad_footprint: u64,
+    /// Buildings partly outside every community (kept, in the community
+    /// holding them; no grid can hold them whole).
+    pub partly_outside: u64,
 }
 
 /// Reads every community (or those in `only`) with its buildings. Each
@@ -197,17 +200,24 @@ fn home(
     footprint: &Polygon<f64>,
     report: &mut LoadReport,
 ) -> Option<usize> {
-    let mut hits: Vec<usize> = footprint
+    let located: Vec<Option<u32>> = footprint
         .exterior()
         .0
         .iter()
         .copied()
         .chain(footprint.centroid().map(|c| c.0))
-        .filter_map(|c| layer.locate(c.x, c.y))
-        .filter_map(|id| by_code.get(layer.code(id)).copied())
+        .map(|c| layer.locate(c.x, c.y))
+        .collect();
+    let mut hits: Vec<usize> = located
+        .iter()
+        .flatten()
+        .filter_map(|&id| by_code.get(layer.code(id)).copied())
         .collect();
     hits.sort_unstable();
     hits.dedup();
+    if !hits.is_empty() && located.iter().any(Option::is_none) {
+        report.partly_outside += 1;
+    }
     match hits.len() {
         0 => None,
         1 => Some(hits[0]),

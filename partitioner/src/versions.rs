@@ -108,6 +108,9 @@ pub fn write(
         reason: e.to_string(),
     };
     ensure_tables(store.connection()).map_err(|e| sql_err(store, &e))?;
+    if !store.has_layer(Layer::Grids.name())? {
+        store.create_layer(&Layer::Grids.schema())?;
+    }
     let mut w = store.writer(Layer::Grids.name())?;
     {
         let conn = w.connection();

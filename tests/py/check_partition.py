@@ -124,6 +124,8 @@ if only is not None:
     tree = shapely.STRtree(polys)
     bad = checked = 0
     for layer in ("persons", "places", "objects", "events", "organizations"):
+        if not db.execute("SELECT count(*) FROM sqlite_master WHERE name = ?", (layer,)).fetchone()[0]:
+            continue
         for gc, cc, g in db.execute(f"SELECT grid_code, community_code, geom FROM {layer}"):
             if cc not in only:
                 continue
@@ -138,7 +140,9 @@ if only is not None:
     out["entities_checked"] = checked
     out["entities_misassigned"] = bad
 # Households split across grids, from the persons' assigned grid codes.
-n = db.execute("SELECT count(*) FROM persons WHERE grid_code IS NOT NULL AND length(grid_code) = 15").fetchone()[0]
+has_persons = db.execute("SELECT count(*) FROM sqlite_master WHERE name = 'persons'").fetchone()[0]
+n = has_persons and db.execute(
+    "SELECT count(*) FROM persons WHERE grid_code IS NOT NULL AND length(grid_code) = 15").fetchone()[0]
 if n:
     out["households_in_two_grids"] = db.execute(
         "SELECT count(*) FROM (SELECT household_id FROM persons GROUP BY household_id "
