@@ -29,6 +29,7 @@ mod error;
 mod grids;
 mod locate;
 mod metrics;
+mod store_tiles;
 mod tiles;
 
 pub use cache::{CachedTile, Encoding, TileCache, TileKey, tile_touches};
@@ -36,6 +37,7 @@ pub use error::ApiError;
 pub use grids::Directory;
 pub use locate::{Locator, MAX_POINTS};
 pub use metrics::Metrics;
+pub use store_tiles::StoreTiles;
 pub use tiles::{TileSource, VectorLayer, negotiate};
 
 use crate::cli::Ui;
@@ -62,6 +64,9 @@ pub struct ServeArgs {
     /// Longest time to answer a request, seconds (longer: 408).
     #[arg(long, default_value_t = 60)]
     pub timeout_s: u64,
+    /// Serve no tiles (faster start, less memory: the API only).
+    #[arg(long)]
+    pub no_tiles: bool,
 }
 
 /// Settings of a server beyond its store and tile sources.
@@ -376,16 +381,36 @@ async fn metrics_text(State(state): State<Arc<AppState>>) -> Response {
         .into_response()
 }
 
-/// The tile sources of a store.
-fn tile_sources(_ui: &Ui, _store: &std::path::Path) -> Result<Vec<Arc<dyn TileSource>>> {
-    Ok(Vec::new())
+/// The tile sources of a store: all its layers as source `wangge`.
+fn tile_sources(ui: &Ui, a: &ServeArgs) -> Result<Vec<Arc<dyn TileSource>>> {
+    if a.no_tiles {
+        return Ok(Vec::new());
+    }
+    let t = Instant::now();
+    let tiles = StoreTiles::open(&a.store)
+        .with_context(|| format!("cannot read the tile layers of {}", a.store.display()))?;
+    let warnings = tiles.warnings();
+    ui.say(format!(
+        "tiles: {} layers loaded in {:.1} s{}",
+        tiles.layers().len(),
+        t.elapsed().as_secs_f64(),
+        if warnings.is_empty() {
+            String::new()
+        } else {
+            format!(", {} warning(s):", warnings.len())
+        }
+    ));
+    for w in warnings.iter().take(20) {
+        ui.say(format!("  {w}"));
+    }
+    Ok(vec![Arc::new(tiles)])
 }
 
 /// Runs `wangge serve` until Ctrl-C or SIGTERM, then finishes the requests
 /// in flight.
 pub(crate) fn serve_cmd(ui: &Ui, a: &ServeArgs) -> Result<()> {
     let t0 = Instant::now();
-    let sources = tile_sources(ui, &a.store)?;
+    let sources = tile_sources(ui, a)?;
     let state = AppState::open(
         a.store.clone(),
         sources,

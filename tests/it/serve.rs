@@ -1080,3 +1080,191 @@ async fn serve_tiles_negotiate_cache_and_invalidate() {
         .unwrap();
     assert_eq!(misses as usize, source.encoded.load(Ordering::SeqCst));
 }
+
+// ---------------------------------------------------------------------------
+// Tiles from the real binary, decoded by the Python `mapbox-vector-tile`.
+// ---------------------------------------------------------------------------
+
+/// The XYZ tile holding a lon/lat at zoom z.
+fn tile_of(lon: f64, lat: f64, z: u8) -> (u32, u32) {
+    let n = f64::from(1u32 << z);
+    let x = ((lon + 180.0) / 360.0 * n).floor() as u32;
+    let r = lat.to_radians();
+    let y =
+        ((1.0 - (r.tan() + 1.0 / r.cos()).ln() / std::f64::consts::PI) / 2.0 * n).floor() as u32;
+    (x, y)
+}
+
+/// Decodes raw MVT bytes with the independent Python decoder.
+fn decode_tiles(dir: &Path, tiles: &[&[u8]]) -> Vec<Value> {
+    let mut paths = Vec::new();
+    for (i, t) in tiles.iter().enumerate() {
+        let p = dir.join(format!("tile{i}.mvt"));
+        std::fs::write(&p, t).unwrap();
+        paths.push(p);
+    }
+    let args: Vec<&str> = paths.iter().map(|p| s(p)).collect();
+    crate::support::python_json("mvt_decode.py", &args)
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+fn grid_codes_in(tile: &Value) -> HashSet<String> {
+    tile["grids"]["features"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|f| f["properties"]["code"].as_str().map(str::to_owned))
+        .collect()
+}
+
+#[test]
+fn serve_tiles_decode_and_follow_edits() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = city_copy(dir.path());
+    let grids = exported(&store, "grids", dir.path());
+    let srv = Server::start(&store, &["--token", TOKEN]);
+    let cat = get(&srv.url("/catalog"), &[]).json();
+    assert!(cat["tiles"]["wangge"].is_object(), "{cat}");
+    let tj = get(&srv.url("/tiles/wangge.json"), &[]).json();
+    assert_eq!(tj["tilejson"], "3.0.0");
+    assert_eq!(
+        tj["tiles"][0].as_str().unwrap(),
+        srv.url("/tiles/wangge/{z}/{x}/{y}")
+    );
+    let layers: Vec<&str> = tj["vector_layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["id"].as_str().unwrap())
+        .collect();
+    assert!(layers.contains(&"grids"), "{layers:?}");
+    assert!(
+        !layers.contains(&"persons"),
+        "persons are never a tile layer"
+    );
+    let style = get(&srv.url("/style.json"), &[]).json();
+    for l in &layers {
+        assert!(
+            style["layers"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|s| s["source-layer"] == *l),
+            "style misses {l}"
+        );
+    }
+
+    // A community with several grids and a point inside its first grid.
+    let mut by: BTreeMap<String, Vec<&Value>> = BTreeMap::new();
+    for g in &grids {
+        by.entry(g["properties"]["parent_code"].as_str().unwrap().to_owned())
+            .or_default()
+            .push(g);
+    }
+    // A grid of several buildings (so it can be split) in a community of
+    // several grids.
+    let (comm, grid) = by
+        .iter()
+        .filter(|(_, v)| v.len() >= 3)
+        .find_map(|(c, v)| {
+            v.iter()
+                .find(|g| g["properties"]["buildings"].as_i64().unwrap() >= 4)
+                .map(|g| (c, *g))
+        })
+        .unwrap();
+    let code = grid["properties"]["code"].as_str().unwrap();
+    let ring = &grid["geometry"]["coordinates"][0][0];
+    let (mut lon, mut lat) = (0.0, 0.0);
+    let pts = ring.as_array().unwrap();
+    for p in &pts[..pts.len() - 1] {
+        lon += p[0].as_f64().unwrap() / (pts.len() - 1) as f64;
+        lat += p[1].as_f64().unwrap() / (pts.len() - 1) as f64;
+    }
+    let z = 14;
+    let (x, y) = tile_of(lon, lat, z);
+    let url = srv.url(&format!("/tiles/wangge/{z}/{x}/{y}"));
+    let plain = get(&url, &[]);
+    assert_eq!(plain.status, 200);
+    assert_eq!(plain.header("content-type"), Some("application/x-protobuf"));
+    let gz = get(&format!("{url}.pbf"), &[("accept-encoding", "gzip")]);
+    assert_eq!(gz.header("content-encoding"), Some("gzip"));
+    assert_eq!(gunzip(&gz.body), plain.body);
+    let br = get(
+        &format!("{url}.mvt"),
+        &[("accept-encoding", "br;q=1, gzip;q=0.5")],
+    );
+    assert_eq!(br.header("content-encoding"), Some("br"));
+    assert_eq!(unbrotli(&br.body), plain.body);
+    let etag = plain.header("etag").unwrap().to_owned();
+    assert_eq!(get(&url, &[("if-none-match", &etag)]).status, 304);
+
+    let decoded = decode_tiles(dir.path(), &[&plain.body]);
+    let before = grid_codes_in(&decoded[0]);
+    assert!(
+        before.contains(code),
+        "{code} not in tile {z}/{x}/{y}: {before:?}"
+    );
+    let f = decoded[0]["grids"]["features"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["properties"]["code"] == code)
+        .unwrap();
+    assert_eq!(
+        f["properties"]["households"],
+        grid["properties"]["households"]
+    );
+    for (name, layer) in decoded[0].as_object().unwrap() {
+        assert_ne!(name, "persons");
+        assert_eq!(layer["extent"], 4096);
+        for feat in layer["features"].as_array().unwrap() {
+            let p = feat["properties"].as_object().unwrap();
+            assert!(!p.contains_key("id_card") && !p.contains_key("household_id"));
+        }
+    }
+
+    // Split the grid over HTTP: the cached tile is dropped and the new tile
+    // shows the new grids.
+    let v = get(&srv.url(&format!("/v1/communities/{comm}")), &[]).json()["properties"]["version"]
+        .as_i64()
+        .unwrap();
+    let split = json!({"op": "split", "grid": code, "parts": 2}).to_string();
+    let a = post(
+        &srv.url(&format!("/v1/communities/{comm}/edits")),
+        &[
+            JSON_CT,
+            ("authorization", &format!("Bearer {TOKEN}")),
+            ("if-match", &v.to_string()),
+        ],
+        split.as_bytes(),
+    );
+    assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+    let out = a.json();
+    let after = get(&url, &[("if-none-match", &etag)]);
+    assert_eq!(
+        after.status, 200,
+        "the edited tile was served from the cache"
+    );
+    assert_ne!(after.header("etag").unwrap(), etag);
+    let decoded = decode_tiles(dir.path(), &[&after.body]);
+    let codes = grid_codes_in(&decoded[0]);
+    for added in out["added"].as_array().unwrap() {
+        let added = added.as_str().unwrap();
+        let served = get(&srv.url(&format!("/v1/grids/{added}")), &[]).json();
+        // Only the new grids that reach this tile must be in it.
+        let reaches = served["geometry"]["coordinates"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|p| p[0].as_array().unwrap().iter())
+            .any(|c| tile_of(c[0].as_f64().unwrap(), c[1].as_f64().unwrap(), z) == (x, y));
+        if reaches {
+            assert!(codes.contains(added), "{added} missing from the new tile");
+        }
+    }
+    let metrics = String::from_utf8(get(&srv.url("/metrics"), &[]).body).unwrap();
+    assert!(metrics.contains("wangge_edits_total 1"));
+    assert!(metrics.contains("wangge_tile_size_bytes_count"));
+}
