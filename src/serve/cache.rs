@@ -290,7 +290,8 @@ impl TileCache {
 /// buffer 64 of extent 4096), doubled for safety.
 const BUFFER: f64 = 128.0 / 4096.0;
 
-/// Does tile z/x/y, grown by [`BUFFER`], touch the lon/lat box?
+/// Does tile z/x/y, grown by twice the MVT buffer (128 of 4096), touch the
+/// lon/lat box?
 #[must_use]
 pub fn tile_touches(z: u8, x: u32, y: u32, bbox: [f64; 4]) -> bool {
     let n = f64::from(1u32 << z.min(31));

@@ -122,12 +122,11 @@ impl Directory {
     }
 }
 
-/// One feature of `layer` by fid: its geometry and its columns as JSON.
-fn read_row(
-    store: &Store,
-    layer: Layer,
-    fid: i64,
-) -> Result<Option<(Geometry<f64>, Map<String, Json>)>, ApiError> {
+/// A feature's geometry and its columns as JSON.
+type Row = (Geometry<f64>, Map<String, Json>);
+
+/// One feature of `layer` by fid.
+fn read_row(store: &Store, layer: Layer, fid: i64) -> Result<Option<Row>, ApiError> {
     let schema = store.schema(layer.name())?;
     let cols: Vec<String> = schema
         .columns
