@@ -359,6 +359,7 @@ pub(crate) async fn grids(
                         }
                     }
                 }
+                By::Bbox(_) if dir.grids.is_empty() => {}
                 By::Bbox(b) => {
                     let rect = Rect::new(coord! {x: b[0], y: b[1]}, coord! {x: b[2], y: b[3]});
                     let mut stmt = store.connection().prepare(

@@ -275,13 +275,14 @@ pub fn router(state: Arc<AppState>) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(limit))
-        .layer(axum::middleware::from_fn_with_state(
-            Arc::clone(&state),
-            guard,
-        ))
+        // Inside the guard, so a timeout is counted and gets a JSON body.
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             timeout,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&state),
+            guard,
         ))
         // Maps on any origin may read tiles and the API; `Authorization` is
         // not among the allowed headers, so edits stay same-origin or
@@ -436,6 +437,10 @@ fn tile_sources(ui: &Ui, a: &ServeArgs) -> Result<Vec<Arc<dyn TileSource>>> {
 /// in flight.
 pub(crate) fn serve_cmd(ui: &Ui, a: &ServeArgs) -> Result<()> {
     let t0 = Instant::now();
+    // Bind first: a taken port fails at once, not after loading the store.
+    let std_listener = std::net::TcpListener::bind(a.addr)
+        .with_context(|| format!("cannot listen on {}", a.addr))?;
+    std_listener.set_nonblocking(true)?;
     let sources = tile_sources(ui, a)?;
     let state = AppState::open(
         a.store.clone(),
@@ -467,9 +472,7 @@ pub(crate) fn serve_cmd(ui: &Ui, a: &ServeArgs) -> Result<()> {
         .build()
         .context("cannot start the async runtime")?;
     rt.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(a.addr)
-            .await
-            .with_context(|| format!("cannot listen on {}", a.addr))?;
+        let listener = tokio::net::TcpListener::from_std(std_listener)?;
         let local = listener.local_addr()?;
         let mut state = state;
         state.addr = local.to_string();
