@@ -434,6 +434,8 @@ fn demo(ui: &Ui, a: &DemoArgs) -> Result<()> {
             assign: true,
             author: "wangge demo".into(),
             json: false,
+            graph_out: None,
+            dry_run: false,
         },
     )?;
     ui.say(format!(
