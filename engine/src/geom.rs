@@ -570,7 +570,10 @@ pub fn snap_vertices(layer: &mut [Option<MultiPolygon<f64>>], tol: f64) -> usize
             out.dedup();
             LineString::from(out)
         };
-        let tried: Vec<Result<Option<MultiPolygon<f64>>, Vec<[f64; 2]>>> = layer
+        // Per polygon: its snapped form (None: nothing to snap), or the
+        // targets that broke it.
+        type Tried = Result<Option<MultiPolygon<f64>>, Vec<[f64; 2]>>;
+        let tried: Vec<Tried> = layer
             .par_iter()
             .map(|slot| {
                 let Some(mp) = slot.as_ref() else {
