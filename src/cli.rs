@@ -63,6 +63,8 @@ pub enum Command {
     /// Quality of the stored grids: balance, compactness, contiguity,
     /// coverage, split buildings.
     Report(crate::partition_cli::ReportArgs),
+    /// Serve the HTTP API, vector tiles, health and metrics.
+    Serve(crate::serve::ServeArgs),
     /// Planner edits of a community's grids: move, split, merge, lock,
     /// unlock, rebalance (validated, transactional, versioned).
     Edit(crate::edit_cli::EditArgs),
@@ -205,6 +207,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Locate(a) => crate::assign_cli::locate_cmd(&ui, &a),
         Command::Partition(a) => crate::partition_cli::partition_cmd(&ui, &a).map(|_| ()),
         Command::Report(a) => crate::partition_cli::report_cmd(&ui, &a),
+        Command::Serve(a) => crate::serve::serve_cmd(&ui, &a),
         Command::Edit(a) => crate::edit_cli::edit_cmd(&ui, &a),
         Command::History(a) => crate::edit_cli::history_cmd(&a),
         Command::Diff(a) => crate::edit_cli::diff_cmd(&a),

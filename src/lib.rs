@@ -6,3 +6,4 @@ mod assign_cli;
 pub mod cli;
 mod edit_cli;
 mod partition_cli;
+pub mod serve;

@@ -1,0 +1,486 @@
+//! `GET /v1/grids/{code}`, `GET /v1/grids?bbox=…|community=…` and
+//! `GET /v1/communities/{code}`: grids and communities as GeoJSON with
+//! their statistics. Persons appear only as per-grid counts.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
+use geo::Intersects;
+use geo_types::{Geometry, Rect, coord};
+use rusqlite::OptionalExtension;
+use serde_json::{Map, Value as Json, json};
+use wangge_engine::assign::code_path;
+use wangge_engine::codes::{CommunityCode, GridCode};
+use wangge_engine::io::geojson::geometry_to_json;
+use wangge_engine::model::Layer;
+use wangge_engine::store::{Store, decode_geometry};
+
+use super::AppState;
+use super::error::{ApiError, blocking};
+
+/// Entity layers counted per grid (persons are counted in the grid row).
+const COUNTED: [Layer; 4] = [
+    Layer::Places,
+    Layer::Objects,
+    Layer::Events,
+    Layer::Organizations,
+];
+
+/// Default and largest number of grids in one listing.
+const DEFAULT_LIMIT: usize = 1000;
+const MAX_LIMIT: usize = 10_000;
+
+/// Where each grid and community is, and the entity counts per grid: read
+/// once at start and after each edit, so lookups by code do not scan.
+#[derive(Debug, Default)]
+pub struct Directory {
+    grids: HashMap<String, GridEntry>,
+    communities: HashMap<String, i64>,
+    /// Grid codes per community, sorted.
+    community_grids: HashMap<String, Vec<String>>,
+    counts: HashMap<String, [u64; 4]>,
+}
+
+#[derive(Debug, Clone)]
+struct GridEntry {
+    fid: i64,
+    households: i64,
+}
+
+fn table_exists(store: &Store, name: &str) -> Result<bool, ApiError> {
+    Ok(store
+        .connection()
+        .query_row(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1",
+            [name],
+            |_| Ok(()),
+        )
+        .optional()?
+        .is_some())
+}
+
+impl Directory {
+    /// Reads the directory of a store.
+    ///
+    /// # Errors
+    /// Store errors.
+    pub fn load(store: &Store) -> Result<Directory, ApiError> {
+        let conn = store.connection();
+        let mut d = Directory::default();
+        if store.has_layer(Layer::Grids.name())? {
+            let mut stmt =
+                conn.prepare("SELECT fid, code, parent_code, households FROM grids ORDER BY code")?;
+            let mut rows = stmt.query([])?;
+            while let Some(r) = rows.next()? {
+                let code: String = r.get(1)?;
+                let parent: Option<String> = r.get(2)?;
+                let parent = parent.unwrap_or_else(|| code_path(&code)[2].to_owned());
+                d.community_grids
+                    .entry(parent)
+                    .or_default()
+                    .push(code.clone());
+                d.grids.insert(
+                    code,
+                    GridEntry {
+                        fid: r.get(0)?,
+                        households: r.get::<_, Option<i64>>(3)?.unwrap_or(0),
+                    },
+                );
+            }
+        }
+        if store.has_layer(Layer::Communities.name())? {
+            let mut stmt = conn.prepare("SELECT fid, code FROM communities")?;
+            let mut rows = stmt.query([])?;
+            while let Some(r) = rows.next()? {
+                d.communities.insert(r.get(1)?, r.get(0)?);
+            }
+        }
+        for (i, l) in COUNTED.iter().enumerate() {
+            if !store.has_layer(l.name())? {
+                continue;
+            }
+            let mut stmt = conn.prepare(&format!(
+                "SELECT grid_code, count(*) FROM \"{}\" WHERE grid_code IS NOT NULL GROUP BY grid_code",
+                l.name()
+            ))?;
+            let mut rows = stmt.query([])?;
+            while let Some(r) = rows.next()? {
+                let code: String = r.get(0)?;
+                let n: i64 = r.get(1)?;
+                d.counts.entry(code).or_default()[i] = n as u64;
+            }
+        }
+        Ok(d)
+    }
+
+    /// Number of grids.
+    #[must_use]
+    pub fn grids(&self) -> usize {
+        self.grids.len()
+    }
+}
+
+/// A feature's geometry and its columns as JSON.
+type Row = (Geometry<f64>, Map<String, Json>);
+
+/// One feature of `layer` by fid.
+fn read_row(store: &Store, layer: Layer, fid: i64) -> Result<Option<Row>, ApiError> {
+    let schema = store.schema(layer.name())?;
+    let cols: Vec<String> = schema
+        .columns
+        .iter()
+        .map(|c| format!("\"{}\"", c.name))
+        .collect();
+    let sql = format!(
+        "SELECT geom, {} FROM \"{}\" WHERE fid = ?1",
+        cols.join(", "),
+        layer.name()
+    );
+    let row = store
+        .connection()
+        .query_row(&sql, [fid], |r| {
+            let blob: Option<Vec<u8>> = r.get(0)?;
+            let mut props = Map::new();
+            for (i, c) in schema.columns.iter().enumerate() {
+                let v: rusqlite::types::Value = r.get(i + 1)?;
+                props.insert(
+                    c.name.clone(),
+                    match v {
+                        rusqlite::types::Value::Integer(i) => json!(i),
+                        rusqlite::types::Value::Real(f) => json!(f),
+                        rusqlite::types::Value::Text(s) => json!(s),
+                        _ => Json::Null,
+                    },
+                );
+            }
+            Ok((blob, props))
+        })
+        .optional()?;
+    let Some((blob, props)) = row else {
+        return Ok(None);
+    };
+    let geometry = match blob {
+        Some(b) => decode_geometry(&b)?,
+        None => Geometry::MultiPolygon(geo_types::MultiPolygon::new(vec![])),
+    };
+    Ok(Some((geometry, props)))
+}
+
+/// The latest version of a community, 0 when it has none.
+fn version(store: &Store, community: &str) -> Result<i64, ApiError> {
+    if !table_exists(store, "wangge_versions")? {
+        return Ok(0);
+    }
+    Ok(wangge_partitioner::versions::latest(
+        store.connection(),
+        community,
+    )?)
+}
+
+fn locked(store: &Store, code: &str) -> Result<bool, ApiError> {
+    if !table_exists(store, "wangge_grid_locks")? {
+        return Ok(false);
+    }
+    Ok(store
+        .connection()
+        .query_row(
+            "SELECT 1 FROM wangge_grid_locks WHERE code = ?1",
+            [code],
+            |_| Ok(()),
+        )
+        .optional()?
+        .is_some())
+}
+
+/// The GeoJSON Feature of a grid with its statistics.
+fn grid_feature(
+    store: &Store,
+    dir: &Directory,
+    code: &str,
+    with_version: bool,
+) -> Result<Option<Json>, ApiError> {
+    let Some(entry) = dir.grids.get(code) else {
+        return Ok(None);
+    };
+    let Some((geometry, mut props)) = read_row(store, Layer::Grids, entry.fid)? else {
+        return Ok(None);
+    };
+    let path = code_path(code);
+    props.insert("district_code".into(), json!(path[0]));
+    props.insert("street_code".into(), json!(path[1]));
+    props.insert("community_code".into(), json!(path[2]));
+    let counts = dir.counts.get(code).copied().unwrap_or_default();
+    for (l, n) in COUNTED.iter().zip(counts) {
+        props.insert(l.name().into(), json!(n));
+    }
+    // Households relative to the community's mean grid.
+    if let Some(sibs) = dir.community_grids.get(path[2]) {
+        let total: i64 = sibs
+            .iter()
+            .filter_map(|c| dir.grids.get(c))
+            .map(|g| g.households)
+            .sum();
+        if total > 0 {
+            let mean = total as f64 / sibs.len() as f64;
+            props.insert(
+                "balance".into(),
+                json!((entry.households as f64 / mean * 1000.0).round() / 1000.0),
+            );
+        }
+    }
+    props.insert("locked".into(), json!(locked(store, code)?));
+    if with_version {
+        props.insert("version".into(), json!(version(store, path[2])?));
+    }
+    Ok(Some(json!({
+        "type": "Feature",
+        "id": code,
+        "geometry": geometry_to_json(&geometry),
+        "properties": props,
+    })))
+}
+
+fn query_map(
+    q: Result<Query<HashMap<String, String>>, QueryRejection>,
+) -> Result<HashMap<String, String>, ApiError> {
+    q.map(|Query(m)| m)
+        .map_err(|e| ApiError::BadRequest(e.body_text()))
+}
+
+/// `GET /v1/grids/{code}`: one grid as a GeoJSON Feature with its counts
+/// (households, persons, buildings, places, objects, events,
+/// organizations), area, balance, lock and community version.
+pub(crate) async fn grid(
+    State(state): State<Arc<AppState>>,
+    Path(code): Path<String>,
+) -> Result<axum::Json<Json>, ApiError> {
+    let code: GridCode = code
+        .parse()
+        .map_err(|e: wangge_engine::codes::CodeError| ApiError::BadRequest(e.to_string()))?;
+    let code = code.to_string();
+    let st = Arc::clone(&state);
+    let f = blocking(move || {
+        let dir = st.directory();
+        st.pool
+            .with(|store| grid_feature(store, &dir, &code, true))?
+            .ok_or_else(|| ApiError::NotFound(format!("no grid {code}")))
+    })
+    .await?;
+    Ok(axum::Json(f))
+}
+
+fn parse_bbox(s: &str) -> Result<[f64; 4], ApiError> {
+    let bad = |why: &str| {
+        ApiError::BadRequest(format!(
+            "bbox {:?}: {why}; expected minlon,minlat,maxlon,maxlat",
+            s.chars().take(80).collect::<String>()
+        ))
+    };
+    let v: Vec<f64> = s
+        .split(',')
+        .map(|p| p.trim().parse::<f64>())
+        .collect::<Result<_, _>>()
+        .map_err(|_| bad("not four numbers"))?;
+    let [a, b, c, d] = v[..] else {
+        return Err(bad("not four numbers"));
+    };
+    if ![a, b, c, d].iter().all(|x| x.is_finite()) {
+        return Err(bad("not finite"));
+    }
+    if !(-180.0..=180.0).contains(&a)
+        || !(-180.0..=180.0).contains(&c)
+        || !(-90.0..=90.0).contains(&b)
+        || !(-90.0..=90.0).contains(&d)
+    {
+        return Err(bad("outside -180..180 / -90..90"));
+    }
+    if a > c || b > d {
+        return Err(bad("min is greater than max"));
+    }
+    Ok([a, b, c, d])
+}
+
+/// `GET /v1/grids?bbox=minlon,minlat,maxlon,maxlat` (grids that intersect
+/// the box) or `?community=CODE`, with `limit` (default 1000, at most
+/// 10000): a FeatureCollection in code order; `truncated` says whether
+/// more matched.
+pub(crate) async fn grids(
+    State(state): State<Arc<AppState>>,
+    q: Result<Query<HashMap<String, String>>, QueryRejection>,
+) -> Result<axum::Json<Json>, ApiError> {
+    let q = query_map(q)?;
+    let limit = match q.get("limit") {
+        None => DEFAULT_LIMIT,
+        Some(l) => l
+            .parse::<usize>()
+            .ok()
+            .filter(|&l| (1..=MAX_LIMIT).contains(&l))
+            .ok_or_else(|| {
+                ApiError::BadRequest(format!("limit must be a whole number in 1..={MAX_LIMIT}"))
+            })?,
+    };
+    enum By {
+        Bbox([f64; 4]),
+        Community(String),
+    }
+    let by = match (q.get("bbox"), q.get("community")) {
+        (Some(b), None) => By::Bbox(parse_bbox(b)?),
+        (None, Some(c)) => By::Community(
+            c.parse::<CommunityCode>()
+                .map_err(|e| ApiError::BadRequest(e.to_string()))?
+                .to_string(),
+        ),
+        _ => {
+            return Err(ApiError::BadRequest(
+                "give exactly one of bbox=minlon,minlat,maxlon,maxlat or community=CODE".into(),
+            ));
+        }
+    };
+    let st = Arc::clone(&state);
+    let v = blocking(move || {
+        let dir = st.directory();
+        st.pool.with(|store| {
+            let mut feats = Vec::new();
+            let mut truncated = false;
+            match by {
+                By::Community(c) => {
+                    if !dir.communities.contains_key(&c) && !dir.community_grids.contains_key(&c) {
+                        return Err(ApiError::NotFound(format!("no community {c}")));
+                    }
+                    for code in dir.community_grids.get(&c).into_iter().flatten() {
+                        if feats.len() == limit {
+                            truncated = true;
+                            break;
+                        }
+                        if let Some(f) = grid_feature(store, &dir, code, false)? {
+                            feats.push(f);
+                        }
+                    }
+                }
+                By::Bbox(b) => {
+                    let rect = Rect::new(coord! {x: b[0], y: b[1]}, coord! {x: b[2], y: b[3]});
+                    let mut stmt = store.connection().prepare(
+                        "SELECT g.code FROM grids g JOIN rtree_grids_geom r ON g.fid = r.id
+                         WHERE r.maxx >= ?1 AND r.minx <= ?3 AND r.maxy >= ?2 AND r.miny <= ?4
+                         ORDER BY g.code",
+                    )?;
+                    let codes: Vec<String> = stmt
+                        .query_map([b[0], b[1], b[2], b[3]], |r| r.get(0))?
+                        .collect::<Result<_, _>>()?;
+                    for code in codes {
+                        let Some(entry) = dir.grids.get(&code) else {
+                            continue;
+                        };
+                        // Exact test on the outline, after the R-tree's box test.
+                        let Some((g, _)) = read_row(store, Layer::Grids, entry.fid)? else {
+                            continue;
+                        };
+                        if !g.intersects(&rect) {
+                            continue;
+                        }
+                        if feats.len() == limit {
+                            truncated = true;
+                            break;
+                        }
+                        if let Some(f) = grid_feature(store, &dir, &code, false)? {
+                            feats.push(f);
+                        }
+                    }
+                }
+            }
+            Ok(json!({"type": "FeatureCollection", "features": feats, "truncated": truncated}))
+        })
+    })
+    .await?;
+    Ok(axum::Json(v))
+}
+
+/// `GET /v1/communities/{code}`: the community as a GeoJSON Feature with
+/// its version and a summary of its grids.
+pub(crate) async fn community(
+    State(state): State<Arc<AppState>>,
+    Path(code): Path<String>,
+) -> Result<axum::Json<Json>, ApiError> {
+    let code = code
+        .parse::<CommunityCode>()
+        .map_err(|e| ApiError::BadRequest(e.to_string()))?
+        .to_string();
+    let st = Arc::clone(&state);
+    let v = blocking(move || {
+        let dir = st.directory();
+        st.pool.with(|store| {
+            let fid = dir
+                .communities
+                .get(&code)
+                .ok_or_else(|| ApiError::NotFound(format!("no community {code}")))?;
+            let (geometry, mut props) = read_row(store, Layer::Communities, *fid)?
+                .ok_or_else(|| ApiError::NotFound(format!("no community {code}")))?;
+            let mut grids = Vec::new();
+            let mut hh = Vec::new();
+            for g in dir.community_grids.get(&code).into_iter().flatten() {
+                let Some(entry) = dir.grids.get(g) else {
+                    continue;
+                };
+                if let Some((_, p)) = read_row(store, Layer::Grids, entry.fid)? {
+                    hh.push(entry.households);
+                    let mut s = Map::new();
+                    for k in [
+                        "code",
+                        "name",
+                        "households",
+                        "persons",
+                        "buildings",
+                        "area_m2",
+                    ] {
+                        s.insert(k.into(), p.get(k).cloned().unwrap_or(Json::Null));
+                    }
+                    s.insert("locked".into(), json!(locked(store, g)?));
+                    grids.push(Json::Object(s));
+                }
+            }
+            props.insert("version".into(), json!(version(store, &code)?));
+            props.insert("grid_count".into(), json!(grids.len()));
+            if !hh.is_empty() {
+                let mean = hh.iter().sum::<i64>() as f64 / hh.len() as f64;
+                props.insert(
+                    "grid_households".into(),
+                    json!({"min": hh.iter().min(), "max": hh.iter().max(),
+                           "mean": (mean * 10.0).round() / 10.0}),
+                );
+            }
+            props.insert("grids".into(), Json::Array(grids));
+            Ok(json!({
+                "type": "Feature",
+                "id": code,
+                "geometry": geometry_to_json(&geometry),
+                "properties": props,
+            }))
+        })
+    })
+    .await?;
+    Ok(axum::Json(v))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bbox_parsing_rejects_what_it_should() {
+        assert_eq!(
+            parse_bbox("116.3,39.8,116.5,40").unwrap(),
+            [116.3, 39.8, 116.5, 40.0]
+        );
+        for bad in [
+            "1,2,3",
+            "a,b,c,d",
+            "116.5,39,116.3,40",
+            "NaN,1,2,3",
+            "0,95,1,96",
+        ] {
+            assert!(parse_bbox(bad).is_err(), "{bad}");
+        }
+    }
+}

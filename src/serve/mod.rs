@@ -1,0 +1,478 @@
+//! `wangge serve`: the HTTP API (locate, grids, communities, edits), vector
+//! tiles with a cache, health and metrics, on axum and tokio.
+//!
+//! Everything that reads the store or spends CPU (locating batches,
+//! encoding and compressing tiles, GeoJSON, edits) runs on the blocking
+//! pool, never on the async executor. Errors are JSON `{"error": …}` with a
+//! status that says what was wrong; 5xx bodies never carry internals.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::http::header::{CONTENT_LENGTH, CONTENT_TYPE};
+use axum::http::{HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde_json::{Value as Json, json};
+use wangge_engine::store::Store;
+
+mod cache;
+mod edits;
+mod error;
+mod grids;
+mod locate;
+mod metrics;
+mod store_tiles;
+mod tiles;
+
+pub use cache::{CachedTile, Encoding, TileCache, TileKey, tile_touches};
+pub use error::ApiError;
+pub use grids::Directory;
+pub use locate::{Locator, MAX_POINTS};
+pub use metrics::Metrics;
+pub use store_tiles::StoreTiles;
+pub use tiles::{TileSource, VectorLayer, negotiate};
+
+use crate::cli::Ui;
+
+/// `wangge serve`.
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    /// The store (GeoPackage) to serve.
+    #[arg(long)]
+    pub store: PathBuf,
+    /// Address to listen on (port 0 picks a free port; the address is printed).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub addr: SocketAddr,
+    /// Bearer token that edits must present; without it edits are disabled
+    /// (403). Also read from WANGGE_TOKEN.
+    #[arg(long, env = "WANGGE_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Tile cache size, MiB (0 disables the cache).
+    #[arg(long, default_value_t = 256)]
+    pub cache_mb: usize,
+    /// Largest request body, MiB (larger: 413).
+    #[arg(long, default_value_t = 16)]
+    pub body_limit_mb: usize,
+    /// Longest time to answer a request, seconds (longer: 408).
+    #[arg(long, default_value_t = 60)]
+    pub timeout_s: u64,
+    /// Serve no tiles (faster start, less memory: the API only).
+    #[arg(long)]
+    pub no_tiles: bool,
+}
+
+/// Settings of a server beyond its store and tile sources.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The edit token (`None`: edits disabled).
+    pub token: Option<String>,
+    /// Tile cache limit, bytes.
+    pub cache_bytes: usize,
+    /// Largest request body, bytes.
+    pub body_limit: usize,
+    /// Request timeout.
+    pub timeout: Duration,
+    /// `host:port` used in URLs when a request has no usable Host header.
+    pub addr: String,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            token: None,
+            cache_bytes: 256 << 20,
+            body_limit: 16 << 20,
+            timeout: Duration::from_secs(60),
+            addr: "127.0.0.1:8080".into(),
+        }
+    }
+}
+
+/// Idle read connections to the store, opened on demand.
+#[derive(Debug)]
+pub(crate) struct ReadPool {
+    path: PathBuf,
+    idle: Mutex<Vec<Store>>,
+}
+
+impl ReadPool {
+    /// Runs `f` with a connection (call from the blocking pool).
+    pub(crate) fn with<T>(
+        &self,
+        f: impl FnOnce(&Store) -> Result<T, ApiError>,
+    ) -> Result<T, ApiError> {
+        let taken = self.idle.lock().ok().and_then(|mut v| v.pop());
+        let store = match taken {
+            Some(s) => s,
+            None => Store::open(&self.path)?,
+        };
+        let out = f(&store);
+        if let Ok(mut v) = self.idle.lock()
+            && v.len() < 8
+        {
+            v.push(store);
+        }
+        out
+    }
+}
+
+/// Everything the handlers share.
+pub struct AppState {
+    pub(crate) store_path: PathBuf,
+    pub(crate) addr: String,
+    locator: RwLock<Arc<Locator>>,
+    directory: RwLock<Arc<Directory>>,
+    pub(crate) pool: ReadPool,
+    pub(crate) sources: Vec<Arc<dyn TileSource>>,
+    pub(crate) cache: TileCache,
+    pub(crate) metrics: Metrics,
+    pub(crate) token: Option<String>,
+    pub(crate) edits: tokio::sync::Mutex<()>,
+    body_limit: usize,
+    timeout: Duration,
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState")
+            .field("store_path", &self.store_path)
+            .field("sources", &self.sources.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl AppState {
+    /// Reads the store's grid index and directory and takes the tile sources.
+    ///
+    /// # Errors
+    /// When the store cannot be read or has nothing to locate in.
+    pub fn open(
+        store_path: PathBuf,
+        sources: Vec<Arc<dyn TileSource>>,
+        options: Options,
+    ) -> Result<AppState> {
+        let store = Store::open(&store_path)?;
+        let locator = Locator::load(&store)?;
+        let directory = Directory::load(&store).map_err(|e| anyhow::anyhow!("{e}"))?;
+        Ok(AppState {
+            pool: ReadPool {
+                path: store_path.clone(),
+                idle: Mutex::new(vec![store]),
+            },
+            store_path,
+            addr: options.addr,
+            locator: RwLock::new(Arc::new(locator)),
+            directory: RwLock::new(Arc::new(directory)),
+            sources,
+            cache: TileCache::new(options.cache_bytes),
+            metrics: Metrics::default(),
+            token: options.token,
+            edits: tokio::sync::Mutex::new(()),
+            body_limit: options.body_limit,
+            timeout: options.timeout,
+        })
+    }
+
+    /// The current point index.
+    #[must_use]
+    pub fn locator(&self) -> Arc<Locator> {
+        Arc::clone(&self.locator.read().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// The current grid directory.
+    #[must_use]
+    pub fn directory(&self) -> Arc<Directory> {
+        Arc::clone(&self.directory.read().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// The tile cache.
+    #[must_use]
+    pub fn cache(&self) -> &TileCache {
+        &self.cache
+    }
+
+    /// Drops the cached tiles of every zoom that touch a lon/lat box
+    /// `[min_lon, min_lat, max_lon, max_lat]`; returns how many.
+    pub fn invalidate_bbox(&self, bbox: [f64; 4]) -> usize {
+        self.cache.invalidate_bbox(bbox)
+    }
+
+    /// After an edit of `community`: rebuild the index and directory, let
+    /// every tile source re-read the community's grids, then drop the
+    /// cached tiles touching `bbox` (all of them when it is unknown).
+    pub(crate) fn reload(
+        &self,
+        store: &Store,
+        community: &str,
+        bbox: Option<[f64; 4]>,
+    ) -> Result<(), ApiError> {
+        let locator = Locator::load(store).map_err(ApiError::internal)?;
+        let directory = Directory::load(store)?;
+        *self.locator.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(locator);
+        *self.directory.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(directory);
+        let mut failed = None;
+        for s in &self.sources {
+            if let Err(e) = s.reload_grids(store, community) {
+                failed = Some(format!("tile source {}: {e}", s.id()));
+            }
+        }
+        match bbox {
+            Some(b) => {
+                self.cache.invalidate_bbox(b);
+            }
+            None => self.cache.clear(),
+        }
+        match failed {
+            Some(e) => Err(ApiError::Internal(e)),
+            None => Ok(()),
+        }
+    }
+}
+
+/// The whole API on one router.
+pub fn router(state: Arc<AppState>) -> Router {
+    let api = Router::new()
+        .route(
+            "/v1/locate",
+            get(locate::locate_one).post(locate::locate_many),
+        )
+        .route("/v1/grids", get(grids::grids))
+        .route("/v1/grids/{code}", get(grids::grid))
+        .route("/v1/communities/{code}", get(grids::community))
+        .route("/v1/communities/{code}/edits", post(edits::post_edit))
+        .layer(tower_http::compression::CompressionLayer::new());
+    let limit = state.body_limit;
+    let timeout = state.timeout;
+    Router::new()
+        .route("/health", get(health))
+        .route("/metrics", get(metrics_text))
+        .route("/catalog", get(tiles::catalog))
+        .route("/style.json", get(tiles::style))
+        .route("/tiles/{file}", get(tiles::tilejson_file))
+        .route("/tiles/{source}/{z}/{x}/{y}", get(tiles::tile))
+        .route("/{source}", get(tiles::tilejson_root))
+        .merge(api)
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(limit))
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&state),
+            guard,
+        ))
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            timeout,
+        ))
+        .with_state(state)
+}
+
+/// Per request: refuse declared oversize bodies before reading them, count
+/// the request in the metrics, and turn axum's plain-text rejections into
+/// JSON error bodies.
+async fn guard(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+    let t0 = Instant::now();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |m| m.as_str().to_owned());
+    let declared = req
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    let resp = if declared.is_some_and(|n| n > state.body_limit) {
+        ApiError::TooLarge(format!(
+            "request body too large: at most {} bytes",
+            state.body_limit
+        ))
+        .into_response()
+    } else {
+        jsonify(next.run(req).await).await
+    };
+    state
+        .metrics
+        .request(&route, resp.status().as_u16(), t0.elapsed().as_secs_f64());
+    resp
+}
+
+/// A 4xx/5xx whose body is not JSON (an extractor's rejection, the
+/// timeout) gets `{"error": <its text or the status reason>}`.
+async fn jsonify(resp: Response) -> Response {
+    let status = resp.status();
+    let is_json = resp
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if status.as_u16() < 400 || is_json {
+        return resp;
+    }
+    let (parts, body) = resp.into_parts();
+    let text = axum::body::to_bytes(body, 64 << 10)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).trim().to_owned())
+        .unwrap_or_default();
+    let msg = if status.is_server_error() {
+        if !text.is_empty() {
+            eprintln!("wangge serve: {status}: {text}");
+        }
+        status
+            .canonical_reason()
+            .unwrap_or("server error")
+            .to_lowercase()
+    } else if text.is_empty() {
+        status
+            .canonical_reason()
+            .unwrap_or("bad request")
+            .to_lowercase()
+    } else {
+        text
+    };
+    let mut out = Response::from_parts(parts, Body::from(json!({"error": msg}).to_string()));
+    out.headers_mut().remove(CONTENT_LENGTH);
+    out.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    out
+}
+
+async fn not_found() -> ApiError {
+    ApiError::NotFound("no such endpoint; see /catalog, /health, /v1/…".into())
+}
+
+async fn method_not_allowed() -> Response {
+    (
+        StatusCode::METHOD_NOT_ALLOWED,
+        axum::Json(json!({"error": "method not allowed on this endpoint"})),
+    )
+        .into_response()
+}
+
+/// `GET /health`.
+async fn health(State(state): State<Arc<AppState>>) -> axum::Json<Json> {
+    let loc = state.locator();
+    axum::Json(json!({
+        "status": "ok",
+        "level": loc.level(),
+        "polygons": loc.len(),
+        "grids": state.directory().grids(),
+        "tile_sources": state.sources.iter().map(|s| s.id().to_owned()).collect::<Vec<_>>(),
+        "edits": state.token.is_some(),
+    }))
+}
+
+/// `GET /metrics`.
+async fn metrics_text(State(state): State<Arc<AppState>>) -> Response {
+    let body = state.metrics.render(state.cache.usage());
+    (
+        [(
+            CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+        )],
+        body,
+    )
+        .into_response()
+}
+
+/// The tile sources of a store: all its layers as source `wangge`.
+fn tile_sources(ui: &Ui, a: &ServeArgs) -> Result<Vec<Arc<dyn TileSource>>> {
+    if a.no_tiles {
+        return Ok(Vec::new());
+    }
+    let t = Instant::now();
+    let tiles = StoreTiles::open(&a.store)
+        .with_context(|| format!("cannot read the tile layers of {}", a.store.display()))?;
+    let warnings = tiles.warnings();
+    ui.say(format!(
+        "tiles: {} layers loaded in {:.1} s{}",
+        tiles.layers().len(),
+        t.elapsed().as_secs_f64(),
+        if warnings.is_empty() {
+            String::new()
+        } else {
+            format!(", {} warning(s):", warnings.len())
+        }
+    ));
+    for w in warnings.iter().take(20) {
+        ui.say(format!("  {w}"));
+    }
+    Ok(vec![Arc::new(tiles)])
+}
+
+/// Runs `wangge serve` until Ctrl-C or SIGTERM, then finishes the requests
+/// in flight.
+pub(crate) fn serve_cmd(ui: &Ui, a: &ServeArgs) -> Result<()> {
+    let t0 = Instant::now();
+    let sources = tile_sources(ui, a)?;
+    let state = AppState::open(
+        a.store.clone(),
+        sources,
+        Options {
+            token: a.token.clone().filter(|t| !t.is_empty()),
+            cache_bytes: a.cache_mb << 20,
+            body_limit: a.body_limit_mb << 20,
+            timeout: Duration::from_secs(a.timeout_s.max(1)),
+            addr: a.addr.to_string(),
+        },
+    )
+    .with_context(|| format!("cannot serve {}", a.store.display()))?;
+    ui.say(format!(
+        "{}: {} {}s indexed, {} tile source(s), in {:.1} s; edits {}",
+        a.store.display(),
+        state.locator().len(),
+        state.locator().level(),
+        state.sources.len(),
+        t0.elapsed().as_secs_f64(),
+        if state.token.is_some() {
+            "need the bearer token"
+        } else {
+            "disabled (no --token)"
+        }
+    ));
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    rt.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(a.addr)
+            .await
+            .with_context(|| format!("cannot listen on {}", a.addr))?;
+        let local = listener.local_addr()?;
+        let mut state = state;
+        state.addr = local.to_string();
+        // Printed even with --quiet: scripts read the port from it.
+        eprintln!("listening on http://{local}");
+        axum::serve(listener, router(Arc::new(state)))
+            .with_graceful_shutdown(shutdown())
+            .await
+            .context("server failed")?;
+        eprintln!("shut down");
+        Ok(())
+    })
+}
+
+async fn shutdown() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
+            s.recv().await;
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}

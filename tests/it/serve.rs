@@ -1,0 +1,1270 @@
+//! `wangge serve`: the real binary on a free port over a small partitioned
+//! city, checked with a plain HTTP client against the CLI (`wangge locate`,
+//! `wangge assign`, `wangge export`) and the store; the tile machinery
+//! (ETag, 304, gzip/br, 204, cache invalidation) in process through the
+//! router with a counting tile source.
+
+use std::collections::{BTreeMap, HashSet};
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::partition::{TARGET, city};
+use crate::support::{s, wangge_ok};
+
+const TOKEN: &str = "s3cret-token";
+
+/// One partitioned city for every test of this module (built once).
+fn shared_city() -> &'static Path {
+    static CITY: OnceLock<PathBuf> = OnceLock::new();
+    CITY.get_or_init(|| {
+        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+            .join(format!("serve-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let store = city(&dir);
+        wangge_ok(&[
+            "partition",
+            "--store",
+            s(&store),
+            "--target",
+            TARGET,
+            "--assign",
+            "--quiet",
+        ]);
+        store
+    })
+}
+
+/// A copy of the shared city that a test may change.
+fn city_copy(dir: &Path) -> PathBuf {
+    let out = dir.join("copy.gpkg");
+    std::fs::copy(shared_city(), &out).unwrap();
+    out
+}
+
+/// A running `wangge serve`, killed on drop.
+struct Server {
+    child: Child,
+    base: String,
+}
+
+impl Server {
+    fn start(store: &Path, extra: &[&str]) -> Server {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_wangge"))
+            .args(["serve", "--store", s(store), "--addr", "127.0.0.1:0"])
+            .args(extra)
+            .env_remove("WANGGE_TOKEN")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("wangge serve starts");
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut tx = Some(tx);
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(addr) = line.strip_prefix("listening on ")
+                    && let Some(tx) = tx.take()
+                {
+                    let _ = tx.send(addr.to_owned());
+                }
+                // Keep draining so the server never blocks on a full pipe.
+            }
+        });
+        let base = rx
+            .recv_timeout(Duration::from_secs(120))
+            .expect("the server prints its address");
+        Server { child, base }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// An HTTP answer.
+struct Answer {
+    status: u16,
+    headers: BTreeMap<String, String>,
+    body: Vec<u8>,
+}
+
+impl Answer {
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
+            panic!(
+                "not JSON ({e}), status {}: {}",
+                self.status,
+                String::from_utf8_lossy(&self.body)
+            )
+        })
+    }
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).map(String::as_str)
+    }
+    /// A 4xx/5xx with a JSON `{"error": "..."}` body; returns the message.
+    fn error(&self, status: u16) -> String {
+        assert_eq!(
+            self.status,
+            status,
+            "body: {}",
+            String::from_utf8_lossy(&self.body)
+        );
+        let msg = self.json()["error"].as_str().unwrap_or("").to_owned();
+        assert!(!msg.is_empty(), "no error message");
+        msg
+    }
+}
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(120)))
+        .build()
+        .into()
+}
+
+fn answer(mut r: ureq::http::Response<ureq::Body>) -> Answer {
+    let status = r.status().as_u16();
+    let headers = r
+        .headers()
+        .iter()
+        .map(|(k, v)| (k.as_str().to_owned(), v.to_str().unwrap_or("").to_owned()))
+        .collect();
+    let body = r
+        .body_mut()
+        .with_config()
+        .limit(200 << 20)
+        .read_to_vec()
+        .unwrap();
+    Answer {
+        status,
+        headers,
+        body,
+    }
+}
+
+fn get(url: &str, headers: &[(&str, &str)]) -> Answer {
+    let mut req = agent().get(url);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    answer(req.call().unwrap())
+}
+
+fn post(url: &str, headers: &[(&str, &str)], body: &[u8]) -> Answer {
+    let mut req = agent().post(url);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    answer(req.send(body).unwrap())
+}
+
+const JSON_CT: (&str, &str) = ("content-type", "application/json");
+
+/// Every grid of a store via `wangge export` (GeoJSON).
+fn exported(store: &Path, layer: &str, dir: &Path) -> Vec<Value> {
+    let out = dir.join(format!("{layer}.geojson"));
+    wangge_ok(&[
+        "export",
+        s(store),
+        "--layer",
+        layer,
+        "--out",
+        s(&out),
+        "--quiet",
+    ]);
+    let v: Value = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    v["features"].as_array().unwrap().clone()
+}
+
+/// Deterministic points over the city's extent and a margin around it.
+fn sample_points(grids: &[Value], n: usize) -> Vec<[f64; 2]> {
+    let mut b = [f64::MAX, f64::MAX, f64::MIN, f64::MIN];
+    let mut visit = |c: &Value| {
+        let (x, y) = (c[0].as_f64().unwrap(), c[1].as_f64().unwrap());
+        b = [b[0].min(x), b[1].min(y), b[2].max(x), b[3].max(y)];
+    };
+    for g in grids {
+        for poly in g["geometry"]["coordinates"].as_array().unwrap() {
+            for ring in poly.as_array().unwrap() {
+                ring.as_array().unwrap().iter().for_each(&mut visit);
+            }
+        }
+    }
+    let (w, h) = (b[2] - b[0], b[3] - b[1]);
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    let mut next = || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state >> 11) as f64 / (1u64 << 53) as f64
+    };
+    (0..n)
+        .map(|_| {
+            [
+                b[0] - 0.05 * w + 1.1 * w * next(),
+                b[1] - 0.05 * h + 1.1 * h * next(),
+            ]
+        })
+        .map(|[x, y]| [(x * 1e7).round() / 1e7, (y * 1e7).round() / 1e7])
+        .collect()
+}
+
+#[test]
+fn serve_locate_answers_equal_the_locate_cli() {
+    let store = shared_city();
+    let dir = tempfile::tempdir().unwrap();
+    let grids = exported(store, "grids", dir.path());
+    let srv = Server::start(store, &[]);
+    let health = get(&srv.url("/health"), &[]);
+    assert_eq!(health.status, 200);
+    assert_eq!(
+        health.json()["grids"].as_u64().unwrap() as usize,
+        grids.len()
+    );
+    let mut inside = 0;
+    for (i, [lon, lat]) in sample_points(&grids, 16).into_iter().enumerate() {
+        let (lon_s, lat_s) = (lon.to_string(), lat.to_string());
+        let cli: Value = serde_json::from_str(&wangge_ok(&[
+            "locate",
+            "--store",
+            s(store),
+            "--json",
+            "--quiet",
+            "--",
+            &lon_s,
+            &lat_s,
+        ]))
+        .unwrap();
+        let mut got = get(&srv.url(&format!("/v1/locate?lon={lon}&lat={lat}")), &[]).json();
+        assert_eq!(got["crs"], "wgs84");
+        got.as_object_mut().unwrap().remove("crs");
+        assert_eq!(got, cli, "at {lon},{lat}");
+        inside += usize::from(cli["inside"] == true);
+        // The same place given in GCJ-02 and BD-09 gets the same answer
+        // as the CLI gives for those inputs.
+        for crs in ["gcj02", "bd09"].iter().skip(i % 2).take(1) {
+            let crs = *crs;
+            let (x, y) = wangge_engine::crs::Crs::Wgs84.transform(crs.parse().unwrap(), lon, lat);
+            let (xs, ys) = (x.to_string(), y.to_string());
+            let cli: Value = serde_json::from_str(&wangge_ok(&[
+                "locate",
+                "--store",
+                s(store),
+                "--json",
+                "--quiet",
+                "--crs",
+                crs,
+                "--",
+                &xs,
+                &ys,
+            ]))
+            .unwrap();
+            let mut got = get(
+                &srv.url(&format!("/v1/locate?lon={x}&lat={y}&crs={crs}")),
+                &[],
+            )
+            .json();
+            assert_eq!(got["crs"], crs);
+            got.as_object_mut().unwrap().remove("crs");
+            assert_eq!(got, cli, "at {x},{y} {crs}");
+        }
+    }
+    assert!(inside >= 4, "too few sample points inside: {inside}");
+}
+
+#[test]
+fn serve_batch_locate_keeps_order_and_reports_each_bad_point() {
+    let store = shared_city();
+    let dir = tempfile::tempdir().unwrap();
+    let grids = exported(store, "grids", dir.path());
+    let pts = sample_points(&grids, 3000);
+    // The truth: `wangge assign` over the same points as a CSV registry.
+    let input = dir.path().join("pts.csv");
+    let mut csv = String::from("id,lon,lat\n");
+    for (i, [x, y]) in pts.iter().enumerate() {
+        csv.push_str(&format!("{i},{x},{y}\n"));
+    }
+    std::fs::write(&input, &csv).unwrap();
+    let output = dir.path().join("out.csv");
+    wangge_ok(&[
+        "assign",
+        "--store",
+        s(store),
+        "--input",
+        s(&input),
+        "--output",
+        s(&output),
+        "--quiet",
+    ]);
+    let mut truth: BTreeMap<usize, String> = BTreeMap::new();
+    let mut r = ::csv::Reader::from_path(&output).unwrap();
+    let h = r.headers().unwrap().clone();
+    let (ci, cg) = (
+        h.iter().position(|c| c == "id").unwrap(),
+        h.iter().position(|c| c == "grid_code").unwrap(),
+    );
+    for rec in r.records() {
+        let rec = rec.unwrap();
+        truth.insert(rec[ci].parse().unwrap(), rec[cg].to_owned());
+    }
+    assert!(truth.len() > 500, "{} inside", truth.len());
+
+    let srv = Server::start(store, &[]);
+    // JSON, both point shapes, with bad points mixed in.
+    let mut body = Vec::new();
+    let mut expect: Vec<Option<&str>> = Vec::new();
+    for (i, [x, y]) in pts.iter().enumerate() {
+        body.push(if i % 2 == 0 {
+            json!([x, y])
+        } else {
+            json!({"lon": x, "lat": y})
+        });
+        expect.push(None);
+        if i % 500 == 0 {
+            body.push(json!(["NaN", 39.9]));
+            expect.push(Some("finite"));
+            body.push(json!([116.4, 95.0]));
+            expect.push(Some("latitude"));
+            body.push(json!([116.4]));
+            expect.push(Some("expected [lon, lat]"));
+            body.push(json!({"lon": "east", "lat": 1}));
+            expect.push(Some("not a number"));
+        }
+    }
+    let a = post(
+        &srv.url("/v1/locate"),
+        &[JSON_CT],
+        serde_json::to_string(&body).unwrap().as_bytes(),
+    );
+    assert_eq!(a.status, 200);
+    let v = a.json();
+    let results = v["results"].as_array().unwrap();
+    assert_eq!(results.len(), body.len());
+    assert_eq!(v["errors"].as_u64().unwrap() as usize, 4 * 6);
+    let mut k = 0;
+    for (r, e) in results.iter().zip(&expect) {
+        match e {
+            Some(why) => assert!(
+                r["error"].as_str().unwrap().contains(why),
+                "{r} lacks {why}"
+            ),
+            None => {
+                match truth.get(&k) {
+                    Some(code) => {
+                        assert_eq!(r["inside"], true, "point {k}");
+                        assert_eq!(r["grid_code"].as_str().unwrap(), code, "point {k}");
+                        assert_eq!(&code[..12], r["community_code"].as_str().unwrap());
+                    }
+                    None => {
+                        assert_eq!(r["inside"], false, "point {k}: {r}");
+                        assert!(r["nearest_code"].is_string());
+                        assert!(r["distance_m"].as_f64().unwrap() > 0.0);
+                    }
+                }
+                k += 1;
+            }
+        }
+    }
+    assert_eq!(k, pts.len());
+    // CSV gives the same answers.
+    let a = post(
+        &srv.url("/v1/locate"),
+        &[("content-type", "text/csv; charset=utf-8")],
+        csv.as_bytes(),
+    );
+    let v = a.json();
+    for (i, r) in v["results"].as_array().unwrap().iter().enumerate() {
+        assert_eq!(
+            r["grid_code"].as_str(),
+            truth.get(&i).map(String::as_str),
+            "csv point {i}"
+        );
+    }
+    // More than 100,000 points: 413 with a message.
+    let many = format!("[{}]", vec!["[116.4,39.9]"; 100_001].join(","));
+    assert!(
+        post(&srv.url("/v1/locate"), &[JSON_CT], many.as_bytes())
+            .error(413)
+            .contains("100000")
+    );
+}
+
+#[test]
+fn serve_grids_equal_the_stored_grids() {
+    let store = shared_city();
+    let dir = tempfile::tempdir().unwrap();
+    let grids = exported(store, "grids", dir.path());
+    let srv = Server::start(store, &[]);
+    let mut by_community: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (i, g) in grids.iter().enumerate() {
+        let p = &g["properties"];
+        let code = p["code"].as_str().unwrap();
+        by_community
+            .entry(p["parent_code"].as_str().unwrap().to_owned())
+            .or_default()
+            .push(code.to_owned());
+        if i % 3 != 0 {
+            continue;
+        }
+        let f = get(&srv.url(&format!("/v1/grids/{code}")), &[]).json();
+        assert_eq!(f["type"], "Feature");
+        assert_eq!(f["id"], code);
+        assert_eq!(f["geometry"], g["geometry"], "grid {code}");
+        for k in [
+            "code",
+            "name",
+            "parent_code",
+            "households",
+            "persons",
+            "buildings",
+            "area_m2",
+        ] {
+            assert_eq!(f["properties"][k], p[k], "grid {code} {k}");
+        }
+        assert_eq!(f["properties"]["community_code"], p["parent_code"]);
+        assert!(f["properties"]["version"].as_i64().unwrap() >= 1);
+    }
+    // Entity counts per grid equal the exported entity layers.
+    let mut objects: BTreeMap<String, u64> = BTreeMap::new();
+    for o in exported(store, "objects", dir.path()) {
+        if let Some(c) = o["properties"]["grid_code"].as_str() {
+            *objects.entry(c.to_owned()).or_default() += 1;
+        }
+    }
+    for code in grids
+        .iter()
+        .step_by(7)
+        .map(|g| g["properties"]["code"].as_str().unwrap())
+    {
+        let f = get(&srv.url(&format!("/v1/grids/{code}")), &[]).json();
+        assert_eq!(
+            f["properties"]["objects"].as_u64().unwrap(),
+            objects.get(code).copied().unwrap_or(0),
+            "objects in {code}"
+        );
+    }
+    // Listing by community = the grids whose parent is that community.
+    for (c, codes) in by_community.iter().take(10) {
+        let fc = get(&srv.url(&format!("/v1/grids?community={c}")), &[]).json();
+        assert_eq!(fc["type"], "FeatureCollection");
+        let got: Vec<&str> = fc["features"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f["id"].as_str().unwrap())
+            .collect();
+        assert_eq!(got, *codes);
+        let comm = get(&srv.url(&format!("/v1/communities/{c}")), &[]).json();
+        assert_eq!(comm["id"], c.as_str());
+        let listed: Vec<&str> = comm["properties"]["grids"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|g| g["code"].as_str().unwrap())
+            .collect();
+        assert_eq!(listed, *codes);
+        assert_eq!(comm["properties"]["grid_count"], codes.len());
+    }
+    // A bbox around a located point lists that point's grid.
+    for [lon, lat] in sample_points(&grids, 12) {
+        let loc = get(&srv.url(&format!("/v1/locate?lon={lon}&lat={lat}")), &[]).json();
+        let Some(code) = loc["code"].as_str() else {
+            continue;
+        };
+        let d = 1e-4;
+        let fc = get(
+            &srv.url(&format!(
+                "/v1/grids?bbox={},{},{},{}",
+                lon - d,
+                lat - d,
+                lon + d,
+                lat + d
+            )),
+            &[],
+        )
+        .json();
+        assert!(
+            fc["features"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|f| f["id"] == code),
+            "{code} not in the bbox listing around {lon},{lat}"
+        );
+    }
+}
+
+#[test]
+fn serve_rejects_bad_requests_with_a_message_and_stays_up() {
+    let store = shared_city();
+    let srv = Server::start(store, &["--body-limit-mb", "1"]);
+    let u = |p: &str| srv.url(p);
+    assert!(
+        get(&u("/v1/locate?lon=abc&lat=39.9"), &[])
+            .error(400)
+            .contains("not a number")
+    );
+    assert!(
+        get(&u("/v1/locate?lat=39.9"), &[])
+            .error(400)
+            .contains("lon")
+    );
+    assert!(
+        get(&u("/v1/locate?lon=NaN&lat=39.9"), &[])
+            .error(400)
+            .contains("finite")
+    );
+    assert!(
+        get(&u("/v1/locate?lon=39.9&lat=116.4"), &[])
+            .error(400)
+            .contains("swapped")
+    );
+    assert!(
+        get(&u("/v1/locate?lon=116.4&lat=39.9&crs=utm"), &[])
+            .error(400)
+            .contains("utm")
+    );
+    assert!(
+        get(&u("/v1/grids/12345"), &[])
+            .error(400)
+            .contains("15 digits")
+    );
+    assert!(
+        get(&u("/v1/grids/110101001001999"), &[])
+            .error(404)
+            .contains("no grid")
+    );
+    assert!(
+        get(&u("/v1/communities/999999999999"), &[])
+            .error(404)
+            .contains("no community")
+    );
+    assert!(
+        get(&u("/v1/grids?bbox=1,2,3"), &[])
+            .error(400)
+            .contains("bbox")
+    );
+    assert!(get(&u("/v1/grids"), &[]).error(400).contains("bbox"));
+    assert!(
+        get(&u("/v1/grids?bbox=116,39,117,40&limit=0"), &[])
+            .error(400)
+            .contains("limit")
+    );
+    get(&u("/no/such/thing"), &[]).error(404);
+    assert!(
+        post(&u("/v1/locate"), &[JSON_CT], b"[[1,")
+            .error(400)
+            .contains("malformed JSON")
+    );
+    assert!(
+        post(&u("/v1/locate"), &[JSON_CT], b"{\"lon\":1}")
+            .error(400)
+            .contains("array")
+    );
+    assert!(
+        post(&u("/v1/locate"), &[("content-type", "text/plain")], b"1,2")
+            .error(415)
+            .contains("text/plain")
+    );
+    post(&u("/v1/locate"), &[], b"[]").error(415);
+    assert!(
+        post(
+            &u("/v1/locate"),
+            &[("content-type", "text/csv")],
+            b"a,b\n1,2\n"
+        )
+        .error(400)
+        .contains("CSV header")
+    );
+    // Over the 1 MiB limit, declared and chunked.
+    let huge = vec![b' '; 2 << 20];
+    assert!(
+        post(&u("/v1/locate"), &[JSON_CT], &huge)
+            .error(413)
+            .contains("too large")
+    );
+    let chunked = agent()
+        .post(&u("/v1/locate"))
+        .header("content-type", "application/json")
+        .send(ureq::SendBody::from_reader(&mut &huge[..]))
+        .unwrap();
+    answer(chunked).error(413);
+    // Edits are disabled without --token: 403, whatever the token.
+    let e = post(
+        &u("/v1/communities/110101001001/edits"),
+        &[JSON_CT, ("authorization", "Bearer x"), ("if-match", "1")],
+        br#"{"op":"lock","grid":"110101001001001"}"#,
+    );
+    assert!(e.error(403).contains("--token"));
+    // Tile routes without a tile source.
+    get(&u("/tiles/nope/0/0/0"), &[]).error(404);
+    get(&u("/nope"), &[]).error(404);
+    // Still up and counting.
+    assert_eq!(get(&u("/health"), &[]).status, 200);
+    let m = get(&u("/metrics"), &[]);
+    let text = String::from_utf8(m.body).unwrap();
+    assert!(text.contains("wangge_http_requests_total{route=\"/v1/locate\",status=\"400\"}"));
+    assert!(text.contains("wangge_http_request_duration_seconds_bucket"));
+}
+
+#[test]
+fn serve_edits_need_the_token_and_the_current_version() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = city_copy(dir.path());
+    let grids = exported(&store, "grids", dir.path());
+    // A community with at least three grids; merge its first two if they
+    // are neighbours, else lock one.
+    let mut by: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for g in &grids {
+        let p = &g["properties"];
+        by.entry(p["parent_code"].as_str().unwrap().to_owned())
+            .or_default()
+            .push(p["code"].as_str().unwrap().to_owned());
+    }
+    let (comm, codes) = by.iter().find(|(_, v)| v.len() >= 3).unwrap();
+    let srv = Server::start(&store, &["--token", TOKEN]);
+    let url = srv.url(&format!("/v1/communities/{comm}/edits"));
+    let auth = format!("Bearer {TOKEN}");
+    let lock = json!({"op": "lock", "grid": codes[0], "reason": "test"}).to_string();
+    assert!(
+        post(&url, &[JSON_CT], lock.as_bytes())
+            .error(401)
+            .contains("Bearer")
+    );
+    post(
+        &url,
+        &[JSON_CT, ("authorization", "Bearer wrong")],
+        lock.as_bytes(),
+    )
+    .error(401);
+    let a = post(&url, &[JSON_CT, ("authorization", &auth)], lock.as_bytes());
+    a.error(428);
+    let v = a.json()["current_version"].as_i64().unwrap();
+    assert!(v >= 1);
+    let stale = (v - 1).to_string();
+    let a = post(
+        &url,
+        &[JSON_CT, ("authorization", &auth), ("if-match", &stale)],
+        lock.as_bytes(),
+    );
+    a.error(412);
+    assert_eq!(a.json()["current_version"], v);
+    post(
+        &url,
+        &[
+            ("content-type", "text/plain"),
+            ("authorization", &auth),
+            ("if-match", "1"),
+        ],
+        b"x",
+    )
+    .error(415);
+    post(
+        &url,
+        &[
+            JSON_CT,
+            ("authorization", &auth),
+            ("if-match", &v.to_string()),
+        ],
+        b"{\"op\":\"explode\"}",
+    )
+    .error(400);
+    let other = json!({"op": "lock", "grid": "110101001001001"}).to_string();
+    if !comm.starts_with("110101001001") {
+        post(
+            &url,
+            &[
+                JSON_CT,
+                ("authorization", &auth),
+                ("if-match", &v.to_string()),
+            ],
+            other.as_bytes(),
+        )
+        .error(400);
+    }
+    // Lock: a new version, shown by the grid.
+    let quoted = format!("\"{v}\"");
+    let a = post(
+        &url,
+        &[JSON_CT, ("authorization", &auth), ("if-match", &quoted)],
+        lock.as_bytes(),
+    );
+    assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+    let out = a.json();
+    assert_eq!(out["version"], v + 1);
+    assert_eq!(a.header("etag"), Some(format!("\"{}\"", v + 1).as_str()));
+    let g = get(&srv.url(&format!("/v1/grids/{}", codes[0])), &[]).json();
+    assert_eq!(g["properties"]["locked"], true);
+    assert_eq!(g["properties"]["version"], v + 1);
+    // A refused edit (409) says why.
+    let v = v + 1;
+    let a = post(
+        &url,
+        &[
+            JSON_CT,
+            ("authorization", &auth),
+            ("if-match", &v.to_string()),
+        ],
+        lock.as_bytes(),
+    );
+    assert!(a.error(409).contains("already locked"), "{}", a.json());
+    // Unlock, then split the first grid: locate and the listing follow.
+    let unlock = json!({"op": "unlock", "grid": codes[0]}).to_string();
+    let a = post(
+        &url,
+        &[
+            JSON_CT,
+            ("authorization", &auth),
+            ("if-match", &v.to_string()),
+        ],
+        unlock.as_bytes(),
+    );
+    assert_eq!(a.status, 200);
+    let v = v + 1;
+    let split = json!({"op": "split", "grid": codes[0], "parts": 2}).to_string();
+    let a = post(
+        &url,
+        &[
+            JSON_CT,
+            ("authorization", &auth),
+            ("if-match", &v.to_string()),
+        ],
+        split.as_bytes(),
+    );
+    if a.status == 200 {
+        let out = a.json();
+        let added: Vec<String> = out["added"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c.as_str().unwrap().to_owned())
+            .collect();
+        assert!(!added.is_empty());
+        let fc = get(&srv.url(&format!("/v1/grids?community={comm}")), &[]).json();
+        let listed: HashSet<&str> = fc["features"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f["id"].as_str().unwrap())
+            .collect();
+        for c in &added {
+            assert!(
+                listed.contains(c.as_str()),
+                "{c} not listed after the split"
+            );
+        }
+        // The store agrees with what the server now answers.
+        let after = exported(&store, "grids", dir.path());
+        for f in after
+            .iter()
+            .filter(|f| added.contains(&f["properties"]["code"].as_str().unwrap().to_owned()))
+        {
+            let code = f["properties"]["code"].as_str().unwrap();
+            let served = get(&srv.url(&format!("/v1/grids/{code}")), &[]).json();
+            assert_eq!(served["geometry"], f["geometry"]);
+        }
+        // The stale version is refused now.
+        post(
+            &url,
+            &[
+                JSON_CT,
+                ("authorization", &auth),
+                ("if-match", &v.to_string()),
+            ],
+            split.as_bytes(),
+        )
+        .error(412);
+    } else {
+        // A grid of one building cannot be split; the refusal says why.
+        a.error(409);
+    }
+}
+
+#[test]
+fn serve_never_reveals_a_person() {
+    let store = shared_city();
+    let dir = tempfile::tempdir().unwrap();
+    let persons = dir.path().join("persons.csv");
+    wangge_ok(&[
+        "export",
+        s(store),
+        "--layer",
+        "persons",
+        "--out",
+        s(&persons),
+        "--quiet",
+    ]);
+    let mut r = ::csv::Reader::from_path(&persons).unwrap();
+    let h = r.headers().unwrap().clone();
+    let col = |n: &str| h.iter().position(|c| c == n).unwrap();
+    let (lon, lat, card) = (col("lon"), col("lat"), col("id_card"));
+    let mut coords = Vec::new();
+    let mut cards = Vec::new();
+    for rec in r.records().step_by(3) {
+        let rec = rec.unwrap();
+        coords.push(rec[lon].to_owned());
+        coords.push(rec[lat].to_owned());
+        cards.push(rec[card].to_owned());
+    }
+    assert!(coords.len() > 100);
+    let grids = exported(store, "grids", dir.path());
+    let srv = Server::start(store, &[]);
+    let mut texts = Vec::new();
+    let code = grids[0]["properties"]["code"].as_str().unwrap();
+    let comm = &code[..12];
+    for p in [
+        format!("/v1/grids/{code}"),
+        format!("/v1/grids?community={comm}"),
+        format!("/v1/communities/{comm}"),
+        "/v1/grids?bbox=-180,-90,180,90&limit=10000".to_owned(),
+        "/catalog".to_owned(),
+        "/style.json".to_owned(),
+        "/health".to_owned(),
+    ] {
+        let a = get(&srv.url(&p), &[]);
+        assert_eq!(a.status, 200, "{p}");
+        texts.push(String::from_utf8(a.body).unwrap());
+    }
+    for t in &texts {
+        assert!(!t.contains("id_card") && !t.contains("household_id"));
+        for c in &cards {
+            assert!(!t.contains(c.as_str()));
+        }
+    }
+    // Person coordinates (7+ decimals) never appear in any answer.
+    let distinctive: Vec<&String> = coords.iter().filter(|c| c.len() >= 10).collect();
+    assert!(!distinctive.is_empty());
+    for t in &texts {
+        for c in &distinctive {
+            assert!(
+                !t.contains(c.as_str()),
+                "a person's coordinate {c} was served"
+            );
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Tiles in process: a counting tile source behind the real router.
+// ---------------------------------------------------------------------------
+
+/// Tiles are their own coordinates repeated (so every tile differs); tiles
+/// with x = 0 are empty.
+struct FakeSource {
+    encoded: AtomicUsize,
+}
+
+impl wangge::serve::TileSource for FakeSource {
+    fn id(&self) -> &str {
+        "fake"
+    }
+    fn layers(&self) -> Vec<wangge::serve::VectorLayer> {
+        vec![wangge::serve::VectorLayer {
+            id: "grids".into(),
+            description: "test".into(),
+            minzoom: 0,
+            maxzoom: 14,
+            fields: [("code".to_owned(), "String".to_owned())].into(),
+        }]
+    }
+    fn bounds(&self) -> [f64; 4] {
+        [115.4, 39.4, 117.5, 41.1]
+    }
+    fn minzoom(&self) -> u8 {
+        0
+    }
+    fn maxzoom(&self) -> u8 {
+        14
+    }
+    fn tile(&self, z: u8, x: u32, y: u32) -> Result<Vec<u8>, String> {
+        self.encoded.fetch_add(1, Ordering::SeqCst);
+        if x == 0 {
+            return Ok(Vec::new());
+        }
+        Ok(format!("{z}/{x}/{y};").repeat(500).into_bytes())
+    }
+    fn reload_grids(
+        &self,
+        _store: &wangge_engine::store::Store,
+        _community: &str,
+    ) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+async fn call(
+    app: &axum::Router,
+    uri: &str,
+    headers: &[(&str, &str)],
+) -> (u16, BTreeMap<String, String>, Vec<u8>) {
+    use tower::ServiceExt;
+    let mut req = axum::http::Request::builder()
+        .uri(uri)
+        .header("host", "example.test:9");
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let resp = app
+        .clone()
+        .oneshot(req.body(axum::body::Body::empty()).unwrap())
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    let h = resp
+        .headers()
+        .iter()
+        .map(|(k, v)| (k.as_str().to_owned(), v.to_str().unwrap().to_owned()))
+        .collect();
+    let body = axum::body::to_bytes(resp.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    (status, h, body.to_vec())
+}
+
+fn gunzip(b: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    flate2::read::GzDecoder::new(b)
+        .read_to_end(&mut out)
+        .unwrap();
+    out
+}
+
+fn unbrotli(b: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    brotli::Decompressor::new(b, 4096)
+        .read_to_end(&mut out)
+        .unwrap();
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_tiles_negotiate_cache_and_invalidate() {
+    let store = shared_city().to_owned();
+    let source = Arc::new(FakeSource {
+        encoded: AtomicUsize::new(0),
+    });
+    let state = tokio::task::spawn_blocking({
+        let source = Arc::clone(&source);
+        move || {
+            wangge::serve::AppState::open(
+                store,
+                vec![source as Arc<dyn wangge::serve::TileSource>],
+                wangge::serve::Options::default(),
+            )
+            .unwrap()
+        }
+    })
+    .await
+    .unwrap();
+    let state = Arc::new(state);
+    let app = wangge::serve::router(Arc::clone(&state));
+    // Beijing centre at z14.
+    let t = "/tiles/fake/14/13489/6208";
+    let (st, h, plain) = call(&app, t, &[]).await;
+    assert_eq!(st, 200);
+    assert_eq!(plain, "14/13489/6208;".repeat(500).into_bytes());
+    assert_eq!(h["content-type"], "application/x-protobuf");
+    assert!(!h.contains_key("content-encoding"));
+    let etag = h["etag"].clone();
+    assert!(etag.starts_with('"') && etag.ends_with('"'));
+    let (st, h, gz) = call(&app, &format!("{t}.pbf"), &[("accept-encoding", "gzip")]).await;
+    assert_eq!((st, h["content-encoding"].as_str()), (200, "gzip"));
+    assert_eq!(gunzip(&gz), plain);
+    assert_ne!(h["etag"], etag, "each encoding has its own strong ETag");
+    let (st, h, br) = call(
+        &app,
+        &format!("{t}.mvt"),
+        &[("accept-encoding", "gzip, br")],
+    )
+    .await;
+    assert_eq!((st, h["content-encoding"].as_str()), (200, "br"));
+    assert_eq!(unbrotli(&br), plain);
+    assert_eq!(h["vary"], "accept-encoding");
+    assert_eq!(
+        source.encoded.load(Ordering::SeqCst),
+        1,
+        "encoded once, then cached"
+    );
+    // Revalidation.
+    let (st, _, body) = call(&app, t, &[("if-none-match", &etag)]).await;
+    assert_eq!((st, body.len()), (304, 0));
+    let (st, _, _) = call(&app, t, &[("if-none-match", "\"other\"")]).await;
+    assert_eq!(st, 200);
+    // Empty tiles: 204 without a body.
+    let (st, _, body) = call(&app, "/tiles/fake/3/0/1", &[]).await;
+    assert_eq!((st, body.len()), (204, 0));
+    // Bad coordinates.
+    for (uri, want) in [
+        ("/tiles/fake/a/1/1", 400),
+        ("/tiles/fake/3/1/x.pbf", 400),
+        ("/tiles/fake/3/-1/1", 400),
+        ("/tiles/fake/15/1/1", 404),
+        ("/tiles/fake/3/8/1", 404),
+        ("/tiles/fake/3/1/8", 404),
+        ("/tiles/none/3/1/1", 404),
+    ] {
+        let (st, h, body) = call(&app, uri, &[]).await;
+        assert_eq!(st, want, "{uri}");
+        assert_eq!(h["content-type"], "application/json", "{uri}");
+        let v: Value = serde_json::from_slice(&body).unwrap();
+        assert!(v["error"].is_string(), "{uri}");
+    }
+    // Invalidation drops exactly the tiles that touch the box, at every zoom.
+    let far = "/tiles/fake/14/13000/6208";
+    call(&app, far, &[]).await;
+    call(&app, "/tiles/fake/5/26/12", &[]).await;
+    let before = source.encoded.load(Ordering::SeqCst);
+    let removed = state.invalidate_bbox([116.39, 39.90, 116.40, 39.91]);
+    assert_eq!(
+        removed, 2,
+        "the z14 centre tile and the z5 tile over Beijing"
+    );
+    call(&app, t, &[]).await;
+    call(&app, far, &[]).await;
+    call(&app, "/tiles/fake/5/26/12", &[]).await;
+    assert_eq!(source.encoded.load(Ordering::SeqCst), before + 2);
+    // TileJSON, catalog and style.
+    for uri in ["/fake", "/tiles/fake.json"] {
+        let (st, _, body) = call(&app, uri, &[]).await;
+        assert_eq!(st, 200);
+        let tj: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(tj["tilejson"], "3.0.0");
+        assert_eq!(
+            tj["tiles"][0],
+            "http://example.test:9/tiles/fake/{z}/{x}/{y}"
+        );
+        assert_eq!(tj["vector_layers"][0]["id"], "grids");
+        assert_eq!(tj["maxzoom"], 14);
+    }
+    let (_, _, body) = call(&app, "/catalog", &[]).await;
+    let cat: Value = serde_json::from_slice(&body).unwrap();
+    assert!(cat["tiles"]["fake"].is_object());
+    let (_, _, body) = call(&app, "/style.json", &[]).await;
+    let style: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(style["version"], 8);
+    assert_eq!(
+        style["sources"]["fake"]["url"],
+        "http://example.test:9/tiles/fake.json"
+    );
+    let layers = style["layers"].as_array().unwrap();
+    assert!(
+        layers
+            .iter()
+            .any(|l| l["source-layer"] == "grids" && l["type"] == "fill")
+    );
+    assert!(style.get("glyphs").is_none() && style.get("sprite").is_none());
+    // Metrics count hits and misses.
+    let (_, _, body) = call(&app, "/metrics", &[]).await;
+    let text = String::from_utf8(body).unwrap();
+    assert!(text.contains("wangge_tile_cache_hits_total"));
+    let misses: u64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("wangge_tile_cache_misses_total "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(misses as usize, source.encoded.load(Ordering::SeqCst));
+}
+
+// ---------------------------------------------------------------------------
+// Tiles from the real binary, decoded by the Python `mapbox-vector-tile`.
+// ---------------------------------------------------------------------------
+
+/// The XYZ tile holding a lon/lat at zoom z.
+fn tile_of(lon: f64, lat: f64, z: u8) -> (u32, u32) {
+    let n = f64::from(1u32 << z);
+    let x = ((lon + 180.0) / 360.0 * n).floor() as u32;
+    let r = lat.to_radians();
+    let y =
+        ((1.0 - (r.tan() + 1.0 / r.cos()).ln() / std::f64::consts::PI) / 2.0 * n).floor() as u32;
+    (x, y)
+}
+
+/// Decodes raw MVT bytes with the independent Python decoder.
+fn decode_tiles(dir: &Path, tiles: &[&[u8]]) -> Vec<Value> {
+    let mut paths = Vec::new();
+    for (i, t) in tiles.iter().enumerate() {
+        let p = dir.join(format!("tile{i}.mvt"));
+        std::fs::write(&p, t).unwrap();
+        paths.push(p);
+    }
+    let args: Vec<&str> = paths.iter().map(|p| s(p)).collect();
+    crate::support::python_json("mvt_decode.py", &args)
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+fn grid_codes_in(tile: &Value) -> HashSet<String> {
+    tile["grids"]["features"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|f| f["properties"]["code"].as_str().map(str::to_owned))
+        .collect()
+}
+
+#[test]
+fn serve_tiles_decode_and_follow_edits() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = city_copy(dir.path());
+    let grids = exported(&store, "grids", dir.path());
+    let srv = Server::start(&store, &["--token", TOKEN]);
+    let cat = get(&srv.url("/catalog"), &[]).json();
+    assert!(cat["tiles"]["wangge"].is_object(), "{cat}");
+    let tj = get(&srv.url("/tiles/wangge.json"), &[]).json();
+    assert_eq!(tj["tilejson"], "3.0.0");
+    assert_eq!(
+        tj["tiles"][0].as_str().unwrap(),
+        srv.url("/tiles/wangge/{z}/{x}/{y}")
+    );
+    let layers: Vec<&str> = tj["vector_layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["id"].as_str().unwrap())
+        .collect();
+    assert!(layers.contains(&"grids"), "{layers:?}");
+    assert!(
+        !layers.contains(&"persons"),
+        "persons are never a tile layer"
+    );
+    let style = get(&srv.url("/style.json"), &[]).json();
+    for l in &layers {
+        assert!(
+            style["layers"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|s| s["source-layer"] == *l),
+            "style misses {l}"
+        );
+    }
+
+    // A community with several grids and a point inside its first grid.
+    let mut by: BTreeMap<String, Vec<&Value>> = BTreeMap::new();
+    for g in &grids {
+        by.entry(g["properties"]["parent_code"].as_str().unwrap().to_owned())
+            .or_default()
+            .push(g);
+    }
+    // A grid of several buildings (so it can be split) in a community of
+    // several grids.
+    let (comm, grid) = by
+        .iter()
+        .filter(|(_, v)| v.len() >= 3)
+        .find_map(|(c, v)| {
+            v.iter()
+                .find(|g| g["properties"]["buildings"].as_i64().unwrap() >= 4)
+                .map(|g| (c, *g))
+        })
+        .unwrap();
+    let code = grid["properties"]["code"].as_str().unwrap();
+    let ring = &grid["geometry"]["coordinates"][0][0];
+    let (mut lon, mut lat) = (0.0, 0.0);
+    let pts = ring.as_array().unwrap();
+    for p in &pts[..pts.len() - 1] {
+        lon += p[0].as_f64().unwrap() / (pts.len() - 1) as f64;
+        lat += p[1].as_f64().unwrap() / (pts.len() - 1) as f64;
+    }
+    let z = 14;
+    let (x, y) = tile_of(lon, lat, z);
+    let url = srv.url(&format!("/tiles/wangge/{z}/{x}/{y}"));
+    let plain = get(&url, &[]);
+    assert_eq!(plain.status, 200);
+    assert_eq!(plain.header("content-type"), Some("application/x-protobuf"));
+    let gz = get(&format!("{url}.pbf"), &[("accept-encoding", "gzip")]);
+    assert_eq!(gz.header("content-encoding"), Some("gzip"));
+    assert_eq!(gunzip(&gz.body), plain.body);
+    let br = get(
+        &format!("{url}.mvt"),
+        &[("accept-encoding", "br;q=1, gzip;q=0.5")],
+    );
+    assert_eq!(br.header("content-encoding"), Some("br"));
+    assert_eq!(unbrotli(&br.body), plain.body);
+    let etag = plain.header("etag").unwrap().to_owned();
+    assert_eq!(get(&url, &[("if-none-match", &etag)]).status, 304);
+
+    let decoded = decode_tiles(dir.path(), &[&plain.body]);
+    let before = grid_codes_in(&decoded[0]);
+    assert!(
+        before.contains(code),
+        "{code} not in tile {z}/{x}/{y}: {before:?}"
+    );
+    let f = decoded[0]["grids"]["features"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["properties"]["code"] == code)
+        .unwrap();
+    assert_eq!(
+        f["properties"]["households"],
+        grid["properties"]["households"]
+    );
+    for (name, layer) in decoded[0].as_object().unwrap() {
+        assert_ne!(name, "persons");
+        assert_eq!(layer["extent"], 4096);
+        for feat in layer["features"].as_array().unwrap() {
+            let p = feat["properties"].as_object().unwrap();
+            assert!(!p.contains_key("id_card") && !p.contains_key("household_id"));
+        }
+    }
+
+    // Split the grid over HTTP: the cached tile is dropped and the new tile
+    // shows the new grids.
+    let v = get(&srv.url(&format!("/v1/communities/{comm}")), &[]).json()["properties"]["version"]
+        .as_i64()
+        .unwrap();
+    let split = json!({"op": "split", "grid": code, "parts": 2}).to_string();
+    let a = post(
+        &srv.url(&format!("/v1/communities/{comm}/edits")),
+        &[
+            JSON_CT,
+            ("authorization", &format!("Bearer {TOKEN}")),
+            ("if-match", &v.to_string()),
+        ],
+        split.as_bytes(),
+    );
+    assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+    let out = a.json();
+    let after = get(&url, &[("if-none-match", &etag)]);
+    assert_eq!(
+        after.status, 200,
+        "the edited tile was served from the cache"
+    );
+    assert_ne!(after.header("etag").unwrap(), etag);
+    let decoded = decode_tiles(dir.path(), &[&after.body]);
+    let codes = grid_codes_in(&decoded[0]);
+    for added in out["added"].as_array().unwrap() {
+        let added = added.as_str().unwrap();
+        let served = get(&srv.url(&format!("/v1/grids/{added}")), &[]).json();
+        // Only the new grids that reach this tile must be in it.
+        let reaches = served["geometry"]["coordinates"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|p| p[0].as_array().unwrap().iter())
+            .any(|c| tile_of(c[0].as_f64().unwrap(), c[1].as_f64().unwrap(), z) == (x, y));
+        if reaches {
+            assert!(codes.contains(added), "{added} missing from the new tile");
+        }
+    }
+    let metrics = String::from_utf8(get(&srv.url("/metrics"), &[]).body).unwrap();
+    assert!(metrics.contains("wangge_edits_total 1"));
+    assert!(metrics.contains("wangge_tile_size_bytes_count"));
+}

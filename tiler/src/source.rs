@@ -1,0 +1,1042 @@
+//! [`Tiler`]: the layers of a store in memory, projected once to Web
+//! Mercator and indexed with an R-tree, encoded into vector tiles on demand.
+//!
+//! | layer | zooms | attributes |
+//! |---|---|---|
+//! | `districts` | 0–16 | code, name |
+//! | `streets` | 8–16 | code, name |
+//! | `communities` | 10–16 | code, name |
+//! | `grids` | 10–16 | code, name, households, persons, deviation |
+//! | `roads` | 10–16 (arterial from 10, secondary from 12, local from 13) | id, kind, name |
+//! | `buildings` | 14–16 | id, kind, floors, households, grid_code |
+//! | `places` | 14–16 | id, kind, name, grid_code |
+//! | `objects` | 14–16 | id, kind, status, grid_code |
+//! | `events` | 14–16 | id, kind, status, reported_at, grid_code |
+//! | `organizations` | 14–16 | id, kind, name, grid_code |
+//! | `persons_hex` | 0–13 | h3, res, persons |
+//!
+//! `deviation` is `households / target − 1` with the store's
+//! `partition_target`; absent when the store has none.
+//!
+//! **Persons are personal data.** Their points are read once at open time,
+//! binned into H3 cells and dropped; no person's position or attribute is
+//! kept or emitted. They appear only as the grid's `persons` count and as
+//! `persons_hex`: H3 hexagons (resolution 4 at zoom ≤ 5, 5 at 6–7, 6 at
+//! 8–9, 7 at 10–11, 8 at 12–13) with their count; a hexagon with fewer than
+//! [`MIN_HEX_PERSONS`] persons is not emitted.
+//!
+//! Bad input never panics: a missing layer is left out, a feature whose
+//! geometry cannot be decoded, has the wrong type or non-finite/out-of-range
+//! coordinates is skipped and counted in [`Tiler::warnings`].
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+use geo_types::Geometry;
+use h3o::{CellIndex, LatLng, Resolution};
+use rayon::prelude::*;
+use rstar::primitives::{GeomWithData, Rectangle};
+use rstar::{AABB, RTree};
+use serde::Serialize;
+use wangge_engine::store::{Store, decode_geometry};
+
+use crate::TilerError;
+use crate::mvt::{BUFFER, EXTENT, GeometryEncoder, LayerBuilder, PropValue, TileGeometry};
+use crate::tile::{TileCoord, lonlat_to_merc, merc_to_lonlat};
+
+/// A hexagon with fewer persons than this is suppressed from `persons_hex`.
+pub const MIN_HEX_PERSONS: u32 = 10;
+
+/// The deepest zoom any layer has data for; clients overzoom beyond it.
+pub const MAX_ZOOM: u8 = 16;
+
+/// Simplification tolerance in tile units below a layer's maximum zoom.
+pub const SIMPLIFY_TOLERANCE: f64 = 1.0;
+
+/// Type of an attribute, as TileJSON `vector_layers` names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum FieldType {
+    /// Text.
+    String,
+    /// Integer or float.
+    Number,
+}
+
+/// One tile layer, as TileJSON 3.0.0 `vector_layers` describes it (serialises
+/// to exactly that object: `id`, `description`, `fields`, `minzoom`,
+/// `maxzoom`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LayerInfo {
+    /// Layer name in the tiles.
+    #[serde(rename = "id")]
+    pub name: String,
+    /// One sentence on what the layer holds.
+    pub description: String,
+    /// Attribute name → type.
+    pub fields: BTreeMap<String, FieldType>,
+    /// First zoom with features.
+    pub minzoom: u8,
+    /// Last zoom with features.
+    pub maxzoom: u8,
+}
+
+/// Options for [`Tiler::open_with`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TilerOptions {
+    /// Douglas–Peucker simplification below each layer's maximum zoom
+    /// ([`SIMPLIFY_TOLERANCE`] tile units). Off, geometry is only clipped and
+    /// rounded (what tests compare with PostGIS `ST_AsMVTGeom`).
+    pub simplify: bool,
+}
+
+impl Default for TilerOptions {
+    fn default() -> Self {
+        TilerOptions { simplify: true }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Point,
+    Line,
+    Polygon,
+}
+
+/// How a store layer becomes a tile layer.
+struct Spec {
+    name: &'static str,
+    description: &'static str,
+    kind: Kind,
+    minzoom: u8,
+    maxzoom: u8,
+    /// (attribute, column, type).
+    fields: &'static [(&'static str, &'static str, FieldType)],
+}
+
+use FieldType::{Number as N, String as S};
+
+const ADMIN_FIELDS: &[(&str, &str, FieldType)] = &[("code", "code", S), ("name", "name", S)];
+
+const SPECS: &[Spec] = &[
+    Spec {
+        name: "districts",
+        description: "Districts / counties (区/县)",
+        kind: Kind::Polygon,
+        minzoom: 0,
+        maxzoom: MAX_ZOOM,
+        fields: ADMIN_FIELDS,
+    },
+    Spec {
+        name: "streets",
+        description: "Streets / townships (街道/乡镇)",
+        kind: Kind::Polygon,
+        minzoom: 8,
+        maxzoom: MAX_ZOOM,
+        fields: ADMIN_FIELDS,
+    },
+    Spec {
+        name: "communities",
+        description: "Communities / villages (社区/村)",
+        kind: Kind::Polygon,
+        minzoom: 10,
+        maxzoom: MAX_ZOOM,
+        fields: ADMIN_FIELDS,
+    },
+    Spec {
+        name: "grids",
+        description: "Service grids (网格) with household and person counts and deviation from the target",
+        kind: Kind::Polygon,
+        minzoom: 10,
+        maxzoom: MAX_ZOOM,
+        fields: &[
+            ("code", "code", S),
+            ("name", "name", S),
+            ("households", "households", N),
+            ("persons", "persons", N),
+            // Derived from households; the column is read for it.
+            ("deviation", "households", N),
+        ],
+    },
+    Spec {
+        name: "roads",
+        description: "Road centre lines (arterial from z10, secondary from z12, local from z13)",
+        kind: Kind::Line,
+        minzoom: 10,
+        maxzoom: MAX_ZOOM,
+        fields: &[("id", "id", S), ("kind", "kind", S), ("name", "name", S)],
+    },
+    Spec {
+        name: "buildings",
+        description: "Building footprints",
+        kind: Kind::Polygon,
+        minzoom: 14,
+        maxzoom: MAX_ZOOM,
+        fields: &[
+            ("id", "id", S),
+            ("kind", "kind", S),
+            ("floors", "floors", N),
+            ("households", "households", N),
+            ("grid_code", "grid_code", S),
+        ],
+    },
+    Spec {
+        name: "places",
+        description: "Points of interest (地)",
+        kind: Kind::Point,
+        minzoom: 14,
+        maxzoom: MAX_ZOOM,
+        fields: &[
+            ("id", "id", S),
+            ("kind", "kind", S),
+            ("name", "name", S),
+            ("grid_code", "grid_code", S),
+        ],
+    },
+    Spec {
+        name: "objects",
+        description: "City components (物, GB/T 30428)",
+        kind: Kind::Point,
+        minzoom: 14,
+        maxzoom: MAX_ZOOM,
+        fields: &[
+            ("id", "id", S),
+            ("kind", "kind", S),
+            ("status", "status", S),
+            ("grid_code", "grid_code", S),
+        ],
+    },
+    Spec {
+        name: "events",
+        description: "Reported incidents (事)",
+        kind: Kind::Point,
+        minzoom: 14,
+        maxzoom: MAX_ZOOM,
+        fields: &[
+            ("id", "id", S),
+            ("kind", "kind", S),
+            ("status", "status", S),
+            ("reported_at", "reported_at", S),
+            ("grid_code", "grid_code", S),
+        ],
+    },
+    Spec {
+        name: "organizations",
+        description: "Enterprises and social organizations (组织)",
+        kind: Kind::Point,
+        minzoom: 14,
+        maxzoom: MAX_ZOOM,
+        fields: &[
+            ("id", "id", S),
+            ("kind", "kind", S),
+            ("name", "name", S),
+            ("grid_code", "grid_code", S),
+        ],
+    },
+];
+
+/// Name of the persons aggregate layer.
+pub const PERSONS_HEX: &str = "persons_hex";
+const HEX_MAXZOOM: u8 = 13;
+const HEX_FIELDS: &[(&str, &str, FieldType)] = &[("h3", "", S), ("res", "", N), ("persons", "", N)];
+/// Finest H3 resolution binned.
+const HEX_FINEST: u8 = 8;
+
+/// The H3 resolution shown at zoom `z` (≤ 13).
+fn hex_res(z: u8) -> u8 {
+    match z {
+        0..=5 => 4,
+        6..=7 => 5,
+        8..=9 => 6,
+        10..=11 => 7,
+        _ => 8,
+    }
+}
+
+/// Projected geometry (normalised Mercator).
+#[derive(Debug, Clone)]
+enum Shape {
+    Points(Vec<[f64; 2]>),
+    Lines(Vec<Vec<[f64; 2]>>),
+    Polygons(Vec<Vec<Vec<[f64; 2]>>>),
+}
+
+#[derive(Debug, Clone)]
+struct Item {
+    id: u64,
+    minzoom: u8,
+    shape: Shape,
+    /// Aligned with the layer's keys; `None` for NULL.
+    props: Box<[Option<PropValue>]>,
+    /// The parent community for grids (what `reload_grids` replaces).
+    group: Option<Box<str>>,
+}
+
+type Tree = RTree<GeomWithData<Rectangle<[f64; 2]>, u32>>;
+
+#[derive(Debug)]
+struct LayerData {
+    name: &'static str,
+    minzoom: u8,
+    maxzoom: u8,
+    keys: Vec<&'static str>,
+    items: Vec<Item>,
+    tree: Tree,
+}
+
+impl LayerData {
+    fn new(
+        name: &'static str,
+        minzoom: u8,
+        maxzoom: u8,
+        keys: Vec<&'static str>,
+        items: Vec<Item>,
+    ) -> LayerData {
+        let mut l = LayerData {
+            name,
+            minzoom,
+            maxzoom,
+            keys,
+            items,
+            tree: RTree::new(),
+        };
+        l.reindex();
+        l
+    }
+
+    fn reindex(&mut self) {
+        let entries = self
+            .items
+            .iter()
+            .enumerate()
+            .filter_map(|(i, it)| {
+                let b = shape_bbox(&it.shape)?;
+                Some(GeomWithData::new(
+                    Rectangle::from_corners([b[0], b[1]], [b[2], b[3]]),
+                    i as u32,
+                ))
+            })
+            .collect();
+        self.tree = RTree::bulk_load(entries);
+    }
+
+    fn bbox(&self) -> Option<[f64; 4]> {
+        (self.tree.size() > 0).then(|| {
+            let e = self.tree.root().envelope();
+            [e.lower()[0], e.lower()[1], e.upper()[0], e.upper()[1]]
+        })
+    }
+}
+
+fn shape_bbox(s: &Shape) -> Option<[f64; 4]> {
+    let mut b = [
+        f64::INFINITY,
+        f64::INFINITY,
+        f64::NEG_INFINITY,
+        f64::NEG_INFINITY,
+    ];
+    let mut add = |p: &[f64; 2]| {
+        b[0] = b[0].min(p[0]);
+        b[1] = b[1].min(p[1]);
+        b[2] = b[2].max(p[0]);
+        b[3] = b[3].max(p[1]);
+    };
+    match s {
+        Shape::Points(v) => v.iter().for_each(&mut add),
+        Shape::Lines(v) => v.iter().flatten().for_each(&mut add),
+        Shape::Polygons(v) => v.iter().flatten().flatten().for_each(&mut add),
+    }
+    (b[0] <= b[2]).then_some(b)
+}
+
+/// Vector tiles from a wangge store, held in memory (see the module
+/// documentation for layers, zooms and the privacy rules). `Send + Sync`:
+/// share it behind an `Arc` (and an `RwLock` for [`Tiler::reload_grids`]).
+#[derive(Debug)]
+pub struct Tiler {
+    path: PathBuf,
+    options: TilerOptions,
+    layers: Vec<LayerData>,
+    /// `persons_hex` per H3 resolution 4..=8.
+    hex: HexLevels,
+    infos: Vec<LayerInfo>,
+    bounds: [f64; 4],
+    target: Option<f64>,
+    warnings: Vec<String>,
+}
+
+/// Per-layer warnings kept (the rest are only counted).
+const MAX_WARNINGS: usize = 20;
+
+#[derive(Debug, Default)]
+struct Warnings {
+    shown: Vec<String>,
+    skipped: u64,
+}
+
+impl Warnings {
+    fn add(&mut self, msg: impl FnOnce() -> String) {
+        self.skipped += 1;
+        if self.shown.len() < MAX_WARNINGS {
+            self.shown.push(msg());
+        }
+    }
+    fn finish(mut self, layer: &str) -> Vec<String> {
+        if self.skipped as usize > self.shown.len() {
+            self.shown.push(format!(
+                "{layer}: {} features skipped in all ({} listed)",
+                self.skipped,
+                self.shown.len()
+            ));
+        }
+        self.shown
+    }
+}
+
+impl Tiler {
+    /// Opens a store and loads every tile layer into memory, simplifying
+    /// by default.
+    pub fn open(store: &Path) -> Result<Tiler, TilerError> {
+        Tiler::open_with(store, TilerOptions::default())
+    }
+
+    /// [`Tiler::open`] with options. Layers load in parallel, each on its own
+    /// connection.
+    pub fn open_with(store: &Path, options: TilerOptions) -> Result<Tiler, TilerError> {
+        let s = Store::open(store)?;
+        let target = read_target(&s)?;
+        drop(s);
+        enum Loaded {
+            Layer(Option<LayerData>, Vec<String>),
+            Hex(HexLevels, Vec<String>),
+        }
+        let loaded: Vec<Loaded> = (0..=SPECS.len())
+            .into_par_iter()
+            .map(|i| -> Result<Loaded, TilerError> {
+                let s = Store::open(store)?;
+                if i == SPECS.len() {
+                    let (hex, w) = load_hex(&s)?;
+                    return Ok(Loaded::Hex(hex, w));
+                }
+                let spec = &SPECS[i];
+                if !s.has_layer(spec.name)? {
+                    return Ok(Loaded::Layer(None, Vec::new()));
+                }
+                let mut w = Warnings::default();
+                let items = read_items(&s, spec, None, target, &mut w)?;
+                let keys = spec.fields.iter().map(|f| f.0).collect();
+                let data = LayerData::new(spec.name, spec.minzoom, spec.maxzoom, keys, items);
+                Ok(Loaded::Layer(Some(data), w.finish(spec.name)))
+            })
+            .collect::<Result<_, _>>()?;
+        let mut t = Tiler {
+            path: store.to_owned(),
+            options,
+            layers: Vec::new(),
+            hex: Vec::new(),
+            infos: Vec::new(),
+            bounds: [-180.0, -85.051_128_779_806_59, 180.0, 85.051_128_779_806_59],
+            target,
+            warnings: Vec::new(),
+        };
+        for l in loaded {
+            match l {
+                Loaded::Layer(data, w) => {
+                    t.layers.extend(data);
+                    t.warnings.extend(w);
+                }
+                Loaded::Hex(hex, w) => {
+                    t.hex = hex;
+                    t.warnings.extend(w);
+                }
+            }
+        }
+        t.refresh_infos();
+        Ok(t)
+    }
+
+    fn refresh_infos(&mut self) {
+        let mut infos = Vec::new();
+        for l in &self.layers {
+            let spec = SPECS.iter().find(|s| s.name == l.name).expect("a spec");
+            infos.push(info(
+                spec.name,
+                spec.description,
+                spec.fields,
+                l.minzoom,
+                l.maxzoom,
+            ));
+        }
+        if !self.hex.is_empty() {
+            infos.push(info(
+                PERSONS_HEX,
+                "Persons per H3 hexagon (hexagons under 10 persons suppressed)",
+                HEX_FIELDS,
+                0,
+                HEX_MAXZOOM,
+            ));
+        }
+        self.infos = infos;
+        let mut b: Option<[f64; 4]> = None;
+        for l in self.layers.iter().chain(self.hex.iter().map(|h| &h.1)) {
+            if let Some(x) = l.bbox() {
+                b = Some(match b {
+                    None => x,
+                    Some(a) => [
+                        a[0].min(x[0]),
+                        a[1].min(x[1]),
+                        a[2].max(x[2]),
+                        a[3].max(x[3]),
+                    ],
+                });
+            }
+        }
+        if let Some([x0, y0, x1, y1]) = b {
+            let (w, n) = merc_to_lonlat([x0, y0]);
+            let (e, s) = merc_to_lonlat([x1, y1]);
+            self.bounds = [w, s, e, n];
+        }
+    }
+
+    /// The store this tiler was opened from.
+    #[must_use]
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The tile layers present in the store, in drawing order (for TileJSON
+    /// `vector_layers`).
+    #[must_use]
+    pub fn layers(&self) -> &[LayerInfo] {
+        &self.infos
+    }
+
+    /// `[west, south, east, north]` of all data in degrees (the world when
+    /// the store is empty).
+    #[must_use]
+    pub fn bounds(&self) -> [f64; 4] {
+        self.bounds
+    }
+
+    /// The lowest zoom with data: 0.
+    #[must_use]
+    pub fn minzoom(&self) -> u8 {
+        self.infos.iter().map(|l| l.minzoom).min().unwrap_or(0)
+    }
+
+    /// The highest zoom with data: [`MAX_ZOOM`] (16).
+    #[must_use]
+    pub fn maxzoom(&self) -> u8 {
+        self.infos
+            .iter()
+            .map(|l| l.maxzoom)
+            .max()
+            .unwrap_or(MAX_ZOOM)
+    }
+
+    /// What loading skipped (one line per bad feature, capped per layer, with
+    /// a total per layer); empty for a clean store.
+    #[must_use]
+    pub fn warnings(&self) -> &[String] {
+        &self.warnings
+    }
+
+    /// Encodes tile `z/x/y` as uncompressed MVT bytes; an empty `Vec` when no
+    /// layer has a feature there (including zooms above [`Tiler::maxzoom`]).
+    /// Fails only for an invalid address.
+    pub fn tile(&self, z: u8, x: u32, y: u32) -> Result<Vec<u8>, TilerError> {
+        let t = TileCoord::new(z, x, y)?;
+        Ok(self.encode(t))
+    }
+
+    /// [`Tiler::tile`] for a validated address.
+    #[must_use]
+    pub fn encode(&self, t: TileCoord) -> Vec<u8> {
+        let mut out = Vec::new();
+        let z = t.z();
+        let [x0, y0, x1, y1] = t.merc_bounds();
+        let pad = (x1 - x0) * f64::from(BUFFER) / f64::from(EXTENT);
+        let env = AABB::from_corners([x0 - pad, y0 - pad], [x1 + pad, y1 + pad]);
+        for l in &self.layers {
+            if (l.minzoom..=l.maxzoom).contains(&z) {
+                self.encode_layer(l, t, &env, &mut out);
+            }
+        }
+        if z <= HEX_MAXZOOM {
+            let res = hex_res(z);
+            if let Some((_, l)) = self.hex.iter().find(|h| h.0 == res) {
+                self.encode_layer(l, t, &env, &mut out);
+            }
+        }
+        out
+    }
+
+    fn encode_layer(&self, l: &LayerData, t: TileCoord, env: &AABB<[f64; 2]>, out: &mut Vec<u8>) {
+        let z = t.z();
+        let mut hits: Vec<u32> = l
+            .tree
+            .locate_in_envelope_intersecting(env)
+            .map(|g| g.data)
+            .collect();
+        if hits.is_empty() {
+            return;
+        }
+        hits.sort_unstable();
+        let enc = GeometryEncoder {
+            extent: EXTENT,
+            buffer: BUFFER,
+            tolerance: if self.options.simplify && z < l.maxzoom {
+                SIMPLIFY_TOLERANCE
+            } else {
+                0.0
+            },
+        };
+        let mut b = LayerBuilder::new(l.name, EXTENT);
+        let tr = |p: &[f64; 2]| t.to_tile(*p, EXTENT);
+        for i in hits {
+            let it = &l.items[i as usize];
+            if z < it.minzoom {
+                continue;
+            }
+            let g: Option<TileGeometry> = match &it.shape {
+                Shape::Points(v) => enc.points(&v.iter().map(tr).collect::<Vec<_>>()),
+                Shape::Lines(v) => enc.lines(
+                    &v.iter()
+                        .map(|l| l.iter().map(tr).collect())
+                        .collect::<Vec<_>>(),
+                ),
+                Shape::Polygons(v) => enc.polygons(
+                    &v.iter()
+                        .map(|p| p.iter().map(|r| r.iter().map(tr).collect()).collect())
+                        .collect::<Vec<_>>(),
+                ),
+            };
+            let Some(g) = g else { continue };
+            let props = l
+                .keys
+                .iter()
+                .zip(it.props.iter())
+                .filter_map(|(k, v)| v.as_ref().map(|v| (*k, v)));
+            b.add(Some(it.id), props, &g);
+        }
+        b.write_to(out);
+    }
+
+    /// After an edit of one community's grids: drops the grids held for
+    /// `community` (12-digit code) and reads its grids again from `store`;
+    /// the partition target is re-read too. Other layers are unchanged.
+    pub fn reload_grids(&mut self, store: &Store, community: &str) -> Result<(), TilerError> {
+        let spec = SPECS
+            .iter()
+            .find(|s| s.name == "grids")
+            .expect("grids spec");
+        self.target = read_target(store)?;
+        if !store.has_layer("grids")? {
+            return Ok(());
+        }
+        let mut w = Warnings::default();
+        let fresh = read_items(store, spec, Some(community), self.target, &mut w)?;
+        self.warnings.extend(w.finish("grids"));
+        let pos = match self.layers.iter().position(|l| l.name == "grids") {
+            Some(p) => p,
+            None => {
+                // Keep the drawing order of SPECS: grids go before every
+                // layer that follows them there.
+                let rank = |name: &str| SPECS.iter().position(|s| s.name == name);
+                let at = self
+                    .layers
+                    .iter()
+                    .position(|l| rank(l.name) > rank("grids"))
+                    .unwrap_or(self.layers.len());
+                let keys = spec.fields.iter().map(|f| f.0).collect();
+                let empty = LayerData::new(spec.name, spec.minzoom, spec.maxzoom, keys, Vec::new());
+                self.layers.insert(at, empty);
+                at
+            }
+        };
+        let l = &mut self.layers[pos];
+        l.items.retain(|it| it.group.as_deref() != Some(community));
+        l.items.extend(fresh);
+        l.reindex();
+        self.refresh_infos();
+        Ok(())
+    }
+}
+
+fn info(
+    name: &str,
+    description: &str,
+    fields: &[(&str, &str, FieldType)],
+    minzoom: u8,
+    maxzoom: u8,
+) -> LayerInfo {
+    LayerInfo {
+        name: name.to_owned(),
+        description: description.to_owned(),
+        fields: fields.iter().map(|f| (f.0.to_owned(), f.2)).collect(),
+        minzoom,
+        maxzoom,
+    }
+}
+
+fn sql_err(store: &Store) -> impl Fn(rusqlite::Error) -> TilerError + '_ {
+    move |source| TilerError::Sqlite {
+        path: store.path().to_owned(),
+        source,
+    }
+}
+
+fn read_target(store: &Store) -> Result<Option<f64>, TilerError> {
+    Ok(store
+        .meta("partition_target")?
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .filter(|t| t.is_finite() && *t > 0.0))
+}
+
+fn quote(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// The geometry column of a GeoPackage feature table.
+fn geometry_column(store: &Store, layer: &str) -> Result<String, TilerError> {
+    let col: Option<String> = store
+        .connection()
+        .query_row(
+            "SELECT column_name FROM gpkg_geometry_columns WHERE table_name = ?1",
+            [layer],
+            |r| r.get(0),
+        )
+        .map(Some)
+        .or_else(|e| match e {
+            rusqlite::Error::QueryReturnedNoRows => Ok(None),
+            e => Err(e),
+        })
+        .map_err(sql_err(store))?;
+    Ok(col.unwrap_or_else(|| "geom".to_owned()))
+}
+
+/// Reads a layer's features (only one community's for grids when `group`
+/// is given), skipping and counting bad ones.
+fn read_items(
+    store: &Store,
+    spec: &Spec,
+    group: Option<&str>,
+    target: Option<f64>,
+    w: &mut Warnings,
+) -> Result<Vec<Item>, TilerError> {
+    let schema = store.schema(spec.name)?;
+    let has = |c: &str| schema.columns.iter().any(|x| x.name == c);
+    let is_grids = spec.name == "grids";
+    let mut sql = format!(
+        "SELECT rowid, {}",
+        quote(&geometry_column(store, spec.name)?)
+    );
+    for (_, col, _) in spec.fields {
+        if has(col) {
+            sql.push_str(", ");
+            sql.push_str(&quote(col));
+        } else {
+            sql.push_str(", NULL");
+        }
+    }
+    let extra_kind = spec.name == "roads" && has("kind");
+    let extra_parent = is_grids && has("parent_code");
+    sql.push_str(if extra_kind { ", kind" } else { ", NULL" });
+    sql.push_str(if extra_parent {
+        ", parent_code"
+    } else {
+        ", NULL"
+    });
+    sql.push_str(&format!(" FROM {}", quote(spec.name)));
+    if group.is_some() {
+        if !extra_parent {
+            return Ok(Vec::new());
+        }
+        sql.push_str(" WHERE parent_code = ?1");
+    }
+    sql.push_str(" ORDER BY rowid");
+    let err = sql_err(store);
+    let conn = store.connection();
+    let mut stmt = conn.prepare(&sql).map_err(&err)?;
+    let mut rows = match group {
+        Some(g) => stmt.query([g]),
+        None => stmt.query([]),
+    }
+    .map_err(&err)?;
+    let nf = spec.fields.len();
+    let mut items = Vec::new();
+    while let Some(row) = rows.next().map_err(&err)? {
+        let fid: i64 = row.get(0).map_err(&err)?;
+        let blob = match row.get_ref(1).map_err(&err)? {
+            rusqlite::types::ValueRef::Blob(b) => b,
+            _ => {
+                w.add(|| format!("{} fid {fid}: no geometry blob; skipped", spec.name));
+                continue;
+            }
+        };
+        let geometry = match decode_geometry(blob) {
+            Ok(g) => g,
+            Err(e) => {
+                w.add(|| format!("{} fid {fid}: {e}; skipped", spec.name));
+                continue;
+            }
+        };
+        let shape = match project(&geometry, spec.kind) {
+            Ok(s) => s,
+            Err(reason) => {
+                w.add(|| format!("{} fid {fid}: {reason}; skipped", spec.name));
+                continue;
+            }
+        };
+        let mut props = Vec::with_capacity(nf);
+        for (i, (attr, _, ty)) in spec.fields.iter().enumerate() {
+            let v = row.get_ref(2 + i).map_err(&err)?;
+            use rusqlite::types::ValueRef as V;
+            let p = match (v, ty) {
+                (V::Null, _) => None,
+                (V::Text(t), FieldType::String) => {
+                    Some(PropValue::String(String::from_utf8_lossy(t).into_owned()))
+                }
+                (V::Integer(i), FieldType::String) => Some(PropValue::String(i.to_string())),
+                (V::Integer(i), FieldType::Number) => Some(PropValue::Int(i)),
+                (V::Real(r), FieldType::Number) if r.is_finite() => Some(PropValue::Double(r)),
+                _ => None,
+            };
+            let p = if is_grids && *attr == "deviation" {
+                match (p, target) {
+                    (Some(PropValue::Int(h)), Some(t)) => {
+                        Some(PropValue::Double(h as f64 / t - 1.0))
+                    }
+                    (Some(PropValue::Double(h)), Some(t)) => Some(PropValue::Double(h / t - 1.0)),
+                    _ => None,
+                }
+            } else {
+                p
+            };
+            props.push(p);
+        }
+        let text = |i: usize| match row.get_ref(i) {
+            Ok(rusqlite::types::ValueRef::Text(t)) => Some(String::from_utf8_lossy(t).into_owned()),
+            _ => None,
+        };
+        let minzoom = match text(2 + nf).as_deref() {
+            Some("secondary") => 12,
+            Some("local") => 13,
+            _ => spec.minzoom,
+        };
+        items.push(Item {
+            id: fid as u64,
+            minzoom,
+            shape,
+            props: props.into_boxed_slice(),
+            group: text(3 + nf).map(String::into_boxed_str),
+        });
+    }
+    Ok(items)
+}
+
+fn merc(c: geo_types::Coord<f64>) -> Result<[f64; 2], String> {
+    if !(c.x.is_finite() && c.y.is_finite()) {
+        return Err("non-finite coordinate".into());
+    }
+    if !(-180.0..=180.0).contains(&c.x) || !(-90.0..=90.0).contains(&c.y) {
+        return Err(format!("coordinate ({}, {}) is not lon/lat", c.x, c.y));
+    }
+    Ok(lonlat_to_merc(c.x, c.y))
+}
+
+fn ring(ls: &geo_types::LineString<f64>) -> Result<Vec<[f64; 2]>, String> {
+    ls.0.iter().map(|c| merc(*c)).collect()
+}
+
+/// Projects a geometry of the layer's kind; collections contribute their
+/// parts of that kind.
+fn project(g: &Geometry<f64>, kind: Kind) -> Result<Shape, String> {
+    let mut pts = Vec::new();
+    let mut lines = Vec::new();
+    let mut polys = Vec::new();
+    fn walk(
+        g: &Geometry<f64>,
+        pts: &mut Vec<[f64; 2]>,
+        lines: &mut Vec<Vec<[f64; 2]>>,
+        polys: &mut Vec<Vec<Vec<[f64; 2]>>>,
+    ) -> Result<(), String> {
+        let poly = |p: &geo_types::Polygon<f64>| -> Result<Vec<Vec<[f64; 2]>>, String> {
+            std::iter::once(p.exterior())
+                .chain(p.interiors())
+                .map(ring)
+                .collect()
+        };
+        match g {
+            Geometry::Point(p) => pts.push(merc(p.0)?),
+            Geometry::MultiPoint(m) => {
+                for p in m {
+                    pts.push(merc(p.0)?);
+                }
+            }
+            Geometry::Line(l) => lines.push(vec![merc(l.start)?, merc(l.end)?]),
+            Geometry::LineString(l) => lines.push(ring(l)?),
+            Geometry::MultiLineString(m) => {
+                for l in m {
+                    lines.push(ring(l)?);
+                }
+            }
+            Geometry::Polygon(p) => polys.push(poly(p)?),
+            Geometry::MultiPolygon(m) => {
+                for p in m {
+                    polys.push(poly(p)?);
+                }
+            }
+            Geometry::Rect(r) => polys.push(poly(&r.to_polygon())?),
+            Geometry::Triangle(t) => polys.push(poly(&t.to_polygon())?),
+            Geometry::GeometryCollection(c) => {
+                for g in c {
+                    walk(g, pts, lines, polys)?;
+                }
+            }
+        }
+        Ok(())
+    }
+    walk(g, &mut pts, &mut lines, &mut polys)?;
+    let shape = match kind {
+        Kind::Point => Shape::Points(pts),
+        Kind::Line => {
+            lines.retain(|l| l.len() >= 2);
+            Shape::Lines(lines)
+        }
+        Kind::Polygon => {
+            polys.retain(|p| p.first().is_some_and(|r| r.len() >= 3));
+            Shape::Polygons(polys)
+        }
+    };
+    let empty = match &shape {
+        Shape::Points(v) => v.is_empty(),
+        Shape::Lines(v) => v.is_empty(),
+        Shape::Polygons(v) => v.is_empty(),
+    };
+    if empty {
+        let kind = match kind {
+            Kind::Point => "point",
+            Kind::Line => "line",
+            Kind::Polygon => "polygon",
+        };
+        return Err(format!("no {kind} geometry (empty or of another type)"));
+    }
+    Ok(shape)
+}
+
+/// Bins every person's point into H3 cells and keeps only the counts; the
+/// positions are dropped as soon as they are binned.
+/// `persons_hex` per H3 resolution.
+type HexLevels = Vec<(u8, LayerData)>;
+
+fn load_hex(store: &Store) -> Result<(HexLevels, Vec<String>), TilerError> {
+    let mut w = Warnings::default();
+    if !store.has_layer("persons")? {
+        return Ok((Vec::new(), Vec::new()));
+    }
+    let finest = Resolution::try_from(HEX_FINEST).expect("valid resolution");
+    let mut counts: HashMap<CellIndex, u32> = HashMap::new();
+    {
+        let err = sql_err(store);
+        let sql = format!(
+            "SELECT rowid, {} FROM persons",
+            quote(&geometry_column(store, "persons")?)
+        );
+        let mut stmt = store.connection().prepare(&sql).map_err(&err)?;
+        let mut rows = stmt.query([]).map_err(&err)?;
+        while let Some(row) = rows.next().map_err(&err)? {
+            let fid: i64 = row.get(0).map_err(&err)?;
+            let cell = match row.get_ref(1).map_err(&err)? {
+                rusqlite::types::ValueRef::Blob(b) => match decode_geometry(b) {
+                    Ok(Geometry::Point(p)) => LatLng::new(p.y(), p.x())
+                        .map(|ll| ll.to_cell(finest))
+                        .map_err(|e| e.to_string()),
+                    Ok(_) => Err("not a point".to_owned()),
+                    Err(e) => Err(e.to_string()),
+                },
+                _ => Err("no geometry blob".to_owned()),
+            };
+            match cell {
+                Ok(c) => *counts.entry(c).or_default() += 1,
+                Err(reason) => w.add(|| format!("persons fid {fid}: {reason}; not counted")),
+            }
+        }
+    }
+    let mut levels = Vec::new();
+    for res in 4..=HEX_FINEST {
+        let r = Resolution::try_from(res).expect("valid resolution");
+        let mut at: HashMap<CellIndex, u32> = HashMap::new();
+        for (c, n) in &counts {
+            if let Some(p) = c.parent(r) {
+                *at.entry(p).or_default() += n;
+            }
+        }
+        let mut cells: Vec<_> = at
+            .into_iter()
+            .filter(|(_, n)| *n >= MIN_HEX_PERSONS)
+            .collect();
+        cells.sort_unstable();
+        let items = cells
+            .into_iter()
+            .map(|(c, n)| {
+                let ring: Vec<[f64; 2]> = c
+                    .boundary()
+                    .iter()
+                    .map(|ll| lonlat_to_merc(ll.lng(), ll.lat()))
+                    .collect();
+                Item {
+                    id: u64::from(c),
+                    minzoom: 0,
+                    shape: Shape::Polygons(vec![vec![ring]]),
+                    props: vec![
+                        Some(PropValue::String(c.to_string())),
+                        Some(PropValue::Int(res.into())),
+                        Some(PropValue::Int(n.into())),
+                    ]
+                    .into_boxed_slice(),
+                    group: None,
+                }
+            })
+            .collect();
+        let keys = HEX_FIELDS.iter().map(|f| f.0).collect();
+        levels.push((
+            res,
+            LayerData::new(PERSONS_HEX, 0, HEX_MAXZOOM, keys, items),
+        ));
+    }
+    Ok((levels, w.finish("persons")))
+}
+
+#[allow(dead_code)]
+fn _assert_send_sync() {
+    fn is<T: Send + Sync>() {}
+    is::<Tiler>();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hex_resolution_per_zoom() {
+        let r: Vec<u8> = (0..=13).map(hex_res).collect();
+        assert_eq!(r, [4, 4, 4, 4, 4, 4, 5, 5, 6, 6, 7, 7, 8, 8]);
+    }
+
+    #[test]
+    fn projection_rejects_bad_coordinates() {
+        let p = Geometry::Point(geo_types::Point::new(f64::NAN, 1.0));
+        assert!(project(&p, Kind::Point).is_err());
+        let p = Geometry::Point(geo_types::Point::new(40.0, 116.0));
+        assert!(
+            project(&p, Kind::Point).is_err(),
+            "swapped lat/lon is out of range"
+        );
+        let l = Geometry::LineString(geo_types::LineString::from(vec![
+            (116.0, 40.0),
+            (116.1, 40.0),
+        ]));
+        assert!(project(&l, Kind::Point).is_err(), "wrong type");
+        assert!(matches!(project(&l, Kind::Line), Ok(Shape::Lines(v)) if v.len() == 1));
+    }
+}
