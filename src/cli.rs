@@ -86,6 +86,16 @@ pub struct DemoArgs {
     /// Where to write the store.
     #[arg(long, default_value = "demo/beijing.gpkg")]
     pub out: PathBuf,
+    /// Where the viewer and API are served at the end.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub addr: std::net::SocketAddr,
+    /// Edit token of the served viewer (default: a fresh random one,
+    /// printed).
+    #[arg(long, env = "WANGGE_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Stop after building the city instead of serving it.
+    #[arg(long)]
+    pub no_serve: bool,
 }
 
 /// `wangge synth`.
@@ -448,7 +458,35 @@ fn demo(ui: &Ui, a: &DemoArgs) -> Result<()> {
         a.out.display(),
         a.out.display()
     ));
-    Ok(())
+    if a.no_serve {
+        return Ok(());
+    }
+    let token = a.token.clone().unwrap_or_else(|| {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        format!(
+            "{:016x}",
+            (nanos as u64) ^ (u64::from(std::process::id()) << 40)
+        )
+    });
+    // Printed even with --quiet, like the address.
+    eprintln!(
+        "viewer: http://{}/  (edit token: {token}; Ctrl-C stops the server)",
+        a.addr
+    );
+    crate::serve::serve_cmd(
+        ui,
+        &crate::serve::ServeArgs {
+            store: a.out.clone(),
+            addr: a.addr,
+            token: Some(token),
+            cache_mb: 256,
+            body_limit_mb: 16,
+            timeout_s: 60,
+            no_tiles: false,
+        },
+    )
 }
 
 // ---------------------------------------------------------------------------

@@ -12,3 +12,4 @@ mod serve;
 mod support;
 mod synth;
 mod validate;
+mod viewer;
