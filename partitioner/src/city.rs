@@ -325,11 +325,9 @@ pub fn partition(c: &Community, params: &Params) -> Partition {
     p
 }
 
-/// The grouping of a community's buildings and the territories it used.
-fn group_buildings(c: &Community, params: &Params) -> (Vec<u32>, usize, Option<Territories>) {
-    if c.buildings.is_empty() {
-        return (Vec::new(), 1, None);
-    }
+/// The territories of a community's buildings and the buildings as the
+/// grouping sees them (households, centroid in metres of a local frame).
+pub(crate) fn units(c: &Community) -> (Option<Territories>, Vec<Unit>) {
     let footprints: Vec<Polygon<f64>> = c.buildings.iter().map(|b| b.footprint.clone()).collect();
     let territories = Territories::new(&c.geometry, &footprints);
     let frame = Frame::at(
@@ -337,7 +335,7 @@ fn group_buildings(c: &Community, params: &Params) -> (Vec<u32>, usize, Option<T
             .map(|r| r.center())
             .unwrap_or(Coord { x: 0.0, y: 0.0 }),
     );
-    let units: Vec<Unit> = c
+    let units = c
         .buildings
         .iter()
         .map(|b| Unit {
@@ -348,6 +346,15 @@ fn group_buildings(c: &Community, params: &Params) -> (Vec<u32>, usize, Option<T
                 .map_or([0.0, 0.0], |p| frame.to_m(p.0)),
         })
         .collect();
+    (territories, units)
+}
+
+/// The grouping of a community's buildings and the territories it used.
+fn group_buildings(c: &Community, params: &Params) -> (Vec<u32>, usize, Option<Territories>) {
+    if c.buildings.is_empty() {
+        return (Vec::new(), 1, None);
+    }
+    let (territories, units) = units(c);
     let empty = vec![Vec::new(); units.len()];
     let adjacency = territories.as_ref().map_or(&empty, |t| &t.adjacency);
     let (group, k) = balance::partition(&units, adjacency, params);
@@ -562,24 +569,7 @@ fn attach_orphans(c: &Community, group: &mut [u32], outlines: &mut [MultiPolygon
 /// any labelling's grid outlines are unions.
 #[must_use]
 pub fn graph_record(c: &Community, params: &Params) -> serde_json::Value {
-    let footprints: Vec<Polygon<f64>> = c.buildings.iter().map(|b| b.footprint.clone()).collect();
-    let territories = Territories::new(&c.geometry, &footprints);
-    let frame = Frame::at(
-        geom::bbox(&c.geometry)
-            .map(|r| r.center())
-            .unwrap_or(Coord { x: 0.0, y: 0.0 }),
-    );
-    let units: Vec<Unit> = c
-        .buildings
-        .iter()
-        .map(|b| Unit {
-            households: b.households,
-            pos: b
-                .footprint
-                .centroid()
-                .map_or([0.0, 0.0], |p| frame.to_m(p.0)),
-        })
-        .collect();
+    let (territories, units) = units(c);
     let empty = vec![Vec::new(); units.len()];
     let adjacency = territories.as_ref().map_or(&empty, |t| &t.adjacency);
     let t = std::time::Instant::now();
