@@ -196,7 +196,7 @@ pub(crate) async fn post_edit(
     let _writer = state.edits.lock().await;
     let st = Arc::clone(&state);
     let out = blocking(move || {
-        let mut store = Store::open(&st.store_path)?;
+        let mut store = super::open_reader(&st.store_path)?;
         let current = if wangge_partitioner::versions::ensure_tables(store.connection()).is_ok() {
             wangge_partitioner::versions::latest(store.connection(), &community)?
         } else {

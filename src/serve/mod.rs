@@ -65,6 +65,10 @@ pub struct ServeArgs {
     /// Longest time to answer a request, seconds (longer: 408).
     #[arg(long, default_value_t = 60)]
     pub timeout_s: u64,
+    /// Longest time a client may take to send a request's headers, seconds
+    /// (slower: the connection is closed).
+    #[arg(long, default_value_t = 10)]
+    pub header_timeout_s: u64,
     /// Serve no tiles (faster start, less memory: the API only).
     #[arg(long)]
     pub no_tiles: bool,
@@ -113,7 +117,7 @@ impl ReadPool {
         let taken = self.idle.lock().ok().and_then(|mut v| v.pop());
         let store = match taken {
             Some(s) => s,
-            None => Store::open(&self.path)?,
+            None => open_reader(&self.path)?,
         };
         let out = f(&store);
         if let Ok(mut v) = self.idle.lock()
@@ -123,6 +127,14 @@ impl ReadPool {
         }
         out
     }
+}
+
+/// Opens the store for a reader: waits up to 10 s for an edit's write
+/// transaction instead of failing with "database is locked".
+pub(crate) fn open_reader(path: &std::path::Path) -> Result<Store, ApiError> {
+    let store = Store::open(path)?;
+    store.connection().busy_timeout(Duration::from_secs(10))?;
+    Ok(store)
 }
 
 /// Everything the handlers share.
@@ -160,7 +172,7 @@ impl AppState {
         sources: Vec<Arc<dyn TileSource>>,
         options: Options,
     ) -> Result<AppState> {
-        let store = Store::open(&store_path)?;
+        let store = open_reader(&store_path).map_err(|e| anyhow::anyhow!("{e}"))?;
         let locator = Locator::load(&store)?;
         let directory = Directory::load(&store).map_err(|e| anyhow::anyhow!("{e}"))?;
         Ok(AppState {
@@ -278,6 +290,20 @@ pub fn router(state: Arc<AppState>) -> Router {
             StatusCode::REQUEST_TIMEOUT,
             timeout,
         ))
+        // Maps on any origin may read tiles and the API; `Authorization` is
+        // not among the allowed headers, so edits stay same-origin or
+        // non-browser.
+        .layer(
+            tower_http::cors::CorsLayer::new()
+                .allow_origin(tower_http::cors::Any)
+                .allow_methods([
+                    axum::http::Method::GET,
+                    axum::http::Method::HEAD,
+                    axum::http::Method::POST,
+                ])
+                .allow_headers([CONTENT_TYPE, axum::http::header::IF_NONE_MATCH])
+                .expose_headers([axum::http::header::ETAG]),
+        )
         .with_state(state)
 }
 
@@ -456,13 +482,58 @@ pub(crate) fn serve_cmd(ui: &Ui, a: &ServeArgs) -> Result<()> {
         state.addr = local.to_string();
         // Printed even with --quiet: scripts read the port from it.
         eprintln!("listening on http://{local}");
-        axum::serve(listener, router(Arc::new(state)))
-            .with_graceful_shutdown(shutdown())
-            .await
-            .context("server failed")?;
+        run(
+            listener,
+            router(Arc::new(state)),
+            Duration::from_secs(a.header_timeout_s.max(1)),
+        )
+        .await;
         eprintln!("shut down");
         Ok(())
     })
+}
+
+/// Accepts HTTP/1.1 connections until Ctrl-C or SIGTERM, with a deadline
+/// for each request's headers (so slow clients cannot hold connections),
+/// then lets the requests in flight finish (at most 30 s).
+async fn run(listener: tokio::net::TcpListener, app: Router, header_timeout: Duration) {
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut signal = std::pin::pin!(shutdown());
+    loop {
+        tokio::select! {
+            conn = listener.accept() => {
+                let stream = match conn {
+                    Ok((stream, _)) => stream,
+                    Err(e) => {
+                        // Out of file descriptors and the like: back off.
+                        eprintln!("wangge serve: accept failed: {e}");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
+                };
+                let _ = stream.set_nodelay(true);
+                let service = hyper_util::service::TowerToHyperService::new(app.clone());
+                let mut builder = hyper::server::conn::http1::Builder::new();
+                builder
+                    .timer(TokioTimer::new())
+                    .header_read_timeout(header_timeout)
+                    .keep_alive(true);
+                let conn = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
+                tokio::spawn(async move {
+                    let _ = conn.await;
+                });
+            }
+            () = &mut signal => break,
+        }
+    }
+    drop(listener);
+    tokio::select! {
+        () = graceful.shutdown() => {},
+        () = tokio::time::sleep(Duration::from_secs(30)) => {
+            eprintln!("wangge serve: requests still running after 30 s; stopping anyway");
+        },
+    }
 }
 
 async fn shutdown() {

@@ -383,6 +383,9 @@ pub(crate) async fn tile(
         y,
     };
     let enc = negotiate(&headers);
+    // Taken before the lookup: a tile read or encoded before an
+    // invalidation must not be put back after it.
+    let generation = state.cache.generation();
     let (tile, body) = match state.cache.get(&key) {
         Some(t) => {
             state.metrics.tile_hits.fetch_add(1, Relaxed);
@@ -394,15 +397,13 @@ pub(crate) async fn tile(
                     let raw = t.raw.clone();
                     let b = blocking(move || Ok(enc.compress(&raw))).await?;
                     t2.set_variant(enc, b.clone());
-                    let g = state.cache.generation();
-                    state.cache.insert(key, g, t2.clone());
+                    state.cache.insert(key, generation, t2.clone());
                     (t2, b)
                 }
             }
         }
         None => {
             state.metrics.tile_misses.fetch_add(1, Relaxed);
-            let generation = state.cache.generation();
             let src = Arc::clone(source);
             let (t, b) = blocking(move || {
                 let raw = src.tile(z, x, y).map_err(|e| {
