@@ -63,6 +63,8 @@ pub enum Command {
     /// Quality of the stored grids: balance, compactness, contiguity,
     /// coverage, split buildings.
     Report(crate::partition_cli::ReportArgs),
+    /// Write the vector tiles of a zoom range to a PMTiles or MBTiles archive.
+    ExportTiles(crate::tiles_cli::ExportTilesArgs),
 }
 
 /// `wangge demo`.
@@ -198,6 +200,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Locate(a) => crate::assign_cli::locate_cmd(&ui, &a),
         Command::Partition(a) => crate::partition_cli::partition_cmd(&ui, &a).map(|_| ()),
         Command::Report(a) => crate::partition_cli::report_cmd(&ui, &a),
+        Command::ExportTiles(a) => crate::tiles_cli::export_tiles_cmd(&ui, &a),
     }
 }
 

@@ -5,3 +5,4 @@
 mod assign_cli;
 pub mod cli;
 mod partition_cli;
+mod tiles_cli;

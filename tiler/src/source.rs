@@ -6,7 +6,7 @@
 //! | `districts` | 0–16 | code, name |
 //! | `streets` | 8–16 | code, name |
 //! | `communities` | 10–16 | code, name |
-//! | `grids` | 10–16 | code, name, households, persons, deviation |
+//! | `grids` | 11–16 | code, name, households, persons, deviation |
 //! | `roads` | 10–16 (arterial from 10, secondary from 12, local from 13) | id, kind, name |
 //! | `buildings` | 14–16 | id, kind, floors, households, grid_code |
 //! | `places` | 14–16 | id, kind, name, grid_code |
@@ -24,6 +24,9 @@
 //! `persons_hex`: H3 hexagons (resolution 4 at zoom ≤ 5, 5 at 6–7, 6 at
 //! 8–9, 7 at 10–11, 8 at 12–13) with their count; a hexagon with fewer than
 //! [`MIN_HEX_PERSONS`] persons is not emitted.
+//!
+//! Zoom ranges keep tiles under 500 KB: at zoom 10 the densest tile of the
+//! demo city holds about 5,000 grids (585 KB), so grids start at 11.
 //!
 //! Bad input never panics: a missing layer is left out, a feature whose
 //! geometry cannot be decoded, has the wrong type or non-finite/out-of-range
@@ -146,7 +149,7 @@ const SPECS: &[Spec] = &[
         name: "grids",
         description: "Service grids (网格) with household and person counts and deviation from the target",
         kind: Kind::Polygon,
-        minzoom: 10,
+        minzoom: 11,
         maxzoom: MAX_ZOOM,
         fields: &[
             ("code", "code", S),
