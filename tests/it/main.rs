@@ -9,4 +9,5 @@ mod locate_truth;
 mod partition;
 mod support;
 mod synth;
+mod tiles;
 mod validate;
