@@ -439,6 +439,13 @@ fn bad_and_missing_input_is_skipped_and_counted() {
         ["districts"]
     );
     assert!(tiler.tile(0, 0, 0).unwrap().is_empty());
+    assert!(tiler.is_empty());
+    // Exporting it writes a valid, empty archive (not the world's tiles).
+    let out = dir.path().join("empty.mbtiles");
+    let s =
+        wangge_tiler::export(&tiler, &out, 0, 14, &wangge_engine::progress::NoProgress).unwrap();
+    assert_eq!((s.tiles_visited, s.tiles_written), (0, 0));
+    assert!(out.exists());
 }
 
 #[test]

@@ -69,7 +69,9 @@ impl TileGeometry {
         }
     }
 
-    /// Appends the MVT command stream (spec §4.3) to `out`.
+    /// Appends the MVT command stream (spec §4.3) to `out`. Parts the spec
+    /// does not allow (a line of fewer than two points, a ring of fewer than
+    /// three, no points at all) are left out rather than encoded.
     pub fn encode_commands(&self, out: &mut Vec<u32>) {
         let mut cursor = [0i32; 2];
         let mut point = |out: &mut Vec<u32>, p: [i32; 2]| {
@@ -78,6 +80,7 @@ impl TileGeometry {
             cursor = p;
         };
         match self {
+            TileGeometry::Points(pts) if pts.is_empty() => {}
             TileGeometry::Points(pts) => {
                 out.push(command(MOVE_TO, pts.len() as u32));
                 for &p in pts {
@@ -85,7 +88,7 @@ impl TileGeometry {
                 }
             }
             TileGeometry::Lines(lines) => {
-                for line in lines {
+                for line in lines.iter().filter(|l| l.len() >= 2) {
                     out.push(command(MOVE_TO, 1));
                     point(out, line[0]);
                     out.push(command(LINE_TO, (line.len() - 1) as u32));
@@ -95,7 +98,11 @@ impl TileGeometry {
                 }
             }
             TileGeometry::Polygons(polys) => {
-                for ring in polys.iter().flatten() {
+                // A polygon whose exterior is unusable goes with its holes.
+                let usable = polys
+                    .iter()
+                    .filter(|p| p.first().is_some_and(|r| r.len() >= 3));
+                for ring in usable.flatten().filter(|r| r.len() >= 3) {
                     out.push(command(MOVE_TO, 1));
                     point(out, ring[0]);
                     out.push(command(LINE_TO, (ring.len() - 1) as u32));
@@ -1089,6 +1096,19 @@ mod tests {
                 [20, 34]
             ]]])),
             [9, 6, 12, 18, 10, 12, 24, 44, 15]
+        );
+    }
+
+    #[test]
+    fn malformed_geometry_is_not_encoded() {
+        assert!(cmds(&TileGeometry::Points(vec![])).is_empty());
+        assert!(cmds(&TileGeometry::Lines(vec![vec![], vec![[1, 1]]])).is_empty());
+        assert!(
+            cmds(&TileGeometry::Polygons(vec![vec![
+                vec![[0, 0], [1, 1]],
+                vec![[0, 0], [5, 0], [5, 5]]
+            ]]))
+            .is_empty()
         );
     }
 

@@ -536,6 +536,15 @@ impl Tiler {
             .unwrap_or(MAX_ZOOM)
     }
 
+    /// True when no layer holds a feature (an empty or foreign store).
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.layers
+            .iter()
+            .chain(self.hex.iter().map(|h| &h.1))
+            .all(|l| l.tree.size() == 0)
+    }
+
     /// What loading skipped (one line per bad feature, capped per layer, with
     /// a total per layer); empty for a clean store.
     #[must_use]
