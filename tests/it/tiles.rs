@@ -406,10 +406,16 @@ fn bad_and_missing_input_is_skipped_and_counted() {
         c.execute("INSERT INTO places (geom, id) VALUES (?1, ?2)", (blob, id))
             .unwrap();
     }
+    c.execute(
+        "INSERT INTO persons (geom, id) VALUES (?1, 'P-bad')",
+        [b"GP\0\x01".to_vec()],
+    )
+    .unwrap();
     drop(st);
     let tiler = Tiler::open(&path).unwrap();
     let w = tiler.warnings();
     assert!(w.iter().any(|w| w.starts_with("places fid")), "{w:?}");
+    assert!(w.iter().any(|w| w.starts_with("persons fid")), "{w:?}");
     // The good place is still served.
     let t = tiny_tile(16);
     let names: Vec<String> = mvt::decode(&tiler.tile(t.z(), t.x(), t.y()).unwrap())
