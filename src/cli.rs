@@ -72,6 +72,8 @@ pub enum Command {
     History(crate::edit_cli::HistoryArgs),
     /// What changed in a community between two versions.
     Diff(crate::edit_cli::DiffArgs),
+    /// Write the vector tiles of a zoom range to a PMTiles or MBTiles archive.
+    ExportTiles(crate::tiles_cli::ExportTilesArgs),
 }
 
 /// `wangge demo`.
@@ -221,6 +223,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Edit(a) => crate::edit_cli::edit_cmd(&ui, &a),
         Command::History(a) => crate::edit_cli::history_cmd(&a),
         Command::Diff(a) => crate::edit_cli::diff_cmd(&a),
+        Command::ExportTiles(a) => crate::tiles_cli::export_tiles_cmd(&ui, &a),
     }
 }
 
