@@ -487,6 +487,7 @@ fn demo(ui: &Ui, a: &DemoArgs) -> Result<()> {
             cache_mb: 256,
             body_limit_mb: 16,
             timeout_s: 60,
+            header_timeout_s: 10,
             no_tiles: false,
         },
     )
