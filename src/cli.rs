@@ -72,6 +72,8 @@ pub enum Command {
     History(crate::edit_cli::HistoryArgs),
     /// What changed in a community between two versions.
     Diff(crate::edit_cli::DiffArgs),
+    /// Write the vector tiles of a zoom range to a PMTiles or MBTiles archive.
+    ExportTiles(crate::tiles_cli::ExportTilesArgs),
 }
 
 /// `wangge demo`.
@@ -86,6 +88,16 @@ pub struct DemoArgs {
     /// Where to write the store.
     #[arg(long, default_value = "demo/beijing.gpkg")]
     pub out: PathBuf,
+    /// Where the viewer and API are served at the end.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub addr: std::net::SocketAddr,
+    /// Edit token of the served viewer (default: a fresh random one,
+    /// printed).
+    #[arg(long, env = "WANGGE_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Stop after building the city instead of serving it.
+    #[arg(long)]
+    pub no_serve: bool,
 }
 
 /// `wangge synth`.
@@ -211,6 +223,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Edit(a) => crate::edit_cli::edit_cmd(&ui, &a),
         Command::History(a) => crate::edit_cli::history_cmd(&a),
         Command::Diff(a) => crate::edit_cli::diff_cmd(&a),
+        Command::ExportTiles(a) => crate::tiles_cli::export_tiles_cmd(&ui, &a),
     }
 }
 
@@ -437,6 +450,8 @@ fn demo(ui: &Ui, a: &DemoArgs) -> Result<()> {
             assign: true,
             author: "wangge demo".into(),
             json: false,
+            graph_out: None,
+            dry_run: false,
         },
     )?;
     ui.say(format!(
@@ -446,7 +461,36 @@ fn demo(ui: &Ui, a: &DemoArgs) -> Result<()> {
         a.out.display(),
         a.out.display()
     ));
-    Ok(())
+    if a.no_serve {
+        return Ok(());
+    }
+    let token = a.token.clone().unwrap_or_else(|| {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        format!(
+            "{:016x}",
+            (nanos as u64) ^ (u64::from(std::process::id()) << 40)
+        )
+    });
+    // Printed even with --quiet, like the address.
+    eprintln!(
+        "viewer: http://{}/  (edit token: {token}; Ctrl-C stops the server)",
+        a.addr
+    );
+    crate::serve::serve_cmd(
+        ui,
+        &crate::serve::ServeArgs {
+            store: a.out.clone(),
+            addr: a.addr,
+            token: Some(token),
+            cache_mb: 256,
+            body_limit_mb: 16,
+            timeout_s: 60,
+            header_timeout_s: 10,
+            no_tiles: false,
+        },
+    )
 }
 
 // ---------------------------------------------------------------------------

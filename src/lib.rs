@@ -7,3 +7,4 @@ pub mod cli;
 mod edit_cli;
 mod partition_cli;
 pub mod serve;
+mod tiles_cli;

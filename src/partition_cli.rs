@@ -45,6 +45,14 @@ pub struct PartitionArgs {
     /// Print the summary as one JSON object.
     #[arg(long)]
     pub json: bool,
+    /// Partition and report, but write nothing to the store.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Also write each community's building graph, our grids and the
+    /// buildings' territories as JSON lines, for comparing with other
+    /// partitioners (`benches/compare/metis.py`).
+    #[arg(long)]
+    pub graph_out: Option<PathBuf>,
 }
 
 /// `wangge report`.
@@ -124,7 +132,11 @@ pub(crate) fn partition_cmd(ui: &Ui, a: &PartitionArgs) -> Result<Vec<Partition>
     bars.stage("partitioning", comms.len() as u64);
     let mut parts = city::partition_all(&comms, &params, &bars);
     drop(bars);
-    let noded = wangge_partitioner::noding::node_with_store(&store, &mut parts, None)?;
+    let noded = if a.dry_run {
+        Vec::new()
+    } else {
+        wangge_partitioner::noding::node_with_store(&store, &mut parts, None)?
+    };
     let partition_s = t1.elapsed().as_secs_f64();
     let t2 = Instant::now();
     let refs: Vec<&city::Community> = comms.iter().collect();
@@ -136,21 +148,23 @@ pub(crate) fn partition_cmd(ui: &Ui, a: &PartitionArgs) -> Result<Vec<Partition>
         ),
         op: "partition".into(),
     };
-    versions::write(
-        &mut store,
-        &refs,
-        &parts,
-        if a.community.is_empty() {
-            versions::Replace::All
-        } else {
-            versions::Replace::Communities
-        },
-        &noded,
-        &meta,
-        &mut |_| Ok(()),
-    )?;
-    store.set_meta("partition_target", &a.target.to_string())?;
-    store.set_meta("partition_tolerance", &a.tolerance.to_string())?;
+    if !a.dry_run {
+        versions::write(
+            &mut store,
+            &refs,
+            &parts,
+            if a.community.is_empty() {
+                versions::Replace::All
+            } else {
+                versions::Replace::Communities
+            },
+            &noded,
+            &meta,
+            &mut |_| Ok(()),
+        )?;
+        store.set_meta("partition_target", &a.target.to_string())?;
+        store.set_meta("partition_tolerance", &a.tolerance.to_string())?;
+    }
     let write_s = t2.elapsed().as_secs_f64();
     let grids: usize = parts.iter().map(|p| p.grids.len()).sum();
     let households: u64 = parts
@@ -170,8 +184,23 @@ pub(crate) fn partition_cmd(ui: &Ui, a: &PartitionArgs) -> Result<Vec<Partition>
         partition_s,
         write_s
     ));
+    if let Some(path) = &a.graph_out {
+        use std::io::Write;
+        let mut out = std::io::BufWriter::new(
+            std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?,
+        );
+        for c in &comms {
+            writeln!(out, "{}", city::graph_record(c, &params))?;
+        }
+        out.flush()?;
+        ui.say(format!(
+            "graphs of {} communities written to {}",
+            comms.len(),
+            path.display()
+        ));
+    }
     let mut assigned = Vec::new();
-    if a.assign {
+    if a.assign && !a.dry_run {
         let layer = GridLayer::from_store(&store, Layer::Grids)?;
         let bars = Bars::new(ui.quiet);
         let present: Vec<Layer> = Layer::POINT_ENTITIES
@@ -186,6 +215,8 @@ pub(crate) fn partition_cmd(ui: &Ui, a: &PartitionArgs) -> Result<Vec<Partition>
                 r.layer, r.assigned, r.rows_in, r.outside
             ));
         }
+    } else if a.dry_run {
+        ui.say("dry run: nothing was written");
     } else {
         ui.say(format!(
             "entity layers keep their old grid codes: run `wangge assign --store {} --layers persons,places,objects,events,organizations`",

@@ -401,6 +401,48 @@ mod tests {
         assert!(fixed.0[0].signed_area() > 0.0);
     }
 
+    fn mp(p: Polygon<f64>) -> Option<MultiPolygon<f64>> {
+        Some(MultiPolygon::new(vec![p]))
+    }
+
+    #[test]
+    fn corners_a_grid_unit_apart_are_snapped_together() {
+        // Two unit squares side by side whose shared top corner was rounded
+        // differently: (1, 1) in the left one, (1 + 1e-7, 1) in the right.
+        let e = 1e-7;
+        let mut layer = vec![
+            mp(polygon![(x: 0., y: 0.), (x: 1., y: 0.), (x: 1., y: 1.), (x: 0., y: 1.)]),
+            mp(polygon![(x: 1., y: 0.), (x: 2., y: 0.), (x: 2., y: 1.), (x: 1. + e, y: 1.)]),
+        ];
+        let right_before = layer[1].as_ref().unwrap().unsigned_area();
+        assert_eq!(snap_vertices(&mut layer, 2e-7), 1);
+        // The right square moved its corner to the smaller point (1, 1).
+        let right = layer[1].as_ref().unwrap();
+        assert!(right.0[0].exterior().0.contains(&Coord { x: 1.0, y: 1.0 }));
+        // Hand-computed: it gains the sliver triangle of area e / 2.
+        assert!((right.unsigned_area() - right_before - e / 2.0).abs() < 1e-15);
+        assert_eq!(layer[0].as_ref().unwrap().unsigned_area(), 1.0);
+    }
+
+    #[test]
+    fn a_cluster_that_would_break_a_polygon_is_left_alone_everywhere() {
+        // An L-shaped polygon pinched nearly shut: its two vertices (1, 1)
+        // and (1 + 1e-7, 1) would merge into a self-touching ring. A third
+        // polygon holds (1 + 1e-7, 1) too; it must not move it alone.
+        let e = 1e-7;
+        let pinched = polygon![
+            (x: 0., y: 0.), (x: 2., y: 0.), (x: 2., y: 2.), (x: 1. + e, y: 2.),
+            (x: 1. + e, y: 1.), (x: 1.5, y: 1.5), (x: 1.5, y: 0.5), (x: 1., y: 1.),
+            (x: 1., y: 2.), (x: 0., y: 2.)
+        ];
+        assert!(pinched.is_valid());
+        let other = polygon![(x: 1. + e, y: 1.), (x: 1.5, y: 1.5), (x: 1.2, y: 1.8)];
+        let mut layer = vec![mp(pinched.clone()), mp(other.clone())];
+        snap_vertices(&mut layer, 2e-7);
+        assert_eq!(layer[0], mp(pinched));
+        assert_eq!(layer[1], mp(other));
+    }
+
     #[test]
     fn geodesic_area_of_a_small_square_matches_hand_computation() {
         // 0.01° × 0.01° at the equator ≈ 1113.19 m × 1105.74 m.
@@ -439,20 +481,11 @@ pub fn snap_to_grid(mp: &MultiPolygon<f64>) -> Option<MultiPolygon<f64>> {
     out.is_valid().then_some(out)
 }
 
-/// Nodes a polygon layer: every vertex of any polygon that lies within `tol`
-/// (degrees) of another polygon's edge, strictly between its ends, is
-/// inserted into that edge. Boundaries that neighbours computed separately
-/// (an overlay rounds its intersection points to the grid) then run through
-/// the same vertices, so they meet without slivers of overlap or gap. A
-/// polygon that noding would make invalid is left as it was. Returns the
-/// number of vertices inserted.
-pub fn node_layer(layer: &mut [Option<MultiPolygon<f64>>], tol: f64) -> usize {
-    use geo::Validation;
-    use rayon::prelude::*;
-    use rstar::primitives::GeomWithData;
-    use rstar::{AABB, RTree};
-    // Every vertex with the polygon it belongs to: a polygon is noded with
-    // the vertices of the others only.
+/// Every vertex of the layer with the index of its polygon, sorted and
+/// deduplicated, in an R-tree.
+fn vertex_tree(
+    layer: &[Option<MultiPolygon<f64>>],
+) -> rstar::RTree<rstar::primitives::GeomWithData<[f64; 2], u32>> {
     let mut pts: Vec<(u32, [f64; 2])> = layer
         .iter()
         .enumerate()
@@ -469,11 +502,146 @@ pub fn node_layer(layer: &mut [Option<MultiPolygon<f64>>], tol: f64) -> usize {
             .then(a.0.cmp(&b.0))
     });
     pts.dedup();
-    let tree = RTree::bulk_load(
+    rstar::RTree::bulk_load(
         pts.into_iter()
-            .map(|(i, p)| GeomWithData::new(p, i))
+            .map(|(i, p)| rstar::primitives::GeomWithData::new(p, i))
             .collect(),
-    );
+    )
+}
+
+/// Snaps vertices that are within `tol` of each other (but not equal) to
+/// one point: each vertex moves to the lexicographically smallest vertex
+/// of the layer within `tol` (repeatedly, so a chain ends at one point),
+/// the same target for every polygon holding it. Two corners computed
+/// separately (an overlay rounds each to the 1e-7° grid) then coincide
+/// instead of leaving a sliver that edge noding cannot close (it never
+/// inserts a vertex next to a corner). A cluster whose snapping would make
+/// any polygon invalid is left as it was everywhere. Returns the number of
+/// polygons changed.
+pub fn snap_vertices(layer: &mut [Option<MultiPolygon<f64>>], tol: f64) -> usize {
+    use geo::Validation;
+    use rayon::prelude::*;
+    use std::collections::HashMap;
+    let tree = vertex_tree(layer);
+    let lex = |a: [f64; 2], b: [f64; 2]| a[0].total_cmp(&b[0]).then(a[1].total_cmp(&b[1]));
+    let key = |p: [f64; 2]| (p[0].to_bits(), p[1].to_bits());
+    // The smallest vertex within `tol` of each vertex that has one.
+    let mut target: HashMap<(u64, u64), [f64; 2]> = tree
+        .iter()
+        .filter_map(|v| {
+            let p = *v.geom();
+            let best = tree
+                .locate_within_distance(p, tol * tol)
+                .map(|w| *w.geom())
+                .min_by(|a, b| lex(*a, *b))?;
+            lex(best, p).is_lt().then(|| (key(p), best))
+        })
+        .collect();
+    // Follow chains a → b → c to their end.
+    let keys: Vec<(u64, u64)> = target.keys().copied().collect();
+    for k in keys {
+        let mut t = target[&k];
+        for _ in 0..16 {
+            match target.get(&key(t)) {
+                Some(&next) if lex(next, t).is_lt() => t = next,
+                _ => break,
+            }
+        }
+        target.insert(k, t);
+    }
+    if target.is_empty() {
+        return 0;
+    }
+    // A cluster snaps in every polygon or in none: when snapping makes a
+    // polygon invalid, its clusters are dropped and the rest retried.
+    for _round in 0..8 {
+        let snap_ring = |ring: &LineString<f64>, hit: &mut Vec<[f64; 2]>| -> LineString<f64> {
+            let mut out: Vec<Coord<f64>> = ring
+                .0
+                .iter()
+                .map(|&c| match target.get(&key([c.x, c.y])) {
+                    Some(t) => {
+                        hit.push(*t);
+                        Coord { x: t[0], y: t[1] }
+                    }
+                    None => c,
+                })
+                .collect();
+            out.dedup();
+            LineString::from(out)
+        };
+        // Per polygon: its snapped form (None: nothing to snap), or the
+        // targets that broke it.
+        type Tried = Result<Option<MultiPolygon<f64>>, Vec<[f64; 2]>>;
+        let tried: Vec<Tried> = layer
+            .par_iter()
+            .map(|slot| {
+                let Some(mp) = slot.as_ref() else {
+                    return Ok(None);
+                };
+                let mut hit = Vec::new();
+                let snapped = MultiPolygon::new(
+                    mp.0.iter()
+                        .map(|p| {
+                            Polygon::new(
+                                snap_ring(p.exterior(), &mut hit),
+                                p.interiors()
+                                    .iter()
+                                    .map(|r| snap_ring(r, &mut hit))
+                                    .collect(),
+                            )
+                        })
+                        .collect(),
+                );
+                if hit.is_empty() {
+                    return Ok(None);
+                }
+                let rings_ok = snapped.0.iter().all(|p| {
+                    p.exterior().0.len() >= 4 && p.interiors().iter().all(|r| r.0.len() >= 4)
+                });
+                if rings_ok && snapped.is_valid() {
+                    Ok(Some(snapped))
+                } else {
+                    Err(hit)
+                }
+            })
+            .collect();
+        let failed: std::collections::HashSet<(u64, u64)> = tried
+            .iter()
+            .filter_map(|r| r.as_ref().err())
+            .flatten()
+            .map(|&t| key(t))
+            .collect();
+        if failed.is_empty() {
+            let mut moved = 0;
+            for (slot, r) in layer.iter_mut().zip(tried) {
+                if let Ok(Some(m)) = r {
+                    moved += 1;
+                    *slot = Some(m);
+                }
+            }
+            return moved;
+        }
+        target.retain(|_, t| !failed.contains(&key(*t)));
+    }
+    0
+}
+
+/// Nodes a polygon layer: every vertex of any polygon that lies within `tol`
+/// (degrees) of another polygon's edge, strictly between its ends, is
+/// inserted into that edge. Boundaries that neighbours computed separately
+/// (an overlay rounds its intersection points to the grid) then run through
+/// the same vertices, so they meet without slivers of overlap or gap. A
+/// polygon that noding would make invalid is left as it was. Returns the
+/// number of vertices inserted.
+pub fn node_layer(layer: &mut [Option<MultiPolygon<f64>>], tol: f64) -> usize {
+    use geo::Validation;
+    use rayon::prelude::*;
+    use rstar::AABB;
+    snap_vertices(layer, tol);
+    // Every vertex with the polygon it belongs to: a polygon is noded with
+    // the vertices of the others only.
+    let tree = vertex_tree(layer);
     let node_ring = |ring: &LineString<f64>, own: u32, added: &mut usize| -> LineString<f64> {
         let mut out: Vec<Coord<f64>> = Vec::with_capacity(ring.0.len());
         for w in ring.0.windows(2) {

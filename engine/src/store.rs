@@ -2770,7 +2770,11 @@ mod tests {
         };
         let all = fids(None);
         assert_eq!(all.len(), 400);
-        for b in [[2.5, 3.0, 7.0, 4.5], [-1.0, -1.0, 0.0, 0.0], [30.0, 30.0, 40.0, 40.0]] {
+        for b in [
+            [2.5, 3.0, 7.0, 4.5],
+            [-1.0, -1.0, 0.0, 0.0],
+            [30.0, 30.0, 40.0, 40.0],
+        ] {
             // Brute force over every feature: points inside the closed box.
             let mut expect = Vec::new();
             store

@@ -325,11 +325,9 @@ pub fn partition(c: &Community, params: &Params) -> Partition {
     p
 }
 
-/// The grouping of a community's buildings and the territories it used.
-fn group_buildings(c: &Community, params: &Params) -> (Vec<u32>, usize, Option<Territories>) {
-    if c.buildings.is_empty() {
-        return (Vec::new(), 1, None);
-    }
+/// The territories of a community's buildings and the buildings as the
+/// grouping sees them (households, centroid in metres of a local frame).
+pub(crate) fn units(c: &Community) -> (Option<Territories>, Vec<Unit>) {
     let footprints: Vec<Polygon<f64>> = c.buildings.iter().map(|b| b.footprint.clone()).collect();
     let territories = Territories::new(&c.geometry, &footprints);
     let frame = Frame::at(
@@ -337,7 +335,7 @@ fn group_buildings(c: &Community, params: &Params) -> (Vec<u32>, usize, Option<T
             .map(|r| r.center())
             .unwrap_or(Coord { x: 0.0, y: 0.0 }),
     );
-    let units: Vec<Unit> = c
+    let units = c
         .buildings
         .iter()
         .map(|b| Unit {
@@ -348,6 +346,15 @@ fn group_buildings(c: &Community, params: &Params) -> (Vec<u32>, usize, Option<T
                 .map_or([0.0, 0.0], |p| frame.to_m(p.0)),
         })
         .collect();
+    (territories, units)
+}
+
+/// The grouping of a community's buildings and the territories it used.
+fn group_buildings(c: &Community, params: &Params) -> (Vec<u32>, usize, Option<Territories>) {
+    if c.buildings.is_empty() {
+        return (Vec::new(), 1, None);
+    }
+    let (territories, units) = units(c);
     let empty = vec![Vec::new(); units.len()];
     let adjacency = territories.as_ref().map_or(&empty, |t| &t.adjacency);
     let (group, k) = balance::partition(&units, adjacency, params);
@@ -551,6 +558,63 @@ fn attach_orphans(c: &Community, group: &mut [u32], outlines: &mut [MultiPolygon
         let merged = geom::union_all([&outlines[to], &MultiPolygon::new(vec![piece])]);
         outlines[to] = merged;
     }
+}
+
+/// One community's partitioning problem and our answer, for comparing
+/// with other graph partitioners (`benches/compare/metis.py`): households
+/// and centroid (metres) per building, the adjacency edges, the grids
+/// (`labels`, after orphan pieces moved), the seconds our grouping took
+/// on the given graph (`group_s`, one thread) and each building's territory
+/// clipped to the community (GeoJSON MultiPolygon coordinates), from which
+/// any labelling's grid outlines are unions.
+#[must_use]
+pub fn graph_record(c: &Community, params: &Params) -> serde_json::Value {
+    let (territories, units) = units(c);
+    let empty = vec![Vec::new(); units.len()];
+    let adjacency = territories.as_ref().map_or(&empty, |t| &t.adjacency);
+    let t = std::time::Instant::now();
+    let (group, k) = balance::partition(&units, adjacency, params);
+    let group_s = t.elapsed().as_secs_f64();
+    let p = build_grids(c, &group, k.max(1), territories.as_ref(), |i| {
+        format!("{i:03}")
+    });
+    let n = c.buildings.len();
+    let cells: Vec<MultiPolygon<f64>> = match &territories {
+        Some(t) if n > 1 => t.outlines(&c.geometry, &(0..n as u32).collect::<Vec<_>>(), n),
+        _ => vec![c.geometry.clone(); n],
+    };
+    let coords = |m: &MultiPolygon<f64>| -> Vec<Vec<Vec<[f64; 2]>>> {
+        m.0.iter()
+            .map(|p| {
+                std::iter::once(p.exterior())
+                    .chain(p.interiors())
+                    .map(|r| r.0.iter().map(|c| [c.x, c.y]).collect())
+                    .collect()
+            })
+            .collect()
+    };
+    let edges: Vec<[u32; 2]> = adjacency
+        .iter()
+        .enumerate()
+        .flat_map(|(u, l)| {
+            l.iter()
+                .filter(move |&&v| v as usize > u)
+                .map(move |&v| [u as u32, v])
+        })
+        .collect();
+    serde_json::json!({
+        "community": c.code,
+        "target": params.target,
+        "tolerance": params.tolerance,
+        "households": units.iter().map(|u| u.households).collect::<Vec<_>>(),
+        "pos": units.iter().map(|u| u.pos).collect::<Vec<_>>(),
+        "edges": edges,
+        "k": p.grids.len(),
+        "labels": p.building_grid,
+        "group_s": group_s,
+        "community_geometry": coords(&c.geometry),
+        "territories": cells.iter().map(coords).collect::<Vec<_>>(),
+    })
 }
 
 /// Partitions many communities in parallel, reporting progress per

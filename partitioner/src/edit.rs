@@ -2,7 +2,7 @@
 //! merge two grids, lock and unlock a grid, rebalance the unlocked grids.
 //!
 //! An edit is planned on the building adjacency graph of the community
-//! ([`Territories`]) and refused, with the reason, when it would break a
+//! ([`crate::units::Territories`]) and refused, with the reason, when it would break a
 //! hard constraint: a move must keep the old grid connected and go to a grid
 //! the building borders, merged grids must be neighbours, and a locked grid
 //! is never changed. The new outlines come from the same territories as a
@@ -22,18 +22,16 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use geo::Centroid;
-use geo_types::{Coord, Geometry, MultiPolygon, Polygon};
+use geo_types::{Geometry, MultiPolygon};
 use rusqlite::{Connection, params};
 use wangge_engine::assign::{GridLayer, GridPolygon};
-use wangge_engine::geom::{self, Frame};
+use wangge_engine::geom;
 use wangge_engine::model::Layer;
 use wangge_engine::store::{Store, StoreError, decode_geometry, merge_bbox};
 
 use crate::balance::{self, Params, Unit};
 use crate::city::{self, Community};
 use crate::noding;
-use crate::units::Territories;
 use crate::versions::{self, VersionMeta};
 
 /// One planner edit.
@@ -582,26 +580,12 @@ pub fn apply(store: &mut Store, req: &Request) -> Result<Outcome, EditError> {
     let group = current_grouping(store, &c, &codes)?;
     let locked = locks(store.connection(), &community).map_err(sql)?;
     let next = next_number(store.connection(), &community, &codes).map_err(sql)?;
-    let footprints: Vec<Polygon<f64>> = c.buildings.iter().map(|b| b.footprint.clone()).collect();
-    let territories = Territories::new(&c.geometry, &footprints);
+    let (territories, units) = city::units(&c);
     let empty = vec![Vec::new(); c.buildings.len()];
     let adjacency = territories.as_ref().map_or(&empty, |t| &t.adjacency);
-    let frame = Frame::at(
-        geom::bbox(&c.geometry)
-            .map(|r| r.center())
-            .unwrap_or(Coord { x: 0.0, y: 0.0 }),
-    );
     let ids: Vec<String> = c.buildings.iter().map(|b| b.id.clone()).collect();
-    let households: Vec<u32> = c.buildings.iter().map(|b| b.households).collect();
-    let pos: Vec<[f64; 2]> = c
-        .buildings
-        .iter()
-        .map(|b| {
-            b.footprint
-                .centroid()
-                .map_or([0.0, 0.0], |p| frame.to_m(p.0))
-        })
-        .collect();
+    let households: Vec<u32> = units.iter().map(|u| u.households).collect();
+    let pos: Vec<[f64; 2]> = units.iter().map(|u| u.pos).collect();
     let (target, tolerance) = match &req.op {
         Op::Rebalance {
             target, tolerance, ..

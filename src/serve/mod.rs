@@ -31,6 +31,7 @@ mod locate;
 mod metrics;
 mod store_tiles;
 mod tiles;
+mod viewer;
 
 pub use cache::{CachedTile, Encoding, TileCache, TileKey, tile_touches};
 pub use error::ApiError;
@@ -272,6 +273,12 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/tiles/{source}/{z}/{x}/{y}", get(tiles::tile))
         .route("/{source}", get(tiles::tilejson_root))
         .merge(api)
+        .merge(
+            Router::new()
+                .route("/", get(viewer::index))
+                .route("/viewer/{file}", get(viewer::file))
+                .layer(tower_http::compression::CompressionLayer::new()),
+        )
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(limit))

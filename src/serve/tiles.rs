@@ -276,9 +276,16 @@ pub(crate) async fn style(
         bounds = Some(bounds.map_or(b, |a| wangge_engine::store::merge_bbox(Some(a), b)));
         for l in s.layers() {
             let c = colour(&l.id);
+            // A layer that reaches the source's last zoom stays drawn
+            // (over-zoomed) beyond it.
+            let top = l.maxzoom >= s.maxzoom();
             let common = |kind: &str, filter: &Json| {
-                json!({"id": format!("{sid}-{}-{kind}", l.id), "source": sid, "source-layer": l.id,
-                       "minzoom": l.minzoom, "maxzoom": f64::from(l.maxzoom) + 1.0, "filter": filter})
+                let mut v = json!({"id": format!("{sid}-{}-{kind}", l.id), "source": sid, "source-layer": l.id,
+                       "minzoom": l.minzoom, "filter": filter});
+                if !top {
+                    v["maxzoom"] = json!(f64::from(l.maxzoom) + 1.0);
+                }
+                v
             };
             let admin = matches!(l.id.as_str(), "districts" | "streets" | "communities");
             if !admin {

@@ -10,7 +10,7 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use crate::partition::{TARGET, city, grids};
+use crate::partition::{TARGET, city, grids, partition_ok};
 use crate::support::{python_json, s, wangge, wangge_ok};
 
 fn edit(store: &Path, args: &[&str]) -> Value {
@@ -117,15 +117,7 @@ fn pairs(v: &Value) -> Vec<(String, String)> {
 fn edits_keep_every_hard_constraint_and_are_versioned() {
     let dir = tempfile::tempdir().unwrap();
     let store = city(dir.path());
-    wangge_ok(&[
-        "partition",
-        "--store",
-        s(&store),
-        "--target",
-        TARGET,
-        "--assign",
-        "--quiet",
-    ]);
+    partition_ok(&store, &["--assign"]);
     let all = grids(&store);
     // The community with the most grids.
     let mut per: BTreeMap<&str, usize> = BTreeMap::new();
@@ -311,14 +303,7 @@ fn edits_refuse_unknown_codes_with_a_reason() {
     let store = city(dir.path());
     // Before any partition there is nothing to edit.
     assert!(refused(&store, &["lock", "110101001001001"]).contains("no grids"));
-    wangge_ok(&[
-        "partition",
-        "--store",
-        s(&store),
-        "--target",
-        TARGET,
-        "--quiet",
-    ]);
+    partition_ok(&store, &[]);
     assert!(refused(&store, &["lock", "12"]).contains("not a grid code"));
     assert!(refused(&store, &["lock", "999999999999001"]).contains("has no grids"));
     assert!(

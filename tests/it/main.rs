@@ -11,4 +11,6 @@ mod partition;
 mod serve;
 mod support;
 mod synth;
+mod tiles;
 mod validate;
+mod viewer;

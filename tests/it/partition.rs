@@ -28,6 +28,14 @@ pub(crate) fn city(dir: &std::path::Path) -> std::path::PathBuf {
     out
 }
 
+/// `wangge partition --store STORE --target TARGET EXTRA… --quiet`.
+pub(crate) fn partition_ok(store: &std::path::Path, extra: &[&str]) -> String {
+    let mut args = vec!["partition", "--store", s(store), "--target", TARGET];
+    args.extend_from_slice(extra);
+    args.push("--quiet");
+    wangge_ok(&args)
+}
+
 /// (code, parent, households, area_m2) of every grid, read back with the
 /// export command (GeoJSON).
 pub(crate) fn grids(store: &std::path::Path) -> Vec<(String, String, i64, f64)> {
@@ -140,14 +148,7 @@ fn partition_meets_every_hard_constraint_by_geos() {
     // Same seed, same grids (noding against the already noded layers may
     // add vertices along shared edges).
     let before = grids(&store);
-    wangge_ok(&[
-        "partition",
-        "--store",
-        s(&store),
-        "--target",
-        TARGET,
-        "--quiet",
-    ]);
+    partition_ok(&store, &[]);
     same_grids(&before, &grids(&store));
 
     // Re-partitioning one community leaves the others' grids as they were

@@ -42,14 +42,14 @@ fn shared_city() -> &'static Path {
 }
 
 /// A copy of the shared city that a test may change.
-fn city_copy(dir: &Path) -> PathBuf {
+pub(crate) fn city_copy(dir: &Path) -> PathBuf {
     let out = dir.join("copy.gpkg");
     std::fs::copy(shared_city(), &out).unwrap();
     out
 }
 
 /// A running `wangge serve`, killed on drop.
-struct Server {
+pub(crate) struct Server {
     child: Child,
     base: String,
     /// Its stderr so far.
@@ -57,7 +57,7 @@ struct Server {
 }
 
 impl Server {
-    fn start(store: &Path, extra: &[&str]) -> Server {
+    pub(crate) fn start(store: &Path, extra: &[&str]) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_wangge"))
             .args(["serve", "--store", s(store), "--addr", "127.0.0.1:0"])
             .args(extra)
@@ -88,7 +88,7 @@ impl Server {
         Server { child, base, log }
     }
 
-    fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
 }

@@ -111,7 +111,8 @@ pub fn export(
         )));
     }
     let mut tiles: Vec<(u64, TileCoord)> = Vec::new();
-    for z in minzoom..=maxzoom {
+    // An empty store has the world as bounds: nothing to enumerate.
+    for z in (minzoom..=maxzoom).filter(|_| !tiler.is_empty()) {
         if let Some(r) = tiles_covering(tiler.bounds(), z) {
             tiles.extend(r.iter().map(|t| (tile_id(t), t)));
         }

@@ -6,7 +6,7 @@
 //!   protobuf) and a small decoder.
 //! * [`source`]: [`Tiler`], the store's layers in memory with an R-tree,
 //!   encoding a tile on demand. Persons are only ever emitted as aggregates.
-//! * [`export`]: PMTiles v3 and MBTiles archives of a zoom range.
+//! * [`mod@export`]: PMTiles v3 and MBTiles archives of a zoom range.
 //!
 //! ```no_run
 //! # fn main() -> Result<(), wangge_tiler::TilerError> {

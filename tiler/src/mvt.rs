@@ -4,7 +4,9 @@
 //! 1. input in tile-local coordinates (`f64`, `0..extent`, `y` down);
 //! 2. clip to the buffered square `[-buffer, extent + buffer]²`: points
 //!    outside are dropped, lines are clipped segment by segment and split
-//!    where they leave, polygon rings are clipped Sutherland–Hodgman style;
+//!    where they leave, polygons crossing the edge are intersected with the
+//!    square exactly (`i_overlay`), so no spike or zero-width corridor runs
+//!    along the buffer edge;
 //! 3. Douglas–Peucker simplification with a tolerance in tile units (`0`
 //!    turns it off);
 //! 4. rounding to integers, dropping repeated points, rings with fewer than
@@ -16,11 +18,15 @@
 //! The protobuf is written by hand (the schema is six messages); keys and
 //! values are deduplicated per layer.
 //!
-//! Known limit of Sutherland–Hodgman: a concave ring clipped into several
-//! pieces stays one ring joined by zero-width slivers along the buffer edge.
-//! Those lie in the buffer, outside the visible tile, and have zero area.
+//! Rounding to integers can still make a ring touch itself or a neighbour
+//! (as in every MVT encoder); rings that collapse are dropped.
 
 use std::collections::HashMap;
+
+use i_overlay::core::fill_rule::FillRule;
+use i_overlay::core::overlay::Overlay;
+use i_overlay::core::overlay_rule::OverlayRule;
+use i_overlay::i_float::int::point::IntPoint;
 
 /// Tile extent in integer units (the spec's default).
 pub const EXTENT: u32 = 4096;
@@ -63,7 +69,9 @@ impl TileGeometry {
         }
     }
 
-    /// Appends the MVT command stream (spec §4.3) to `out`.
+    /// Appends the MVT command stream (spec §4.3) to `out`. Parts the spec
+    /// does not allow (a line of fewer than two points, a ring of fewer than
+    /// three, no points at all) are left out rather than encoded.
     pub fn encode_commands(&self, out: &mut Vec<u32>) {
         let mut cursor = [0i32; 2];
         let mut point = |out: &mut Vec<u32>, p: [i32; 2]| {
@@ -72,6 +80,7 @@ impl TileGeometry {
             cursor = p;
         };
         match self {
+            TileGeometry::Points(pts) if pts.is_empty() => {}
             TileGeometry::Points(pts) => {
                 out.push(command(MOVE_TO, pts.len() as u32));
                 for &p in pts {
@@ -79,7 +88,7 @@ impl TileGeometry {
                 }
             }
             TileGeometry::Lines(lines) => {
-                for line in lines {
+                for line in lines.iter().filter(|l| l.len() >= 2) {
                     out.push(command(MOVE_TO, 1));
                     point(out, line[0]);
                     out.push(command(LINE_TO, (line.len() - 1) as u32));
@@ -89,7 +98,11 @@ impl TileGeometry {
                 }
             }
             TileGeometry::Polygons(polys) => {
-                for ring in polys.iter().flatten() {
+                // A polygon whose exterior is unusable goes with its holes.
+                let usable = polys
+                    .iter()
+                    .filter(|p| p.first().is_some_and(|r| r.len() >= 3));
+                for ring in usable.flatten().filter(|r| r.len() >= 3) {
                     out.push(command(MOVE_TO, 1));
                     point(out, ring[0]);
                     out.push(command(LINE_TO, (ring.len() - 1) as u32));
@@ -196,50 +209,124 @@ impl GeometryEncoder {
 
     /// Polygons (each `[exterior, holes…]`, rings open or closed, any
     /// orientation) clipped, simplified, rounded and wound per the spec.
+    ///
+    /// A polygon wholly inside the buffered square is only simplified and
+    /// rounded. One that crosses its edge is intersected with it exactly by
+    /// `i_overlay` (after a Sutherland–Hodgman pre-clip to a square three
+    /// tiles wide, which keeps the integers small), so the result has no
+    /// zero-width spikes or corridors along the buffer edge and may become
+    /// several polygons.
     #[must_use]
     pub fn polygons(&self, polys: &[Vec<Vec<[f64; 2]>>]) -> Option<TileGeometry> {
         let r = self.clip_box();
         let mut out = Vec::new();
         for poly in polys {
-            let mut rings: Vec<Vec<[i32; 2]>> = Vec::with_capacity(poly.len());
-            for (i, ring) in poly.iter().enumerate() {
-                let Some(q) = self.ring(&r, ring) else {
-                    if i == 0 {
-                        break;
-                    }
-                    continue;
-                };
-                let mut q = q;
-                let a = ring_area2(&q);
-                // Exterior positive, holes negative.
-                if (i == 0) == (a < 0) {
-                    q.reverse();
-                }
-                rings.push(q);
+            let Some(ext) = poly.first() else { continue };
+            let b = bbox(ext);
+            if b[2] < r.min || b[3] < r.min || b[0] > r.max || b[1] > r.max {
+                continue;
             }
-            if !rings.is_empty() {
-                out.push(rings);
+            if b[0] >= r.min && b[1] >= r.min && b[2] <= r.max && b[3] <= r.max {
+                self.push_polygon(poly, &mut out);
+            } else {
+                for piece in self.overlay_clip(poly) {
+                    self.push_polygon(&piece, &mut out);
+                }
             }
         }
         (!out.is_empty()).then_some(TileGeometry::Polygons(out))
     }
 
-    /// One ring clipped, simplified, rounded; `None` when it has no area left.
-    fn ring(&self, r: &Rect, ring: &[[f64; 2]]) -> Option<Vec<[i32; 2]>> {
-        let mut ring = ring;
-        while ring.len() > 1 && ring.first() == ring.last() {
-            ring = &ring[..ring.len() - 1];
+    /// Simplifies, rounds and orients one polygon that needs no clipping.
+    fn push_polygon(&self, poly: &[Vec<[f64; 2]>], out: &mut Vec<Vec<Vec<[i32; 2]>>>) {
+        let mut rings: Vec<Vec<[i32; 2]>> = Vec::with_capacity(poly.len());
+        for (i, ring) in poly.iter().enumerate() {
+            let Some(mut q) = self.ring(ring) else {
+                if i == 0 {
+                    return;
+                }
+                continue;
+            };
+            // Exterior positive, holes negative.
+            if (i == 0) == (ring_area2(&q) < 0) {
+                q.reverse();
+            }
+            rings.push(q);
         }
+        if !rings.is_empty() {
+            out.push(rings);
+        }
+    }
+
+    /// The exact intersection of a polygon with the buffered square, as
+    /// polygons `[exterior, holes…]` in tile units.
+    fn overlay_clip(&self, poly: &[Vec<[f64; 2]>]) -> Vec<Vec<Vec<[f64; 2]>>> {
+        let r = self.clip_box();
+        let e = f64::from(self.extent);
+        let wide = Rect {
+            min: -e,
+            max: 2.0 * e,
+        };
+        let to_int = |p: &[f64; 2]| {
+            IntPoint::new(
+                (p[0] * OVERLAY_SCALE).round() as i32,
+                (p[1] * OVERLAY_SCALE).round() as i32,
+            )
+        };
+        let mut subject: Vec<Vec<IntPoint>> = Vec::with_capacity(poly.len());
+        for ring in poly {
+            let Some(c) = wide.clip_ring(open(ring)) else {
+                continue;
+            };
+            let mut pts: Vec<IntPoint> = c.iter().map(to_int).collect();
+            pts.dedup();
+            if pts.len() >= 3 {
+                subject.push(pts);
+            }
+        }
+        if subject.is_empty() {
+            return Vec::new();
+        }
+        let (lo, hi) = (to_int(&[r.min, r.min]), to_int(&[r.max, r.max]));
+        let square = vec![vec![
+            IntPoint::new(lo.x, lo.y),
+            IntPoint::new(hi.x, lo.y),
+            IntPoint::new(hi.x, hi.y),
+            IntPoint::new(lo.x, hi.y),
+        ]];
+        let shapes = Overlay::with_contours(&subject, &square)
+            .overlay(OverlayRule::Intersect, FillRule::EvenOdd);
+        shapes
+            .into_iter()
+            .map(|shape| {
+                shape
+                    .into_iter()
+                    .map(|c| {
+                        c.into_iter()
+                            .map(|p| {
+                                [
+                                    f64::from(p.x) / OVERLAY_SCALE,
+                                    f64::from(p.y) / OVERLAY_SCALE,
+                                ]
+                            })
+                            .collect()
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+
+    /// One ring (already inside the buffered square) simplified and
+    /// rounded; `None` when it has no area left.
+    fn ring(&self, ring: &[[f64; 2]]) -> Option<Vec<[i32; 2]>> {
+        let ring = open(ring);
         if ring.len() < 3 {
             return None;
         }
-        let mut clipped = r.clip_ring(ring)?;
-        if clipped.len() < 3 {
-            return None;
-        }
+        let mut closed = ring.to_vec();
         // Close it for the simplifier, which keeps both ends.
-        clipped.push(clipped[0]);
-        let simple = simplify(&clipped, self.tolerance);
+        closed.push(closed[0]);
+        let simple = simplify(&closed, self.tolerance);
         let mut q = quantise_path(&simple);
         while q.len() > 1 && q.first() == q.last() {
             q.pop();
@@ -249,6 +336,33 @@ impl GeometryEncoder {
         }
         Some(q)
     }
+}
+
+/// Sub-units per tile unit for the exact polygon clip.
+const OVERLAY_SCALE: f64 = 256.0;
+
+/// The ring without its closing point(s).
+fn open(mut ring: &[[f64; 2]]) -> &[[f64; 2]] {
+    while ring.len() > 1 && ring.first() == ring.last() {
+        ring = &ring[..ring.len() - 1];
+    }
+    ring
+}
+
+fn bbox(ring: &[[f64; 2]]) -> [f64; 4] {
+    let mut b = [
+        f64::INFINITY,
+        f64::INFINITY,
+        f64::NEG_INFINITY,
+        f64::NEG_INFINITY,
+    ];
+    for p in ring {
+        b[0] = b[0].min(p[0]);
+        b[1] = b[1].min(p[1]);
+        b[2] = b[2].max(p[0]);
+        b[3] = b[3].max(p[1]);
+    }
+    b
 }
 
 fn quantise(p: [f64; 2]) -> [i32; 2] {
@@ -986,6 +1100,19 @@ mod tests {
     }
 
     #[test]
+    fn malformed_geometry_is_not_encoded() {
+        assert!(cmds(&TileGeometry::Points(vec![])).is_empty());
+        assert!(cmds(&TileGeometry::Lines(vec![vec![], vec![[1, 1]]])).is_empty());
+        assert!(
+            cmds(&TileGeometry::Polygons(vec![vec![
+                vec![[0, 0], [1, 1]],
+                vec![[0, 0], [5, 0], [5, 5]]
+            ]]))
+            .is_empty()
+        );
+    }
+
+    #[test]
     fn area_sign_follows_the_spec() {
         // The spec's example exterior ring (3,6) (8,12) (20,34): shoelace
         // 3*12-8*6 + 8*34-20*12 + 20*6-3*34 = -12 + 32 + 18 = 38 > 0.
@@ -1045,6 +1172,33 @@ mod tests {
         };
         assert_eq!(ring_area2(&p[0][0]), 2 * 38400);
         assert_eq!(p[0][0].len(), 4);
+    }
+
+    #[test]
+    fn a_polygon_cut_in_two_by_the_buffer_edge_becomes_two() {
+        // An arch (∩) whose bar lies above the buffered square: its two legs
+        // reach into the tile. Sutherland–Hodgman alone would join them by a
+        // zero-width corridor along y = -64; the exact clip gives two
+        // rectangles: x 0–100 and 300–400, y -64–500.
+        let arch = vec![
+            [0.0, -300.0],
+            [400.0, -300.0],
+            [400.0, 500.0],
+            [300.0, 500.0],
+            [300.0, -200.0],
+            [100.0, -200.0],
+            [100.0, 500.0],
+            [0.0, 500.0],
+        ];
+        let TileGeometry::Polygons(p) = enc().polygons(&[vec![arch]]).unwrap() else {
+            panic!()
+        };
+        assert_eq!(p.len(), 2, "{p:?}");
+        for poly in &p {
+            assert_eq!(poly.len(), 1);
+            assert_eq!(poly[0].len(), 4, "{poly:?}");
+            assert_eq!(ring_area2(&poly[0]), 2 * 100 * 564);
+        }
     }
 
     #[test]

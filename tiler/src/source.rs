@@ -6,7 +6,7 @@
 //! | `districts` | 0–16 | code, name |
 //! | `streets` | 8–16 | code, name |
 //! | `communities` | 10–16 | code, name |
-//! | `grids` | 10–16 | code, name, households, persons, deviation |
+//! | `grids` | 11–16 | code, name, households, persons, deviation |
 //! | `roads` | 10–16 (arterial from 10, secondary from 12, local from 13) | id, kind, name |
 //! | `buildings` | 14–16 | id, kind, floors, households, grid_code |
 //! | `places` | 14–16 | id, kind, name, grid_code |
@@ -24,6 +24,9 @@
 //! `persons_hex`: H3 hexagons (resolution 4 at zoom ≤ 5, 5 at 6–7, 6 at
 //! 8–9, 7 at 10–11, 8 at 12–13) with their count; a hexagon with fewer than
 //! [`MIN_HEX_PERSONS`] persons is not emitted.
+//!
+//! Zoom ranges keep tiles under 500 KB: at zoom 10 the densest tile of the
+//! demo city holds about 5,000 grids (585 KB), so grids start at 11.
 //!
 //! Bad input never panics: a missing layer is left out, a feature whose
 //! geometry cannot be decoded, has the wrong type or non-finite/out-of-range
@@ -146,7 +149,7 @@ const SPECS: &[Spec] = &[
         name: "grids",
         description: "Service grids (网格) with household and person counts and deviation from the target",
         kind: Kind::Polygon,
-        minzoom: 10,
+        minzoom: 11,
         maxzoom: MAX_ZOOM,
         fields: &[
             ("code", "code", S),
@@ -531,6 +534,15 @@ impl Tiler {
             .map(|l| l.maxzoom)
             .max()
             .unwrap_or(MAX_ZOOM)
+    }
+
+    /// True when no layer holds a feature (an empty or foreign store).
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.layers
+            .iter()
+            .chain(self.hex.iter().map(|h| &h.1))
+            .all(|l| l.tree.size() == 0)
     }
 
     /// What loading skipped (one line per bad feature, capped per layer, with
@@ -926,6 +938,41 @@ fn project(g: &Geometry<f64>, kind: Kind) -> Result<Shape, String> {
 
 /// Bins every person's point into H3 cells and keeps only the counts; the
 /// positions are dropped as soon as they are binned.
+/// Counts the persons with `a <= rowid <= b` per H3 cell of the finest
+/// resolution; only the counts leave this function.
+fn bin_persons(
+    store: &Store,
+    geom: &str,
+    a: i64,
+    b: i64,
+) -> Result<(HashMap<CellIndex, u32>, Warnings), TilerError> {
+    let finest = Resolution::try_from(HEX_FINEST).expect("valid resolution");
+    let mut counts: HashMap<CellIndex, u32> = HashMap::new();
+    let mut w = Warnings::default();
+    let err = sql_err(store);
+    let sql = format!("SELECT rowid, {geom} FROM persons WHERE rowid BETWEEN ?1 AND ?2");
+    let mut stmt = store.connection().prepare(&sql).map_err(&err)?;
+    let mut rows = stmt.query([a, b]).map_err(&err)?;
+    while let Some(row) = rows.next().map_err(&err)? {
+        let fid: i64 = row.get(0).map_err(&err)?;
+        let cell = match row.get_ref(1).map_err(&err)? {
+            rusqlite::types::ValueRef::Blob(b) => match decode_geometry(b) {
+                Ok(Geometry::Point(p)) => LatLng::new(p.y(), p.x())
+                    .map(|ll| ll.to_cell(finest))
+                    .map_err(|e| e.to_string()),
+                Ok(_) => Err("not a point".to_owned()),
+                Err(e) => Err(e.to_string()),
+            },
+            _ => Err("no geometry blob".to_owned()),
+        };
+        match cell {
+            Ok(c) => *counts.entry(c).or_default() += 1,
+            Err(reason) => w.add(|| format!("persons fid {fid}: {reason}; not counted")),
+        }
+    }
+    Ok((counts, w))
+}
+
 /// `persons_hex` per H3 resolution.
 type HexLevels = Vec<(u8, LayerData)>;
 
@@ -934,31 +981,45 @@ fn load_hex(store: &Store) -> Result<(HexLevels, Vec<String>), TilerError> {
     if !store.has_layer("persons")? {
         return Ok((Vec::new(), Vec::new()));
     }
-    let finest = Resolution::try_from(HEX_FINEST).expect("valid resolution");
-    let mut counts: HashMap<CellIndex, u32> = HashMap::new();
-    {
-        let err = sql_err(store);
-        let sql = format!(
-            "SELECT rowid, {} FROM persons",
-            quote(&geometry_column(store, "persons")?)
-        );
-        let mut stmt = store.connection().prepare(&sql).map_err(&err)?;
-        let mut rows = stmt.query([]).map_err(&err)?;
-        while let Some(row) = rows.next().map_err(&err)? {
-            let fid: i64 = row.get(0).map_err(&err)?;
-            let cell = match row.get_ref(1).map_err(&err)? {
-                rusqlite::types::ValueRef::Blob(b) => match decode_geometry(b) {
-                    Ok(Geometry::Point(p)) => LatLng::new(p.y(), p.x())
-                        .map(|ll| ll.to_cell(finest))
-                        .map_err(|e| e.to_string()),
-                    Ok(_) => Err("not a point".to_owned()),
-                    Err(e) => Err(e.to_string()),
+    // Bin in parallel over rowid ranges, each range on its own connection.
+    let geom = quote(&geometry_column(store, "persons")?);
+    let (lo, hi): (i64, i64) = store
+        .connection()
+        .query_row(
+            "SELECT coalesce(min(rowid), 0), coalesce(max(rowid), -1) FROM persons",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .map_err(sql_err(store))?;
+    let parts = (rayon::current_num_threads() * 4) as i64;
+    let step = ((hi - lo + 1) / parts).max(1);
+    let ranges: Vec<(i64, i64)> = (0..parts)
+        .map(|i| {
+            (
+                lo + i * step,
+                if i == parts - 1 {
+                    hi
+                } else {
+                    lo + (i + 1) * step - 1
                 },
-                _ => Err("no geometry blob".to_owned()),
-            };
-            match cell {
-                Ok(c) => *counts.entry(c).or_default() += 1,
-                Err(reason) => w.add(|| format!("persons fid {fid}: {reason}; not counted")),
+            )
+        })
+        .filter(|r| r.0 <= r.1)
+        .collect();
+    let path = store.path().to_owned();
+    let binned: Vec<(HashMap<CellIndex, u32>, Warnings)> = ranges
+        .into_par_iter()
+        .map(|(a, b)| bin_persons(&Store::open(&path)?, &geom, a, b))
+        .collect::<Result<_, TilerError>>()?;
+    let mut counts: HashMap<CellIndex, u32> = HashMap::new();
+    for (c, pw) in binned {
+        for (cell, n) in c {
+            *counts.entry(cell).or_default() += n;
+        }
+        w.skipped += pw.skipped;
+        for m in pw.shown {
+            if w.shown.len() < MAX_WARNINGS {
+                w.shown.push(m);
             }
         }
     }

@@ -1,0 +1,78 @@
+//! `wangge export-tiles`: a PMTiles or MBTiles archive of a store.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+
+use wangge_tiler::{Tiler, TilerOptions};
+
+use crate::cli::{Bars, Ui};
+
+/// `wangge export-tiles`.
+#[derive(Debug, clap::Args)]
+pub struct ExportTilesArgs {
+    /// The store.
+    #[arg(long)]
+    pub store: PathBuf,
+    /// The archive to write: `.pmtiles` (PMTiles v3) or `.mbtiles`. An
+    /// existing file is replaced once the new one is complete.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// First zoom level.
+    #[arg(long, default_value_t = 0)]
+    pub minzoom: u8,
+    /// Last zoom level.
+    #[arg(long, default_value_t = 14)]
+    pub maxzoom: u8,
+    /// Keep every vertex (no Douglas–Peucker below each layer's last zoom).
+    #[arg(long, hide = true)]
+    pub no_simplify: bool,
+    /// Print the summary as one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Runs `wangge export-tiles`.
+pub(crate) fn export_tiles_cmd(ui: &Ui, a: &ExportTilesArgs) -> Result<()> {
+    ui.say(format!("loading {} …", a.store.display()));
+    let options = TilerOptions {
+        simplify: !a.no_simplify,
+    };
+    let tiler = Tiler::open_with(&a.store, options)
+        .with_context(|| format!("opening {}", a.store.display()))?;
+    for w in tiler.warnings() {
+        ui.say(format!("  warning: {w}"));
+    }
+    let bars = Bars::new(ui.quiet);
+    let s = wangge_tiler::export(&tiler, &a.out, a.minzoom, a.maxzoom, &bars)
+        .with_context(|| format!("exporting tiles to {}", a.out.display()))?;
+    drop(bars);
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&s)?);
+        return Ok(());
+    }
+    ui.say(format!(
+        "{}: {} tiles of {} looked at, zoom {}–{}, {:.1} MB in {:.1} s",
+        s.path.display(),
+        s.tiles_written,
+        s.tiles_visited,
+        s.minzoom,
+        s.maxzoom,
+        s.file_bytes as f64 / 1e6,
+        s.seconds
+    ));
+    if !ui.quiet {
+        println!("zoom  tiles  largest (raw / gzip bytes)  tile");
+        for z in &s.zooms {
+            println!(
+                "{:>4} {:>6}  {:>10} / {:<10}  {}",
+                z.z,
+                z.tiles,
+                z.max_bytes,
+                z.max_gzip_bytes,
+                z.max_tile.as_deref().unwrap_or("-")
+            );
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,501 @@
+//! Vector tiles against independent truths: PostGIS `ST_AsMVTGeom`, the
+//! `mapbox-vector-tile` decoder, h3-py person counts and the `pmtiles`
+//! reader (`tests/py/check_tiles.py`, `tests/py/check_archives.py`); plus
+//! hand-made stores for privacy, bad input, edits and an `insta` snapshot.
+
+use std::path::{Path, PathBuf};
+
+use geo_types::{Geometry, LineString, Point, Polygon, polygon};
+use serde_json::Value as Json;
+use wangge_engine::model::Layer;
+use wangge_engine::store::{Store, Value};
+use wangge_tiler::mvt::{self, GeomKind, PropValue};
+use wangge_tiler::tile::{TileCoord, tiles_covering};
+use wangge_tiler::{Tiler, TilerOptions};
+
+use crate::support::{python_json, repo, s, wangge_ok};
+
+/// A partitioned synthetic city of three real districts (as the partition
+/// tests build it).
+fn city(dir: &Path) -> PathBuf {
+    let out = dir.join("city.gpkg");
+    wangge_ok(&[
+        "synth",
+        "--out",
+        s(&out),
+        "--scale",
+        "0.02",
+        "--seed",
+        "11",
+        "--districts",
+        s(&repo("tests/fixtures/districts-subset.geojson")),
+        "--quiet",
+    ]);
+    wangge_ok(&[
+        "partition",
+        "--store",
+        s(&out),
+        "--target",
+        "10",
+        "--assign",
+        "--quiet",
+    ]);
+    out
+}
+
+/// Writes `tiles.json`, `layers.json` and every non-empty tile as
+/// `z/x/y.mvt` for the truth scripts.
+fn write_tiles(tiler: &Tiler, tiles: &[TileCoord], dir: &Path) -> usize {
+    let mut n = 0;
+    for t in tiles {
+        let bytes = tiler.encode(*t);
+        if bytes.is_empty() {
+            continue;
+        }
+        let d = dir.join(t.z().to_string()).join(t.x().to_string());
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(d.join(format!("{}.mvt", t.y())), bytes).unwrap();
+        n += 1;
+    }
+    let list: Vec<[u32; 3]> = tiles.iter().map(|t| [t.z().into(), t.x(), t.y()]).collect();
+    std::fs::write(dir.join("tiles.json"), serde_json::to_vec(&list).unwrap()).unwrap();
+    std::fs::write(
+        dir.join("layers.json"),
+        serde_json::to_vec(tiler.layers()).unwrap(),
+    )
+    .unwrap();
+    n
+}
+
+/// Every tile over the city at zooms 0–12, and 3×3 blocks around three
+/// places at 13–16.
+fn sample_tiles(tiler: &Tiler) -> Vec<TileCoord> {
+    let b = tiler.bounds();
+    let mut tiles = Vec::new();
+    for z in 0..=12 {
+        tiles.extend(tiles_covering(b, z).unwrap().iter());
+    }
+    let spots = [
+        ((b[0] + b[2]) / 2.0, (b[1] + b[3]) / 2.0),
+        (b[0] + (b[2] - b[0]) * 0.3, b[1] + (b[3] - b[1]) * 0.6),
+        (b[0] + (b[2] - b[0]) * 0.7, b[1] + (b[3] - b[1]) * 0.35),
+    ];
+    for z in 13..=16u8 {
+        for (lon, lat) in spots {
+            let r = tiles_covering([lon, lat, lon, lat], z).unwrap();
+            for dx in -1i64..=1 {
+                for dy in -1i64..=1 {
+                    let (x, y) = (i64::from(r.min_x) + dx, i64::from(r.min_y) + dy);
+                    if let Ok(t) = TileCoord::new(z, x as u32, y as u32) {
+                        tiles.push(t);
+                    }
+                }
+            }
+        }
+    }
+    tiles.sort_unstable();
+    tiles.dedup();
+    tiles
+}
+
+#[test]
+fn tiles_match_postgis_st_asmvtgeom_the_store_and_h3() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = city(dir.path());
+    let tiler = Tiler::open_with(&store, TilerOptions { simplify: false }).unwrap();
+    assert!(tiler.warnings().is_empty(), "{:?}", tiler.warnings());
+    let tiles = sample_tiles(&tiler);
+    let out = dir.path().join("tiles");
+    let written = write_tiles(&tiler, &tiles, &out);
+    assert!(written > 50, "{written} non-empty tiles");
+    if std::env::var_os("WANGGE_KEEP_TILES").is_some() {
+        eprintln!("keeping {}", dir.path().display());
+        std::mem::forget(dir);
+    }
+    let truth = python_json("check_tiles.py", &[s(&store), s(&out)]);
+    assert_eq!(truth["mismatches"], Json::Array(vec![]), "{truth:#}");
+    // The comparison is not vacuous: every layer was compared somewhere.
+    for layer in [
+        "districts",
+        "streets",
+        "communities",
+        "grids",
+        "roads",
+        "buildings",
+        "places",
+        "objects",
+        "organizations",
+        "persons_hex",
+    ] {
+        assert!(
+            truth["compared"][layer].as_u64().unwrap_or(0) > 0,
+            "{layer} never compared: {truth:#}"
+        );
+    }
+}
+
+#[test]
+fn archives_read_back_with_independent_readers() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = city(dir.path());
+    let (pm, mb) = (dir.path().join("c.pmtiles"), dir.path().join("c.mbtiles"));
+    let mut summaries = Vec::new();
+    for out in [&pm, &mb] {
+        let j: Json = serde_json::from_str(&wangge_ok(&[
+            "export-tiles",
+            "--store",
+            s(&store),
+            "--out",
+            s(out),
+            "--minzoom",
+            "0",
+            "--maxzoom",
+            "14",
+            "--json",
+            "--quiet",
+        ]))
+        .unwrap();
+        summaries.push(j);
+    }
+    // What the archives must hold: every non-empty tile the tiler encodes.
+    let tiler = Tiler::open(&store).unwrap();
+    let mut tiles = Vec::new();
+    for z in 0..=14 {
+        tiles.extend(tiles_covering(tiler.bounds(), z).unwrap().iter());
+    }
+    let raw = dir.path().join("raw");
+    let n = write_tiles(&tiler, &tiles, &raw);
+    for j in &summaries {
+        assert_eq!(j["tiles_written"].as_u64(), Some(n as u64), "{j:#}");
+    }
+    let truth = python_json("check_archives.py", &[s(&pm), s(&mb), s(&raw)]);
+    assert_eq!(truth["mismatches"], Json::Array(vec![]), "{truth:#}");
+    assert_eq!(truth["pmtiles_tiles"].as_u64(), Some(n as u64));
+    assert_eq!(truth["mbtiles_tiles"].as_u64(), Some(n as u64));
+    // A bad extension or zoom range is a clear error, not a panic.
+    let bad = crate::support::wangge(&[
+        "export-tiles",
+        "--store",
+        s(&store),
+        "--out",
+        s(&dir.path().join("x.zip")),
+    ]);
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains(".pmtiles or .mbtiles"));
+}
+
+// ---------------------------------------------------------------------------
+// Hand-made stores
+
+const LON: f64 = 116.40;
+const LAT: f64 = 39.90;
+
+fn square(x0: f64, y0: f64, d: f64) -> Polygon<f64> {
+    polygon![(x: x0, y: y0), (x: x0 + d, y: y0), (x: x0 + d, y: y0 + d), (x: x0, y: y0 + d), (x: x0, y: y0)]
+}
+
+fn admin(code: &str, name: &str, parent: &str) -> Vec<Value> {
+    vec![
+        code.into(),
+        name.into(),
+        parent.into(),
+        Value::Null,
+        Value::Null,
+        Value::Null,
+    ]
+}
+
+fn grid(code: &str, parent: &str, households: i64) -> Vec<Value> {
+    vec![
+        code.into(),
+        format!("第{}网格", &code[12..]).into(),
+        parent.into(),
+        households.into(),
+        (households * 3).into(),
+        Value::Integer(1),
+        Value::Real(1.0),
+    ]
+}
+
+/// One district, two grids of community 110101001001 (one with a hole), a
+/// road, a place, 12 persons in one spot and 9 in another, target 10.
+fn tiny_store(path: &Path) -> Store {
+    let mut st = Store::create(path).unwrap();
+    for l in [
+        Layer::Districts,
+        Layer::Grids,
+        Layer::Roads,
+        Layer::Places,
+        Layer::Persons,
+    ] {
+        st.create_layer(&l.schema()).unwrap();
+    }
+    let mp = |p: Polygon<f64>| Geometry::MultiPolygon(p.into());
+    let mut w = st.writer("districts").unwrap();
+    w.insert(&mp(square(LON, LAT, 0.01)), &admin("110101", "东城区", ""))
+        .unwrap();
+    w.commit().unwrap();
+    let mut w = st.writer("grids").unwrap();
+    let holed = Polygon::new(
+        square(LON, LAT, 0.005).exterior().clone(),
+        vec![square(LON + 0.002, LAT + 0.002, 0.001).exterior().clone()],
+    );
+    w.insert(&mp(holed), &grid("110101001001001", "110101001001", 8))
+        .unwrap();
+    w.insert(
+        &mp(square(LON + 0.005, LAT, 0.005)),
+        &grid("110101001001002", "110101001001", 12),
+    )
+    .unwrap();
+    w.commit().unwrap();
+    let mut w = st.writer("roads").unwrap();
+    let road = LineString::from(vec![(LON - 0.01, LAT + 0.004), (LON + 0.02, LAT + 0.004)]);
+    w.insert(
+        &Geometry::LineString(road),
+        &["R1".into(), "arterial".into(), "长安街".into()],
+    )
+    .unwrap();
+    w.commit().unwrap();
+    let mut w = st.writer("places").unwrap();
+    w.insert(
+        &Geometry::Point(Point::new(LON + 0.001, LAT + 0.001)),
+        &[
+            "S1".into(),
+            "school".into(),
+            "史家小学".into(),
+            "110101001001".into(),
+            "110101001001001".into(),
+        ],
+    )
+    .unwrap();
+    w.commit().unwrap();
+    let mut w = st.writer("persons").unwrap();
+    let spots = [
+        (LON + 0.0071, LAT + 0.0071, 12),
+        (LON + 0.05, LAT + 0.05, 9),
+    ];
+    let mut i = 0;
+    for (lon, lat, n) in spots {
+        for k in 0..n {
+            i += 1;
+            let p = Point::new(lon + f64::from(k) * 1e-6, lat);
+            w.insert(
+                &Geometry::Point(p),
+                &[
+                    format!("P{i:04}").into(),
+                    "registered".into(),
+                    "11010119900101001X".into(),
+                    "H1".into(),
+                    "B1".into(),
+                    "25-34".into(),
+                    Value::Integer(1),
+                    "110101001001".into(),
+                    "110101001001002".into(),
+                ],
+            )
+            .unwrap();
+        }
+    }
+    w.commit().unwrap();
+    st.set_meta("partition_target", "10").unwrap();
+    st
+}
+
+/// The z16 tile holding the tiny store's district corner.
+fn tiny_tile(z: u8) -> TileCoord {
+    let r = tiles_covering([LON + 0.001, LAT + 0.001, LON + 0.001, LAT + 0.001], z).unwrap();
+    TileCoord::new(z, r.min_x, r.min_y).unwrap()
+}
+
+/// A decoded tile as GeoJSON-like JSON, for snapshots.
+fn decoded_json(bytes: &[u8]) -> Json {
+    let layers = mvt::decode(bytes).unwrap();
+    let prop = |v: &PropValue| match v {
+        PropValue::String(s) => Json::from(s.as_str()),
+        PropValue::Double(d) => Json::from(*d),
+        PropValue::Int(i) => Json::from(*i),
+        PropValue::Bool(b) => Json::from(*b),
+    };
+    Json::Array(
+        layers
+            .iter()
+            .map(|l| {
+                serde_json::json!({
+                    "layer": l.name,
+                    "extent": l.extent,
+                    "features": l.features.iter().map(|f| serde_json::json!({
+                        "id": f.id,
+                        "type": format!("{:?}", f.kind.unwrap()),
+                        "properties": f.properties.iter().map(|(k, v)| (k.clone(), prop(v))).collect::<serde_json::Map<_, _>>(),
+                        "paths": f.paths,
+                    })).collect::<Vec<_>>(),
+                })
+            })
+            .collect(),
+    )
+}
+
+#[test]
+fn decoded_tile_snapshot() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tiny.gpkg");
+    drop(tiny_store(&path));
+    let tiler = Tiler::open_with(&path, TilerOptions { simplify: false }).unwrap();
+    // The z14 tile holding the whole district (0.01° square), its two grids
+    // (one with a hole), the road, the place and the hexagon of 12.
+    let c = (LON + 0.005, LAT + 0.005);
+    let r = tiles_covering([c.0, c.1, c.0, c.1], 14).unwrap();
+    let bytes = tiler.tile(14, r.min_x, r.min_y).unwrap();
+    insta::assert_json_snapshot!("tiny_store_z14", decoded_json(&bytes));
+}
+
+#[test]
+fn persons_only_as_hexagons_of_ten_or_more() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tiny.gpkg");
+    drop(tiny_store(&path));
+    let tiler = Tiler::open(&path).unwrap();
+    assert!(tiler.layers().iter().all(|l| l.name != "persons"));
+    let mut seen = Vec::new();
+    for z in 0..=16u8 {
+        for t in tiles_covering(tiler.bounds(), z).unwrap().iter() {
+            for l in mvt::decode(&tiler.encode(t)).unwrap() {
+                for f in &l.features {
+                    // No feature carries a person's identifiers.
+                    for (k, v) in &f.properties {
+                        assert!(!["id_card", "household_id", "age_band"].contains(&k.as_str()));
+                        assert_ne!(v, &PropValue::String("11010119900101001X".into()));
+                    }
+                    if f.kind == Some(GeomKind::Point) {
+                        assert_eq!(l.name, "places", "only the place is a point");
+                    }
+                    if l.name == "persons_hex" {
+                        let n = f.properties.iter().find(|p| p.0 == "persons").unwrap();
+                        seen.push((z, n.1.clone()));
+                    }
+                }
+            }
+        }
+    }
+    // At zoom 12–13 (resolution 8) the 12 are one hexagon and the 9 are not shown.
+    // (It may show in two tiles: the buffer.)
+    let mut at12: Vec<_> = seen.iter().filter(|s| s.0 == 12).map(|s| &s.1).collect();
+    at12.dedup();
+    assert_eq!(at12, vec![&PropValue::Int(12)]);
+    assert!(
+        seen.iter()
+            .all(|s| matches!(s.1, PropValue::Int(n) if n >= 10))
+    );
+    assert!(seen.iter().all(|s| s.0 <= 13));
+}
+
+#[test]
+fn bad_and_missing_input_is_skipped_and_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tiny.gpkg");
+    let st = tiny_store(&path);
+    // A malformed geometry blob, an empty geometry collection and a swapped
+    // lon/lat point, written behind the store's back.
+    let c = st.connection();
+    c.execute_batch("DROP TRIGGER IF EXISTS rtree_places_geom_insert;")
+        .ok();
+    for (id, blob) in [
+        ("bad1", vec![0x47u8, 0x50, 0, 1, 0xe6, 0x10, 0, 0, 1, 1]),
+        ("bad2", b"not a geometry".to_vec()),
+    ] {
+        c.execute("INSERT INTO places (geom, id) VALUES (?1, ?2)", (blob, id))
+            .unwrap();
+    }
+    c.execute(
+        "INSERT INTO persons (geom, id) VALUES (?1, 'P-bad')",
+        [b"GP\0\x01".to_vec()],
+    )
+    .unwrap();
+    drop(st);
+    let tiler = Tiler::open(&path).unwrap();
+    let w = tiler.warnings();
+    assert!(w.iter().any(|w| w.starts_with("places fid")), "{w:?}");
+    assert!(w.iter().any(|w| w.starts_with("persons fid")), "{w:?}");
+    // The good place is still served.
+    let t = tiny_tile(16);
+    let names: Vec<String> = mvt::decode(&tiler.tile(t.z(), t.x(), t.y()).unwrap())
+        .unwrap()
+        .into_iter()
+        .map(|l| l.name)
+        .collect();
+    assert!(names.contains(&"places".to_owned()), "{names:?}");
+    // Out-of-range addresses are errors, not panics.
+    assert!(tiler.tile(23, 0, 0).is_err());
+    assert!(tiler.tile(3, 8, 0).is_err());
+    // Above the last zoom: empty.
+    assert!(tiler.tile(17, 0, 0).unwrap().is_empty());
+
+    // A store with only an empty districts layer.
+    let p2 = dir.path().join("empty.gpkg");
+    let mut st = Store::create(&p2).unwrap();
+    st.create_layer(&Layer::Districts.schema()).unwrap();
+    drop(st);
+    let tiler = Tiler::open(&p2).unwrap();
+    assert_eq!(
+        tiler
+            .layers()
+            .iter()
+            .map(|l| l.name.as_str())
+            .collect::<Vec<_>>(),
+        ["districts"]
+    );
+    assert!(tiler.tile(0, 0, 0).unwrap().is_empty());
+    assert!(tiler.is_empty());
+    // Exporting it writes a valid, empty archive (not the world's tiles).
+    let out = dir.path().join("empty.mbtiles");
+    let s =
+        wangge_tiler::export(&tiler, &out, 0, 14, &wangge_engine::progress::NoProgress).unwrap();
+    assert_eq!((s.tiles_visited, s.tiles_written), (0, 0));
+    assert!(out.exists());
+}
+
+#[test]
+fn reload_grids_after_an_edit() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tiny.gpkg");
+    let st = tiny_store(&path);
+    let mut tiler = Tiler::open(&path).unwrap();
+    let t = tiny_tile(15);
+    let grids = |tiler: &Tiler| -> Vec<(String, Json)> {
+        let bytes = tiler.tile(t.z(), t.x(), t.y()).unwrap();
+        let j = decoded_json(&bytes);
+        let mut v: Vec<(String, Json)> = j
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|l| l["layer"] == "grids")
+            .flat_map(|l| l["features"].as_array().unwrap().clone())
+            .map(|f| {
+                (
+                    f["properties"]["code"].as_str().unwrap().to_owned(),
+                    f["properties"].clone(),
+                )
+            })
+            .collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
+    };
+    let before = grids(&tiler);
+    assert_eq!(before.len(), 2);
+    assert_eq!(before[1].1["deviation"], Json::from(12.0 / 10.0 - 1.0));
+    // The planner merges the two grids into one of 20 households.
+    st.connection()
+        .execute_batch(
+            "DELETE FROM grids WHERE code = '110101001001002';
+             UPDATE grids SET households = 20 WHERE code = '110101001001001';",
+        )
+        .unwrap();
+    tiler.reload_grids(&st, "110101001001").unwrap();
+    let after = grids(&tiler);
+    assert_eq!(after.len(), 1, "{after:?}");
+    assert_eq!(after[0].1["households"], Json::from(20));
+    assert_eq!(after[0].1["deviation"], Json::from(1.0));
+    // Another community's reload leaves these alone.
+    tiler.reload_grids(&st, "110101001002").unwrap();
+    assert_eq!(grids(&tiler), after);
+}
