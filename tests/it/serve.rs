@@ -23,8 +23,20 @@ const TOKEN: &str = "s3cret-token";
 fn shared_city() -> &'static Path {
     static CITY: OnceLock<PathBuf> = OnceLock::new();
     CITY.get_or_init(|| {
-        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-            .join(format!("serve-{}", std::process::id()));
+        let tmp = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+        // Cities of earlier runs (an hour old or more) go.
+        for e in std::fs::read_dir(&tmp).into_iter().flatten().flatten() {
+            let old = e
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|age| age > Duration::from_secs(3600));
+            if old && e.file_name().to_string_lossy().starts_with("serve-") {
+                let _ = std::fs::remove_dir_all(e.path());
+            }
+        }
+        let dir = tmp.join(format!("serve-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         let store = city(&dir);
@@ -872,6 +884,37 @@ fn serve_edits_need_the_token_and_the_current_version() {
         // A grid of one building cannot be split; the refusal says why.
         a.error(409);
     }
+    // Two edits planned on the same version at once: one wins, the other
+    // gets 412 with the new version.
+    let v = get(&srv.url(&format!("/v1/communities/{comm}")), &[]).json()["properties"]["version"]
+        .as_i64()
+        .unwrap();
+    let vs = v.to_string();
+    let bodies: Vec<String> = codes[1..3]
+        .iter()
+        .map(|g| json!({"op": "lock", "grid": g}).to_string())
+        .collect();
+    let mut answers: Vec<(u16, Value)> = std::thread::scope(|sc| {
+        let handles: Vec<_> = bodies
+            .iter()
+            .map(|b| {
+                let (url, auth, vs) = (&url, &auth, &vs);
+                sc.spawn(move || {
+                    let a = post(
+                        url,
+                        &[JSON_CT, ("authorization", auth), ("if-match", vs)],
+                        b.as_bytes(),
+                    );
+                    (a.status, a.json())
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    answers.sort_by_key(|a| a.0);
+    assert_eq!(answers[0].0, 200, "{:?}", answers);
+    assert_eq!(answers[1].0, 412, "{:?}", answers);
+    assert_eq!(answers[1].1["current_version"], v + 1);
 }
 
 #[test]
