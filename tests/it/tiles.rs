@@ -150,7 +150,7 @@ fn archives_read_back_with_independent_readers() {
             "--minzoom",
             "0",
             "--maxzoom",
-            "14",
+            "16",
             "--json",
             "--quiet",
         ]))
@@ -160,7 +160,7 @@ fn archives_read_back_with_independent_readers() {
     // What the archives must hold: every non-empty tile the tiler encodes.
     let tiler = Tiler::open(&store).unwrap();
     let mut tiles = Vec::new();
-    for z in 0..=14 {
+    for z in 0..=16 {
         tiles.extend(tiles_covering(tiler.bounds(), z).unwrap().iter());
     }
     let raw = dir.path().join("raw");
@@ -172,6 +172,12 @@ fn archives_read_back_with_independent_readers() {
     assert_eq!(truth["mismatches"], Json::Array(vec![]), "{truth:#}");
     assert_eq!(truth["pmtiles_tiles"].as_u64(), Some(n as u64));
     assert_eq!(truth["mbtiles_tiles"].as_u64(), Some(n as u64));
+    // Down to zoom 16 the root directory would pass 16 KiB: leaves were
+    // written, and the independent reader followed them.
+    assert!(
+        truth["pmtiles_leaf_directory_bytes"].as_u64().unwrap() > 0,
+        "{truth:#}"
+    );
     // A bad extension or zoom range is a clear error, not a panic.
     let bad = crate::support::wangge(&[
         "export-tiles",
