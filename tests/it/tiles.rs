@@ -67,21 +67,33 @@ fn write_tiles(tiler: &Tiler, tiles: &[TileCoord], dir: &Path) -> usize {
     n
 }
 
-/// Every tile over the city at zooms 0–12, and 3×3 blocks around three
-/// places at 13–16.
-fn sample_tiles(tiler: &Tiler) -> Vec<TileCoord> {
+/// Every tile over the city at zooms 0–12, and 3×3 blocks at 13–16 around
+/// three spots of the bounds and the first event and organization.
+fn sample_tiles(tiler: &Tiler, store: &Path) -> Vec<TileCoord> {
     let b = tiler.bounds();
     let mut tiles = Vec::new();
     for z in 0..=12 {
         tiles.extend(tiles_covering(b, z).unwrap().iter());
     }
-    let spots = [
+    let mut spots = vec![
         ((b[0] + b[2]) / 2.0, (b[1] + b[3]) / 2.0),
         (b[0] + (b[2] - b[0]) * 0.3, b[1] + (b[3] - b[1]) * 0.6),
         (b[0] + (b[2] - b[0]) * 0.7, b[1] + (b[3] - b[1]) * 0.35),
     ];
+    let st = Store::open(store).unwrap();
+    for layer in ["events", "organizations"] {
+        let mut first = None;
+        st.for_each(layer, |f| {
+            if let (None, Geometry::Point(p)) = (first, &f.geometry) {
+                first = Some((p.x(), p.y()));
+            }
+            Ok(())
+        })
+        .unwrap();
+        spots.extend(first);
+    }
     for z in 13..=16u8 {
-        for (lon, lat) in spots {
+        for &(lon, lat) in &spots {
             let r = tiles_covering([lon, lat, lon, lat], z).unwrap();
             for dx in -1i64..=1 {
                 for dy in -1i64..=1 {
@@ -104,7 +116,7 @@ fn tiles_match_postgis_st_asmvtgeom_the_store_and_h3() {
     let store = city(dir.path());
     let tiler = Tiler::open_with(&store, TilerOptions { simplify: false }).unwrap();
     assert!(tiler.warnings().is_empty(), "{:?}", tiler.warnings());
-    let tiles = sample_tiles(&tiler);
+    let tiles = sample_tiles(&tiler, &store);
     let out = dir.path().join("tiles");
     let written = write_tiles(&tiler, &tiles, &out);
     assert!(written > 50, "{written} non-empty tiles");
@@ -124,6 +136,7 @@ fn tiles_match_postgis_st_asmvtgeom_the_store_and_h3() {
         "buildings",
         "places",
         "objects",
+        "events",
         "organizations",
         "persons_hex",
     ] {

@@ -571,7 +571,9 @@ impl Tiler {
         let mut out = Vec::new();
         let z = t.z();
         let [x0, y0, x1, y1] = t.merc_bounds();
-        let pad = (x1 - x0) * f64::from(BUFFER) / f64::from(EXTENT);
+        // One unit more than the buffer: a point half a unit beyond it rounds
+        // onto its edge and is kept (the encoder decides, after rounding).
+        let pad = (x1 - x0) * f64::from(BUFFER + 1) / f64::from(EXTENT);
         let env = AABB::from_corners([x0 - pad, y0 - pad], [x1 + pad, y1 + pad]);
         for l in &self.layers {
             if (l.minzoom..=l.maxzoom).contains(&z) {
