@@ -501,6 +501,16 @@ fn reload_grids_after_an_edit() {
     };
     let before = grids(&tiler);
     assert_eq!(before.len(), 2);
+    let bb = tiler.grids_bounds("110101001001").unwrap();
+    assert!(
+        (bb[0] - LON).abs() < 1e-9 && (bb[2] - (LON + 0.01)).abs() < 1e-9,
+        "{bb:?}"
+    );
+    assert!(
+        (bb[1] - LAT).abs() < 1e-9 && (bb[3] - (LAT + 0.005)).abs() < 1e-9,
+        "{bb:?}"
+    );
+    assert_eq!(tiler.grids_bounds("110101001002"), None);
     assert_eq!(before[1].1["deviation"], Json::from(12.0 / 10.0 - 1.0));
     // The planner merges the two grids into one of 20 households.
     st.connection()
@@ -512,6 +522,8 @@ fn reload_grids_after_an_edit() {
     tiler.reload_grids(&st, "110101001001").unwrap();
     let after = grids(&tiler);
     assert_eq!(after.len(), 1, "{after:?}");
+    let bb = tiler.grids_bounds("110101001001").unwrap();
+    assert!((bb[2] - (LON + 0.005)).abs() < 1e-9, "{bb:?}");
     assert_eq!(after[0].1["households"], Json::from(20));
     assert_eq!(after[0].1["deviation"], Json::from(1.0));
     // Another community's reload leaves these alone.

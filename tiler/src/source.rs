@@ -640,6 +640,37 @@ impl Tiler {
         b.write_to(out);
     }
 
+    /// `[west, south, east, north]` of the grids held for `community`
+    /// (12-digit code), `None` when it has none. Call it before and after
+    /// [`Tiler::reload_grids`]: the tiles to invalidate at zoom `z` are
+    /// [`crate::tile::tiles_touching`] the union of both boxes.
+    #[must_use]
+    pub fn grids_bounds(&self, community: &str) -> Option<[f64; 4]> {
+        let l = self.layers.iter().find(|l| l.name == "grids")?;
+        let mut b: Option<[f64; 4]> = None;
+        for it in l
+            .items
+            .iter()
+            .filter(|it| it.group.as_deref() == Some(community))
+        {
+            if let Some(x) = shape_bbox(&it.shape) {
+                b = Some(match b {
+                    None => x,
+                    Some(a) => [
+                        a[0].min(x[0]),
+                        a[1].min(x[1]),
+                        a[2].max(x[2]),
+                        a[3].max(x[3]),
+                    ],
+                });
+            }
+        }
+        let [x0, y0, x1, y1] = b?;
+        let (w, n) = merc_to_lonlat([x0, y0]);
+        let (e, s) = merc_to_lonlat([x1, y1]);
+        Some([w, s, e, n])
+    }
+
     /// After an edit of one community's grids: drops the grids held for
     /// `community` (12-digit code) and reads its grids again from `store`;
     /// the partition target is re-read too. Other layers are unchanged.
