@@ -401,6 +401,10 @@ fn persons_only_as_hexagons_of_ten_or_more() {
     let mut at12: Vec<_> = seen.iter().filter(|s| s.0 == 12).map(|s| &s.1).collect();
     at12.dedup();
     assert_eq!(at12, vec![&PropValue::Int(12)]);
+    // Regression (differencing): at every zoom the 9 are in no hexagon, so a
+    // coarse hexagon holding both spots says 12, not 21, and 21 − 12 cannot
+    // reveal the suppressed 9.
+    assert!(seen.iter().all(|s| s.1 == PropValue::Int(12)), "{seen:?}");
     assert!(
         seen.iter()
             .all(|s| matches!(s.1, PropValue::Int(n) if n >= 10))

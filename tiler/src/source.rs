@@ -26,9 +26,12 @@
 //! kept or emitted. They appear only as the grid's `persons` count and as
 //! `persons_hex`: H3 hexagons (resolution 4 at zoom ≤ 5, 5 at 6–7, 6 at
 //! 8–9, 7 at 10–11, 8 at 12–13) with their count; a hexagon with fewer than
-//! [`MIN_HEX_PERSONS`] persons is not emitted. (Counts are true counts at
-//! every resolution, so a parent minus its shown children gives the sum of
-//! its suppressed children; no secondary suppression is done.)
+//! [`MIN_HEX_PERSONS`] persons is not emitted. Coarser hexagons count only
+//! the persons of shown resolution-8 hexagons, so that subtracting shown
+//! children from a parent never reveals a suppressed count; the price is
+//! that persons in sparse resolution-8 cells (under 10, ≈ 0.74 km²) are in
+//! no hexagon at any zoom (they remain in their grid's count): on the demo
+//! city 2,853 of 2,189,309 persons (0.13 %, in 646 of 9,825 cells).
 //!
 //! Zoom ranges keep tiles under 500 KB: at zoom 10 the densest tile of the
 //! demo city holds about 5,000 grids (585 KB), so grids start at 11.
@@ -1026,6 +1029,12 @@ fn load_hex(store: &Store) -> Result<(HexLevels, Vec<String>), TilerError> {
     let (counts, pw) = bin_persons(store, &geom, i64::MIN, i64::MAX)?;
     w.skipped += pw.skipped;
     w.shown.extend(pw.shown);
+    // Only finest cells of at least MIN_HEX_PERSONS count, at every
+    // resolution: a coarse cell is the sum of its shown finest cells, so a
+    // parent minus its shown children is always 0 and no suppressed count
+    // can be recovered by differencing levels.
+    let mut counts = counts;
+    counts.retain(|_, n| *n >= MIN_HEX_PERSONS);
     let mut levels = Vec::new();
     for res in 4..=HEX_FINEST {
         let r = Resolution::try_from(res).expect("valid resolution");
