@@ -135,6 +135,36 @@ impl TileCoord {
     }
 }
 
+/// Parses `z/x/y` (what [`TileCoord`]'s `Display` prints), validating it.
+impl std::str::FromStr for TileCoord {
+    type Err = InvalidTile;
+
+    fn from_str(s: &str) -> Result<TileCoord, InvalidTile> {
+        let bad = InvalidTile {
+            z: 0,
+            x: 0,
+            y: 0,
+            reason: "not of the form z/x/y with non-negative integers",
+        };
+        let mut it = s.split('/');
+        let (Some(z), Some(x), Some(y), None) = (it.next(), it.next(), it.next(), it.next()) else {
+            return Err(bad);
+        };
+        let (Ok(z), Ok(x), Ok(y)) = (z.parse::<u32>(), x.parse::<u64>(), y.parse::<u64>()) else {
+            return Err(bad);
+        };
+        match (u8::try_from(z), u32::try_from(x), u32::try_from(y)) {
+            (Ok(z8), Ok(x32), Ok(y32)) => TileCoord::new(z8, x32, y32),
+            _ => Err(InvalidTile {
+                z,
+                x,
+                y,
+                reason: "a coordinate is out of range",
+            }),
+        }
+    }
+}
+
 impl fmt::Display for TileCoord {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}/{}/{}", self.z, self.x, self.y)
@@ -305,6 +335,26 @@ mod tests {
         // Round trip.
         let (lon, lat) = merc_to_lonlat(p);
         assert!((lon - 90.0).abs() < 1e-12 && (lat - 45.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn parse_round_trips_and_rejects() {
+        let t: TileCoord = "14/13488/6208".parse().unwrap();
+        assert_eq!((t.z(), t.x(), t.y()), (14, 13488, 6208));
+        assert_eq!(t.to_string().parse::<TileCoord>(), Ok(t));
+        for bad in [
+            "",
+            "1/2",
+            "1/2/3/4",
+            "a/0/0",
+            "-1/0/0",
+            "1/2/0",
+            "99/0/0",
+            "300/0/0",
+            "0/0/4294967296",
+        ] {
+            assert!(bad.parse::<TileCoord>().is_err(), "{bad}");
+        }
     }
 
     #[test]
