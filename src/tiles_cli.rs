@@ -24,6 +24,9 @@ pub struct ExportTilesArgs {
     /// Last zoom level.
     #[arg(long, default_value_t = 14)]
     pub maxzoom: u8,
+    /// Only the tiles meeting this lon/lat box: `min_lon,min_lat,max_lon,max_lat`.
+    #[arg(long, value_delimiter = ',', allow_hyphen_values = true)]
+    pub bbox: Option<Vec<f64>>,
     /// Keep every vertex (no Douglas–Peucker below each layer's last zoom).
     #[arg(long, hide = true)]
     pub no_simplify: bool,
@@ -44,7 +47,12 @@ pub(crate) fn export_tiles_cmd(ui: &Ui, a: &ExportTilesArgs) -> Result<()> {
         ui.say(format!("  warning: {w}"));
     }
     let bars = Bars::new(ui.quiet);
-    let s = wangge_tiler::export(&tiler, &a.out, a.minzoom, a.maxzoom, &bars)
+    let bbox = match a.bbox.as_deref() {
+        Some(&[x0, y0, x1, y1]) if x0 <= x1 && y0 <= y1 => Some([x0, y0, x1, y1]),
+        Some(b) => anyhow::bail!("--bbox must be min_lon,min_lat,max_lon,max_lat, got {b:?}"),
+        None => None,
+    };
+    let s = wangge_tiler::export_in(&tiler, &a.out, a.minzoom, a.maxzoom, bbox, &bars)
         .with_context(|| format!("exporting tiles to {}", a.out.display()))?;
     drop(bars);
     if a.json {

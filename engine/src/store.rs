@@ -631,6 +631,10 @@ impl Store {
         // Without SQLITE_OPEN_CREATE so a vanished file is an error, not a new
         // empty database.
         let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_WRITE).at(path)?;
+        // Another process writing (an edit, a re-index) holds the lock for
+        // a moment: wait for it instead of failing at once.
+        conn.busy_timeout(std::time::Duration::from_secs(30))
+            .at(path)?;
         let app_id: i32 = conn
             .pragma_query_value(None, "application_id", |r| r.get(0))
             .map_err(|e| not_gpkg(format!("it is not an SQLite database ({e})")))?;

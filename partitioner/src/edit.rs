@@ -738,11 +738,24 @@ pub fn apply(store: &mut Store, req: &Request) -> Result<Outcome, EditError> {
     );
     let mut reassigned = Vec::new();
     let op = req.op.clone();
+    // Another writer may have committed an edit of this community since it
+    // was read: inside the write transaction the new version must follow
+    // the one the edit was planned on, or the edit is rolled back as stale.
+    let mut raced: Option<i64> = None;
+    let community_code = community.clone();
     let mut extra = |conn: &Connection| -> Result<(), StoreError> {
         let err = |e: rusqlite::Error| StoreError::BadSchema {
             layer: "wangge_grid_locks".into(),
             reason: e.to_string(),
         };
+        let now = versions::latest(conn, &community_code).map_err(err)?;
+        if now != previous + 1 {
+            raced = Some(now - 1);
+            return Err(StoreError::BadSchema {
+                layer: "wangge_versions".into(),
+                reason: "the community changed during the edit".into(),
+            });
+        }
         match &op {
             Op::Lock { grid } => {
                 conn.execute("INSERT INTO wangge_grid_locks VALUES (?1)", [grid])
@@ -759,7 +772,7 @@ pub fn apply(store: &mut Store, req: &Request) -> Result<Outcome, EditError> {
         }
         Ok(())
     };
-    let version = versions::write(
+    let written = versions::write(
         store,
         &[&c],
         std::slice::from_ref(&part),
@@ -767,10 +780,15 @@ pub fn apply(store: &mut Store, req: &Request) -> Result<Outcome, EditError> {
         &noded,
         &meta,
         &mut extra,
-    )?
-    .first()
-    .copied()
-    .unwrap_or(previous + 1);
+    );
+    if let Some(current) = raced {
+        return Err(EditError::Stale {
+            community,
+            expected: previous,
+            current,
+        });
+    }
+    let version = written?.first().copied().unwrap_or(previous + 1);
     Ok(Outcome {
         community,
         previous,

@@ -315,3 +315,50 @@ fn edits_refuse_unknown_codes_with_a_reason() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no versions"));
 }
+
+#[test]
+fn of_two_concurrent_edits_on_one_community_exactly_one_wins() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = city(dir.path());
+    partition_ok(&store, &[]);
+    let all = grids(&store);
+    let c = all
+        .iter()
+        .find(|g| all.iter().filter(|h| h.1 == g.1).count() >= 3)
+        .unwrap()
+        .1
+        .clone();
+    let facts = python_json("edit_candidates.py", &[s(&store), &c]);
+    let (a, b) = pairs(&facts["neighbours"])[0].clone();
+    let third = all
+        .iter()
+        .find(|g| g.1 == c && g.0 != a && g.0 != b)
+        .unwrap()
+        .0
+        .clone();
+    // Both planned on version 1, started together.
+    let spawn = |args: &[&str]| {
+        let mut full = vec!["edit", "--store", s(&store), "--if-version", "1", "--quiet"];
+        full.extend_from_slice(args);
+        std::process::Command::new(env!("CARGO_BIN_EXE_wangge"))
+            .args(&full)
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let p1 = spawn(&["merge", &a, &b]);
+    let p2 = spawn(&["lock", &third]);
+    let (o1, o2) = (
+        p1.wait_with_output().unwrap(),
+        p2.wait_with_output().unwrap(),
+    );
+    let ok = [o1.status.success(), o2.status.success()];
+    assert_eq!(ok.iter().filter(|x| **x).count(), 1, "{o1:?} {o2:?}");
+    let loser = if ok[0] { &o2 } else { &o1 };
+    assert!(
+        String::from_utf8_lossy(&loser.stderr).contains("stale"),
+        "{}",
+        String::from_utf8_lossy(&loser.stderr)
+    );
+    assert_eq!(latest(&store, &c), 2);
+}

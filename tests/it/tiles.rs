@@ -67,21 +67,33 @@ fn write_tiles(tiler: &Tiler, tiles: &[TileCoord], dir: &Path) -> usize {
     n
 }
 
-/// Every tile over the city at zooms 0–12, and 3×3 blocks around three
-/// places at 13–16.
-fn sample_tiles(tiler: &Tiler) -> Vec<TileCoord> {
+/// Every tile over the city at zooms 0–12, and 3×3 blocks at 13–16 around
+/// three spots of the bounds and the first event and organization.
+fn sample_tiles(tiler: &Tiler, store: &Path) -> Vec<TileCoord> {
     let b = tiler.bounds();
     let mut tiles = Vec::new();
     for z in 0..=12 {
         tiles.extend(tiles_covering(b, z).unwrap().iter());
     }
-    let spots = [
+    let mut spots = vec![
         ((b[0] + b[2]) / 2.0, (b[1] + b[3]) / 2.0),
         (b[0] + (b[2] - b[0]) * 0.3, b[1] + (b[3] - b[1]) * 0.6),
         (b[0] + (b[2] - b[0]) * 0.7, b[1] + (b[3] - b[1]) * 0.35),
     ];
+    let st = Store::open(store).unwrap();
+    for layer in ["events", "organizations"] {
+        let mut first = None;
+        st.for_each(layer, |f| {
+            if let (None, Geometry::Point(p)) = (first, &f.geometry) {
+                first = Some((p.x(), p.y()));
+            }
+            Ok(())
+        })
+        .unwrap();
+        spots.extend(first);
+    }
     for z in 13..=16u8 {
-        for (lon, lat) in spots {
+        for &(lon, lat) in &spots {
             let r = tiles_covering([lon, lat, lon, lat], z).unwrap();
             for dx in -1i64..=1 {
                 for dy in -1i64..=1 {
@@ -104,7 +116,7 @@ fn tiles_match_postgis_st_asmvtgeom_the_store_and_h3() {
     let store = city(dir.path());
     let tiler = Tiler::open_with(&store, TilerOptions { simplify: false }).unwrap();
     assert!(tiler.warnings().is_empty(), "{:?}", tiler.warnings());
-    let tiles = sample_tiles(&tiler);
+    let tiles = sample_tiles(&tiler, &store);
     let out = dir.path().join("tiles");
     let written = write_tiles(&tiler, &tiles, &out);
     assert!(written > 50, "{written} non-empty tiles");
@@ -124,6 +136,7 @@ fn tiles_match_postgis_st_asmvtgeom_the_store_and_h3() {
         "buildings",
         "places",
         "objects",
+        "events",
         "organizations",
         "persons_hex",
     ] {
@@ -150,7 +163,7 @@ fn archives_read_back_with_independent_readers() {
             "--minzoom",
             "0",
             "--maxzoom",
-            "14",
+            "16",
             "--json",
             "--quiet",
         ]))
@@ -160,7 +173,7 @@ fn archives_read_back_with_independent_readers() {
     // What the archives must hold: every non-empty tile the tiler encodes.
     let tiler = Tiler::open(&store).unwrap();
     let mut tiles = Vec::new();
-    for z in 0..=14 {
+    for z in 0..=16 {
         tiles.extend(tiles_covering(tiler.bounds(), z).unwrap().iter());
     }
     let raw = dir.path().join("raw");
@@ -172,6 +185,12 @@ fn archives_read_back_with_independent_readers() {
     assert_eq!(truth["mismatches"], Json::Array(vec![]), "{truth:#}");
     assert_eq!(truth["pmtiles_tiles"].as_u64(), Some(n as u64));
     assert_eq!(truth["mbtiles_tiles"].as_u64(), Some(n as u64));
+    // Down to zoom 16 the root directory would pass 16 KiB: leaves were
+    // written, and the independent reader followed them.
+    assert!(
+        truth["pmtiles_leaf_directory_bytes"].as_u64().unwrap() > 0,
+        "{truth:#}"
+    );
     // A bad extension or zoom range is a clear error, not a panic.
     let bad = crate::support::wangge(&[
         "export-tiles",
@@ -382,6 +401,10 @@ fn persons_only_as_hexagons_of_ten_or_more() {
     let mut at12: Vec<_> = seen.iter().filter(|s| s.0 == 12).map(|s| &s.1).collect();
     at12.dedup();
     assert_eq!(at12, vec![&PropValue::Int(12)]);
+    // Regression (differencing): at every zoom the 9 are in no hexagon, so a
+    // coarse hexagon holding both spots says 12, not 21, and 21 − 12 cannot
+    // reveal the suppressed 9.
+    assert!(seen.iter().all(|s| s.1 == PropValue::Int(12)), "{seen:?}");
     assert!(
         seen.iter()
             .all(|s| matches!(s.1, PropValue::Int(n) if n >= 10))
@@ -482,6 +505,16 @@ fn reload_grids_after_an_edit() {
     };
     let before = grids(&tiler);
     assert_eq!(before.len(), 2);
+    let bb = tiler.grids_bounds("110101001001").unwrap();
+    assert!(
+        (bb[0] - LON).abs() < 1e-9 && (bb[2] - (LON + 0.01)).abs() < 1e-9,
+        "{bb:?}"
+    );
+    assert!(
+        (bb[1] - LAT).abs() < 1e-9 && (bb[3] - (LAT + 0.005)).abs() < 1e-9,
+        "{bb:?}"
+    );
+    assert_eq!(tiler.grids_bounds("110101001002"), None);
     assert_eq!(before[1].1["deviation"], Json::from(12.0 / 10.0 - 1.0));
     // The planner merges the two grids into one of 20 households.
     st.connection()
@@ -493,6 +526,8 @@ fn reload_grids_after_an_edit() {
     tiler.reload_grids(&st, "110101001001").unwrap();
     let after = grids(&tiler);
     assert_eq!(after.len(), 1, "{after:?}");
+    let bb = tiler.grids_bounds("110101001001").unwrap();
+    assert!((bb[2] - (LON + 0.005)).abs() < 1e-9, "{bb:?}");
     assert_eq!(after[0].1["households"], Json::from(20));
     assert_eq!(after[0].1["deviation"], Json::from(1.0));
     // Another community's reload leaves these alone.

@@ -94,7 +94,31 @@ pub fn export(
     maxzoom: u8,
     progress: &dyn Progress,
 ) -> Result<ExportSummary, TilerError> {
+    export_in(tiler, out, minzoom, maxzoom, None, progress)
+}
+
+/// [`export`], with `bbox` (`[min lon, min lat, max lon, max lat]`) only
+/// the tiles that meet it.
+pub fn export_in(
+    tiler: &Tiler,
+    out: &Path,
+    minzoom: u8,
+    maxzoom: u8,
+    bbox: Option<[f64; 4]>,
+    progress: &dyn Progress,
+) -> Result<ExportSummary, TilerError> {
     let t0 = Instant::now();
+    let b = tiler.bounds();
+    let area = match bbox {
+        Some(q) => [
+            q[0].max(b[0]),
+            q[1].max(b[1]),
+            q[2].min(b[2]),
+            q[3].min(b[3]),
+        ],
+        None => b,
+    };
+    let empty = tiler.is_empty() || area[0] > area[2] || area[1] > area[3];
     let format = match out.extension().and_then(|e| e.to_str()) {
         Some(e) if e.eq_ignore_ascii_case("pmtiles") => Format::PmTiles,
         Some(e) if e.eq_ignore_ascii_case("mbtiles") => Format::MbTiles,
@@ -112,8 +136,8 @@ pub fn export(
     }
     let mut tiles: Vec<(u64, TileCoord)> = Vec::new();
     // An empty store has the world as bounds: nothing to enumerate.
-    for z in (minzoom..=maxzoom).filter(|_| !tiler.is_empty()) {
-        if let Some(r) = tiles_covering(tiler.bounds(), z) {
+    for z in (minzoom..=maxzoom).filter(|_| !empty) {
+        if let Some(r) = tiles_covering(area, z) {
             tiles.extend(r.iter().map(|t| (tile_id(t), t)));
         }
     }

@@ -22,7 +22,7 @@ pub mod mvt;
 pub mod source;
 pub mod tile;
 
-pub use export::{ExportSummary, export};
+pub use export::{ExportSummary, export, export_in};
 pub use source::{FieldType, LayerInfo, Tiler, TilerOptions};
 pub use tile::TileCoord;
 

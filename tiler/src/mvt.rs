@@ -174,14 +174,19 @@ impl GeometryEncoder {
         }
     }
 
-    /// Points inside the buffered square (edges included), rounded.
+    /// Points rounded, then kept when inside the buffered square (edges
+    /// included): rounding first, as PostGIS `ST_AsMVTGeom` does, so a point
+    /// 0.4 units beyond the edge lands on it and stays.
     #[must_use]
     pub fn points(&self, pts: &[[f64; 2]]) -> Option<TileGeometry> {
         let r = self.clip_box();
+        let (lo, hi) = (r.min as i64, r.max as i64);
         let out: Vec<[i32; 2]> = pts
             .iter()
-            .filter(|p| r.contains(**p))
-            .map(|&p| quantise(p))
+            .filter(|p| p[0].is_finite() && p[1].is_finite())
+            .map(|p| [p[0].round() as i64, p[1].round() as i64])
+            .filter(|q| q.iter().all(|c| (lo..=hi).contains(c)))
+            .map(|q| [q[0] as i32, q[1] as i32])
             .collect();
         (!out.is_empty()).then_some(TileGeometry::Points(out))
     }
@@ -389,10 +394,6 @@ struct Rect {
 }
 
 impl Rect {
-    fn contains(&self, p: [f64; 2]) -> bool {
-        p[0] >= self.min && p[0] <= self.max && p[1] >= self.min && p[1] <= self.max
-    }
-
     /// Sutherland–Hodgman against the four edges; `None` when nothing is
     /// left. A ring wholly inside is returned unchanged.
     fn clip_ring(&self, ring: &[[f64; 2]]) -> Option<Vec<[f64; 2]>> {
@@ -1260,13 +1261,22 @@ mod tests {
 
     #[test]
     fn points_outside_the_buffer_are_dropped() {
-        let g = enc().points(&[[-64.0, 0.0], [-64.6, 0.0], [4160.0, 4160.0], [100.4, 200.6]]);
+        // Rounded first (as PostGIS does): -64.4 lands on the edge and stays.
+        let g = enc().points(&[
+            [-64.0, 0.0],
+            [-64.6, 0.0],
+            [4160.0, 4160.0],
+            [100.4, 200.6],
+            [3062.8, -64.4],
+            [f64::NAN, 1.0],
+        ]);
         assert_eq!(
             g,
             Some(TileGeometry::Points(vec![
                 [-64, 0],
                 [4160, 4160],
-                [100, 201]
+                [100, 201],
+                [3063, -64]
             ]))
         );
         assert!(enc().points(&[[5000.0, 0.0]]).is_none());

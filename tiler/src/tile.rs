@@ -135,6 +135,36 @@ impl TileCoord {
     }
 }
 
+/// Parses `z/x/y` (what [`TileCoord`]'s `Display` prints), validating it.
+impl std::str::FromStr for TileCoord {
+    type Err = InvalidTile;
+
+    fn from_str(s: &str) -> Result<TileCoord, InvalidTile> {
+        let bad = InvalidTile {
+            z: 0,
+            x: 0,
+            y: 0,
+            reason: "not of the form z/x/y with non-negative integers",
+        };
+        let mut it = s.split('/');
+        let (Some(z), Some(x), Some(y), None) = (it.next(), it.next(), it.next(), it.next()) else {
+            return Err(bad);
+        };
+        let (Ok(z), Ok(x), Ok(y)) = (z.parse::<u32>(), x.parse::<u64>(), y.parse::<u64>()) else {
+            return Err(bad);
+        };
+        match (u8::try_from(z), u32::try_from(x), u32::try_from(y)) {
+            (Ok(z8), Ok(x32), Ok(y32)) => TileCoord::new(z8, x32, y32),
+            _ => Err(InvalidTile {
+                z,
+                x,
+                y,
+                reason: "a coordinate is out of range",
+            }),
+        }
+    }
+}
+
 impl fmt::Display for TileCoord {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}/{}/{}", self.z, self.x, self.y)
@@ -229,6 +259,33 @@ pub fn tiles_covering(bbox: [f64; 4], z: u8) -> Option<TileRange> {
     })
 }
 
+/// The tiles at zoom `z` whose buffered square (`buffer` units of an
+/// `extent`-unit tile on each side) meets the lon/lat box: every tile whose
+/// encoding can change when features inside the box change. This is what a
+/// tile cache invalidates after an edit.
+#[must_use]
+pub fn tiles_touching(bbox: [f64; 4], z: u8, extent: u32, buffer: u32) -> Option<TileRange> {
+    let r = tiles_covering(bbox, z)?;
+    let [w, s, e, n] = bbox;
+    let size = 1u64 << r.z;
+    let f = size as f64;
+    let pad = f64::from(buffer) / f64::from(extent);
+    let [x0, y0] = lonlat_to_merc(w.clamp(-180.0, 180.0), n);
+    let [x1, y1] = lonlat_to_merc(e.clamp(-180.0, 180.0), s);
+    let last = (size - 1) as f64;
+    // A tile t is touched when [t - pad, t + 1 + pad] meets [v0, v1] (in
+    // tile units): t >= v0 - 1 - pad and t <= v1 + pad.
+    let lo = |v: f64| (v * f - 1.0 - pad).ceil().clamp(0.0, last) as u32;
+    let hi = |v: f64| (v * f + pad).floor().clamp(0.0, last) as u32;
+    Some(TileRange {
+        z: r.z,
+        min_x: lo(x0).min(r.min_x),
+        min_y: lo(y0).min(r.min_y),
+        max_x: hi(x1).max(r.max_x),
+        max_y: hi(y1).max(r.max_y),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -281,6 +338,26 @@ mod tests {
     }
 
     #[test]
+    fn parse_round_trips_and_rejects() {
+        let t: TileCoord = "14/13488/6208".parse().unwrap();
+        assert_eq!((t.z(), t.x(), t.y()), (14, 13488, 6208));
+        assert_eq!(t.to_string().parse::<TileCoord>(), Ok(t));
+        for bad in [
+            "",
+            "1/2",
+            "1/2/3/4",
+            "a/0/0",
+            "-1/0/0",
+            "1/2/0",
+            "99/0/0",
+            "300/0/0",
+            "0/0/4294967296",
+        ] {
+            assert!(bad.parse::<TileCoord>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
     fn tms_flip() {
         let t = TileCoord::new(3, 2, 1).unwrap();
         assert_eq!(t.tms_y(), 6);
@@ -305,6 +382,25 @@ mod tests {
         let r = tiles_covering([0.0, 0.0, 0.0, 0.0], 1).unwrap();
         assert_eq!((r.min_x, r.min_y, r.count()), (1, 1, 1));
         assert!(tiles_covering([1.0, 0.0, 0.0, 1.0], 3).is_none());
+    }
+
+    #[test]
+    fn touching_includes_the_neighbours_whose_buffer_reaches_in() {
+        // A point in the middle of tile (2, 1) at z 2 touches only it...
+        let t = TileCoord::new(2, 2, 1).unwrap();
+        let [w, s, e, n] = t.bounds();
+        let (cx, cy) = ((w + e) / 2.0, (s + n) / 2.0);
+        let r = tiles_touching([cx, cy, cx, cy], 2, 4096, 64).unwrap();
+        assert_eq!((r.min_x, r.max_x, r.min_y, r.max_y), (2, 2, 1, 1));
+        // ...one 1/128 of a tile inside its west edge also touches (1, 1),
+        // whose 64-unit buffer (1/64 of a tile) reaches over it.
+        let lon = w + (e - w) / 128.0;
+        let r = tiles_touching([lon, cy, lon, cy], 2, 4096, 64).unwrap();
+        assert_eq!((r.min_x, r.max_x, r.min_y, r.max_y), (1, 2, 1, 1));
+        // A quarter of a tile in is beyond every neighbour's buffer.
+        let lon = w + (e - w) / 4.0;
+        let r = tiles_touching([lon, cy, lon, cy], 2, 4096, 64).unwrap();
+        assert_eq!((r.min_x, r.max_x), (2, 2));
         assert!(tiles_covering([f64::NAN, 0.0, 0.0, 1.0], 3).is_none());
     }
 }
