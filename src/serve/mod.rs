@@ -129,12 +129,11 @@ impl ReadPool {
     }
 }
 
-/// Opens the store for a reader: waits up to 10 s for an edit's write
-/// transaction instead of failing with "database is locked".
+/// Opens the store (a reader waits for an edit's write transaction, as
+/// [`Store::open`] sets a busy timeout, instead of failing with "database is
+/// locked").
 pub(crate) fn open_reader(path: &std::path::Path) -> Result<Store, ApiError> {
-    let store = Store::open(path)?;
-    store.connection().busy_timeout(Duration::from_secs(10))?;
-    Ok(store)
+    Ok(Store::open(path)?)
 }
 
 /// Everything the handlers share.
