@@ -12,7 +12,8 @@
 #      (its default cache, and a second one with --cache-size 0);
 #   3. warm throughput with wrk over the same z10-z16 URL list (plain and
 #      with Accept-Encoding: gzip), cold z14 latency (p50/p99, each tile once,
-#      caches off) and POST /v1/locate with 100,000 points.
+#      caches off) and POST /v1/locate with 100,000 points;
+#   4. 30 s of mixed tile and locate requests on wangge: errors must be 0.
 # Prints a Markdown table; needs wrk, gdal-bin, postgresql-15-postgis-3 and
 # martin (`cargo install martin --version 1.14.0 --locked --no-default-features
 # --features postgres,mbtiles,pmtiles,metrics`; MARTIN=/path/to/martin).
@@ -92,3 +93,6 @@ python3 benches/compare/tiles_peers.py run --urls "$WORK/urls.json" --seconds "$
   --wangge "http://127.0.0.1:$P1" --wangge-cold "http://127.0.0.1:$P2" \
   --martin-mbtiles "http://127.0.0.1:$P3/grids" --martin-pg "http://127.0.0.1:$P4/grids" \
   --martin-pg-cold "http://127.0.0.1:$P5/grids" --work "$WORK"
+# 4. a bounded mixed load on wangge: must show no errors
+python3 benches/compare/tiles_peers.py load --urls "$WORK/urls.json" --wangge "http://127.0.0.1:$P1" \
+  --work "$WORK" --seconds 30

@@ -9,6 +9,9 @@
       fills every cache), plain and with Accept-Encoding: gzip; cold z14
       latency (one keep-alive connection, each tile once, caches off);
       POST /v1/locate with 100,000 points; prints a Markdown table and JSON.
+  tiles_peers.py load --urls urls.json --wangge URL --work DIR [--seconds 30]
+      a bounded mixed run of tile and locate requests: counts, non-2xx and
+      socket errors.
 """
 import argparse
 import http.client
@@ -153,6 +156,34 @@ def cmd_run(a):
     print(json.dumps(res))
 
 
+def cmd_load(a):
+    """A bounded mixed run: tile and single-locate URLs, wrk for N seconds;
+    every answer must be 2xx (204 counts) with no socket errors."""
+    u = json.load(open(a.urls))
+    rng = random.Random(11)
+    b = u["bbox"]
+    tiles = [path(a.wangge + "/tiles/wangge", t) for t in u["tiles"]]
+    locs = [f"/v1/locate?lon={rng.uniform(b[0], b[2]):.6f}&lat={rng.uniform(b[1], b[3]):.6f}" for _ in range(len(tiles))]
+    mixed = [p for pair in zip(tiles, locs) for p in pair]
+    plist = os.path.join(a.work, "mixed.txt")
+    open(plist, "w").write("\n".join(mixed) + "\n")
+    lua = os.path.join(a.work, "rotate.lua")
+    open(lua, "w").write(WRK_LUA)
+    host = urllib.parse.urlsplit(a.wangge)
+    out = subprocess.run(["wrk", "-t2", "-c64", f"-d{a.seconds}s", "--latency", "-s", lua,
+                          f"http://{host.hostname}:{host.port}", "--", plist, "gzip"],
+                         capture_output=True, text=True, check=True).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    total = int(re.search(r"(\d+) requests in", out).group(1))
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    errors = re.search(r"Socket errors: (.*)", out)
+    res = {"seconds": a.seconds, "requests": total, "rps": rps,
+           "non_2xx": int(non2xx.group(1)) if non2xx else 0, "socket_errors": errors.group(1) if errors else "none"}
+    print(f"mixed load ({len(tiles)} tile + {len(locs)} locate URLs, wrk -t2 -c64, {a.seconds} s): "
+          f"{total} requests, {rps:.0f} req/s, non-2xx {res['non_2xx']}, socket errors {res['socket_errors']}")
+    print(json.dumps(res))
+
+
 p = argparse.ArgumentParser()
 sub = p.add_subparsers(dest="cmd", required=True)
 s = sub.add_parser("urls")
@@ -162,5 +193,9 @@ s = sub.add_parser("run")
 for k in ("urls", "wangge", "wangge-cold", "martin-mbtiles", "martin-pg", "martin-pg-cold", "work"):
     s.add_argument(f"--{k}", required=True)
 s.add_argument("--seconds", type=int, default=10)
+s = sub.add_parser("load")
+for k in ("urls", "wangge", "work"):
+    s.add_argument(f"--{k}", required=True)
+s.add_argument("--seconds", type=int, default=30)
 a = p.parse_args()
-{"urls": cmd_urls, "run": cmd_run}[a.cmd](a)
+{"urls": cmd_urls, "run": cmd_run, "load": cmd_load}[a.cmd](a)
