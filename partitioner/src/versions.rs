@@ -72,7 +72,7 @@ pub fn latest(conn: &Connection, community: &str) -> rusqlite::Result<i64> {
     Ok(v.unwrap_or(0))
 }
 
-/// Which stored grids a [`write`] replaces.
+/// Which stored grids a [`write()`] replaces.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Replace {
     /// Every grid of the store, and every lock (a whole-city partition).
