@@ -403,15 +403,10 @@ pub(crate) fn locate_cmd(ui: &Ui, a: &LocateArgs) -> Result<()> {
     Ok(())
 }
 
-/// Code → name of every district, street and community of a store.
-fn admin_names(store: &Store) -> Result<std::collections::HashMap<String, String>> {
+/// Code → name of every district, street, community and grid of a store.
+pub(crate) fn admin_names(store: &Store) -> Result<std::collections::HashMap<String, String>> {
     let mut m = std::collections::HashMap::new();
-    for l in [
-        Layer::Districts,
-        Layer::Streets,
-        Layer::Communities,
-        Layer::Grids,
-    ] {
+    for l in Layer::ADMIN {
         if !store.has_layer(l.name())? {
             continue;
         }

@@ -48,22 +48,7 @@ impl Locator {
                 store.path().display()
             );
         };
-        let mut names = HashMap::new();
-        for l in Layer::ADMIN {
-            if !store.has_layer(l.name())? {
-                continue;
-            }
-            let mut stmt = store
-                .connection()
-                .prepare(&format!("SELECT code, name FROM \"{}\"", l.name()))?;
-            let rows = stmt.query_map([], |r| {
-                Ok((r.get::<_, String>(0)?, r.get::<_, Option<String>>(1)?))
-            })?;
-            for r in rows {
-                let (c, n) = r?;
-                names.insert(c, n.unwrap_or_default());
-            }
-        }
+        let names = crate::assign_cli::admin_names(store)?;
         Ok(Locator {
             layer: GridLayer::from_store(store, layer)?,
             level,
