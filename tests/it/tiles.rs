@@ -520,10 +520,25 @@ fn reload_grids_after_an_edit() {
     st.connection()
         .execute_batch(
             "DELETE FROM grids WHERE code = '110101001001002';
-             UPDATE grids SET households = 20 WHERE code = '110101001001001';",
+             UPDATE grids SET households = 20 WHERE code = '110101001001001';
+             UPDATE places SET grid_code = '110101001001009' WHERE id = 'S1';",
         )
         .unwrap();
+    let place_grid = |tiler: &Tiler| -> Json {
+        let j = decoded_json(&tiler.tile(t.z(), t.x(), t.y()).unwrap());
+        j.as_array()
+            .unwrap()
+            .iter()
+            .filter(|l| l["layer"] == "places")
+            .flat_map(|l| l["features"].as_array().unwrap().clone())
+            .map(|f| f["properties"]["grid_code"].clone())
+            .next()
+            .unwrap()
+    };
+    assert_eq!(place_grid(&tiler), Json::from("110101001001001"));
     tiler.reload_grids(&st, "110101001001").unwrap();
+    // The community's entities carry their new grid codes.
+    assert_eq!(place_grid(&tiler), Json::from("110101001001009"));
     let after = grids(&tiler);
     assert_eq!(after.len(), 1, "{after:?}");
     let bb = tiler.grids_bounds("110101001001").unwrap();

@@ -278,7 +278,8 @@ struct Item {
     shape: Shape,
     /// Aligned with the layer's keys; `None` for NULL.
     props: Box<[Option<PropValue>]>,
-    /// The parent community for grids (what `reload_grids` replaces).
+    /// The community: a grid's parent, an entity's `community_code` (what
+    /// `reload_grids` replaces).
     group: Option<Box<str>>,
 }
 
@@ -675,15 +676,35 @@ impl Tiler {
     }
 
     /// After an edit of one community's grids: drops the grids held for
-    /// `community` (12-digit code) and reads its grids again from `store`;
-    /// the partition target is re-read too. Other layers are unchanged.
+    /// `community` (12-digit code) and reads its grids again from `store`,
+    /// and the same for its buildings, places, objects, events and
+    /// organizations (their `grid_code` may have changed); the partition
+    /// target is re-read too. Other communities and layers are unchanged.
     pub fn reload_grids(&mut self, store: &Store, community: &str) -> Result<(), TilerError> {
+        self.target = read_target(store)?;
+        // The entities of the community carry a grid code that an edit
+        // may have changed.
+        for spec in SPECS
+            .iter()
+            .filter(|s| s.fields.iter().any(|f| f.1 == "grid_code"))
+        {
+            let Some(pos) = self.layers.iter().position(|l| l.name == spec.name) else {
+                continue;
+            };
+            let mut w = Warnings::default();
+            let fresh = read_items(store, spec, Some(community), self.target, &mut w)?;
+            self.warnings.extend(w.finish(spec.name));
+            let l = &mut self.layers[pos];
+            l.items.retain(|it| it.group.as_deref() != Some(community));
+            l.items.extend(fresh);
+            l.reindex();
+        }
         let spec = SPECS
             .iter()
             .find(|s| s.name == "grids")
             .expect("grids spec");
-        self.target = read_target(store)?;
         if !store.has_layer("grids")? {
+            self.refresh_infos();
             return Ok(());
         }
         let mut w = Warnings::default();
@@ -792,19 +813,26 @@ fn read_items(
         }
     }
     let extra_kind = spec.name == "roads" && has("kind");
-    let extra_parent = is_grids && has("parent_code");
-    sql.push_str(if extra_kind { ", kind" } else { ", NULL" });
-    sql.push_str(if extra_parent {
-        ", parent_code"
+    // The community an item belongs to, so an edit can re-read just it:
+    // a grid's parent, an entity's community.
+    let group_col = if is_grids && has("parent_code") {
+        Some("parent_code")
+    } else if !is_grids && has("community_code") && has("grid_code") {
+        Some("community_code")
     } else {
-        ", NULL"
-    });
+        None
+    };
+    sql.push_str(if extra_kind { ", kind" } else { ", NULL" });
+    match group_col {
+        Some(c) => sql.push_str(&format!(", {}", quote(c))),
+        None => sql.push_str(", NULL"),
+    }
     sql.push_str(&format!(" FROM {}", quote(spec.name)));
     if group.is_some() {
-        if !extra_parent {
+        let Some(c) = group_col else {
             return Ok(Vec::new());
-        }
-        sql.push_str(" WHERE parent_code = ?1");
+        };
+        sql.push_str(&format!(" WHERE {} = ?1", quote(c)));
     }
     sql.push_str(" ORDER BY rowid");
     let err = sql_err(store);
