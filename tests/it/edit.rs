@@ -220,7 +220,12 @@ fn edits_keep_every_hard_constraint_and_are_versioned() {
     edit(&store, &["rebalance", &c, "--target", "5"]);
     let after = grids(&store);
     let same = after.iter().find(|g| g.0 == locked.0).unwrap();
-    assert_eq!((same.2, same.3), (locked.2, locked.3));
+    // Same households; same area (noding may add a vertex on a shared edge).
+    assert_eq!(same.2, locked.2);
+    assert!(
+        (same.3 - locked.3).abs() <= 1e-9 * locked.3,
+        "{same:?} {locked:?}"
+    );
     assert!(after.iter().filter(|g| g.1 == c).count() > k);
     geos_clean(&store, &c);
 

@@ -915,6 +915,72 @@ fn serve_edits_need_the_token_and_the_current_version() {
     assert_eq!(answers[0].0, 200, "{:?}", answers);
     assert_eq!(answers[1].0, 412, "{:?}", answers);
     assert_eq!(answers[1].1["current_version"], v + 1);
+    // Rebalance over HTTP with a smaller target: more grids, and the grid
+    // the winner locked is left exactly as it was.
+    let locked = answers[0].1["op"]
+        .as_str()
+        .unwrap()
+        .split(' ')
+        .nth(1)
+        .unwrap()
+        .to_owned();
+    let before = get(&srv.url(&format!("/v1/grids/{locked}")), &[]).json();
+    let count = |srv: &Server| {
+        get(&srv.url(&format!("/v1/grids?community={comm}")), &[]).json()["features"]
+            .as_array()
+            .unwrap()
+            .len()
+    };
+    let n_before = count(&srv);
+    let rebalance = json!({"op": "rebalance", "target": 3}).to_string();
+    let a = post(
+        &url,
+        &[
+            JSON_CT,
+            ("authorization", &auth),
+            ("if-match", &(v + 1).to_string()),
+        ],
+        rebalance.as_bytes(),
+    );
+    assert_eq!(a.status, 200, "{}", a.json());
+    let out = a.json();
+    assert_eq!(out["version"], v + 2);
+    assert!(
+        !out["changed"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c == locked.as_str())
+    );
+    assert!(
+        !out["removed"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c == locked.as_str())
+    );
+    assert!(count(&srv) > n_before, "{out}");
+    let after = get(&srv.url(&format!("/v1/grids/{locked}")), &[]).json();
+    for k in ["households", "buildings"] {
+        assert_eq!(after["properties"][k], before["properties"][k], "{k}");
+    }
+    let area = |f: &Value| f["properties"]["area_m2"].as_f64().unwrap();
+    assert!((area(&after) - area(&before)).abs() <= 1e-9 * area(&before));
+    // Same outline: noding may only have added vertices where a new corner
+    // of a neighbour meets a shared edge; every old vertex is still there,
+    // in order.
+    let ring = |f: &Value| {
+        f["geometry"]["coordinates"][0][0]
+            .as_array()
+            .unwrap()
+            .clone()
+    };
+    let (old, new) = (ring(&before), ring(&after));
+    let mut it = new.iter();
+    assert!(
+        old.iter().all(|v| it.any(|w| w == v)),
+        "{old:?} is not kept in {new:?}"
+    );
 }
 
 #[test]
