@@ -4,7 +4,7 @@
 
 use serde_json::Value;
 
-use crate::support::{python_json, repo, s, wangge, wangge_ok};
+use crate::support::{exported, python_json, repo, s, wangge, wangge_ok};
 
 const SCALE: &str = "0.02";
 /// At scale 0.02 a community has about 25 households: a target of 10 makes
@@ -40,20 +40,7 @@ pub(crate) fn partition_ok(store: &std::path::Path, extra: &[&str]) -> String {
 /// export command (GeoJSON).
 pub(crate) fn grids(store: &std::path::Path) -> Vec<(String, String, i64, f64)> {
     let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("grids.geojson");
-    wangge_ok(&[
-        "export",
-        s(store),
-        "--layer",
-        "grids",
-        "--out",
-        s(&out),
-        "--quiet",
-    ]);
-    let v: Value = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
-    let mut rows: Vec<_> = v["features"]
-        .as_array()
-        .unwrap()
+    let mut rows: Vec<_> = exported(store, "grids", dir.path())
         .iter()
         .map(|f| {
             let p = &f["properties"];

@@ -15,7 +15,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::partition::{TARGET, city};
-use crate::support::{s, wangge_ok};
+use crate::support::{exported, s, wangge_ok};
 
 const TOKEN: &str = "s3cret-token";
 
@@ -213,22 +213,6 @@ fn raw_post(addr: &str, framing: &str, parts: &[&[u8]]) -> String {
     let mut out = Vec::new();
     let _ = c.read_to_end(&mut out);
     String::from_utf8_lossy(&out).into_owned()
-}
-
-/// Every grid of a store via `wangge export` (GeoJSON).
-fn exported(store: &Path, layer: &str, dir: &Path) -> Vec<Value> {
-    let out = dir.join(format!("{layer}.geojson"));
-    wangge_ok(&[
-        "export",
-        s(store),
-        "--layer",
-        layer,
-        "--out",
-        s(&out),
-        "--quiet",
-    ]);
-    let v: Value = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
-    v["features"].as_array().unwrap().clone()
 }
 
 /// Deterministic points over the city's extent and a margin around it.

@@ -69,3 +69,21 @@ pub fn python(script: &str, args: &[&str]) -> Vec<u8> {
     );
     out.stdout
 }
+
+/// Every feature of a store's layer via `wangge export` (GeoJSON), the
+/// file written in `dir`.
+pub fn exported(store: &Path, layer: &str, dir: &Path) -> Vec<serde_json::Value> {
+    let out = dir.join(format!("{layer}.geojson"));
+    wangge_ok(&[
+        "export",
+        s(store),
+        "--layer",
+        layer,
+        "--out",
+        s(&out),
+        "--quiet",
+    ]);
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    v["features"].as_array().unwrap().clone()
+}

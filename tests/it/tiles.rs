@@ -13,33 +13,13 @@ use wangge_tiler::mvt::{self, GeomKind, PropValue};
 use wangge_tiler::tile::{TileCoord, tiles_covering};
 use wangge_tiler::{Tiler, TilerOptions};
 
-use crate::support::{python_json, repo, s, wangge_ok};
+use crate::support::{python_json, s, wangge_ok};
 
 /// A partitioned synthetic city of three real districts (as the partition
-/// tests build it).
+/// tests build it), entities assigned to grids.
 fn city(dir: &Path) -> PathBuf {
-    let out = dir.join("city.gpkg");
-    wangge_ok(&[
-        "synth",
-        "--out",
-        s(&out),
-        "--scale",
-        "0.02",
-        "--seed",
-        "11",
-        "--districts",
-        s(&repo("tests/fixtures/districts-subset.geojson")),
-        "--quiet",
-    ]);
-    wangge_ok(&[
-        "partition",
-        "--store",
-        s(&out),
-        "--target",
-        "10",
-        "--assign",
-        "--quiet",
-    ]);
+    let out = crate::partition::city(dir);
+    crate::partition::partition_ok(&out, &["--assign"]);
     out
 }
 
