@@ -631,8 +631,12 @@ pub fn apply(store: &mut Store, req: &Request) -> Result<Outcome, EditError> {
 
     // Outlines of the old and the new grouping from the same territories.
     let (old_group, old_out) = city::grid_outlines(&c, &group, codes.len(), territories.as_ref());
-    let (new_group, new_out) =
-        city::grid_outlines(&c, &plan.group, plan.codes.len(), territories.as_ref());
+    // A lock or unlock keeps the grouping: its outlines are the old ones.
+    let (new_group, new_out) = if plan.group == group && plan.codes == codes {
+        (old_group.clone(), old_out.clone())
+    } else {
+        city::grid_outlines(&c, &plan.group, plan.codes.len(), territories.as_ref())
+    };
     if let Op::Move { building, to } = &req.op {
         let b = ids.iter().position(|i| i == building).unwrap_or(0);
         if plan.codes[new_group[b] as usize] != *to {
