@@ -368,90 +368,6 @@ pub fn drop_slivers(mp: MultiPolygon<f64>, min_deg2: f64) -> MultiPolygon<f64> {
     )
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use geo::Validation;
-    use geo_types::polygon;
-
-    #[test]
-    fn bowtie_becomes_two_triangles() {
-        // Hand-computed: the bow-tie (0,0)-(2,2)-(2,0)-(0,2) crosses at (1,1)
-        // and encloses two triangles of area 1 each.
-        let bowtie = polygon![(x: 0., y: 0.), (x: 2., y: 2.), (x: 2., y: 0.), (x: 0., y: 2.)];
-        assert!(!bowtie.is_valid());
-        let fixed = make_valid(&MultiPolygon::new(vec![bowtie]));
-        assert!(fixed.is_valid());
-        assert_eq!(fixed.0.len(), 2);
-        assert!((fixed.unsigned_area() - 2.0).abs() < 1e-12);
-    }
-
-    #[test]
-    fn spike_is_removed_without_changing_area() {
-        let spiky = polygon![(x: 0., y: 0.), (x: 1., y: 0.), (x: 1., y: 1.), (x: 1., y: 3.), (x: 1., y: 1.), (x: 0., y: 1.)];
-        let fixed = make_valid(&MultiPolygon::new(vec![spiky]));
-        assert!(fixed.is_valid());
-        assert!((fixed.unsigned_area() - 1.0).abs() < 1e-12);
-    }
-
-    #[test]
-    fn exteriors_are_counter_clockwise() {
-        let cw = polygon![(x: 0., y: 0.), (x: 0., y: 1.), (x: 1., y: 1.), (x: 1., y: 0.)];
-        let fixed = make_valid(&MultiPolygon::new(vec![cw]));
-        assert!(fixed.0[0].signed_area() > 0.0);
-    }
-
-    fn mp(p: Polygon<f64>) -> Option<MultiPolygon<f64>> {
-        Some(MultiPolygon::new(vec![p]))
-    }
-
-    #[test]
-    fn corners_a_grid_unit_apart_are_snapped_together() {
-        // Two unit squares side by side whose shared top corner was rounded
-        // differently: (1, 1) in the left one, (1 + 1e-7, 1) in the right.
-        let e = 1e-7;
-        let mut layer = vec![
-            mp(polygon![(x: 0., y: 0.), (x: 1., y: 0.), (x: 1., y: 1.), (x: 0., y: 1.)]),
-            mp(polygon![(x: 1., y: 0.), (x: 2., y: 0.), (x: 2., y: 1.), (x: 1. + e, y: 1.)]),
-        ];
-        let right_before = layer[1].as_ref().unwrap().unsigned_area();
-        assert_eq!(snap_vertices(&mut layer, 2e-7), 1);
-        // The right square moved its corner to the smaller point (1, 1).
-        let right = layer[1].as_ref().unwrap();
-        assert!(right.0[0].exterior().0.contains(&Coord { x: 1.0, y: 1.0 }));
-        // Hand-computed: it gains the sliver triangle of area e / 2.
-        assert!((right.unsigned_area() - right_before - e / 2.0).abs() < 1e-15);
-        assert_eq!(layer[0].as_ref().unwrap().unsigned_area(), 1.0);
-    }
-
-    #[test]
-    fn a_cluster_that_would_break_a_polygon_is_left_alone_everywhere() {
-        // An L-shaped polygon pinched nearly shut: its two vertices (1, 1)
-        // and (1 + 1e-7, 1) would merge into a self-touching ring. A third
-        // polygon holds (1 + 1e-7, 1) too; it must not move it alone.
-        let e = 1e-7;
-        let pinched = polygon![
-            (x: 0., y: 0.), (x: 2., y: 0.), (x: 2., y: 2.), (x: 1. + e, y: 2.),
-            (x: 1. + e, y: 1.), (x: 1.5, y: 1.5), (x: 1.5, y: 0.5), (x: 1., y: 1.),
-            (x: 1., y: 2.), (x: 0., y: 2.)
-        ];
-        assert!(pinched.is_valid());
-        let other = polygon![(x: 1. + e, y: 1.), (x: 1.5, y: 1.5), (x: 1.2, y: 1.8)];
-        let mut layer = vec![mp(pinched.clone()), mp(other.clone())];
-        snap_vertices(&mut layer, 2e-7);
-        assert_eq!(layer[0], mp(pinched));
-        assert_eq!(layer[1], mp(other));
-    }
-
-    #[test]
-    fn geodesic_area_of_a_small_square_matches_hand_computation() {
-        // 0.01° × 0.01° at the equator ≈ 1113.19 m × 1105.74 m.
-        let sq = polygon![(x: 0., y: 0.), (x: 0.01, y: 0.), (x: 0.01, y: 0.01), (x: 0., y: 0.01)];
-        let a = area_m2(&MultiPolygon::new(vec![sq]));
-        assert!((a - 1113.19 * 1105.74).abs() / a < 1e-3, "{a}");
-    }
-}
-
 /// Rounds every coordinate to the overlay grid ([`GRID_PER_DEGREE`]) the way
 /// the overlays do, dropping repeated vertices. Returns `None` when the
 /// rounded polygon is not valid (the caller repairs it).
@@ -719,4 +635,88 @@ pub fn node_layer(layer: &mut [Option<MultiPolygon<f64>>], tol: f64) -> usize {
             }
         })
         .sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use geo::Validation;
+    use geo_types::polygon;
+
+    #[test]
+    fn bowtie_becomes_two_triangles() {
+        // Hand-computed: the bow-tie (0,0)-(2,2)-(2,0)-(0,2) crosses at (1,1)
+        // and encloses two triangles of area 1 each.
+        let bowtie = polygon![(x: 0., y: 0.), (x: 2., y: 2.), (x: 2., y: 0.), (x: 0., y: 2.)];
+        assert!(!bowtie.is_valid());
+        let fixed = make_valid(&MultiPolygon::new(vec![bowtie]));
+        assert!(fixed.is_valid());
+        assert_eq!(fixed.0.len(), 2);
+        assert!((fixed.unsigned_area() - 2.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn spike_is_removed_without_changing_area() {
+        let spiky = polygon![(x: 0., y: 0.), (x: 1., y: 0.), (x: 1., y: 1.), (x: 1., y: 3.), (x: 1., y: 1.), (x: 0., y: 1.)];
+        let fixed = make_valid(&MultiPolygon::new(vec![spiky]));
+        assert!(fixed.is_valid());
+        assert!((fixed.unsigned_area() - 1.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn exteriors_are_counter_clockwise() {
+        let cw = polygon![(x: 0., y: 0.), (x: 0., y: 1.), (x: 1., y: 1.), (x: 1., y: 0.)];
+        let fixed = make_valid(&MultiPolygon::new(vec![cw]));
+        assert!(fixed.0[0].signed_area() > 0.0);
+    }
+
+    fn mp(p: Polygon<f64>) -> Option<MultiPolygon<f64>> {
+        Some(MultiPolygon::new(vec![p]))
+    }
+
+    #[test]
+    fn corners_a_grid_unit_apart_are_snapped_together() {
+        // Two unit squares side by side whose shared top corner was rounded
+        // differently: (1, 1) in the left one, (1 + 1e-7, 1) in the right.
+        let e = 1e-7;
+        let mut layer = vec![
+            mp(polygon![(x: 0., y: 0.), (x: 1., y: 0.), (x: 1., y: 1.), (x: 0., y: 1.)]),
+            mp(polygon![(x: 1., y: 0.), (x: 2., y: 0.), (x: 2., y: 1.), (x: 1. + e, y: 1.)]),
+        ];
+        let right_before = layer[1].as_ref().unwrap().unsigned_area();
+        assert_eq!(snap_vertices(&mut layer, 2e-7), 1);
+        // The right square moved its corner to the smaller point (1, 1).
+        let right = layer[1].as_ref().unwrap();
+        assert!(right.0[0].exterior().0.contains(&Coord { x: 1.0, y: 1.0 }));
+        // Hand-computed: it gains the sliver triangle of area e / 2.
+        assert!((right.unsigned_area() - right_before - e / 2.0).abs() < 1e-15);
+        assert_eq!(layer[0].as_ref().unwrap().unsigned_area(), 1.0);
+    }
+
+    #[test]
+    fn a_cluster_that_would_break_a_polygon_is_left_alone_everywhere() {
+        // An L-shaped polygon pinched nearly shut: its two vertices (1, 1)
+        // and (1 + 1e-7, 1) would merge into a self-touching ring. A third
+        // polygon holds (1 + 1e-7, 1) too; it must not move it alone.
+        let e = 1e-7;
+        let pinched = polygon![
+            (x: 0., y: 0.), (x: 2., y: 0.), (x: 2., y: 2.), (x: 1. + e, y: 2.),
+            (x: 1. + e, y: 1.), (x: 1.5, y: 1.5), (x: 1.5, y: 0.5), (x: 1., y: 1.),
+            (x: 1., y: 2.), (x: 0., y: 2.)
+        ];
+        assert!(pinched.is_valid());
+        let other = polygon![(x: 1. + e, y: 1.), (x: 1.5, y: 1.5), (x: 1.2, y: 1.8)];
+        let mut layer = vec![mp(pinched.clone()), mp(other.clone())];
+        snap_vertices(&mut layer, 2e-7);
+        assert_eq!(layer[0], mp(pinched));
+        assert_eq!(layer[1], mp(other));
+    }
+
+    #[test]
+    fn geodesic_area_of_a_small_square_matches_hand_computation() {
+        // 0.01° × 0.01° at the equator ≈ 1113.19 m × 1105.74 m.
+        let sq = polygon![(x: 0., y: 0.), (x: 0.01, y: 0.), (x: 0.01, y: 0.01), (x: 0., y: 0.01)];
+        let a = area_m2(&MultiPolygon::new(vec![sq]));
+        assert!((a - 1113.19 * 1105.74).abs() / a < 1e-3, "{a}");
+    }
 }

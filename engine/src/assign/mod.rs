@@ -725,24 +725,28 @@ fn point_outcome(lon: Result<f64, Outcome>, lat: Result<f64, Outcome>, crs: Crs)
 /// it took (the pure index time).
 fn locate_all(layer: &GridLayer, outcomes: &mut [Outcome]) -> f64 {
     let t = Instant::now();
-    outcomes.par_chunks_mut(4096).for_each(|part| {
-        let mut points = Vec::with_capacity(part.len());
-        points.extend(part.iter().filter_map(|o| match *o {
-            Outcome::Point(x, y) => Some([x, y]),
-            _ => None,
-        }));
-        let mut found = vec![None; points.len()];
-        layer.index.locate_many(&points, &mut found);
-        let mut found = found.into_iter();
-        for o in part.iter_mut() {
-            if let Outcome::Point(x, y) = *o {
-                *o = match found.next().flatten() {
-                    Some(id) => Outcome::Assigned(id),
-                    None => Outcome::Outside(x, y),
-                };
+    outcomes.par_chunks_mut(4096).for_each_init(
+        || (Vec::with_capacity(4096), Vec::with_capacity(4096)),
+        |(points, found), part| {
+            points.clear();
+            points.extend(part.iter().filter_map(|o| match *o {
+                Outcome::Point(x, y) => Some([x, y]),
+                _ => None,
+            }));
+            found.clear();
+            found.resize(points.len(), None);
+            layer.index.locate_many(points, found);
+            let mut found = found.iter();
+            for o in part.iter_mut() {
+                if let Outcome::Point(x, y) = *o {
+                    *o = match found.next().copied().flatten() {
+                        Some(id) => Outcome::Assigned(id),
+                        None => Outcome::Outside(x, y),
+                    };
+                }
             }
-        }
-    });
+        },
+    );
     t.elapsed().as_secs_f64()
 }
 

@@ -122,8 +122,11 @@ impl<'a> H3Cover<'a> {
             } else {
                 ids.sort_unstable();
                 ids.dedup();
-                let covering = index.boxes.locate_all_at_point(&[cx, cy]).map(|e| e.data);
-                index.add_covering(&mut ids, 0, [cx, cy], covering);
+                let covering = index
+                    .box_tree()
+                    .locate_all_at_point(&[cx, cy])
+                    .map(|e| e.data);
+                index.add_covering(&mut ids, [cx, cy], covering);
                 cover.cand.extend_from_slice(&ids);
                 cover.cand_start.push(cover.cand.len() as u32);
                 BOUNDARY | (cover.cand_start.len() as u32 - 2)

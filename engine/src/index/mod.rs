@@ -4,15 +4,27 @@
 //! # How it works
 //!
 //! The layer's bounding box is covered by a raster of equal-angle cells,
-//! sized from the polygons (about 4 cells across a small polygon, at most
+//! sized from the polygons (about 3 cells across a small polygon, at most
 //! 16 Mi cells). Every polygon edge marks the cells its segment passes
 //! through (with a small safety margin), and those *boundary* cells keep the
 //! list of polygons whose edges touch them. Every other cell lies wholly
 //! inside one polygon (or outside all), so it stores that answer directly:
-//! a query in such a cell is one multiply-and-floor and one array read. A
-//! query in a boundary cell runs an exact crossing-number test against the
-//! few candidate polygons. An [`rstar`] R-tree over polygon boxes labels the
-//! interior cells at build time and is the plain fallback path
+//! a query in such a cell is one multiply-and-floor and one array read.
+//!
+//! A query in a boundary cell runs an exact crossing-number test against
+//! the few candidate polygons — and only against the edges a ray along the
+//! cell's raster row can cross: each candidate entry points at a contiguous
+//! copy of its polygon's edges for that row, so the test reads one short run
+//! of memory whatever the polygon's size. In a coverage build, a boundary
+//! cell that no *unshared* edge comes near (every edge there is the exact
+//! shared edge of two polygons on opposite sides) lies inside the union of
+//! its candidates: there the last candidate is never tested, it is the
+//! answer when the others are not, and the cheapest candidates go first.
+//! [`GridIndex::locate_many`] fetches a batch's cells, candidate lists and
+//! first edges in separate passes, so their cache misses overlap.
+//!
+//! An [`rstar`] R-tree over polygon boxes (built on first use) serves the
+//! nearest-polygon search and is the plain fallback path
 //! ([`GridIndex::locate_rtree`]), kept for comparison in the benches.
 //!
 //! [`H3Cover`] is the same idea with H3 cells (h3o) in place of the raster;
@@ -59,6 +71,9 @@ pub const SNAP_DEG: f64 = 1e-9;
 const OUTSIDE: u32 = u32::MAX;
 /// Cell value flag: a boundary cell; the low bits index the candidate lists.
 const BOUNDARY: u32 = 1 << 31;
+/// Boundary cell flag (coverage builds): the cell lies inside the union of
+/// its candidates, so a point no other candidate contains is in the last.
+const CLOSED: u32 = 1 << 30;
 
 /// One edge, ends ordered so that `y0 <= y1`. Horizontal edges are kept only
 /// for the nearest-polygon search, never for crossing tests.
@@ -71,6 +86,13 @@ struct Edge {
 }
 
 impl Edge {
+    const ZERO: Edge = Edge {
+        x0: 0.0,
+        y0: 0.0,
+        x1: 0.0,
+        y1: 0.0,
+    };
+
     fn new(a: geo_types::Coord<f64>, b: geo_types::Coord<f64>) -> Edge {
         if (a.y, a.x) <= (b.y, b.x) {
             Edge {
@@ -92,9 +114,11 @@ impl Edge {
     /// Does a ray from `(x, y)` towards +x cross this edge (half-open in y)?
     #[inline]
     fn crosses(&self, x: f64, y: f64) -> bool {
-        self.y0 <= y
-            && y < self.y1
-            && x < self.x0 + (y - self.y0) * (self.x1 - self.x0) / (self.y1 - self.y0)
+        // Without branches (they mispredict on real boundaries): for a
+        // horizontal edge the quotient is NaN or infinite, but the y test
+        // is false then anyway, so the answer is the short-circuit one.
+        let xi = self.x0 + (y - self.y0) * (self.x1 - self.x0) / (self.y1 - self.y0);
+        (self.y0 <= y) & (y < self.y1) & (x < xi)
     }
 }
 
@@ -138,6 +162,9 @@ pub struct IndexStats {
     pub interior_cells: usize,
     /// Cells touched by an edge (answered by exact tests).
     pub boundary_cells: usize,
+    /// Boundary cells inside the union of their candidates (coverage
+    /// builds): one candidate fewer to test.
+    pub closed_cells: usize,
     /// Sum of candidate-list lengths over boundary cells.
     pub candidates: usize,
     /// Approximate heap memory of the index, bytes.
@@ -161,10 +188,15 @@ type SegEntry = GeomWithData<Line<[f64; 2]>, u32>;
 #[derive(Debug)]
 pub struct GridIndex {
     polys: Vec<Prepared>,
+    /// Polygon `i`'s edges are `edges[edge_start[i]..edge_start[i + 1]]`:
+    /// the hot copy of `Prepared::edges`, small enough to stay in cache.
+    edge_start: Vec<u32>,
     edges: Vec<Edge>,
     band_off: Vec<u32>,
     band_edges: Vec<u32>,
-    boxes: RTree<BoxEntry>,
+    /// R-tree over polygon boxes, built on first use (nearest-polygon
+    /// queries and the plain baseline).
+    boxes: OnceLock<RTree<BoxEntry>>,
     /// Segment tree for nearest-polygon queries, built on first use, with
     /// longitudes multiplied by `seg_k` (so that tree distances are close to
     /// ground distances and nearest searches stop early).
@@ -176,8 +208,15 @@ pub struct GridIndex {
     nx: usize,
     ny: usize,
     cells: Vec<u32>,
-    cand_start: Vec<u32>,
-    cand: Vec<u32>,
+    /// Boundary cell lists: a header `[n, 0, 0]` (a boundary cell's value
+    /// is its position), then `n` candidates `[polygon, lo, hi]`, where
+    /// `row_edges[lo..hi]` are the polygon's edges that a ray along the
+    /// cell's raster row can cross.
+    cand: Vec<[u32; 3]>,
+    /// Copies of every polygon's non-horizontal edges, grouped by polygon
+    /// and raster row: the row's edges of a candidate are contiguous, so a
+    /// crossing test in a boundary cell reads one short run of memory.
+    row_edges: Vec<Edge>,
 }
 
 impl GridIndex {
@@ -226,8 +265,10 @@ impl GridIndex {
     }
 
     fn build(polygons: &[MultiPolygon<f64>], cell_deg: Option<f64>, coverage: bool) -> GridIndex {
-        assert!(polygons.len() < BOUNDARY as usize, "too many polygons");
+        assert!(polygons.len() < CLOSED as usize, "too many polygons");
         let mut edges = Vec::new();
+        // Per edge: is the polygon's interior left of the ordered edge?
+        let mut sides = Vec::new();
         let mut polys = Vec::with_capacity(polygons.len());
         let mut band_off: Vec<u32> = Vec::new();
         let mut band_edges: Vec<u32> = Vec::new();
@@ -235,11 +276,11 @@ impl GridIndex {
             let start = edges.len();
             let mut min = [f64::INFINITY; 2];
             let mut max = [f64::NEG_INFINITY; 2];
-            for ring in
-                mp.0.iter()
-                    .flat_map(|p| std::iter::once(p.exterior()).chain(p.interiors()))
-            {
-                push_ring(ring, &mut edges, &mut min, &mut max);
+            for ring in mp.0.iter().flat_map(|p| {
+                std::iter::once((p.exterior(), true))
+                    .chain(p.interiors().iter().map(|r| (r, false)))
+            }) {
+                push_ring(ring, &mut edges, &mut sides, &mut min, &mut max);
             }
             let end = u32::try_from(edges.len()).expect("too many edges");
             let mut p = Prepared {
@@ -270,20 +311,15 @@ impl GridIndex {
             }
             polys.push(p);
         }
-        let boxes = RTree::bulk_load(
-            polys
-                .iter()
-                .enumerate()
-                .filter(|(_, p)| p.min[0] <= p.max[0])
-                .map(|(i, p)| GeomWithData::new(Rectangle::from_corners(p.min, p.max), i as u32))
-                .collect(),
-        );
+        let mut edge_start: Vec<u32> = polys.iter().map(|p| p.edges.0).collect();
+        edge_start.push(u32::try_from(edges.len()).expect("too many edges"));
         let mut index = GridIndex {
             polys,
+            edge_start,
             edges,
             band_off,
             band_edges,
-            boxes,
+            boxes: OnceLock::new(),
             segments: OnceLock::new(),
             seg_k: 1.0,
             origin: [0.0; 2],
@@ -292,10 +328,10 @@ impl GridIndex {
             nx: 0,
             ny: 0,
             cells: Vec::new(),
-            cand_start: vec![0],
             cand: Vec::new(),
+            row_edges: Vec::new(),
         };
-        index.build_raster(cell_deg, coverage);
+        index.build_raster(cell_deg, coverage.then_some(&sides[..]));
         index
     }
 
@@ -351,6 +387,22 @@ impl GridIndex {
                 let v = self.cells.get(k).copied().unwrap_or(OUTSIDE);
                 *c = if ok { v } else { OUTSIDE };
             }
+            // Then, the same way, the boundary cells' candidate lists and
+            // the first candidate's row edges: the next likely misses.
+            let mut first = [[0u32; 3]; BATCH];
+            for (f, &c) in first.iter_mut().zip(&cells) {
+                if c & BOUNDARY != 0 && c != OUTSIDE {
+                    let k = (c & !(BOUNDARY | CLOSED)) as usize + 1;
+                    *f = self.cand.get(k).copied().unwrap_or_default();
+                }
+            }
+            let mut sink = 0.0;
+            for f in &first {
+                if f[1] < f[2] {
+                    sink += self.row_edges.get(f[1] as usize).map_or(0.0, |e| e.y0);
+                }
+            }
+            std::hint::black_box(sink);
             for ((o, p), &c) in outs.iter_mut().zip(pts).zip(&cells) {
                 *o = self.resolve(c, p[0], p[1]);
             }
@@ -365,21 +417,33 @@ impl GridIndex {
         } else if c & BOUNDARY == 0 {
             Some(c)
         } else {
-            let k = (c & !BOUNDARY) as usize;
-            let list = &self.cand[self.cand_start[k] as usize..self.cand_start[k + 1] as usize];
+            let k = (c & !(BOUNDARY | CLOSED)) as usize;
+            let list = &self.cand[k + 1..k + 1 + self.cand[k][0] as usize];
+            let holds = |c: &&[u32; 3]| {
+                let mut inside = false;
+                for e in &self.row_edges[c[1] as usize..c[2] as usize] {
+                    inside ^= e.crosses(lon, lat);
+                }
+                inside
+            };
+            if c & CLOSED != 0 {
+                // Exactly one candidate holds the point (see `open_cells`).
+                let (last, rest) = list.split_last()?;
+                return Some(rest.iter().find(holds).unwrap_or(last)[0]);
+            }
             list.iter()
-                .copied()
-                .find(|&id| self.contains(id, lon, lat))
-                .or_else(|| self.snap_among(list, lon, lat))
+                .find(holds)
+                .map(|c| c[0])
+                .or_else(|| self.snap_among(list.iter().map(|c| c[0]), lon, lat))
         }
     }
 
     /// [`GridIndex::snap`] among `ids`: every polygon with an edge within
     /// [`SNAP_DEG`] of a point is a candidate of the point's boundary cell
     /// (cells are marked with a wider margin), so no tree is needed.
-    fn snap_among(&self, ids: &[u32], lon: f64, lat: f64) -> Option<u32> {
+    fn snap_among(&self, ids: impl Iterator<Item = u32>, lon: f64, lat: f64) -> Option<u32> {
         let mut best: Option<(f64, u32)> = None;
-        for &id in ids {
+        for id in ids {
             let p = &self.polys[id as usize];
             for e in &self.edges[p.edges.0 as usize..p.edges.1 as usize] {
                 let line = Line::new([e.x0, e.y0], [e.x1, e.y1]);
@@ -407,13 +471,26 @@ impl GridIndex {
     #[inline]
     #[must_use]
     pub fn contains(&self, id: u32, lon: f64, lat: f64) -> bool {
+        let (a, b) = (
+            self.edge_start[id as usize] as usize,
+            self.edge_start[id as usize + 1] as usize,
+        );
+        if b - a <= BAND_MIN_EDGES {
+            // Few edges: testing them all costs less than first reading
+            // the polygon's box (one cache miss fewer).
+            let mut inside = false;
+            for e in &self.edges[a..b] {
+                inside ^= e.crosses(lon, lat);
+            }
+            return inside;
+        }
         let p = &self.polys[id as usize];
         if lon < p.min[0] || lon > p.max[0] || lat < p.min[1] || lat > p.max[1] {
             return false;
         }
         let mut inside = false;
         if p.bands == 0 {
-            for e in &self.edges[p.edges.0 as usize..p.edges.1 as usize] {
+            for e in &self.edges[a..b] {
                 inside ^= e.crosses(lon, lat);
             }
         } else {
@@ -444,7 +521,11 @@ impl GridIndex {
     /// Statistics about the index.
     #[must_use]
     pub fn stats(&self) -> IndexStats {
-        let boundary = self.cand_start.len() - 1;
+        let boundary = self
+            .cells
+            .iter()
+            .filter(|&&c| c != OUTSIDE && c & BOUNDARY != 0)
+            .count();
         let outside = self.cells.iter().filter(|&&c| c == OUTSIDE).count();
         IndexStats {
             polygons: self.polys.len(),
@@ -453,12 +534,19 @@ impl GridIndex {
             cell_deg: self.cell,
             interior_cells: self.cells.len() - boundary - outside,
             boundary_cells: boundary,
-            candidates: self.cand.len(),
+            closed_cells: self
+                .cells
+                .iter()
+                .filter(|&&c| c != OUTSIDE && c & BOUNDARY != 0 && c & CLOSED != 0)
+                .count(),
+            candidates: self.cand.len() - boundary,
             memory_bytes: self.polys.len() * size_of::<Prepared>()
                 + self.edges.len() * size_of::<Edge>()
                 + (self.band_off.len() + self.band_edges.len()) * 4
                 + self.cells.len() * 4
-                + (self.cand_start.len() + self.cand.len()) * 4
+                + self.cand.len() * 12
+                + self.row_edges.len() * size_of::<Edge>()
+                + self.edge_start.len() * 4
                 + self.polys.len() * (size_of::<BoxEntry>() + 16),
         }
     }
@@ -466,7 +554,7 @@ impl GridIndex {
     /// The first polygon (lowest id) containing the point, via the R-tree.
     fn first_containing(&self, lon: f64, lat: f64) -> Option<u32> {
         let mut best: Option<u32> = None;
-        for e in self.boxes.locate_all_at_point(&[lon, lat]) {
+        for e in self.box_tree().locate_all_at_point(&[lon, lat]) {
             let id = e.data;
             if best.is_none_or(|b| id < b) && self.contains(id, lon, lat) {
                 best = Some(id);
@@ -492,6 +580,21 @@ impl GridIndex {
             }
         }
         best.map(|(_, id)| id)
+    }
+
+    fn box_tree(&self) -> &RTree<BoxEntry> {
+        self.boxes.get_or_init(|| {
+            RTree::bulk_load(
+                self.polys
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, p)| p.min[0] <= p.max[0])
+                    .map(|(i, p)| {
+                        GeomWithData::new(Rectangle::from_corners(p.min, p.max), i as u32)
+                    })
+                    .collect(),
+            )
+        })
     }
 
     fn segment_tree(&self) -> &RTree<SegEntry> {
@@ -534,8 +637,9 @@ impl GridIndex {
         best.map(|(distance_m, id)| Nearest { id, distance_m })
     }
 
-    /// Sizes the raster and fills it; see the module docs.
-    fn build_raster(&mut self, cell_deg: Option<f64>, coverage: bool) {
+    /// Sizes the raster and fills it; see the module docs. `sides` (a
+    /// coverage build) holds, per edge, whether its polygon lies left of it.
+    fn build_raster(&mut self, cell_deg: Option<f64>, sides: Option<&[bool]>) {
         let Some((min, max)) = self.polys.iter().filter(|p| p.min[0] <= p.max[0]).fold(
             None,
             |acc: Option<([f64; 2], [f64; 2])>, p| {
@@ -572,27 +676,34 @@ impl GridIndex {
         let margin = (size * 1e-6).max(2.0 * SNAP_DEG);
         let id_bits = usize::BITS - self.polys.len().leading_zeros();
         let id_mask = (1u64 << id_bits) - 1;
-        let mut pairs: Vec<u64> = Vec::with_capacity(self.edges.len() * 3);
+        let mut pairs: Vec<u64> = Vec::with_capacity(self.edges.len() * 6);
         for (id, p) in self.polys.iter().enumerate() {
+            // Consecutive edges share a vertex and so, often, a cell.
+            let mut last = usize::MAX;
             for e in &self.edges[p.edges.0 as usize..p.edges.1 as usize] {
                 self.mark_edge(e, margin, |cell| {
-                    pairs.push((cell as u64) << id_bits | id as u64)
+                    if cell != last {
+                        last = cell;
+                        pairs.push((cell as u64) << id_bits | id as u64);
+                    }
                 });
             }
         }
-        pairs.sort_unstable();
+        radix_sort_by_cell(&mut pairs, id_bits, usize::BITS - (nx * ny).leading_zeros());
         pairs.dedup();
+        let open = sides.map(|s| self.open_cells(s, margin));
 
         let mut cells = vec![UNSET; nx * ny];
         let buckets = Buckets::new(&self.polys, min, max);
-        let mut cand_start = vec![0u32];
-        let mut cand = Vec::with_capacity(pairs.len());
+        let rows = self.row_lists();
+        let mut cand: Vec<[u32; 3]> = Vec::with_capacity(pairs.len() * 3 / 2);
+        let mut ids = Vec::new();
         let mut i = 0;
         while i < pairs.len() {
             let cell = (pairs[i] >> id_bits) as usize;
-            let first = cand.len();
+            ids.clear();
             while i < pairs.len() && (pairs[i] >> id_bits) as usize == cell {
-                cand.push((pairs[i] & id_mask) as u32);
+                ids.push((pairs[i] & id_mask) as u32);
                 i += 1;
             }
             // A polygon with no edge near the cell either covers all of it or
@@ -602,31 +713,52 @@ impl GridIndex {
                 self.origin[0] + ((cell % nx) as f64 + 0.5) * size,
                 self.origin[1] + ((cell / nx) as f64 + 0.5) * size,
             ];
-            if !coverage {
-                let ids = buckets.at(centre[0], centre[1]).iter().copied();
-                self.add_covering(&mut cand, first, centre, ids);
+            let closed = match &open {
+                None => {
+                    let covering = buckets.at(centre[0], centre[1]).iter().copied();
+                    self.add_covering(&mut ids, centre, covering);
+                    false
+                }
+                Some(open) => !open[cell] && ids.len() >= 2,
+            };
+            let header = cand.len();
+            assert!(header < CLOSED as usize, "too many boundary cells");
+            cand.push([ids.len() as u32, 0, 0]);
+            cand.extend(ids.iter().map(|&id| rows.entry(id, cell / nx)));
+            if closed {
+                // The cheapest tests first; the dearest never runs.
+                cand[header + 1..].sort_unstable_by_key(|c| (c[2] - c[1], c[0]));
             }
-            cells[cell] = BOUNDARY | (cand_start.len() as u32 - 1);
-            cand_start.push(cand.len() as u32);
+            cells[cell] = BOUNDARY | if closed { CLOSED } else { 0 } | header as u32;
         }
+        self.row_edges = rows.edges;
         // Label each run of untouched cells in a row: no edge comes near the
         // run, so one answer holds for all of it, and for any untouched cell
         // next to it in the row below. Only runs with no such neighbour need
         // a point-in-polygon query (at the first cell's centre).
         let untouched = |c: u32| c == OUTSIDE || c & BOUNDARY == 0;
         for row in 0..ny {
-            let mut label = None;
-            for col in 0..nx {
-                let i = row * nx + col;
-                if cells[i] & BOUNDARY != 0 && cells[i] != UNSET {
-                    label = None;
-                    continue;
-                }
-                if label.is_none() && row > 0 && untouched(cells[i - nx]) {
-                    label = Some(cells[i - nx]);
-                }
-                let l = *label.get_or_insert_with(|| {
-                    let cx = self.origin[0] + (col as f64 + 0.5) * size;
+            let line = row * nx;
+            let mut col = 0;
+            while let Some(k) = cells[line + col..line + nx]
+                .iter()
+                .position(|&c| c == UNSET)
+            {
+                let start = col + k;
+                let len = cells[line + start..line + nx]
+                    .iter()
+                    .position(|&c| c != UNSET)
+                    .unwrap_or(nx - start);
+                col = start + len;
+                let above = match row {
+                    0 => None,
+                    _ => cells[line - nx + start..line - nx + col]
+                        .iter()
+                        .copied()
+                        .find(|&c| untouched(c)),
+                };
+                let l = above.unwrap_or_else(|| {
+                    let cx = self.origin[0] + (start as f64 + 0.5) * size;
                     let cy = self.origin[1] + (row as f64 + 0.5) * size;
                     buckets
                         .at(cx, cy)
@@ -635,37 +767,152 @@ impl GridIndex {
                         .find(|&id| self.contains(id, cx, cy))
                         .unwrap_or(OUTSIDE)
                 });
-                cells[i] = l;
+                cells[line + start..line + col].fill(l);
+                if col == nx {
+                    break;
+                }
             }
         }
         self.cells = cells;
-        self.cand_start = cand_start;
         self.cand = cand;
     }
 
-    /// Adds to the candidate list `list[first..]` the polygons among `ids`
+    /// Every polygon's non-horizontal edges grouped by the raster rows
+    /// their y-range spans (rows as [`GridIndex::locate`] computes them: a
+    /// point's row always holds every edge whose `y0 <= lat <= y1`).
+    fn row_lists(&self) -> RowLists {
+        let row = |y: f64| {
+            let t = (y - self.origin[1]) * self.inv_cell[1];
+            if t > 0.0 {
+                (t as usize).min(self.ny - 1)
+            } else {
+                0
+            }
+        };
+        let mut lists = RowLists {
+            edges: Vec::with_capacity(self.edges.len() * 3 / 2),
+            polys: Vec::with_capacity(self.polys.len()),
+            off: Vec::new(),
+        };
+        let mut fill: Vec<u32> = Vec::new();
+        for id in 0..self.polys.len() {
+            let es = &self.edges[self.edge_start[id] as usize..self.edge_start[id + 1] as usize];
+            let spans = || {
+                es.iter()
+                    .filter(|e| e.y1 > e.y0)
+                    .map(|e| (e, row(e.y0), row(e.y1)))
+            };
+            let (lo, hi) = spans().fold((usize::MAX, 0), |(lo, hi), (_, a, b)| {
+                (lo.min(a), hi.max(b))
+            });
+            let off = lists.off.len() as u32;
+            if lo > hi {
+                lists.polys.push((0, off, 0));
+                continue;
+            }
+            let n = hi - lo + 1;
+            fill.clear();
+            fill.resize(n + 1, 0);
+            for (_, a, b) in spans() {
+                for r in a..=b {
+                    fill[r - lo + 1] += 1;
+                }
+            }
+            for r in 1..=n {
+                fill[r] += fill[r - 1];
+            }
+            let base = lists.edges.len() as u32;
+            lists.off.extend(fill.iter().map(|&c| base + c));
+            lists.edges.resize((base + fill[n]) as usize, Edge::ZERO);
+            for (e, a, b) in spans() {
+                for r in a..=b {
+                    lists.edges[(base + fill[r - lo]) as usize] = *e;
+                    fill[r - lo] += 1;
+                }
+            }
+            lists.polys.push((lo as u32, off, n as u32));
+        }
+        assert!(u32::try_from(lists.edges.len()).is_ok(), "too many edges");
+        lists
+    }
+
+    /// Marks the cells an *unshared* edge passes within `margin` of: an
+    /// edge that is not exactly one edge of two different polygons with
+    /// their interiors on opposite sides. In a coverage the union of the
+    /// polygons has no boundary but unshared edges, so an unmarked boundary
+    /// cell lies wholly inside the union of its candidates, and every point
+    /// of it is in exactly one of them: the half-open crossing test gives a
+    /// point on a shared edge to one side only, both sides evaluating the
+    /// same arithmetic on the same ordered edge.
+    fn open_cells(&self, sides: &[bool], margin: f64) -> Vec<bool> {
+        let mut owner = vec![0u32; self.edges.len()];
+        for (id, p) in self.polys.iter().enumerate() {
+            owner[p.edges.0 as usize..p.edges.1 as usize].fill(id as u32);
+        }
+        let key = |e: &Edge| {
+            [
+                e.x0.to_bits(),
+                e.y0.to_bits(),
+                e.x1.to_bits(),
+                e.y1.to_bits(),
+            ]
+        };
+        // (32-bit hash of the edge << idx_bits | edge index), sorted by hash.
+        let idx_bits = usize::BITS - self.edges.len().leading_zeros();
+        let mut keyed: Vec<u64> = self
+            .edges
+            .iter()
+            .enumerate()
+            .map(|(i, e)| {
+                let h = key(e).iter().fold(0u64, |h, &k| {
+                    (h.rotate_left(5) ^ k).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95)
+                });
+                (h >> 32) << idx_bits | i as u64
+            })
+            .collect();
+        radix_sort_by_cell(&mut keyed, idx_bits, 32);
+        let idx_mask = (1u64 << idx_bits) - 1;
+        let mut open = vec![false; self.nx * self.ny];
+        // A hash collision makes a group unshared: more cells marked open.
+        for group in keyed.chunk_by(|a, b| a >> idx_bits == b >> idx_bits) {
+            let shared = match group {
+                [a, b] => {
+                    let (a, b) = ((a & idx_mask) as usize, (b & idx_mask) as usize);
+                    key(&self.edges[a]) == key(&self.edges[b])
+                        && owner[a] != owner[b]
+                        && sides[a] != sides[b]
+                }
+                _ => false,
+            };
+            if !shared {
+                for &k in group {
+                    self.mark_edge(&self.edges[(k & idx_mask) as usize], margin, |c| {
+                        open[c] = true;
+                    });
+                }
+            }
+        }
+        open
+    }
+
+    /// Adds to the candidate list `list` the polygons among `ids`
     /// that contain the cell centre `c` and are not in it yet — polygons
     /// that cover the cell without an edge in it (overlapping layers) —
     /// and sorts it.
-    fn add_covering(
-        &self,
-        list: &mut Vec<u32>,
-        first: usize,
-        c: [f64; 2],
-        ids: impl IntoIterator<Item = u32>,
-    ) {
+    fn add_covering(&self, list: &mut Vec<u32>, c: [f64; 2], ids: impl IntoIterator<Item = u32>) {
+        let known = list.len();
         for id in ids {
-            if !list[first..].contains(&id) && self.contains(id, c[0], c[1]) {
+            if !list[..known].contains(&id) && self.contains(id, c[0], c[1]) {
                 list.push(id);
             }
         }
-        list[first..].sort_unstable();
+        list.sort_unstable();
     }
 
-    /// A cell size giving about 4 cells across a small (20th percentile)
-    /// polygon, and at least one cell per polygon over the whole box. (8
-    /// cells across made queries of 1 M random points 10 % faster and the
-    /// build twice as slow; see BENCHMARKS.md.)
+    /// A cell size giving about 3 cells across a small (20th percentile)
+    /// polygon, and at least one cell per polygon over the whole box.
+    /// Smaller cells make the build slower (more cells and edge marks) for
+    /// hardly faster queries; see BENCHMARKS.md.
     fn auto_cell(&self, w: f64, h: f64) -> f64 {
         let mut sizes: Vec<f64> = self
             .polys
@@ -678,16 +925,17 @@ impl GridIndex {
         }
         let k = sizes.len() / 5;
         let (_, small, _) = sizes.select_nth_unstable_by(k, f64::total_cmp);
-        let by_small = *small / 4.0;
+        let by_small = *small / 3.0;
         let by_count = (w * h / sizes.len() as f64).sqrt();
         by_small.min(by_count).max(1e-7)
     }
 
     /// Calls `f` with every cell the edge passes within `margin` of.
     fn mark_edge(&self, e: &Edge, margin: f64, mut f: impl FnMut(usize)) {
+        // `as` truncates, which is the floor for t >= 0 (and maps NaN to 0).
         let cell_of = |v: f64, axis: usize, n: usize| -> usize {
-            let t = ((v - self.origin[axis]) * self.inv_cell[axis]).floor();
-            t.clamp(0.0, (n - 1) as f64) as usize
+            let t = (v - self.origin[axis]) * self.inv_cell[axis];
+            if t > 0.0 { (t as usize).min(n - 1) } else { 0 }
         };
         let r0 = cell_of(e.y0 - margin, 1, self.ny);
         let r1 = cell_of(e.y1 + margin, 1, self.ny);
@@ -707,6 +955,28 @@ impl GridIndex {
                 f(row * self.nx + col);
             }
         }
+    }
+}
+
+/// Edges by polygon and raster row, while building.
+struct RowLists {
+    edges: Vec<Edge>,
+    /// Per polygon: first row, start in `off`, number of rows.
+    polys: Vec<(u32, u32, u32)>,
+    /// Per polygon and row: start of its edges (one more for the end).
+    off: Vec<u32>,
+}
+
+impl RowLists {
+    /// The candidate entry `[polygon, lo, hi]` for `row`.
+    fn entry(&self, id: u32, row: usize) -> [u32; 3] {
+        let (first, off, n) = self.polys[id as usize];
+        let Some(r) = row.checked_sub(first as usize).filter(|&r| r < n as usize) else {
+            // No edge of the polygon spans the row: no ray there crosses it.
+            return [id, 0, 0];
+        };
+        let k = off as usize + r;
+        [id, self.off[k], self.off[k + 1]]
     }
 }
 
@@ -796,15 +1066,61 @@ impl Buckets {
     }
 }
 
+/// Sorts `(cell << shift | id)` keys by cell, stably (the ids of a cell keep
+/// their order), with a least-significant-digit radix sort over the
+/// `cell_bits` bits above `shift` (the bits above those must be 0): a few
+/// linear passes where a comparison sort of a million keys takes several
+/// times longer.
+fn radix_sort_by_cell(keys: &mut Vec<u64>, shift: u32, cell_bits: u32) {
+    const DIGIT: u32 = 11;
+    let mut buf = vec![0u64; keys.len()];
+    let mut low = 0;
+    while low < cell_bits {
+        let at = shift + low;
+        let digit = |k: u64| ((k >> at) & ((1 << DIGIT) - 1)) as usize;
+        let mut start = [0usize; 1 << DIGIT];
+        for &k in keys.iter() {
+            start[digit(k)] += 1;
+        }
+        let mut sum = 0;
+        for s in &mut start {
+            (*s, sum) = (sum, sum + *s);
+        }
+        for &k in keys.iter() {
+            let d = digit(k);
+            buf[start[d]] = k;
+            start[d] += 1;
+        }
+        std::mem::swap(keys, &mut buf);
+        low += DIGIT;
+    }
+}
+
 /// Cap on raster cells (64 MiB of cell entries).
 const MAX_CELLS: usize = 1 << 24;
 
+/// Appends the edges of a ring (`exterior` or a hole) and, for each, whether
+/// the polygon's interior lies left of the edge as ordered by [`Edge::new`].
 fn push_ring(
-    ring: &LineString<f64>,
+    (ring, exterior): (&LineString<f64>, bool),
     edges: &mut Vec<Edge>,
+    sides: &mut Vec<bool>,
     min: &mut [f64; 2],
     max: &mut [f64; 2],
 ) {
+    // Twice the signed area, relative to the first vertex for precision.
+    let o = ring
+        .0
+        .first()
+        .copied()
+        .unwrap_or(geo_types::Coord { x: 0.0, y: 0.0 });
+    let area2: f64 = ring
+        .0
+        .windows(2)
+        .map(|w| (w[0].x - o.x) * (w[1].y - o.y) - (w[1].x - o.x) * (w[0].y - o.y))
+        .sum();
+    // Interior left of a→b: an anticlockwise exterior, a clockwise hole.
+    let left = (area2 > 0.0) == exterior;
     for w in ring.0.windows(2) {
         let (a, b) = (w[0], w[1]);
         if !(a.x.is_finite() && a.y.is_finite() && b.x.is_finite() && b.y.is_finite()) || a == b {
@@ -817,6 +1133,7 @@ fn push_ring(
             max[1] = max[1].max(c.y);
         }
         edges.push(Edge::new(a, b));
+        sides.push(left == ((a.y, a.x) <= (b.y, b.x)));
     }
 }
 
@@ -1000,6 +1317,76 @@ mod tests {
                 let brute = polys.iter().position(|mp| mp.contains(&p)).map(|i| i as u32);
                 prop_assert_eq!(cover.locate(x, y), brute);
                 prop_assert_eq!(general.locate(x, y), brute);
+            }
+        }
+    }
+
+    /// An `n` x `n` lattice over [0, 10]² with jittered inner vertices,
+    /// cut into quads: a coverage whose inner edges are all shared exactly.
+    fn lattice(n: usize, jitter: &[(f64, f64)]) -> Vec<MultiPolygon<f64>> {
+        let step = 10.0 / n as f64;
+        let v = |i: usize, j: usize| {
+            let inner = i > 0 && j > 0 && i < n && j < n;
+            let (dx, dy) = if inner {
+                jitter[(i * 31 + j * 17) % jitter.len()]
+            } else {
+                (0.0, 0.0)
+            };
+            Coord {
+                x: i as f64 * step + dx * step,
+                y: j as f64 * step + dy * step,
+            }
+        };
+        let mut out = Vec::new();
+        for j in 0..n {
+            for i in 0..n {
+                let ring = vec![v(i, j), v(i + 1, j), v(i + 1, j + 1), v(i, j + 1), v(i, j)];
+                out.push(MultiPolygon::new(vec![Polygon::new(
+                    LineString::new(ring),
+                    vec![],
+                )]));
+            }
+        }
+        out
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        /// On a coverage with shared edges (so with closed cells, where the
+        /// last candidate is never tested), the coverage build answers like
+        /// brute force off the boundaries and like the plain R-tree path
+        /// everywhere: on edges and at vertices too, so the boundary rule
+        /// holds in closed cells.
+        #[test]
+        fn closed_cells_keep_the_boundary_rule(
+            n in 2usize..9,
+            jitter in prop::collection::vec((-0.3f64..0.3, -0.3f64..0.3), 1..20),
+            pts in prop::collection::vec((-0.5f64..10.5, -0.5f64..10.5), 200),
+            along in prop::collection::vec((0usize..81, 0usize..4, 0.0f64..1.0), 100),
+            cell in prop::option::of(0.05f64..3.0),
+        ) {
+            let polys = lattice(n, &jitter);
+            let cover = GridIndex::coverage_with_cells(&polys, cell);
+            prop_assert!(cover.stats().closed_cells > 0 || cover.stats().boundary_cells == 0);
+            for (x, y) in pts.iter().copied() {
+                let p = Point::new(x, y);
+                let near_edge = polys.iter().any(|mp| {
+                    use geo::{Distance, Euclidean};
+                    Euclidean.distance(&p, mp.0[0].exterior()) < 1e-9
+                });
+                if !near_edge {
+                    let brute = polys.iter().position(|mp| mp.contains(&p)).map(|i| i as u32);
+                    prop_assert_eq!(cover.locate(x, y), brute);
+                }
+                prop_assert_eq!(cover.locate(x, y), cover.locate_rtree(x, y));
+            }
+            // Vertices and points on (or rounded next to) edges.
+            for (k, side, t) in along {
+                let ring = &polys[k % polys.len()].0[0].exterior().0;
+                let (a, b) = (ring[side], ring[side + 1]);
+                for (x, y) in [(a.x, a.y), (a.x + (b.x - a.x) * t, a.y + (b.y - a.y) * t)] {
+                    prop_assert_eq!(cover.locate(x, y), cover.locate_rtree(x, y), "at {} {}", x, y);
+                }
             }
         }
     }
