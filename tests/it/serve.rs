@@ -1085,8 +1085,8 @@ impl wangge::serve::TileSource for FakeSource {
         &self,
         _store: &wangge_engine::store::Store,
         _community: &str,
-    ) -> Result<(), String> {
-        Ok(())
+    ) -> Result<wangge::serve::TileChanges, String> {
+        Ok(wangge::serve::TileChanges::everything())
     }
 }
 
@@ -1452,4 +1452,327 @@ fn serve_tiles_decode_and_follow_edits() {
     let metrics = String::from_utf8(get(&srv.url("/metrics"), &[]).body).unwrap();
     assert!(metrics.contains("wangge_edits_total 1"));
     assert!(metrics.contains("wangge_tile_size_bytes_count"));
+}
+
+// ---------------------------------------------------------------------------
+// Exact invalidation, the move edit and the per-layer sources.
+// ---------------------------------------------------------------------------
+
+/// A POST through the router in process.
+async fn call_post(
+    app: &axum::Router,
+    uri: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (u16, Value) {
+    use tower::ServiceExt;
+    let mut req = axum::http::Request::builder()
+        .method("POST")
+        .uri(uri)
+        .header("host", "example.test:9");
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let resp = app
+        .clone()
+        .oneshot(req.body(axum::body::Body::from(body.to_owned())).unwrap())
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    let body = axum::body::to_bytes(resp.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    (status, serde_json::from_slice(&body).unwrap())
+}
+
+/// A counter of the `/metrics` text.
+fn counter(text: &str, name: &str) -> u64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name} ")))
+        .unwrap_or_else(|| panic!("no {name}"))
+        .parse()
+        .unwrap()
+}
+
+/// `[w, s, e, n]` of every coordinate of some GeoJSON features.
+fn features_bbox<'a>(features: impl Iterator<Item = &'a Value>) -> [f64; 4] {
+    fn walk(v: &Value, b: &mut [f64; 4]) {
+        match v.as_array() {
+            Some(a) if a.first().is_some_and(Value::is_number) => {
+                let (x, y) = (a[0].as_f64().unwrap(), a[1].as_f64().unwrap());
+                *b = [b[0].min(x), b[1].min(y), b[2].max(x), b[3].max(y)];
+            }
+            Some(a) => a.iter().for_each(|c| walk(c, b)),
+            None => {}
+        }
+    }
+    let mut b = [f64::INFINITY, f64::INFINITY, -f64::INFINITY, -f64::INFINITY];
+    for f in features {
+        walk(&f["geometry"]["coordinates"], &mut b);
+    }
+    b
+}
+
+type Tiles = BTreeMap<(u8, u32, u32), Vec<u8>>;
+
+/// Asks the router for every tile of `keys` of `source`; 204 is empty.
+async fn fetch(app: &axum::Router, source: &str, keys: &[(u8, u32, u32)]) -> Tiles {
+    let mut out = BTreeMap::new();
+    for &(z, x, y) in keys {
+        let (st, _, body) = call(app, &format!("/tiles/{source}/{z}/{x}/{y}"), &[]).await;
+        assert!(st == 200 || st == 204, "{source}/{z}/{x}/{y}: {st}");
+        out.insert((z, x, y), body);
+    }
+    out
+}
+
+/// After one edit through the router: the tiles whose bytes changed must
+/// all have been dropped from the cache, every other tile must still be
+/// cached, and the new tiles must equal those of a fresh tiler opened on
+/// the edited store. Returns (changed, dropped) of the main source.
+#[allow(clippy::too_many_arguments)]
+async fn check_edit(
+    state: &wangge::serve::AppState,
+    app: &axum::Router,
+    store: &Path,
+    near: &[(u8, u32, u32)],
+    low: &[(u8, u32, u32)],
+    before: &Tiles,
+    before_grids: &Tiles,
+    what: &str,
+) -> (Tiles, Tiles, usize, usize) {
+    let main = state.source_index("wangge").unwrap();
+    let gi = state.source_index("grids").unwrap();
+    let key = |source, (z, x, y): (u8, u32, u32)| wangge::serve::TileKey { source, z, x, y };
+    let dropped: HashSet<(u8, u32, u32)> = near
+        .iter()
+        .chain(low)
+        .copied()
+        .filter(|t| !state.cache().contains(&key(main, *t)))
+        .collect();
+    let dropped_grids: HashSet<(u8, u32, u32)> = near
+        .iter()
+        .copied()
+        .filter(|t| !state.cache().contains(&key(gi, *t)))
+        .collect();
+    // Grids change only at 11–16 here (see below): nothing of z0–10 goes.
+    for t in low {
+        assert!(!dropped.contains(t), "{what}: z0–10 tile {t:?} was dropped");
+    }
+    let metrics = |app: &axum::Router| {
+        let app = app.clone();
+        async move { String::from_utf8(call(&app, "/metrics", &[]).await.2).unwrap() }
+    };
+    let m0 = metrics(app).await;
+    let after = fetch(app, "wangge", near).await;
+    let after_grids = fetch(app, "grids", near).await;
+    let m1 = metrics(app).await;
+    // Every tile not dropped came from the cache.
+    let hits =
+        counter(&m1, "wangge_tile_cache_hits_total") - counter(&m0, "wangge_tile_cache_hits_total");
+    let misses = counter(&m1, "wangge_tile_cache_misses_total")
+        - counter(&m0, "wangge_tile_cache_misses_total");
+    let dropped_near = near.iter().filter(|t| dropped.contains(t)).count();
+    assert_eq!(
+        misses as usize,
+        dropped_near + dropped_grids.len(),
+        "{what}"
+    );
+    assert_eq!(
+        hits as usize,
+        2 * near.len() - dropped_near - dropped_grids.len(),
+        "{what}"
+    );
+    // Truth 1: a tiler opened afresh on the edited store.
+    let store = store.to_owned();
+    let near_v = near.to_vec();
+    let fresh: Tiles = tokio::task::spawn_blocking(move || {
+        let t = wangge_tiler::Tiler::open(&store).unwrap();
+        near_v
+            .iter()
+            .map(|&(z, x, y)| ((z, x, y), t.tile(z, x, y).unwrap()))
+            .collect()
+    })
+    .await
+    .unwrap();
+    for (k, v) in &after {
+        assert!(
+            fresh[k] == *v,
+            "{what}: tile {k:?} differs from a fresh load"
+        );
+    }
+    // Truth 2: the bytes before and after.
+    let changed: Vec<(u8, u32, u32)> = near
+        .iter()
+        .copied()
+        .filter(|t| before[t] != after[t])
+        .collect();
+    assert!(!changed.is_empty(), "{what} changed no tile");
+    for t in &changed {
+        assert!(
+            dropped.contains(t),
+            "{what}: tile {t:?} changed but stayed cached"
+        );
+    }
+    for t in near.iter().filter(|t| before_grids[t] != after_grids[t]) {
+        assert!(
+            dropped_grids.contains(t),
+            "{what}: grids tile {t:?} changed but stayed cached"
+        );
+    }
+    // The per-layer source drops only tiles whose grids changed: never
+    // more than the main source.
+    assert!(dropped_grids.iter().all(|t| dropped.contains(t)), "{what}");
+    (after, after_grids, changed.len(), dropped.len())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_edits_drop_exactly_the_cached_tiles_they_change() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = city_copy(dir.path());
+    let grids = exported(&store, "grids", dir.path());
+    // The community with the most grids.
+    let mut by: BTreeMap<String, Vec<&Value>> = BTreeMap::new();
+    for g in &grids {
+        by.entry(g["properties"]["parent_code"].as_str().unwrap().to_owned())
+            .or_default()
+            .push(g);
+    }
+    let (comm, mine) = by.iter().max_by_key(|(_, v)| v.len()).unwrap();
+    assert!(mine.len() >= 3, "{}", mine.len());
+    let comm = comm.clone();
+    let facts = crate::support::python_json("edit_candidates.py", &[s(&store), &comm]);
+    let bb = features_bbox(mine.iter().copied());
+    let (st, store2) = (store.clone(), store.clone());
+    let state = tokio::task::spawn_blocking(move || {
+        let main = wangge::serve::StoreTiles::open(&st).unwrap();
+        let mut sources: Vec<Arc<dyn wangge::serve::TileSource>> = main
+            .layer_views()
+            .into_iter()
+            .map(|v| Arc::new(v) as Arc<dyn wangge::serve::TileSource>)
+            .collect();
+        sources.insert(0, Arc::new(main));
+        wangge::serve::AppState::open(
+            store2,
+            sources,
+            wangge::serve::Options {
+                token: Some(TOKEN.into()),
+                cache_bytes: 1 << 30,
+                ..wangge::serve::Options::default()
+            },
+        )
+        .unwrap()
+    })
+    .await
+    .unwrap();
+    let state = Arc::new(state);
+    let app = wangge::serve::router(Arc::clone(&state));
+    // Every tile of z11–16 over the community's box grown by two tiles, and
+    // the tile of z0–10 holding its centre.
+    let mut near = Vec::new();
+    for z in 11..=16u8 {
+        let (x0, y0) = tile_of(bb[0], bb[3], z);
+        let (x1, y1) = tile_of(bb[2], bb[1], z);
+        for x in x0 - 2..=x1 + 2 {
+            for y in y0 - 2..=y1 + 2 {
+                near.push((z, x, y));
+            }
+        }
+    }
+    let low: Vec<(u8, u32, u32)> = (0..=10u8)
+        .map(|z| {
+            let (x, y) = tile_of((bb[0] + bb[2]) / 2.0, (bb[1] + bb[3]) / 2.0, z);
+            (z, x, y)
+        })
+        .collect();
+    fetch(&app, "wangge", &low).await;
+    let mut before = fetch(&app, "wangge", &near).await;
+    let mut before_grids = fetch(&app, "grids", &near).await;
+    assert!(before.values().any(|t| !t.is_empty()));
+
+    let auth = format!("Bearer {TOKEN}");
+    let url = format!("/v1/communities/{comm}/edits");
+    let mut version = 1;
+    let mut report = Vec::new();
+    // A merge of two neighbours, then a move of a building to a
+    // neighbouring grid (GEOS's candidates, until one is accepted).
+    let (a, b) = (
+        facts["neighbours"][0][0].as_str().unwrap().to_owned(),
+        facts["neighbours"][0][1].as_str().unwrap().to_owned(),
+    );
+    let merge = json!({"op": "merge", "grids": [a, b]}).to_string();
+    let (st, out) = call_post(
+        &app,
+        &url,
+        &[
+            JSON_CT,
+            ("authorization", &auth),
+            ("if-match", &version.to_string()),
+        ],
+        &merge,
+    )
+    .await;
+    assert_eq!(st, 200, "{out}");
+    version += 1;
+    let (after, after_grids, changed, dropped) = check_edit(
+        &state,
+        &app,
+        &store,
+        &near,
+        &low,
+        &before,
+        &before_grids,
+        "merge",
+    )
+    .await;
+    report.push(("merge", changed, dropped));
+    (before, before_grids) = (after, after_grids);
+
+    let facts = crate::support::python_json("edit_candidates.py", &[s(&store), &comm]);
+    let mut moved = false;
+    for m in facts["moves"].as_array().unwrap() {
+        let body = json!({"op": "move", "building": m[0], "to": m[2]}).to_string();
+        let (st, out) = call_post(
+            &app,
+            &url,
+            &[
+                JSON_CT,
+                ("authorization", &auth),
+                ("if-match", &version.to_string()),
+            ],
+            &body,
+        )
+        .await;
+        if st == 200 {
+            moved = true;
+            break;
+        }
+        assert_eq!(st, 409, "{out}");
+    }
+    assert!(moved, "no move was accepted");
+    let (_, _, changed, dropped) = check_edit(
+        &state,
+        &app,
+        &store,
+        &near,
+        &low,
+        &before,
+        &before_grids,
+        "move",
+    )
+    .await;
+    report.push(("move", changed, dropped));
+    // Exactly the changed tiles were dropped (9 of 172 for each edit on
+    // this city). Equality is not guaranteed in general: a changed grid
+    // that only grazes a tile's buffer edge clips to nothing there, and a
+    // vertex noding adds to a neighbour's outline may vanish when rounded
+    // at low zooms; such a tile is dropped without changing. Should this
+    // city ever hit such a case, relax this to the subset checked above.
+    for (what, changed, dropped) in &report {
+        eprintln!(
+            "{what}: {changed} tiles changed, {dropped} dropped of {}",
+            near.len() + low.len()
+        );
+        assert_eq!(changed, dropped, "{what}");
+    }
 }
