@@ -2,9 +2,10 @@
 //! tile and the compressed variants asked for so far, under a byte limit.
 //!
 //! Eviction is second-chance FIFO (CLOCK): cheap, and close to LRU for tile
-//! traffic. Invalidation removes every tile of every zoom that touches a
-//! lon/lat box and bumps a generation counter, so a tile encoded from data
-//! older than the invalidation is never put back.
+//! traffic. Invalidation removes the tiles a predicate picks (after an edit:
+//! exactly those the edit's [`wangge_tiler::Changes`] touch) and bumps a
+//! generation counter, so a tile encoded from data older than the
+//! invalidation is never put back.
 
 use std::collections::{HashMap, VecDeque};
 use std::hash::{Hash, Hasher};
@@ -251,15 +252,22 @@ impl TileCache {
     }
 
     /// Removes every tile of every zoom (of every source) whose area, with
-    /// the MVT buffer around it, touches the lon/lat box
+    /// twice the MVT buffer around it, touches the lon/lat box
     /// `[min_lon, min_lat, max_lon, max_lat]`. Returns how many were removed.
     pub fn invalidate_bbox(&self, bbox: [f64; 4]) -> usize {
+        self.invalidate_where(|k| tile_touches(k.z, k.x, k.y, bbox))
+    }
+
+    /// Removes every tile for which `stale` answers true, and makes every
+    /// insert that began before this call a no-op (the tile it brings may
+    /// be stale). Returns how many were removed.
+    pub fn invalidate_where(&self, mut stale: impl FnMut(&TileKey) -> bool) -> usize {
         let mut g = self.lock();
         g.generation += 1;
         let before = g.map.len();
         let mut freed = 0;
         g.map.retain(|k, e| {
-            let keep = !tile_touches(k.z, k.x, k.y, bbox);
+            let keep = !stale(k);
             if !keep {
                 freed += e.bytes();
             }
@@ -267,6 +275,12 @@ impl TileCache {
         });
         g.bytes -= freed;
         before - g.map.len()
+    }
+
+    /// Is the tile cached? (Does not count as a use.)
+    #[must_use]
+    pub fn contains(&self, key: &TileKey) -> bool {
+        self.lock().map.contains_key(key)
     }
 
     /// Removes everything.

@@ -3,8 +3,8 @@
 //!
 //! Edits of one server are applied one at a time (one writer per store).
 //! After an edit the grid index and directory are rebuilt, every tile
-//! source re-reads the community's grids, and the cached tiles of every
-//! zoom that touch the changed area are dropped.
+//! source re-reads the community's grids, and exactly the cached tiles that
+//! the changed features reach are dropped (see [`super::AppState`]).
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
@@ -14,11 +14,9 @@ use axum::extract::{Path, State};
 use axum::http::header::{AUTHORIZATION, ETAG, IF_MATCH};
 use axum::http::{HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
-use rusqlite::OptionalExtension;
 use serde::Deserialize;
 use serde_json::json;
 use wangge_engine::codes::CommunityCode;
-use wangge_engine::store::Store;
 use wangge_partitioner::edit::{self, EditError, Op, Request};
 
 use super::AppState;
@@ -144,20 +142,6 @@ fn if_match(headers: &HeaderMap) -> Result<Option<i64>, ApiError> {
     })
 }
 
-/// The lon/lat box of a community (from the R-tree), for edits that change
-/// no outline but may change what tiles show (locks).
-fn community_bbox(store: &Store, code: &str) -> Result<Option<[f64; 4]>, ApiError> {
-    Ok(store
-        .connection()
-        .query_row(
-            "SELECT r.minx, r.miny, r.maxx, r.maxy FROM communities c
-             JOIN rtree_communities_geom r ON r.id = c.fid WHERE c.code = ?1",
-            [code],
-            |r| Ok([r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?]),
-        )
-        .optional()?)
-}
-
 /// `POST /v1/communities/{code}/edits`.
 pub(crate) async fn post_edit(
     State(state): State<Arc<AppState>>,
@@ -223,11 +207,7 @@ pub(crate) async fn post_edit(
             if_version: Some(v),
         };
         let out = edit::apply(&mut store, &req).map_err(edit_error)?;
-        let bbox = match out.bbox {
-            Some(b) => Some(b),
-            None => community_bbox(&store, &out.community)?,
-        };
-        st.reload(&store, &out.community, bbox)?;
+        st.reload(&store, &out.community)?;
         st.metrics.edits.fetch_add(1, Relaxed);
         Ok(out)
     })

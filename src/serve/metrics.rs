@@ -79,6 +79,8 @@ pub struct Metrics {
     pub tile_bytes: Histogram,
     /// Edits applied.
     pub edits: AtomicU64,
+    /// Cached tiles dropped after edits.
+    pub tiles_invalidated: AtomicU64,
 }
 
 impl Default for Metrics {
@@ -90,6 +92,7 @@ impl Default for Metrics {
             tile_misses: AtomicU64::new(0),
             tile_bytes: Histogram::new(SIZE_BOUNDS),
             edits: AtomicU64::new(0),
+            tiles_invalidated: AtomicU64::new(0),
         }
     }
 }
@@ -159,13 +162,17 @@ impl Metrics {
              wangge_tile_cache_limit_bytes {}\n\
              # HELP wangge_edits_total Edits applied.\n\
              # TYPE wangge_edits_total counter\n\
-             wangge_edits_total {}\n",
+             wangge_edits_total {}\n\
+             # HELP wangge_tile_cache_invalidated_total Cached tiles dropped after edits.\n\
+             # TYPE wangge_tile_cache_invalidated_total counter\n\
+             wangge_tile_cache_invalidated_total {}\n",
             self.tile_hits.load(Relaxed),
             self.tile_misses.load(Relaxed),
             cache.0,
             cache.1,
             cache.2,
             self.edits.load(Relaxed),
+            self.tiles_invalidated.load(Relaxed),
         );
         out.push_str(
             "# HELP wangge_tile_size_bytes Uncompressed size of encoded tiles.\n\

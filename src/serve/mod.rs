@@ -40,6 +40,7 @@ pub use locate::{Locator, MAX_POINTS};
 pub use metrics::Metrics;
 pub use store_tiles::StoreTiles;
 pub use tiles::{TileSource, VectorLayer, negotiate};
+pub use wangge_tiler::Changes as TileChanges;
 
 use crate::cli::Ui;
 
@@ -217,31 +218,67 @@ impl AppState {
         self.cache.invalidate_bbox(bbox)
     }
 
+    /// The position of source `id` in the server's list (the
+    /// [`TileKey::source`] of its tiles).
+    #[must_use]
+    pub fn source_index(&self, id: &str) -> Option<u16> {
+        self.sources
+            .iter()
+            .position(|s| s.id() == id)
+            .map(|i| i as u16)
+    }
+
     /// After an edit of `community`: rebuild the index and directory, let
-    /// every tile source re-read the community's grids, then drop the
-    /// cached tiles touching `bbox` (all of them when it is unknown).
-    pub(crate) fn reload(
-        &self,
-        store: &Store,
-        community: &str,
-        bbox: Option<[f64; 4]>,
-    ) -> Result<(), ApiError> {
+    /// every tile source (not the views) re-read what the edit changed,
+    /// then drop exactly the cached tiles those changes touch: per source,
+    /// at the zooms of its changed layers, the tiles whose buffered square
+    /// meets a changed feature's old or new geometry (see
+    /// [`wangge_tiler::changes`]). A failed reload drops every tile.
+    pub(crate) fn reload(&self, store: &Store, community: &str) -> Result<(), ApiError> {
         let locator = Locator::load(store).map_err(ApiError::internal)?;
         let directory = Directory::load(store)?;
         *self.locator.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(locator);
         *self.directory.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(directory);
         let mut failed = None;
-        for s in &self.sources {
-            if let Err(e) = s.reload_grids(store, community) {
-                failed = Some(format!("tile source {}: {e}", s.id()));
+        let mut changes: std::collections::HashMap<&str, TileChanges> =
+            std::collections::HashMap::new();
+        for s in self.sources.iter().filter(|s| s.view_of().is_none()) {
+            match s.reload_grids(store, community) {
+                Ok(c) => {
+                    changes.insert(s.id(), c);
+                }
+                Err(e) => failed = Some(format!("tile source {}: {e}", s.id())),
             }
         }
-        match bbox {
-            Some(b) => {
-                self.cache.invalidate_bbox(b);
-            }
-            None => self.cache.clear(),
-        }
+        // Per source (by index): the changes of the data it shows, and its
+        // layers.
+        let per: Vec<(Option<&TileChanges>, std::collections::HashSet<String>)> = self
+            .sources
+            .iter()
+            .map(|s| {
+                let c = changes.get(s.view_of().unwrap_or(s.id()));
+                let layers = s.layers().into_iter().map(|l| l.id).collect();
+                (c, layers)
+            })
+            .collect();
+        let removed = if failed.is_some() || changes.values().any(TileChanges::is_everything) {
+            let n = self.cache.usage().0;
+            self.cache.clear();
+            n
+        } else if changes.values().all(TileChanges::is_empty) {
+            0
+        } else {
+            self.cache.invalidate_where(|k| {
+                let Some((Some(c), layers)) = per.get(usize::from(k.source)) else {
+                    return false;
+                };
+                wangge_tiler::TileCoord::new(k.z, k.x, k.y)
+                    .is_ok_and(|t| c.touches(t, &|l| layers.contains(l)))
+            })
+        };
+        self.metrics
+            .tiles_invalidated
+            .fetch_add(removed as u64, std::sync::atomic::Ordering::Relaxed);
         match failed {
             Some(e) => Err(ApiError::Internal(e)),
             None => Ok(()),
@@ -414,7 +451,8 @@ async fn metrics_text(State(state): State<Arc<AppState>>) -> Response {
         .into_response()
 }
 
-/// The tile sources of a store: all its layers as source `wangge`.
+/// The tile sources of a store: all its layers as source `wangge`, then
+/// each layer alone as a source named after it.
 fn tile_sources(ui: &Ui, a: &ServeArgs) -> Result<Vec<Arc<dyn TileSource>>> {
     if a.no_tiles {
         return Ok(Vec::new());
@@ -436,7 +474,13 @@ fn tile_sources(ui: &Ui, a: &ServeArgs) -> Result<Vec<Arc<dyn TileSource>>> {
     for w in warnings.iter().take(20) {
         ui.say(format!("  {w}"));
     }
-    Ok(vec![Arc::new(tiles)])
+    let mut sources: Vec<Arc<dyn TileSource>> = tiles
+        .layer_views()
+        .into_iter()
+        .map(|v| Arc::new(v) as Arc<dyn TileSource>)
+        .collect();
+    sources.insert(0, Arc::new(tiles));
+    Ok(sources)
 }
 
 /// Runs `wangge serve` until Ctrl-C or SIGTERM, then finishes the requests

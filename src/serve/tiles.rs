@@ -16,6 +16,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use serde_json::{Value as Json, json};
 use wangge_engine::store::Store;
+use wangge_tiler::Changes;
 
 use super::AppState;
 use super::cache::{CachedTile, Encoding, TileKey};
@@ -60,11 +61,25 @@ pub trait TileSource: Send + Sync {
     /// # Errors
     /// Store or encoding failures (answered with a 500).
     fn tile(&self, z: u8, x: u32, y: u32) -> Result<Vec<u8>, String>;
-    /// Re-reads the grids (and their counts) of one community after an edit.
+    /// Re-reads the grids (and their counts) of one community after an
+    /// edit, and whatever else the edit may have changed; returns what
+    /// changed, from which the server drops exactly the cached tiles that
+    /// may differ ([`Changes::everything`] drops them all, an empty
+    /// [`Changes`] none). Not called on a source that is a
+    /// [`TileSource::view_of`] another.
     ///
     /// # Errors
-    /// Store failures.
-    fn reload_grids(&self, store: &Store, community: &str) -> Result<(), String>;
+    /// Store failures (the server then drops every cached tile).
+    fn reload_grids(&self, store: &Store, community: &str) -> Result<Changes, String>;
+    /// The id of the source whose data this one shows part of (its
+    /// [`TileSource::layers`]), when it shares that source's data: it is not
+    /// reloaded itself, and that source's [`Changes`], restricted to this
+    /// source's layers, decide which of its tiles are dropped. Views are
+    /// listed in the catalog but left out of `/style.json`, which draws the
+    /// full sources.
+    fn view_of(&self) -> Option<&str> {
+        None
+    }
 }
 
 /// Picks the response encoding from `Accept-Encoding`: brotli, then gzip,
@@ -233,7 +248,7 @@ fn colour(layer: &str) -> &'static str {
 }
 
 /// `GET /style.json`: a MapLibre style drawing every layer of every source
-/// (polygons as fill + outline, lines, points as circles). It has no
+/// that is not a view of another (polygons as fill + outline, lines, points as circles). It has no
 /// symbol layers, so it needs neither glyphs nor sprites.
 pub(crate) async fn style(
     State(state): State<Arc<AppState>>,
@@ -266,7 +281,7 @@ pub(crate) async fn style(
         false
     ]);
     let mut bounds: Option<[f64; 4]> = None;
-    for s in &state.sources {
+    for s in state.sources.iter().filter(|s| s.view_of().is_none()) {
         let sid = s.id();
         sources.insert(
             sid.to_owned(),

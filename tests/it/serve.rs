@@ -1085,8 +1085,8 @@ impl wangge::serve::TileSource for FakeSource {
         &self,
         _store: &wangge_engine::store::Store,
         _community: &str,
-    ) -> Result<(), String> {
-        Ok(())
+    ) -> Result<wangge::serve::TileChanges, String> {
+        Ok(wangge::serve::TileChanges::everything())
     }
 }
 
@@ -1452,4 +1452,622 @@ fn serve_tiles_decode_and_follow_edits() {
     let metrics = String::from_utf8(get(&srv.url("/metrics"), &[]).body).unwrap();
     assert!(metrics.contains("wangge_edits_total 1"));
     assert!(metrics.contains("wangge_tile_size_bytes_count"));
+}
+
+// ---------------------------------------------------------------------------
+// Exact invalidation, the move edit and the per-layer sources.
+// ---------------------------------------------------------------------------
+
+/// A POST through the router in process.
+async fn call_post(
+    app: &axum::Router,
+    uri: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (u16, Value) {
+    use tower::ServiceExt;
+    let mut req = axum::http::Request::builder()
+        .method("POST")
+        .uri(uri)
+        .header("host", "example.test:9");
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let resp = app
+        .clone()
+        .oneshot(req.body(axum::body::Body::from(body.to_owned())).unwrap())
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    let body = axum::body::to_bytes(resp.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    (status, serde_json::from_slice(&body).unwrap())
+}
+
+/// A counter of the `/metrics` text.
+fn counter(text: &str, name: &str) -> u64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name} ")))
+        .unwrap_or_else(|| panic!("no {name}"))
+        .parse()
+        .unwrap()
+}
+
+/// `[w, s, e, n]` of every coordinate of some GeoJSON features.
+fn features_bbox<'a>(features: impl Iterator<Item = &'a Value>) -> [f64; 4] {
+    fn walk(v: &Value, b: &mut [f64; 4]) {
+        match v.as_array() {
+            Some(a) if a.first().is_some_and(Value::is_number) => {
+                let (x, y) = (a[0].as_f64().unwrap(), a[1].as_f64().unwrap());
+                *b = [b[0].min(x), b[1].min(y), b[2].max(x), b[3].max(y)];
+            }
+            Some(a) => a.iter().for_each(|c| walk(c, b)),
+            None => {}
+        }
+    }
+    let mut b = [f64::INFINITY, f64::INFINITY, -f64::INFINITY, -f64::INFINITY];
+    for f in features {
+        walk(&f["geometry"]["coordinates"], &mut b);
+    }
+    b
+}
+
+type Tiles = BTreeMap<(u8, u32, u32), Vec<u8>>;
+
+/// Asks the router for every tile of `keys` of `source`; 204 is empty.
+async fn fetch(app: &axum::Router, source: &str, keys: &[(u8, u32, u32)]) -> Tiles {
+    let mut out = BTreeMap::new();
+    for &(z, x, y) in keys {
+        let (st, _, body) = call(app, &format!("/tiles/{source}/{z}/{x}/{y}"), &[]).await;
+        assert!(st == 200 || st == 204, "{source}/{z}/{x}/{y}: {st}");
+        out.insert((z, x, y), body);
+    }
+    out
+}
+
+/// After one edit through the router: the tiles whose bytes changed must
+/// all have been dropped from the cache, every other tile must still be
+/// cached, and the new tiles must equal those of a fresh tiler opened on
+/// the edited store. Returns (changed, dropped) of the main source.
+#[allow(clippy::too_many_arguments)]
+async fn check_edit(
+    state: &wangge::serve::AppState,
+    app: &axum::Router,
+    store: &Path,
+    near: &[(u8, u32, u32)],
+    low: &[(u8, u32, u32)],
+    before: &Tiles,
+    before_grids: &Tiles,
+    what: &str,
+) -> (Tiles, Tiles, usize, usize) {
+    let main = state.source_index("wangge").unwrap();
+    let gi = state.source_index("grids").unwrap();
+    let key = |source, (z, x, y): (u8, u32, u32)| wangge::serve::TileKey { source, z, x, y };
+    let dropped: HashSet<(u8, u32, u32)> = near
+        .iter()
+        .chain(low)
+        .copied()
+        .filter(|t| !state.cache().contains(&key(main, *t)))
+        .collect();
+    let dropped_grids: HashSet<(u8, u32, u32)> = near
+        .iter()
+        .copied()
+        .filter(|t| !state.cache().contains(&key(gi, *t)))
+        .collect();
+    // Grids change only at 11–16 here (see below): nothing of z0–10 goes.
+    for t in low {
+        assert!(!dropped.contains(t), "{what}: z0–10 tile {t:?} was dropped");
+    }
+    let metrics = |app: &axum::Router| {
+        let app = app.clone();
+        async move { String::from_utf8(call(&app, "/metrics", &[]).await.2).unwrap() }
+    };
+    let m0 = metrics(app).await;
+    let after = fetch(app, "wangge", near).await;
+    let after_grids = fetch(app, "grids", near).await;
+    let m1 = metrics(app).await;
+    // Every tile not dropped came from the cache.
+    let hits =
+        counter(&m1, "wangge_tile_cache_hits_total") - counter(&m0, "wangge_tile_cache_hits_total");
+    let misses = counter(&m1, "wangge_tile_cache_misses_total")
+        - counter(&m0, "wangge_tile_cache_misses_total");
+    let dropped_near = near.iter().filter(|t| dropped.contains(t)).count();
+    assert_eq!(
+        misses as usize,
+        dropped_near + dropped_grids.len(),
+        "{what}"
+    );
+    assert_eq!(
+        hits as usize,
+        2 * near.len() - dropped_near - dropped_grids.len(),
+        "{what}"
+    );
+    // Truth 1: a tiler opened afresh on the edited store.
+    let store = store.to_owned();
+    let near_v = near.to_vec();
+    let fresh: Tiles = tokio::task::spawn_blocking(move || {
+        let t = wangge_tiler::Tiler::open(&store).unwrap();
+        near_v
+            .iter()
+            .map(|&(z, x, y)| ((z, x, y), t.tile(z, x, y).unwrap()))
+            .collect()
+    })
+    .await
+    .unwrap();
+    for (k, v) in &after {
+        assert!(
+            fresh[k] == *v,
+            "{what}: tile {k:?} differs from a fresh load"
+        );
+    }
+    // Truth 2: the bytes before and after.
+    let changed: Vec<(u8, u32, u32)> = near
+        .iter()
+        .copied()
+        .filter(|t| before[t] != after[t])
+        .collect();
+    assert!(!changed.is_empty(), "{what} changed no tile");
+    for t in &changed {
+        assert!(
+            dropped.contains(t),
+            "{what}: tile {t:?} changed but stayed cached"
+        );
+    }
+    for t in near.iter().filter(|t| before_grids[t] != after_grids[t]) {
+        assert!(
+            dropped_grids.contains(t),
+            "{what}: grids tile {t:?} changed but stayed cached"
+        );
+    }
+    // The per-layer source drops only tiles whose grids changed: never
+    // more than the main source.
+    assert!(dropped_grids.iter().all(|t| dropped.contains(t)), "{what}");
+    (after, after_grids, changed.len(), dropped.len())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_edits_drop_exactly_the_cached_tiles_they_change() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = city_copy(dir.path());
+    let grids = exported(&store, "grids", dir.path());
+    // The community with the most grids.
+    let mut by: BTreeMap<String, Vec<&Value>> = BTreeMap::new();
+    for g in &grids {
+        by.entry(g["properties"]["parent_code"].as_str().unwrap().to_owned())
+            .or_default()
+            .push(g);
+    }
+    let (comm, mine) = by.iter().max_by_key(|(_, v)| v.len()).unwrap();
+    assert!(mine.len() >= 3, "{}", mine.len());
+    let comm = comm.clone();
+    let facts = crate::support::python_json("edit_candidates.py", &[s(&store), &comm]);
+    let bb = features_bbox(mine.iter().copied());
+    let (st, store2) = (store.clone(), store.clone());
+    let state = tokio::task::spawn_blocking(move || {
+        let main = wangge::serve::StoreTiles::open(&st).unwrap();
+        let mut sources: Vec<Arc<dyn wangge::serve::TileSource>> = main
+            .layer_views()
+            .into_iter()
+            .map(|v| Arc::new(v) as Arc<dyn wangge::serve::TileSource>)
+            .collect();
+        sources.insert(0, Arc::new(main));
+        wangge::serve::AppState::open(
+            store2,
+            sources,
+            wangge::serve::Options {
+                token: Some(TOKEN.into()),
+                cache_bytes: 1 << 30,
+                ..wangge::serve::Options::default()
+            },
+        )
+        .unwrap()
+    })
+    .await
+    .unwrap();
+    let state = Arc::new(state);
+    let app = wangge::serve::router(Arc::clone(&state));
+    // Every tile of z11–16 over the community's box grown by two tiles, and
+    // the tile of z0–10 holding its centre.
+    let mut near = Vec::new();
+    for z in 11..=16u8 {
+        let (x0, y0) = tile_of(bb[0], bb[3], z);
+        let (x1, y1) = tile_of(bb[2], bb[1], z);
+        for x in x0 - 2..=x1 + 2 {
+            for y in y0 - 2..=y1 + 2 {
+                near.push((z, x, y));
+            }
+        }
+    }
+    let low: Vec<(u8, u32, u32)> = (0..=10u8)
+        .map(|z| {
+            let (x, y) = tile_of((bb[0] + bb[2]) / 2.0, (bb[1] + bb[3]) / 2.0, z);
+            (z, x, y)
+        })
+        .collect();
+    fetch(&app, "wangge", &low).await;
+    let mut before = fetch(&app, "wangge", &near).await;
+    let mut before_grids = fetch(&app, "grids", &near).await;
+    assert!(before.values().any(|t| !t.is_empty()));
+
+    let auth = format!("Bearer {TOKEN}");
+    let url = format!("/v1/communities/{comm}/edits");
+    let mut version = 1;
+    let mut report = Vec::new();
+    // A merge of two neighbours, then a move of a building to a
+    // neighbouring grid (GEOS's candidates, until one is accepted).
+    let (a, b) = (
+        facts["neighbours"][0][0].as_str().unwrap().to_owned(),
+        facts["neighbours"][0][1].as_str().unwrap().to_owned(),
+    );
+    let merge = json!({"op": "merge", "grids": [a, b]}).to_string();
+    let (st, out) = call_post(
+        &app,
+        &url,
+        &[
+            JSON_CT,
+            ("authorization", &auth),
+            ("if-match", &version.to_string()),
+        ],
+        &merge,
+    )
+    .await;
+    assert_eq!(st, 200, "{out}");
+    version += 1;
+    let (after, after_grids, changed, dropped) = check_edit(
+        &state,
+        &app,
+        &store,
+        &near,
+        &low,
+        &before,
+        &before_grids,
+        "merge",
+    )
+    .await;
+    report.push(("merge", changed, dropped));
+    (before, before_grids) = (after, after_grids);
+
+    let facts = crate::support::python_json("edit_candidates.py", &[s(&store), &comm]);
+    let mut moved = false;
+    for m in facts["moves"].as_array().unwrap() {
+        let body = json!({"op": "move", "building": m[0], "to": m[2]}).to_string();
+        let (st, out) = call_post(
+            &app,
+            &url,
+            &[
+                JSON_CT,
+                ("authorization", &auth),
+                ("if-match", &version.to_string()),
+            ],
+            &body,
+        )
+        .await;
+        if st == 200 {
+            moved = true;
+            break;
+        }
+        assert_eq!(st, 409, "{out}");
+    }
+    assert!(moved, "no move was accepted");
+    let (_, _, changed, dropped) = check_edit(
+        &state,
+        &app,
+        &store,
+        &near,
+        &low,
+        &before,
+        &before_grids,
+        "move",
+    )
+    .await;
+    report.push(("move", changed, dropped));
+    // Exactly the changed tiles were dropped (9 of 172 for each edit on
+    // this city). Equality is not guaranteed in general: a changed grid
+    // that only grazes a tile's buffer edge clips to nothing there, and a
+    // vertex noding adds to a neighbour's outline may vanish when rounded
+    // at low zooms; such a tile is dropped without changing. Should this
+    // city ever hit such a case, relax this to the subset checked above.
+    for (what, changed, dropped) in &report {
+        eprintln!(
+            "{what}: {changed} tiles changed, {dropped} dropped of {}",
+            near.len() + low.len()
+        );
+        assert_eq!(changed, dropped, "{what}");
+    }
+}
+/// Splits an MVT into its layers' messages: name → the bytes of the
+/// `layers` field (tag, length and message), as written in the tile.
+fn layer_messages(tile: &[u8]) -> BTreeMap<String, Vec<u8>> {
+    fn varint(b: &[u8], pos: &mut usize) -> u64 {
+        let mut v = 0u64;
+        for shift in (0..64).step_by(7) {
+            let byte = b[*pos];
+            *pos += 1;
+            v |= u64::from(byte & 0x7f) << shift;
+            if byte < 0x80 {
+                break;
+            }
+        }
+        v
+    }
+    let mut out = BTreeMap::new();
+    let mut pos = 0;
+    while pos < tile.len() {
+        let start = pos;
+        let key = varint(tile, &mut pos);
+        assert_eq!(key, (3 << 3) | 2, "a tile holds only layers");
+        let len = varint(tile, &mut pos) as usize;
+        let msg = &tile[pos..pos + len];
+        pos += len;
+        // The layer's name: field 1.
+        let mut p = 0;
+        while p < msg.len() {
+            let k = varint(msg, &mut p);
+            match k & 7 {
+                0 => {
+                    varint(msg, &mut p);
+                }
+                2 => {
+                    let n = varint(msg, &mut p) as usize;
+                    if k >> 3 == 1 {
+                        out.insert(
+                            String::from_utf8(msg[p..p + n].to_vec()).unwrap(),
+                            tile[start..pos].to_vec(),
+                        );
+                        break;
+                    }
+                    p += n;
+                }
+                1 => p += 8,
+                5 => p += 4,
+                w => panic!("wire type {w}"),
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn serve_moves_a_building_over_http() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = city_copy(dir.path());
+    let grids = exported(&store, "grids", dir.path());
+    let buildings = exported(&store, "buildings", dir.path());
+    let mut by: BTreeMap<String, usize> = BTreeMap::new();
+    for g in &grids {
+        *by.entry(g["properties"]["parent_code"].as_str().unwrap().to_owned())
+            .or_default() += 1;
+    }
+    // A community where GEOS finds grids that do not touch (for the refused
+    // move) and buildings bordering a neighbour.
+    let (comm, facts) = by
+        .iter()
+        .filter(|(_, n)| **n >= 3)
+        .map(|(c, _)| {
+            (
+                c.clone(),
+                crate::support::python_json("edit_candidates.py", &[s(&store), c]),
+            )
+        })
+        .find(|(_, f)| !f["apart"].as_array().unwrap().is_empty())
+        .expect("a community with grids apart");
+    let srv = Server::start(&store, &["--token", TOKEN]);
+    let url = srv.url(&format!("/v1/communities/{comm}/edits"));
+    let auth = format!("Bearer {TOKEN}");
+    let version = |srv: &Server| {
+        get(&srv.url(&format!("/v1/communities/{comm}")), &[]).json()["properties"]["version"]
+            .as_i64()
+            .unwrap()
+    };
+    let households = |srv: &Server, g: &str| {
+        get(&srv.url(&format!("/v1/grids/{g}")), &[]).json()["properties"]["households"]
+            .as_i64()
+            .unwrap()
+    };
+    let v = version(&srv);
+
+    // Refused: a building moved to a grid its grid does not touch.
+    let (x, y) = (
+        facts["apart"][0][0].as_str().unwrap(),
+        facts["apart"][0][1].as_str().unwrap(),
+    );
+    let of_x = buildings
+        .iter()
+        .find(|b| b["properties"]["grid_code"] == x)
+        .unwrap();
+    let body = json!({"op": "move", "building": of_x["properties"]["id"], "to": y}).to_string();
+    let a = post(
+        &url,
+        &[
+            JSON_CT,
+            ("authorization", &auth),
+            ("if-match", &v.to_string()),
+        ],
+        body.as_bytes(),
+    );
+    let msg = a.error(409);
+    assert!(msg.contains("does not border"), "{msg}");
+    assert_eq!(version(&srv), v, "a refused move makes no version");
+
+    // Accepted: GEOS's candidates, nearest first, until one keeps its old
+    // grid connected.
+    let mut done = None;
+    for m in facts["moves"].as_array().unwrap() {
+        let (id, from, to) = (
+            m[0].as_str().unwrap(),
+            m[1].as_str().unwrap(),
+            m[2].as_str().unwrap(),
+        );
+        let (hf, ht) = (households(&srv, from), households(&srv, to));
+        let body = json!({"op": "move", "building": id, "to": to}).to_string();
+        let a = post(
+            &url,
+            &[
+                JSON_CT,
+                ("authorization", &auth),
+                ("if-match", &v.to_string()),
+            ],
+            body.as_bytes(),
+        );
+        if a.status == 200 {
+            let out = a.json();
+            assert_eq!(out["version"], v + 1, "{out}");
+            assert_eq!(a.header("etag"), Some(format!("\"{}\"", v + 1).as_str()));
+            done = Some((id.to_owned(), from.to_owned(), to.to_owned(), hf, ht));
+            break;
+        }
+        let msg = a.error(409);
+        assert!(
+            msg.contains("would cut grid")
+                || msg.contains("does not border")
+                || msg.contains("last building"),
+            "{msg}"
+        );
+        assert_eq!(version(&srv), v);
+    }
+    let (id, from, to, hf, ht) = done.expect("no move was accepted");
+    assert_eq!(version(&srv), v + 1);
+    // The households moved with the building (its households as exported
+    // from the store before the edit).
+    let b = buildings
+        .iter()
+        .find(|b| b["properties"]["id"] == id.as_str())
+        .unwrap();
+    let bh = b["properties"]["households"].as_i64().unwrap();
+    assert!(bh > 0);
+    assert_eq!(households(&srv, &from), hf - bh);
+    assert_eq!(households(&srv, &to), ht + bh);
+    // The store agrees.
+    let after = exported(&store, "buildings", dir.path());
+    let now = after
+        .iter()
+        .find(|b| b["properties"]["id"] == id.as_str())
+        .unwrap();
+    assert_eq!(now["properties"]["grid_code"], to.as_str());
+    // The next tiles at z14–16 over the building show it in its new grid
+    // (decoded by the independent Python decoder), in the main source and
+    // in the buildings source.
+    let bb = features_bbox(std::iter::once(b));
+    for z in 14..=16u8 {
+        let (tx, ty) = tile_of((bb[0] + bb[2]) / 2.0, (bb[1] + bb[3]) / 2.0, z);
+        for source in ["wangge", "buildings"] {
+            let t = get(&srv.url(&format!("/tiles/{source}/{z}/{tx}/{ty}")), &[]);
+            assert_eq!(t.status, 200);
+            let decoded = decode_tiles(dir.path(), &[&t.body]);
+            let f = decoded[0]["buildings"]["features"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|f| f["properties"]["id"] == id.as_str())
+                .unwrap_or_else(|| panic!("{id} not in {source}/{z}/{tx}/{ty}"));
+            assert_eq!(f["properties"]["grid_code"], to.as_str(), "{source} z{z}");
+        }
+    }
+}
+
+#[test]
+fn serve_one_source_per_layer_like_martin() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = shared_city();
+    let grids = exported(store, "grids", dir.path());
+    let srv = Server::start(store, &[]);
+    let cat = get(&srv.url("/catalog"), &[]).json();
+    let main = get(&srv.url("/tiles/wangge.json"), &[]).json();
+    let layers: Vec<Value> = main["vector_layers"].as_array().unwrap().clone();
+    assert_eq!(layers.len(), 11, "{layers:?}");
+    for l in &layers {
+        let id = l["id"].as_str().unwrap();
+        assert_eq!(cat["tiles"][id]["layers"], json!([id]), "{cat}");
+        for tj in [
+            get(&srv.url(&format!("/tiles/{id}.json")), &[]).json(),
+            get(&srv.url(&format!("/{id}")), &[]).json(),
+        ] {
+            assert_eq!(tj["vector_layers"], json!([l]), "{id}");
+            assert_eq!(tj["minzoom"], l["minzoom"], "{id}");
+            assert_eq!(tj["maxzoom"], l["maxzoom"], "{id}");
+            assert_eq!(
+                tj["tiles"][0].as_str().unwrap(),
+                srv.url(&format!("/tiles/{id}/{{z}}/{{x}}/{{y}}"))
+            );
+        }
+    }
+    let gj = get(&srv.url("/tiles/grids.json"), &[]).json();
+    assert_eq!(
+        (gj["minzoom"].as_u64(), gj["maxzoom"].as_u64()),
+        (Some(11), Some(16))
+    );
+    // The style draws each layer once, from the main source.
+    let style = get(&srv.url("/style.json"), &[]).json();
+    assert_eq!(
+        style["sources"].as_object().unwrap().len(),
+        1,
+        "{}",
+        style["sources"]
+    );
+
+    // Each layer's tile is that layer's message of the main tile, byte for
+    // byte, over a few tiles around a grid at every zoom of the layer.
+    let ring = &grids[0]["geometry"]["coordinates"][0][0][0];
+    let (lon, lat) = (ring[0].as_f64().unwrap(), ring[1].as_f64().unwrap());
+    let mut seen_grids = 0;
+    for l in &layers {
+        let id = l["id"].as_str().unwrap();
+        let (z0, z1) = (
+            l["minzoom"].as_u64().unwrap() as u8,
+            l["maxzoom"].as_u64().unwrap() as u8,
+        );
+        for z in z0..=z1 {
+            let (x, y) = tile_of(lon, lat, z);
+            for (x, y) in [(x, y), (x + 1, y), (x, y + 1)] {
+                if x >> z != 0 || y >> z != 0 {
+                    continue;
+                }
+                let m = get(&srv.url(&format!("/tiles/wangge/{z}/{x}/{y}")), &[]);
+                let one = get(&srv.url(&format!("/tiles/{id}/{z}/{x}/{y}")), &[]);
+                let want = layer_messages(&m.body).remove(id);
+                match want {
+                    Some(bytes) => {
+                        assert_eq!(one.status, 200, "{id}/{z}/{x}/{y}");
+                        assert!(one.body == bytes, "{id}/{z}/{x}/{y} differs");
+                        if id == "grids" {
+                            seen_grids += 1;
+                        }
+                    }
+                    None => assert_eq!(one.status, 204, "{id}/{z}/{x}/{y}"),
+                }
+            }
+        }
+        // Outside the layer's zooms: 404, as for the main source.
+        for z in [z0.checked_sub(1), Some(z1 + 1)].into_iter().flatten() {
+            let (x, y) = tile_of(lon, lat, z);
+            get(&srv.url(&format!("/tiles/{id}/{z}/{x}/{y}")), &[]).error(404);
+        }
+    }
+    assert!(seen_grids > 0);
+    // /tiles/grids/14 decodes (Python) to exactly the grids layer of the
+    // main tile: same features, nothing else.
+    let (x, y) = tile_of(lon, lat, 14);
+    let m = get(&srv.url(&format!("/tiles/wangge/14/{x}/{y}")), &[]);
+    let g = get(&srv.url(&format!("/tiles/grids/14/{x}/{y}")), &[]);
+    let d = decode_tiles(dir.path(), &[&m.body, &g.body]);
+    assert_eq!(d[1].as_object().unwrap().len(), 1);
+    assert_eq!(d[1]["grids"], d[0]["grids"]);
+    assert!(!grid_codes_in(&d[1]).is_empty());
+    // The persons_hex source keeps the privacy rule: no hexagon under 10.
+    let mut hexes = 0;
+    for z in 0..=13u8 {
+        let (x, y) = tile_of(lon, lat, z);
+        let t = get(&srv.url(&format!("/tiles/persons_hex/{z}/{x}/{y}")), &[]);
+        if t.status == 204 {
+            continue;
+        }
+        let d = decode_tiles(dir.path(), &[&t.body]);
+        assert_eq!(d[0].as_object().unwrap().len(), 1);
+        for f in d[0]["persons_hex"]["features"].as_array().unwrap() {
+            assert!(f["properties"]["persons"].as_i64().unwrap() >= 10, "{f}");
+            hexes += 1;
+        }
+    }
+    assert!(hexes > 0);
 }

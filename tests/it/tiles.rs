@@ -516,7 +516,32 @@ fn reload_grids_after_an_edit() {
             .unwrap()
     };
     assert_eq!(place_grid(&tiler), Json::from("110101001001001"));
-    tiler.reload_grids(&st, "110101001001").unwrap();
+    let changes = tiler.reload_grids(&st, "110101001001").unwrap();
+    // What changed: the removed grid and the one that gained its
+    // households (ids are the codes), the place with its new grid code.
+    let changed: Vec<(&str, Vec<u64>)> = changes
+        .layers()
+        .iter()
+        .map(|l| (l.name(), l.ids().to_vec()))
+        .collect();
+    assert_eq!(
+        changed,
+        [
+            ("places", vec![1]),
+            ("grids", vec![110101001001001, 110101001001002])
+        ],
+        "{changes:?}"
+    );
+    assert_eq!(
+        changes
+            .layers()
+            .iter()
+            .map(|l| (l.minzoom(), l.maxzoom()))
+            .collect::<Vec<_>>(),
+        [(14, 16), (11, 16)]
+    );
+    assert!(changes.touches(t, &|_| true));
+    assert!(!changes.touches(t, &|l| l == "roads"));
     // The community's entities carry their new grid codes.
     assert_eq!(place_grid(&tiler), Json::from("110101001001009"));
     let after = grids(&tiler);
@@ -526,6 +551,17 @@ fn reload_grids_after_an_edit() {
     assert_eq!(after[0].1["households"], Json::from(20));
     assert_eq!(after[0].1["deviation"], Json::from(1.0));
     // Another community's reload leaves these alone.
-    tiler.reload_grids(&st, "110101001002").unwrap();
+    let changes = tiler.reload_grids(&st, "110101001002").unwrap();
+    assert!(changes.is_empty(), "{changes:?}");
     assert_eq!(grids(&tiler), after);
+    // The reloaded tiler writes every tile as a fresh one does.
+    let fresh = Tiler::open(&path).unwrap();
+    for z in 11..=16 {
+        let t = tiny_tile(z);
+        assert_eq!(
+            tiler.tile(t.z(), t.x(), t.y()).unwrap(),
+            fresh.tile(t.z(), t.x(), t.y()).unwrap(),
+            "z{z}"
+        );
+    }
 }

@@ -140,6 +140,9 @@ def main():
         for row in db.execute(f"SELECT fid, geom, {', '.join(cols)}{extra} FROM {layer}"):
             fid, blob = row[0], row[1]
             props = {c: v for c, v in zip(cols, row[2:2 + len(cols)]) if v is not None}
+            if layer == "grids" and str(props.get("code", "")).isdigit():
+                # A grid's feature id is its code, stable across edits.
+                fid = int(props["code"])
             if layer == "grids" and target and "households" in props:
                 props["deviation"] = props["households"] / target - 1
             attrs[(layer, fid)] = props

@@ -6,6 +6,8 @@
 //!   protobuf) and a small decoder.
 //! * [`source`]: [`Tiler`], the store's layers in memory with an R-tree,
 //!   encoding a tile on demand. Persons are only ever emitted as aggregates.
+//! * [`changes`]: what a reload after an edit changed, and which tiles
+//!   that can alter (exact invalidation).
 //! * [`mod@export`]: PMTiles v3 and MBTiles archives of a zoom range.
 //!
 //! ```no_run
@@ -17,11 +19,13 @@
 
 use std::path::PathBuf;
 
+pub mod changes;
 pub mod export;
 pub mod mvt;
 pub mod source;
 pub mod tile;
 
+pub use changes::{Changes, LayerChanges};
 pub use export::{ExportSummary, export, export_in};
 pub use source::{FieldType, LayerInfo, Tiler, TilerOptions};
 pub use tile::TileCoord;

@@ -17,7 +17,9 @@
 //!
 //! `deviation` is `households / target − 1` with the store's
 //! `partition_target`; absent when the store has none. Feature ids are the
-//! store's fids (the H3 index for hexagons). Geometry is simplified by
+//! store's fids, except for grids (their 15-digit code as a number, which an
+//! edit keeps while it rewrites the rows) and hexagons (the H3 index).
+//! Features are written in id order. Geometry is simplified by
 //! [`SIMPLIFY_TOLERANCE`] tile units below zoom 16 and kept exact (only
 //! rounded) at 16, where clients overzoom.
 //!
@@ -52,6 +54,7 @@ use serde::Serialize;
 use wangge_engine::store::{Store, decode_geometry};
 
 use crate::TilerError;
+use crate::changes::{Changes, Version};
 use crate::mvt::{BUFFER, EXTENT, GeometryEncoder, LayerBuilder, PropValue, TileGeometry};
 use crate::tile::{TileCoord, lonlat_to_merc, merc_to_lonlat};
 
@@ -264,8 +267,8 @@ fn hex_res(z: u8) -> u8 {
 }
 
 /// Projected geometry (normalised Mercator).
-#[derive(Debug, Clone)]
-enum Shape {
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Shape {
     Points(Vec<[f64; 2]>),
     Lines(Vec<Vec<[f64; 2]>>),
     Polygons(Vec<Vec<Vec<[f64; 2]>>>),
@@ -303,6 +306,10 @@ impl LayerData {
         keys: Vec<&'static str>,
         items: Vec<Item>,
     ) -> LayerData {
+        let mut items = items;
+        // Id order, so a reload (which reads some features again) writes
+        // tiles exactly as a fresh load does.
+        items.sort_by_key(|it| it.id);
         let mut l = LayerData {
             name,
             minzoom,
@@ -434,7 +441,7 @@ impl Tiler {
                     return Ok(Loaded::Layer(None, Vec::new()));
                 }
                 let mut w = Warnings::default();
-                let items = read_items(&s, spec, None, target, &mut w)?;
+                let items = read_items(&s, spec, Filter::All, target, &mut w)?;
                 let keys = spec.fields.iter().map(|f| f.0).collect();
                 let data = LayerData::new(spec.name, spec.minzoom, spec.maxzoom, keys, items);
                 Ok(Loaded::Layer(Some(data), w.finish(spec.name)))
@@ -529,6 +536,22 @@ impl Tiler {
         self.bounds
     }
 
+    /// `[west, south, east, north]` of one layer's features in degrees;
+    /// `None` when the layer is absent or empty.
+    #[must_use]
+    pub fn layer_bounds(&self, layer: &str) -> Option<[f64; 4]> {
+        let b = self
+            .layers
+            .iter()
+            .chain(self.hex.iter().map(|h| &h.1))
+            .filter(|l| l.name == layer)
+            .filter_map(LayerData::bbox)
+            .fold(None, |a, b| union_box(a, Some(b)))?;
+        let (w, n) = merc_to_lonlat([b[0], b[1]]);
+        let (e, s) = merc_to_lonlat([b[2], b[3]]);
+        Some([w, s, e, n])
+    }
+
     /// The lowest zoom with data: 0.
     #[must_use]
     pub fn minzoom(&self) -> u8 {
@@ -572,6 +595,22 @@ impl Tiler {
     /// [`Tiler::tile`] for a validated address.
     #[must_use]
     pub fn encode(&self, t: TileCoord) -> Vec<u8> {
+        self.encode_only(t, None)
+    }
+
+    /// Encodes tile `z/x/y` with only the layer named `layer` (as listed by
+    /// [`Tiler::layers`]): exactly that layer's message of [`Tiler::tile`],
+    /// so the same bytes; empty when it has no feature there or no such
+    /// layer exists. `persons_hex` keeps its suppression rule.
+    pub fn tile_layer(&self, z: u8, x: u32, y: u32, layer: &str) -> Result<Vec<u8>, TilerError> {
+        let t = TileCoord::new(z, x, y)?;
+        Ok(self.encode_only(t, Some(layer)))
+    }
+
+    /// [`Tiler::encode`] restricted to one layer when `layer` is given.
+    #[must_use]
+    pub fn encode_only(&self, t: TileCoord, layer: Option<&str>) -> Vec<u8> {
+        let wanted = |name: &str| layer.is_none_or(|l| l == name);
         let mut out = Vec::new();
         let z = t.z();
         let [x0, y0, x1, y1] = t.merc_bounds();
@@ -580,11 +619,11 @@ impl Tiler {
         let pad = (x1 - x0) * f64::from(BUFFER + 1) / f64::from(EXTENT);
         let env = AABB::from_corners([x0 - pad, y0 - pad], [x1 + pad, y1 + pad]);
         for l in &self.layers {
-            if (l.minzoom..=l.maxzoom).contains(&z) {
+            if (l.minzoom..=l.maxzoom).contains(&z) && wanted(l.name) {
                 self.encode_layer(l, t, &env, &mut out);
             }
         }
-        if z <= HEX_MAXZOOM {
+        if z <= HEX_MAXZOOM && wanted(PERSONS_HEX) {
             let res = hex_res(z);
             if let Some((_, l)) = self.hex.iter().find(|h| h.0 == res) {
                 self.encode_layer(l, t, &env, &mut out);
@@ -675,44 +714,35 @@ impl Tiler {
         Some([w, s, e, n])
     }
 
-    /// After an edit of one community's grids: drops the grids held for
-    /// `community` (12-digit code) and reads its grids again from `store`,
-    /// and the same for its buildings, places, objects, events and
-    /// organizations (their `grid_code` may have changed); the partition
-    /// target is re-read too. Other communities and layers are unchanged.
-    pub fn reload_grids(&mut self, store: &Store, community: &str) -> Result<(), TilerError> {
-        self.target = read_target(store)?;
-        // The entities of the community carry a grid code that an edit
-        // may have changed.
+    /// After an edit of one community: reads again, from `store`, the
+    /// community's grids (12-digit code) and its buildings, places, objects,
+    /// events and organizations (their `grid_code` may have changed), and
+    /// every district, street, community and other community's grid near
+    /// it (the edit may have noded their outlines); the partition target is
+    /// re-read too, and when it changed every grid is (their `deviation`
+    /// changed). Other features are kept as they are. Afterwards the tiles
+    /// equal those of a fresh [`Tiler::open`] of the store.
+    ///
+    /// Returns what changed: the features whose geometry, attributes or
+    /// presence differ, with their old and new geometries and the zooms of
+    /// their layers (see [`Changes`]).
+    pub fn reload_grids(&mut self, store: &Store, community: &str) -> Result<Changes, TilerError> {
+        let target = read_target(store)?;
+        let target_changed = target != self.target;
+        self.target = target;
+        let mut changes = Changes::default();
+        let mine = [community];
+        // The area of the community before and after: its grids' box.
+        let mut region = self.group_box("grids", community);
         for spec in SPECS
             .iter()
             .filter(|s| s.fields.iter().any(|f| f.1 == "grid_code"))
         {
-            let Some(pos) = self.layers.iter().position(|l| l.name == spec.name) else {
-                continue;
-            };
-            let mut w = Warnings::default();
-            let fresh = read_items(store, spec, Some(community), self.target, &mut w)?;
-            self.warnings.extend(w.finish(spec.name));
-            let l = &mut self.layers[pos];
-            l.items.retain(|it| it.group.as_deref() != Some(community));
-            l.items.extend(fresh);
-            l.reindex();
+            self.replace(store, spec, Filter::Groups(&mine), &mut changes)?;
         }
-        let spec = SPECS
-            .iter()
-            .find(|s| s.name == "grids")
-            .expect("grids spec");
-        if !store.has_layer("grids")? {
-            self.refresh_infos();
-            return Ok(());
-        }
-        let mut w = Warnings::default();
-        let fresh = read_items(store, spec, Some(community), self.target, &mut w)?;
-        self.warnings.extend(w.finish("grids"));
-        let pos = match self.layers.iter().position(|l| l.name == "grids") {
-            Some(p) => p,
-            None => {
+        if store.has_layer("grids")? {
+            if !self.layers.iter().any(|l| l.name == "grids") {
+                let spec = spec_of("grids");
                 // Keep the drawing order of SPECS: grids go before every
                 // layer that follows them there.
                 let rank = |name: &str| SPECS.iter().position(|s| s.name == name);
@@ -724,16 +754,126 @@ impl Tiler {
                 let keys = spec.fields.iter().map(|f| f.0).collect();
                 let empty = LayerData::new(spec.name, spec.minzoom, spec.maxzoom, keys, Vec::new());
                 self.layers.insert(at, empty);
-                at
             }
-        };
-        let l = &mut self.layers[pos];
-        l.items.retain(|it| it.group.as_deref() != Some(community));
-        l.items.extend(fresh);
-        l.reindex();
+            let filter = if target_changed {
+                Filter::All
+            } else {
+                Filter::Groups(&mine)
+            };
+            self.replace(store, spec_of("grids"), filter, &mut changes)?;
+        }
+        region = union_box(region, self.group_box("grids", community));
+        if let Some([x0, y0, x1, y1]) = region {
+            // Noding moves no vertex by more than about 2 cm; a margin of
+            // about 4 m (1e-7 of the world) finds every feature it can touch.
+            let m = 1e-7;
+            let env = AABB::from_corners([x0 - m, y0 - m], [x1 + m, y1 + m]);
+            for name in ["districts", "streets", "communities"] {
+                let Some(l) = self.layers.iter().find(|l| l.name == name) else {
+                    continue;
+                };
+                let mut fids: Vec<i64> = l
+                    .tree
+                    .locate_in_envelope_intersecting(&env)
+                    .map(|g| l.items[g.data as usize].id as i64)
+                    .collect();
+                fids.sort_unstable();
+                self.replace(store, spec_of(name), Filter::Fids(&fids), &mut changes)?;
+            }
+            if !target_changed && let Some(l) = self.layers.iter().find(|l| l.name == "grids") {
+                let mut near: Vec<&str> = l
+                    .tree
+                    .locate_in_envelope_intersecting(&env)
+                    .filter_map(|g| l.items[g.data as usize].group.as_deref())
+                    .filter(|g| *g != community)
+                    .collect();
+                near.sort_unstable();
+                near.dedup();
+                let near: Vec<String> = near.into_iter().map(str::to_owned).collect();
+                let near: Vec<&str> = near.iter().map(String::as_str).collect();
+                self.replace(store, spec_of("grids"), Filter::Groups(&near), &mut changes)?;
+            }
+        }
         self.refresh_infos();
+        Ok(changes)
+    }
+
+    /// Replaces the held features of `spec`'s layer that `filter` selects
+    /// with the store's, recording the difference.
+    fn replace(
+        &mut self,
+        store: &Store,
+        spec: &Spec,
+        filter: Filter<'_>,
+        changes: &mut Changes,
+    ) -> Result<(), TilerError> {
+        let Some(pos) = self.layers.iter().position(|l| l.name == spec.name) else {
+            return Ok(());
+        };
+        let mut w = Warnings::default();
+        let fresh = read_items(store, spec, filter, self.target, &mut w)?;
+        self.warnings.extend(w.finish(spec.name));
+        let l = &mut self.layers[pos];
+        let selected = |it: &Item| match filter {
+            Filter::All => true,
+            Filter::Groups(g) => it.group.as_deref().is_some_and(|x| g.contains(&x)),
+            // Only these layers are read by fid, and their ids are fids.
+            Filter::Fids(f) => f.binary_search(&(it.id as i64)).is_ok(),
+        };
+        let (old, kept): (Vec<Item>, Vec<Item>) =
+            std::mem::take(&mut l.items).into_iter().partition(selected);
+        fn version(it: &Item) -> Version<'_> {
+            Version {
+                id: it.id,
+                minzoom: it.minzoom,
+                shape: &it.shape,
+                props: &it.props,
+            }
+        }
+        changes.diff(
+            l.name,
+            l.minzoom,
+            l.maxzoom,
+            &old.iter().map(version).collect::<Vec<_>>(),
+            &fresh.iter().map(version).collect::<Vec<_>>(),
+        );
+        let mut items = kept;
+        items.extend(fresh);
+        items.sort_by_key(|it| it.id);
+        l.items = items;
+        l.reindex();
         Ok(())
     }
+
+    /// Normalised Mercator box of the features of `layer` in `group`.
+    fn group_box(&self, layer: &str, group: &str) -> Option<[f64; 4]> {
+        let l = self.layers.iter().find(|l| l.name == layer)?;
+        l.items
+            .iter()
+            .filter(|it| it.group.as_deref() == Some(group))
+            .filter_map(|it| shape_bbox(&it.shape))
+            .fold(None, |a, b| union_box(a, Some(b)))
+    }
+}
+
+fn union_box(a: Option<[f64; 4]>, b: Option<[f64; 4]>) -> Option<[f64; 4]> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some([
+            a[0].min(b[0]),
+            a[1].min(b[1]),
+            a[2].max(b[2]),
+            a[3].max(b[3]),
+        ]),
+        (a, None) => a,
+        (None, b) => b,
+    }
+}
+
+fn spec_of(name: &str) -> &'static Spec {
+    SPECS
+        .iter()
+        .find(|s| s.name == name)
+        .expect("a known layer")
 }
 
 fn info(
@@ -788,12 +928,23 @@ fn geometry_column(store: &Store, layer: &str) -> Result<String, TilerError> {
     Ok(col.unwrap_or_else(|| "geom".to_owned()))
 }
 
-/// Reads a layer's features (only one community's for grids when `group`
-/// is given), skipping and counting bad ones.
+/// Which features of a layer [`read_items`] reads.
+#[derive(Debug, Clone, Copy)]
+enum Filter<'a> {
+    /// Every feature.
+    All,
+    /// Those of these communities (a grid's parent, an entity's community);
+    /// none in a layer without such a column.
+    Groups(&'a [&'a str]),
+    /// Those with these fids.
+    Fids(&'a [i64]),
+}
+
+/// Reads a layer's features, skipping and counting bad ones.
 fn read_items(
     store: &Store,
     spec: &Spec,
-    group: Option<&str>,
+    filter: Filter<'_>,
     target: Option<f64>,
     w: &mut Warnings,
 ) -> Result<Vec<Item>, TilerError> {
@@ -828,21 +979,35 @@ fn read_items(
         None => sql.push_str(", NULL"),
     }
     sql.push_str(&format!(" FROM {}", quote(spec.name)));
-    if group.is_some() {
-        let Some(c) = group_col else {
-            return Ok(Vec::new());
-        };
-        sql.push_str(&format!(" WHERE {} = ?1", quote(c)));
+    let mut params: Vec<&str> = Vec::new();
+    match filter {
+        Filter::All => {}
+        Filter::Groups(groups) => {
+            let Some(c) = group_col else {
+                return Ok(Vec::new());
+            };
+            if groups.is_empty() {
+                return Ok(Vec::new());
+            }
+            let marks: Vec<String> = (1..=groups.len()).map(|i| format!("?{i}")).collect();
+            sql.push_str(&format!(" WHERE {} IN ({})", quote(c), marks.join(", ")));
+            params.extend_from_slice(groups);
+        }
+        Filter::Fids(fids) => {
+            if fids.is_empty() {
+                return Ok(Vec::new());
+            }
+            let list: Vec<String> = fids.iter().map(i64::to_string).collect();
+            sql.push_str(&format!(" WHERE rowid IN ({})", list.join(", ")));
+        }
     }
     sql.push_str(" ORDER BY rowid");
     let err = sql_err(store);
     let conn = store.connection();
     let mut stmt = conn.prepare(&sql).map_err(&err)?;
-    let mut rows = match group {
-        Some(g) => stmt.query([g]),
-        None => stmt.query([]),
-    }
-    .map_err(&err)?;
+    let mut rows = stmt
+        .query(rusqlite::params_from_iter(params.iter()))
+        .map_err(&err)?;
     let nf = spec.fields.len();
     let mut items = Vec::new();
     while let Some(row) = rows.next().map_err(&err)? {
@@ -904,8 +1069,13 @@ fn read_items(
             Some("local") => 13,
             _ => spec.minzoom,
         };
+        // A grid's id is its code, which survives an edit rewriting its row.
+        let code_id = match props.first() {
+            Some(Some(PropValue::String(c))) if is_grids => c.parse::<u64>().ok(),
+            _ => None,
+        };
         items.push(Item {
-            id: fid as u64,
+            id: code_id.unwrap_or(fid as u64),
             minzoom,
             shape,
             props: props.into_boxed_slice(),
