@@ -49,8 +49,9 @@ rm -f "$WORK"/result-*.json
 
 # (a) the release binary
 if [ "$BUILD" = 1 ]; then
-  say "cargo build --release"
+  say "cargo build --release (and the in-memory index timer)"
   cargo build --release >&2
+  cargo build --release -p wangge-engine --example pip_profile >&2
 fi
 
 # (b) data: grids and points with their shapely truth (deterministic)

@@ -220,10 +220,11 @@ fn edits_keep_every_hard_constraint_and_are_versioned() {
     edit(&store, &["rebalance", &c, "--target", "5"]);
     let after = grids(&store);
     let same = after.iter().find(|g| g.0 == locked.0).unwrap();
-    // Same households; same area (noding may add a vertex on a shared edge).
+    // Same households; same area, but for a vertex noding may add on a
+    // shared edge (on the 1e-7° grid, so up to half a unit off the line).
     assert_eq!(same.2, locked.2);
     assert!(
-        (same.3 - locked.3).abs() <= 1e-9 * locked.3,
+        (same.3 - locked.3).abs() <= 1e-6 * locked.3,
         "{same:?} {locked:?}"
     );
     assert!(after.iter().filter(|g| g.1 == c).count() > k);

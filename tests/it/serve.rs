@@ -949,7 +949,16 @@ fn serve_edits_need_the_token_and_the_current_version() {
         assert_eq!(after["properties"][k], before["properties"][k], "{k}");
     }
     let area = |f: &Value| f["properties"]["area_m2"].as_f64().unwrap();
-    assert!((area(&after) - area(&before)).abs() <= 1e-9 * area(&before));
+    // Noding may add a vertex where a neighbour's new corner meets a shared
+    // edge; that vertex is on the 1e-7° overlay grid, so up to half a grid
+    // unit off the old line, which moves the area by about 1e-9 to 1e-6 of
+    // a grid's (the old vertices are all kept, checked below).
+    assert!(
+        (area(&after) - area(&before)).abs() <= 1e-6 * area(&before),
+        "{} {}",
+        area(&after),
+        area(&before)
+    );
     // Same outline: noding may only have added vertices where a new corner
     // of a neighbour meets a shared edge; every old vertex is still there,
     // in order.
