@@ -215,7 +215,9 @@ impl GridLayer {
             });
             Ok(())
         })?;
-        Ok(GridLayer::new(polygons))
+        // A store's levels are coverages (validated and repaired on import,
+        // noded by the partitioner): the faster coverage build applies.
+        Ok(GridLayer::new_coverage(polygons))
     }
 
     /// Reads a polygon GeoJSON layer whose codes are in `code_field`
