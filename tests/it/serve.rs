@@ -1468,6 +1468,24 @@ fn serve_tiles_decode_and_follow_edits() {
 // ---------------------------------------------------------------------------
 
 /// A POST through the router in process.
+/// POSTs an edit with the bearer `auth` and `If-Match: version`.
+async fn post_edit(
+    app: &axum::Router,
+    url: &str,
+    auth: &str,
+    version: u64,
+    body: &str,
+) -> (u16, Value) {
+    let v = version.to_string();
+    call_post(
+        app,
+        url,
+        &[JSON_CT, ("authorization", auth), ("if-match", &v)],
+        body,
+    )
+    .await
+}
+
 async fn call_post(
     app: &axum::Router,
     uri: &str,
@@ -1701,7 +1719,7 @@ async fn serve_edits_drop_exactly_the_cached_tiles_they_change() {
 
     let auth = format!("Bearer {TOKEN}");
     let url = format!("/v1/communities/{comm}/edits");
-    let mut version = 1;
+    let mut version: u64 = 1;
     let mut report = Vec::new();
     // A merge of two neighbours, then a move of a building to a
     // neighbouring grid (GEOS's candidates, until one is accepted).
@@ -1710,17 +1728,7 @@ async fn serve_edits_drop_exactly_the_cached_tiles_they_change() {
         facts["neighbours"][0][1].as_str().unwrap().to_owned(),
     );
     let merge = json!({"op": "merge", "grids": [a, b]}).to_string();
-    let (st, out) = call_post(
-        &app,
-        &url,
-        &[
-            JSON_CT,
-            ("authorization", &auth),
-            ("if-match", &version.to_string()),
-        ],
-        &merge,
-    )
-    .await;
+    let (st, out) = post_edit(&app, &url, &auth, version, &merge).await;
     assert_eq!(st, 200, "{out}");
     version += 1;
     let (after, after_grids, changed, dropped) = check_edit(
@@ -1741,17 +1749,7 @@ async fn serve_edits_drop_exactly_the_cached_tiles_they_change() {
     let mut moved = false;
     for m in facts["moves"].as_array().unwrap() {
         let body = json!({"op": "move", "building": m[0], "to": m[2]}).to_string();
-        let (st, out) = call_post(
-            &app,
-            &url,
-            &[
-                JSON_CT,
-                ("authorization", &auth),
-                ("if-match", &version.to_string()),
-            ],
-            &body,
-        )
-        .await;
+        let (st, out) = post_edit(&app, &url, &auth, version, &body).await;
         if st == 200 {
             moved = true;
             break;
