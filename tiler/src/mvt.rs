@@ -274,8 +274,8 @@ impl GeometryEncoder {
     /// two outside vertices meeting the square, and every hole wholly
     /// inside (kept) or wholly beside it (dropped). Then the part of the
     /// ring inside is one arc, the intersection is that arc closed along
-    /// the square's edge, and no zero-width corridor can arise. (Two to
-    /// three times faster than the overlay on the grids of a z14 tile.)
+    /// the square's edge, and no zero-width corridor can arise. (It made
+    /// cold z14 grid tiles about 30 % faster; see BENCHMARKS.md.)
     fn one_piece_clip(&self, poly: &[Vec<[f64; 2]>]) -> Option<Vec<Vec<[f64; 2]>>> {
         let r = self.clip_box();
         let inside = |p: &[f64; 2]| p[0] > r.min && p[0] < r.max && p[1] > r.min && p[1] < r.max;
