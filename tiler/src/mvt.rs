@@ -216,9 +216,10 @@ impl GeometryEncoder {
     /// orientation) clipped, simplified, rounded and wound per the spec.
     ///
     /// A polygon wholly inside the buffered square is only simplified and
-    /// rounded. One whose exterior enters the square once (see
-    /// [`GeometryEncoder::one_piece_clip`]) is clipped by Sutherland–Hodgman,
-    /// exact in that case. Any other that crosses its edge is intersected
+    /// rounded. One whose exterior enters the square once (every vertex
+    /// strictly inside or outside it, two crossings, no outside edge
+    /// meeting it, holes wholly inside or beside it) is clipped by
+    /// Sutherland–Hodgman, exact in that case. Any other that crosses its edge is intersected
     /// with it exactly by `i_overlay` (after a Sutherland–Hodgman pre-clip to
     /// a square three tiles wide, which keeps the integers small), so the
     /// result has no zero-width spikes or corridors along the buffer edge and
