@@ -71,17 +71,8 @@ fn same_grids(a: &[(String, String, i64, f64)], b: &[(String, String, i64, f64)]
 fn partition_meets_every_hard_constraint_by_geos() {
     let dir = tempfile::tempdir().unwrap();
     let store = city(dir.path());
-    let summary: Value = serde_json::from_str(&wangge_ok(&[
-        "partition",
-        "--store",
-        s(&store),
-        "--target",
-        TARGET,
-        "--assign",
-        "--json",
-        "--quiet",
-    ]))
-    .unwrap();
+    let summary: Value =
+        serde_json::from_str(&partition_ok(&store, &["--assign", "--json"])).unwrap();
     let truth = python_json("check_partition.py", &[s(&store), TARGET, "0.15"]);
     assert_eq!(truth["communities"], summary["communities"]);
     assert_eq!(truth["grids"], summary["grids"]);

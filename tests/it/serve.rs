@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::partition::{TARGET, city};
+use crate::partition::{city, partition_ok};
 use crate::support::{exported, s, wangge_ok};
 
 const TOKEN: &str = "s3cret-token";
@@ -40,15 +40,7 @@ fn shared_city() -> &'static Path {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         let store = city(&dir);
-        wangge_ok(&[
-            "partition",
-            "--store",
-            s(&store),
-            "--target",
-            TARGET,
-            "--assign",
-            "--quiet",
-        ]);
+        partition_ok(&store, &["--assign"]);
         store
     })
 }
