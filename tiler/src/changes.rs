@@ -28,7 +28,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use crate::mvt::{BUFFER, EXTENT, PropValue};
+use crate::mvt::{BUFFER, EXTENT, GeometryEncoder, PropValue};
 use crate::source::Shape;
 use crate::tile::TileCoord;
 
@@ -351,8 +351,8 @@ fn reshaped(a: &Version<'_>, b: &Version<'_>) -> Option<Footprint> {
 
 /// The buffered square in tile units, `[lo, hi]²`.
 fn square() -> (f64, f64) {
-    let b = f64::from(BUFFER);
-    (-b, f64::from(EXTENT) + b)
+    let r = GeometryEncoder::default().clip_box();
+    (r.min, r.max)
 }
 
 fn footprint_touches(f: &Footprint, t: TileCoord) -> bool {
@@ -416,31 +416,13 @@ fn shape_touches(s: &Shape, t: TileCoord) -> bool {
     }
 }
 
-/// Does the segment meet the closed buffered square (Liang–Barsky)?
+/// Does the segment meet the closed buffered square? The encoder's own
+/// Liang–Barsky clip decides.
 fn segment_meets(a: [f64; 2], b: [f64; 2]) -> bool {
-    let (lo, hi) = square();
-    let (mut t0, mut t1) = (0.0f64, 1.0f64);
-    let d = [b[0] - a[0], b[1] - a[1]];
-    for axis in 0..2 {
-        for (p, q) in [(-d[axis], a[axis] - lo), (d[axis], hi - a[axis])] {
-            if p == 0.0 {
-                if q < 0.0 {
-                    return false;
-                }
-            } else {
-                let r = q / p;
-                if p < 0.0 {
-                    t0 = t0.max(r);
-                } else {
-                    t1 = t1.min(r);
-                }
-                if t0 > t1 {
-                    return false;
-                }
-            }
-        }
-    }
-    true
+    GeometryEncoder::default()
+        .clip_box()
+        .clip_segment(a, b)
+        .is_some()
 }
 
 /// Even–odd point in polygon over every ring (for valid polygons, inside

@@ -166,7 +166,8 @@ impl Default for GeometryEncoder {
 }
 
 impl GeometryEncoder {
-    fn clip_box(&self) -> Rect {
+    /// The buffered square features are clipped to.
+    pub(crate) fn clip_box(&self) -> Rect {
         let b = f64::from(self.buffer);
         Rect {
             min: -b,
@@ -442,9 +443,9 @@ fn quantise_path(path: &[[f64; 2]]) -> Vec<[i32; 2]> {
 
 /// The clip square `[min, max]²`.
 #[derive(Debug, Clone, Copy)]
-struct Rect {
-    min: f64,
-    max: f64,
+pub(crate) struct Rect {
+    pub(crate) min: f64,
+    pub(crate) max: f64,
 }
 
 impl Rect {
@@ -515,7 +516,11 @@ impl Rect {
 
     /// Liang–Barsky: the part of segment `a → b` inside, and whether it was
     /// cut short at the end.
-    fn clip_segment(&self, a: [f64; 2], b: [f64; 2]) -> Option<([f64; 2], [f64; 2], bool)> {
+    pub(crate) fn clip_segment(
+        &self,
+        a: [f64; 2],
+        b: [f64; 2],
+    ) -> Option<([f64; 2], [f64; 2], bool)> {
         let d = [b[0] - a[0], b[1] - a[1]];
         let (mut t0, mut t1) = (0.0f64, 1.0f64);
         for k in 0..2 {
