@@ -122,12 +122,12 @@ impl Edge {
     }
 }
 
-/// One polygon, prepared: its box and its range in the edge array.
+/// One polygon, prepared: its box and its bands (its edges are
+/// [`GridIndex::poly_edges`]).
 #[derive(Debug, Clone, Copy)]
 struct Prepared {
     min: [f64; 2],
     max: [f64; 2],
-    edges: (u32, u32),
     /// Horizontal bands for polygons with many edges: the crossing test at
     /// latitude y needs only the edges of y's band. `bands == 0`: none.
     bands: u32,
@@ -188,8 +188,8 @@ type SegEntry = GeomWithData<Line<[f64; 2]>, u32>;
 #[derive(Debug)]
 pub struct GridIndex {
     polys: Vec<Prepared>,
-    /// Polygon `i`'s edges are `edges[edge_start[i]..edge_start[i + 1]]`:
-    /// the hot copy of `Prepared::edges`, small enough to stay in cache.
+    /// Polygon `i`'s edges are `edges[edge_start[i]..edge_start[i + 1]]`;
+    /// 4 bytes per polygon, apart from `polys`, so they stay in cache.
     edge_start: Vec<u32>,
     edges: Vec<Edge>,
     band_off: Vec<u32>,
@@ -272,6 +272,7 @@ impl GridIndex {
         let mut polys = Vec::with_capacity(polygons.len());
         let mut band_off: Vec<u32> = Vec::new();
         let mut band_edges: Vec<u32> = Vec::new();
+        let mut edge_start: Vec<u32> = Vec::with_capacity(polygons.len() + 1);
         for mp in polygons {
             let start = edges.len();
             let mut min = [f64::INFINITY; 2];
@@ -282,11 +283,10 @@ impl GridIndex {
             }) {
                 push_ring(ring, &mut edges, &mut sides, &mut min, &mut max);
             }
-            let end = u32::try_from(edges.len()).expect("too many edges");
+            edge_start.push(u32::try_from(start).expect("too many edges"));
             let mut p = Prepared {
                 min,
                 max,
-                edges: (u32::try_from(start).expect("too many edges"), end),
                 bands: 0,
                 band_start: 0,
                 inv_band: 0.0,
@@ -311,7 +311,6 @@ impl GridIndex {
             }
             polys.push(p);
         }
-        let mut edge_start: Vec<u32> = polys.iter().map(|p| p.edges.0).collect();
         edge_start.push(u32::try_from(edges.len()).expect("too many edges"));
         let mut index = GridIndex {
             polys,
@@ -444,8 +443,7 @@ impl GridIndex {
     fn snap_among(&self, ids: impl Iterator<Item = u32>, lon: f64, lat: f64) -> Option<u32> {
         let mut best: Option<(f64, u32)> = None;
         for id in ids {
-            let p = &self.polys[id as usize];
-            for e in &self.edges[p.edges.0 as usize..p.edges.1 as usize] {
+            for e in self.poly_edges(id as usize) {
                 let line = Line::new([e.x0, e.y0], [e.x1, e.y1]);
                 let d2 = seg_dist2(&line, lon, lat, 1.0);
                 if d2 <= SNAP_DEG * SNAP_DEG && best.is_none_or(|(bd, bid)| (d2, id) < (bd, bid)) {
@@ -471,35 +469,25 @@ impl GridIndex {
     #[inline]
     #[must_use]
     pub fn contains(&self, id: u32, lon: f64, lat: f64) -> bool {
-        let (a, b) = (
-            self.edge_start[id as usize] as usize,
-            self.edge_start[id as usize + 1] as usize,
-        );
-        if b - a <= BAND_MIN_EDGES {
-            // Few edges: testing them all costs less than first reading
-            // the polygon's box (one cache miss fewer).
-            let mut inside = false;
-            for e in &self.edges[a..b] {
-                inside ^= e.crosses(lon, lat);
+        let es = self.poly_edges(id as usize);
+        // Few edges: testing them all costs less than first reading the
+        // polygon's box (one cache miss fewer).
+        if es.len() > BAND_MIN_EDGES {
+            let p = &self.polys[id as usize];
+            if lon < p.min[0] || lon > p.max[0] || lat < p.min[1] || lat > p.max[1] {
+                return false;
             }
-            return inside;
-        }
-        let p = &self.polys[id as usize];
-        if lon < p.min[0] || lon > p.max[0] || lat < p.min[1] || lat > p.max[1] {
-            return false;
-        }
-        let mut inside = false;
-        if p.bands == 0 {
-            for e in &self.edges[a..b] {
-                inside ^= e.crosses(lon, lat);
-            }
-        } else {
-            let b = p.band_start as usize + p.band(lat);
-            for &i in &self.band_edges[self.band_off[b] as usize..self.band_off[b + 1] as usize] {
-                inside ^= self.edges[i as usize].crosses(lon, lat);
+            if p.bands != 0 {
+                let b = p.band_start as usize + p.band(lat);
+                let band =
+                    &self.band_edges[self.band_off[b] as usize..self.band_off[b + 1] as usize];
+                return band.iter().fold(false, |inside, &i| {
+                    inside ^ self.edges[i as usize].crosses(lon, lat)
+                });
             }
         }
-        inside
+        es.iter()
+            .fold(false, |inside, e| inside ^ e.crosses(lon, lat))
     }
 
     /// The nearest polygon to a point and its distance in metres (0 inside),
@@ -582,6 +570,11 @@ impl GridIndex {
         best.map(|(_, id)| id)
     }
 
+    /// Polygon `id`'s edges.
+    fn poly_edges(&self, id: usize) -> &[Edge] {
+        &self.edges[self.edge_start[id] as usize..self.edge_start[id + 1] as usize]
+    }
+
     fn box_tree(&self) -> &RTree<BoxEntry> {
         self.boxes.get_or_init(|| {
             RTree::bulk_load(
@@ -601,8 +594,8 @@ impl GridIndex {
         self.segments.get_or_init(|| {
             let k = self.seg_k;
             let mut segs = Vec::with_capacity(self.edges.len());
-            for (id, p) in self.polys.iter().enumerate() {
-                for e in &self.edges[p.edges.0 as usize..p.edges.1 as usize] {
+            for id in 0..self.polys.len() {
+                for e in self.poly_edges(id) {
                     segs.push(GeomWithData::new(
                         Line::new([e.x0 * k, e.y0], [e.x1 * k, e.y1]),
                         id as u32,
@@ -677,10 +670,10 @@ impl GridIndex {
         let id_bits = usize::BITS - self.polys.len().leading_zeros();
         let id_mask = (1u64 << id_bits) - 1;
         let mut pairs: Vec<u64> = Vec::with_capacity(self.edges.len() * 6);
-        for (id, p) in self.polys.iter().enumerate() {
+        for id in 0..self.polys.len() {
             // Consecutive edges share a vertex and so, often, a cell.
             let mut last = usize::MAX;
-            for e in &self.edges[p.edges.0 as usize..p.edges.1 as usize] {
+            for e in self.poly_edges(id) {
                 self.mark_edge(e, margin, |cell| {
                     if cell != last {
                         last = cell;
@@ -796,7 +789,7 @@ impl GridIndex {
         };
         let mut fill: Vec<u32> = Vec::new();
         for id in 0..self.polys.len() {
-            let es = &self.edges[self.edge_start[id] as usize..self.edge_start[id + 1] as usize];
+            let es = self.poly_edges(id);
             let spans = || {
                 es.iter()
                     .filter(|e| e.y1 > e.y0)
@@ -846,8 +839,8 @@ impl GridIndex {
     /// same arithmetic on the same ordered edge.
     fn open_cells(&self, sides: &[bool], margin: f64) -> Vec<bool> {
         let mut owner = vec![0u32; self.edges.len()];
-        for (id, p) in self.polys.iter().enumerate() {
-            owner[p.edges.0 as usize..p.edges.1 as usize].fill(id as u32);
+        for id in 0..self.polys.len() {
+            owner[self.edge_start[id] as usize..self.edge_start[id + 1] as usize].fill(id as u32);
         }
         let key = |e: &Edge| {
             [
