@@ -28,7 +28,14 @@ fn bench(c: &mut Criterion) {
     };
     let densest = [(11, 1685, 775), (14, 13488, 6208), (16, 53952, 24830)];
     for simplify in [true, false] {
-        let tiler = Tiler::open_with(&path, TilerOptions { simplify }).expect("tiler");
+        let tiler = Tiler::open_with(
+            &path,
+            TilerOptions {
+                simplify,
+                ..TilerOptions::default()
+            },
+        )
+        .expect("tiler");
         let mut g = c.benchmark_group(if simplify {
             "encode"
         } else {

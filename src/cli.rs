@@ -98,6 +98,10 @@ pub struct DemoArgs {
     /// Stop after building the city instead of serving it.
     #[arg(long)]
     pub no_serve: bool,
+    /// Privacy threshold k of the served city (see `wangge serve --help`).
+    #[arg(long, default_value_t = wangge_engine::privacy::DEFAULT_K,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub privacy_k: u32,
 }
 
 /// `wangge synth`.
@@ -489,6 +493,7 @@ fn demo(ui: &Ui, a: &DemoArgs) -> Result<()> {
             timeout_s: 60,
             header_timeout_s: 10,
             no_tiles: false,
+            privacy_k: a.privacy_k,
         },
     )
 }

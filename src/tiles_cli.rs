@@ -30,6 +30,12 @@ pub struct ExportTilesArgs {
     /// Keep every vertex (no Douglas–Peucker below each layer's last zoom).
     #[arg(long, hide = true)]
     pub no_simplify: bool,
+    /// Privacy threshold k: archives are public, so grids and buildings
+    /// carry no household or person count below k (nor complementary
+    /// ones) and hexagons under k persons are left out.
+    #[arg(long, default_value_t = wangge_engine::privacy::DEFAULT_K,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub privacy_k: u32,
     /// Print the summary as one JSON object.
     #[arg(long)]
     pub json: bool,
@@ -40,6 +46,7 @@ pub(crate) fn export_tiles_cmd(ui: &Ui, a: &ExportTilesArgs) -> Result<()> {
     ui.say(format!("loading {} …", a.store.display()));
     let options = TilerOptions {
         simplify: !a.no_simplify,
+        privacy: wangge_engine::privacy::Privacy::new(a.privacy_k)?,
     };
     let tiler = Tiler::open_with(&a.store, options)
         .with_context(|| format!("opening {}", a.store.display()))?;

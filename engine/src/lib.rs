@@ -8,6 +8,7 @@
 //! * [`geom`]: make-valid, overlays, areas.
 //! * [`index`]: the point-in-polygon index ([`index::GridIndex`]).
 //! * [`validate`]: validation and repair of polygon layers.
+//! * [`privacy`]: the publication rule for counts (k-suppression, complementary).
 //! * [`progress`]: progress reporting for long work.
 //! * [`assign`]: grid layers and batch assignment of point records.
 //! * [`synth`]: the deterministic synthetic Beijing.
@@ -20,6 +21,7 @@ pub mod geom;
 pub mod index;
 pub mod io;
 pub mod model;
+pub mod privacy;
 pub mod progress;
 pub mod store;
 pub mod synth;

@@ -41,6 +41,8 @@ use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, Statement, ToSql, Transaction};
 use serde::{Deserialize, Serialize};
 
+use crate::model::Layer;
+
 /// SQLite `application_id` of a GeoPackage: `"GPKG"` in ASCII.
 pub const APPLICATION_ID: i32 = 0x4750_4B47;
 
@@ -532,6 +534,32 @@ pub struct Feature {
     pub values: Vec<Value>,
 }
 
+/// One row of [`Store::admin_counts`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdminCounts {
+    /// The unit's code.
+    pub code: String,
+    /// Its `parent_code`, if any.
+    pub parent: Option<String>,
+    /// Households (NULL: 0).
+    pub households: i64,
+    /// Persons (NULL: 0).
+    pub persons: i64,
+}
+
+/// One row of [`Store::building_counts`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BuildingCounts {
+    /// The building's fid.
+    pub fid: i64,
+    /// Its grid, if assigned.
+    pub grid_code: Option<String>,
+    /// Its community, if known.
+    pub community_code: Option<String>,
+    /// Households (NULL: 0).
+    pub households: i64,
+}
+
 /// Summary of one feature layer, as listed by [`Store::layers`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LayerInfo {
@@ -982,6 +1010,89 @@ impl Store {
             })
             .at(&self.path)?;
         Ok(n as u64)
+    }
+
+    /// `code, parent_code, households, persons` of every feature of an admin
+    /// layer (districts, streets, communities, grids), in code order; empty
+    /// when the layer is absent. A missing column or NULL reads as none
+    /// (parent) or 0 (counts), so a foreign store publishes nothing it
+    /// cannot vouch for.
+    pub fn admin_counts(&self, layer: Layer) -> Result<Vec<AdminCounts>, StoreError> {
+        let name = layer.name();
+        if !self.has_layer(name)? {
+            return Ok(Vec::new());
+        }
+        let schema = self.schema(name)?;
+        let col = |c: &str| {
+            if schema.columns.iter().any(|x| x.name == c) {
+                quote(c)
+            } else {
+                "NULL".to_owned()
+            }
+        };
+        if !schema.columns.iter().any(|x| x.name == "code") {
+            return Ok(Vec::new());
+        }
+        let sql = format!(
+            "SELECT code, {}, {}, {} FROM {} WHERE code IS NOT NULL ORDER BY code",
+            col("parent_code"),
+            col("households"),
+            col("persons"),
+            quote(name)
+        );
+        let mut stmt = self.conn.prepare(&sql).at(&self.path)?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok(AdminCounts {
+                    code: r.get::<_, rusqlite::types::Value>(0).map(text_of)?,
+                    parent: r
+                        .get::<_, Option<String>>(1)
+                        .ok()
+                        .flatten()
+                        .filter(|s| !s.is_empty()),
+                    households: r.get::<_, Option<i64>>(2).ok().flatten().unwrap_or(0),
+                    persons: r.get::<_, Option<i64>>(3).ok().flatten().unwrap_or(0),
+                })
+            })
+            .at(&self.path)?;
+        rows.collect::<Result<_, _>>().at(&self.path)
+    }
+
+    /// `fid, grid_code, community_code, households` of every building, in
+    /// fid order; empty without a `buildings` layer.
+    pub fn building_counts(&self) -> Result<Vec<BuildingCounts>, StoreError> {
+        let name = Layer::Buildings.name();
+        if !self.has_layer(name)? {
+            return Ok(Vec::new());
+        }
+        let schema = self.schema(name)?;
+        let col = |c: &str| {
+            if schema.columns.iter().any(|x| x.name == c) {
+                quote(c)
+            } else {
+                "NULL".to_owned()
+            }
+        };
+        let sql = format!(
+            "SELECT fid, {}, {}, {} FROM {} ORDER BY fid",
+            col("grid_code"),
+            col("community_code"),
+            col("households"),
+            quote(name)
+        );
+        let mut stmt = self.conn.prepare(&sql).at(&self.path)?;
+        let text = |v: Option<String>| v.filter(|s| !s.is_empty());
+        let rows = stmt
+            .query_map([], |r| {
+                Ok(BuildingCounts {
+                    fid: r.get(0)?,
+                    grid_code: text(r.get::<_, Option<String>>(1).ok().flatten()),
+                    community_code: text(r.get::<_, Option<String>>(2).ok().flatten()),
+                    households: r.get::<_, Option<i64>>(3).ok().flatten().unwrap_or(0),
+                })
+            })
+            .at(&self.path)?;
+        rows.collect::<Result<_, _>>().at(&self.path)
     }
 
     /// True when `layer` exists and holds at least one feature (cheap, unlike
@@ -1455,6 +1566,16 @@ fn check_layer_name(name: &str) -> Result<(), StoreError> {
         return Err(bad("it is the store's metadata table"));
     }
     Ok(())
+}
+
+/// A code column's value as text (QGIS may have retyped it as a number).
+fn text_of(v: rusqlite::types::Value) -> String {
+    match v {
+        rusqlite::types::Value::Text(s) => s,
+        rusqlite::types::Value::Integer(i) => i.to_string(),
+        rusqlite::types::Value::Real(f) => f.to_string(),
+        _ => String::new(),
+    }
 }
 
 fn table_exists(conn: &Connection, name: &str) -> rusqlite::Result<bool> {

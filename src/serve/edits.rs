@@ -104,7 +104,7 @@ fn same_secret(a: &[u8], b: &[u8]) -> bool {
 }
 
 /// 403 when edits are disabled, 401 without the right bearer token.
-fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+pub(crate) fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
     let Some(token) = &state.token else {
         return Err(ApiError::Forbidden(
             "edits are disabled: the server was started without --token".into(),

@@ -1,12 +1,21 @@
 //! `GET /v1/grids/{code}`, `GET /v1/grids?bbox=…|community=…` and
 //! `GET /v1/communities/{code}`: grids and communities as GeoJSON with
 //! their statistics. Persons appear only as per-grid counts.
+//!
+//! Counts of households and persons follow the privacy rule
+//! ([`wangge_engine::privacy`]): an anonymous request gets `"<10"` for a
+//! withheld count and no `balance` that would reveal it; a request with the
+//! server's bearer token gets the exact counts. Answers carry
+//! `Vary: Authorization`.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
+use axum::http::HeaderMap;
+use axum::http::header::{CACHE_CONTROL, VARY};
+use axum::response::{IntoResponse, Response};
 use geo::Intersects;
 use geo_types::{Geometry, Rect, coord};
 use rusqlite::OptionalExtension;
@@ -15,6 +24,7 @@ use wangge_engine::assign::code_path;
 use wangge_engine::codes::{CommunityCode, GridCode};
 use wangge_engine::io::geojson::geometry_to_json;
 use wangge_engine::model::Layer;
+use wangge_engine::privacy::{Disclosure, Privacy};
 use wangge_engine::store::{Store, decode_geometry};
 
 use super::AppState;
@@ -41,12 +51,70 @@ pub struct Directory {
     /// Grid codes per community, sorted.
     community_grids: HashMap<String, Vec<String>>,
     counts: HashMap<String, [u64; 4]>,
+    /// Whose counts an anonymous request may see.
+    disclosure: Disclosure,
 }
 
 #[derive(Debug, Clone)]
 struct GridEntry {
     fid: i64,
     households: i64,
+}
+
+/// Who asks: anyone (counts by the privacy rule) or staff with the token
+/// (exact counts).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Audience {
+    /// No `Authorization` header.
+    Public,
+    /// The server's bearer token.
+    Staff,
+}
+
+/// The audience of a request: public without an `Authorization` header,
+/// staff with the right token; a wrong token is 401 (and any token on a
+/// server without `--token` is 403), so a client never mistakes withheld
+/// counts for exact ones.
+pub(crate) fn audience(state: &AppState, headers: &HeaderMap) -> Result<Audience, ApiError> {
+    if headers.get(axum::http::header::AUTHORIZATION).is_none() {
+        return Ok(Audience::Public);
+    }
+    match super::edits::authorize(state, headers) {
+        Ok(()) => Ok(Audience::Staff),
+        Err(ApiError::Forbidden(_)) => Err(ApiError::Forbidden(
+            "exact counts need the server's token, and this server was started without \
+             --token; send no Authorization header for the public counts"
+                .into(),
+        )),
+        Err(e) => Err(e),
+    }
+}
+
+/// A JSON answer whose counts depend on the audience.
+fn answer(v: Json, who: Audience) -> Response {
+    let cache = match who {
+        Audience::Public => "no-cache",
+        Audience::Staff => "private, no-store",
+    };
+    (
+        [(VARY, "authorization"), (CACHE_CONTROL, cache)],
+        axum::Json(v),
+    )
+        .into_response()
+}
+
+/// Replaces `households` and `persons` in `props` by the withheld label.
+fn withhold(props: &mut Map<String, Json>, privacy: Privacy) {
+    for k in ["households", "persons"] {
+        if props.contains_key(k) {
+            props.insert(k.into(), json!(privacy.label()));
+        }
+    }
+}
+
+/// An integer column of `props` (0 when absent or not a number).
+fn int(props: &Map<String, Json>, k: &str) -> i64 {
+    props.get(k).and_then(Json::as_i64).unwrap_or(0)
 }
 
 fn table_exists(store: &Store, name: &str) -> Result<bool, ApiError> {
@@ -66,9 +134,12 @@ impl Directory {
     ///
     /// # Errors
     /// Store errors.
-    pub fn load(store: &Store) -> Result<Directory, ApiError> {
+    pub fn load(store: &Store, privacy: Privacy) -> Result<Directory, ApiError> {
         let conn = store.connection();
-        let mut d = Directory::default();
+        let mut d = Directory {
+            disclosure: Disclosure::load(store, privacy)?,
+            ..Directory::default()
+        };
         if store.has_layer(Layer::Grids.name())? {
             let mut stmt =
                 conn.prepare("SELECT fid, code, parent_code, households FROM grids ORDER BY code")?;
@@ -119,6 +190,25 @@ impl Directory {
     #[must_use]
     pub fn grids(&self) -> usize {
         self.grids.len()
+    }
+
+    /// True when the counts of unit `code` (with these `props`) may be
+    /// published: the hierarchy's decision and each count on its own.
+    fn published(&self, code: &str, props: &Map<String, Json>) -> bool {
+        let p = self.disclosure.privacy();
+        self.disclosure.code_published(code)
+            && p.publishable(int(props, "households"))
+            && p.publishable(int(props, "persons"))
+    }
+
+    /// Applies the privacy rule to a unit's `props` for `who`; returns
+    /// whether its counts are shown.
+    fn disclose(&self, code: &str, props: &mut Map<String, Json>, who: Audience) -> bool {
+        if who == Audience::Staff || self.published(code, props) {
+            return true;
+        }
+        withhold(props, self.disclosure.privacy());
+        false
     }
 }
 
@@ -200,6 +290,7 @@ fn grid_feature(
     dir: &Directory,
     code: &str,
     with_version: bool,
+    who: Audience,
 ) -> Result<Option<Json>, ApiError> {
     let Some(entry) = dir.grids.get(code) else {
         return Ok(None);
@@ -215,8 +306,16 @@ fn grid_feature(
     for (l, n) in COUNTED.iter().zip(counts) {
         props.insert(l.name().into(), json!(n));
     }
-    // Households relative to the community's mean grid.
-    if let Some(sibs) = dir.community_grids.get(path[2]) {
+    let shown = dir.disclose(code, &mut props, who);
+    // Households relative to the community's mean grid; in public only
+    // when both counts are published (with the community's total it would
+    // give the grid's households, and the reverse).
+    let community_shown = who == Audience::Staff
+        || dir.disclosure.code_published(path[2]) && dir.disclosure.code_published(code);
+    if let Some(sibs) = dir.community_grids.get(path[2])
+        && shown
+        && community_shown
+    {
         let total: i64 = sibs
             .iter()
             .filter_map(|c| dir.grids.get(c))
@@ -254,8 +353,10 @@ fn query_map(
 /// organizations), area, balance, lock and community version.
 pub(crate) async fn grid(
     State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
     Path(code): Path<String>,
-) -> Result<axum::Json<Json>, ApiError> {
+) -> Result<Response, ApiError> {
+    let who = audience(&state, &headers)?;
     let code: GridCode = code
         .parse()
         .map_err(|e: wangge_engine::codes::CodeError| ApiError::BadRequest(e.to_string()))?;
@@ -264,11 +365,11 @@ pub(crate) async fn grid(
     let f = blocking(move || {
         let dir = st.directory();
         st.pool
-            .with(|store| grid_feature(store, &dir, &code, true))?
+            .with(|store| grid_feature(store, &dir, &code, true, who))?
             .ok_or_else(|| ApiError::NotFound(format!("no grid {code}")))
     })
     .await?;
-    Ok(axum::Json(f))
+    Ok(answer(f, who))
 }
 
 fn parse_bbox(s: &str) -> Result<[f64; 4], ApiError> {
@@ -308,8 +409,10 @@ fn parse_bbox(s: &str) -> Result<[f64; 4], ApiError> {
 /// more matched.
 pub(crate) async fn grids(
     State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
     q: Result<Query<HashMap<String, String>>, QueryRejection>,
-) -> Result<axum::Json<Json>, ApiError> {
+) -> Result<Response, ApiError> {
+    let who = audience(&state, &headers)?;
     let q = query_map(q)?;
     let limit = match q.get("limit") {
         None => DEFAULT_LIMIT,
@@ -354,7 +457,7 @@ pub(crate) async fn grids(
                             truncated = true;
                             break;
                         }
-                        if let Some(f) = grid_feature(store, &dir, code, false)? {
+                        if let Some(f) = grid_feature(store, &dir, code, false, who)? {
                             feats.push(f);
                         }
                     }
@@ -385,7 +488,7 @@ pub(crate) async fn grids(
                             truncated = true;
                             break;
                         }
-                        if let Some(f) = grid_feature(store, &dir, &code, false)? {
+                        if let Some(f) = grid_feature(store, &dir, &code, false, who)? {
                             feats.push(f);
                         }
                     }
@@ -395,15 +498,17 @@ pub(crate) async fn grids(
         })
     })
     .await?;
-    Ok(axum::Json(v))
+    Ok(answer(v, who))
 }
 
 /// `GET /v1/communities/{code}`: the community as a GeoJSON Feature with
 /// its version and a summary of its grids.
 pub(crate) async fn community(
     State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
     Path(code): Path<String>,
-) -> Result<axum::Json<Json>, ApiError> {
+) -> Result<Response, ApiError> {
+    let who = audience(&state, &headers)?;
     let code = code
         .parse::<CommunityCode>()
         .map_err(|e| ApiError::BadRequest(e.to_string()))?
@@ -418,14 +523,15 @@ pub(crate) async fn community(
                 .ok_or_else(|| ApiError::NotFound(format!("no community {code}")))?;
             let (geometry, mut props) = read_row(store, Layer::Communities, *fid)?
                 .ok_or_else(|| ApiError::NotFound(format!("no community {code}")))?;
+            let community_shown = dir.disclose(&code, &mut props, who);
             let mut grids = Vec::new();
             let mut hh = Vec::new();
+            let mut withheld = 0usize;
             for g in dir.community_grids.get(&code).into_iter().flatten() {
                 let Some(entry) = dir.grids.get(g) else {
                     continue;
                 };
                 if let Some((_, p)) = read_row(store, Layer::Grids, entry.fid)? {
-                    hh.push(entry.households);
                     let mut s = Map::new();
                     for k in [
                         "code",
@@ -437,18 +543,37 @@ pub(crate) async fn community(
                     ] {
                         s.insert(k.into(), p.get(k).cloned().unwrap_or(Json::Null));
                     }
+                    if dir.disclose(g, &mut s, who) {
+                        hh.push(entry.households);
+                    } else {
+                        withheld += 1;
+                    }
                     s.insert("locked".into(), json!(locked(store, g)?));
                     grids.push(Json::Object(s));
                 }
             }
             props.insert("version".into(), json!(version(store, &code)?));
             props.insert("grid_count".into(), json!(grids.len()));
-            if !hh.is_empty() {
-                let mean = hh.iter().sum::<i64>() as f64 / hh.len() as f64;
+            // Over the grids whose counts are shown; the mean of all grids
+            // (the community's total over their number) only when the
+            // community's total is shown.
+            if !hh.is_empty() || withheld > 0 {
+                let all = hh.len() + withheld;
+                let mean = (community_shown && all > 0).then(|| {
+                    let total: i64 = dir
+                        .community_grids
+                        .get(&code)
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|g| dir.grids.get(g))
+                        .map(|g| g.households)
+                        .sum();
+                    (total as f64 / all as f64 * 10.0).round() / 10.0
+                });
                 props.insert(
                     "grid_households".into(),
                     json!({"min": hh.iter().min(), "max": hh.iter().max(),
-                           "mean": (mean * 10.0).round() / 10.0}),
+                           "mean": mean, "withheld": withheld}),
                 );
             }
             props.insert("grids".into(), Json::Array(grids));
@@ -461,7 +586,7 @@ pub(crate) async fn community(
         })
     })
     .await?;
-    Ok(axum::Json(v))
+    Ok(answer(v, who))
 }
 
 #[cfg(test)]

@@ -21,6 +21,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::{Value as Json, json};
+use wangge_engine::privacy::Privacy;
 use wangge_engine::store::Store;
 
 mod cache;
@@ -73,6 +74,12 @@ pub struct ServeArgs {
     /// Serve no tiles (faster start, less memory: the API only).
     #[arg(long)]
     pub no_tiles: bool,
+    /// Privacy threshold k: no public count of households or persons below
+    /// it (tiles, TileJSON, anonymous API answers; complementary cells too).
+    /// Requests with the token get exact counts.
+    #[arg(long, default_value_t = wangge_engine::privacy::DEFAULT_K,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub privacy_k: u32,
 }
 
 /// Settings of a server beyond its store and tile sources.
@@ -88,6 +95,8 @@ pub struct Options {
     pub timeout: Duration,
     /// `host:port` used in URLs when a request has no usable Host header.
     pub addr: String,
+    /// The publication rule for counts in public answers.
+    pub privacy: Privacy,
 }
 
 impl Default for Options {
@@ -98,6 +107,7 @@ impl Default for Options {
             body_limit: 16 << 20,
             timeout: Duration::from_secs(60),
             addr: "127.0.0.1:8080".into(),
+            privacy: Privacy::default(),
         }
     }
 }
@@ -148,6 +158,7 @@ pub struct AppState {
     pub(crate) cache: TileCache,
     pub(crate) metrics: Metrics,
     pub(crate) token: Option<String>,
+    pub(crate) privacy: Privacy,
     pub(crate) edits: tokio::sync::Mutex<()>,
     body_limit: usize,
     timeout: Duration,
@@ -174,7 +185,8 @@ impl AppState {
     ) -> Result<AppState> {
         let store = open_reader(&store_path).map_err(|e| anyhow::anyhow!("{e}"))?;
         let locator = Locator::load(&store)?;
-        let directory = Directory::load(&store).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let directory =
+            Directory::load(&store, options.privacy).map_err(|e| anyhow::anyhow!("{e}"))?;
         Ok(AppState {
             pool: ReadPool {
                 path: store_path.clone(),
@@ -188,6 +200,7 @@ impl AppState {
             cache: TileCache::new(options.cache_bytes),
             metrics: Metrics::default(),
             token: options.token,
+            privacy: options.privacy,
             edits: tokio::sync::Mutex::new(()),
             body_limit: options.body_limit,
             timeout: options.timeout,
@@ -236,7 +249,7 @@ impl AppState {
     /// [`wangge_tiler::changes`]). A failed reload drops every tile.
     pub(crate) fn reload(&self, store: &Store, community: &str) -> Result<(), ApiError> {
         let locator = Locator::load(store).map_err(ApiError::internal)?;
-        let directory = Directory::load(store)?;
+        let directory = Directory::load(store, self.privacy)?;
         *self.locator.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(locator);
         *self.directory.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(directory);
         let mut failed = None;
@@ -458,7 +471,11 @@ fn tile_sources(ui: &Ui, a: &ServeArgs) -> Result<Vec<Arc<dyn TileSource>>> {
         return Ok(Vec::new());
     }
     let t = Instant::now();
-    let tiles = StoreTiles::open(&a.store)
+    let options = wangge_tiler::TilerOptions {
+        privacy: Privacy::new(a.privacy_k)?,
+        ..wangge_tiler::TilerOptions::default()
+    };
+    let tiles = StoreTiles::open_with(&a.store, options)
         .with_context(|| format!("cannot read the tile layers of {}", a.store.display()))?;
     let warnings = tiles.warnings();
     ui.say(format!(
@@ -501,6 +518,7 @@ pub(crate) fn serve_cmd(ui: &Ui, a: &ServeArgs) -> Result<()> {
             body_limit: a.body_limit_mb << 20,
             timeout: Duration::from_secs(a.timeout_s.max(1)),
             addr: a.addr.to_string(),
+            privacy: Privacy::new(a.privacy_k)?,
         },
     )
     .with_context(|| format!("cannot serve {}", a.store.display()))?;

@@ -30,8 +30,19 @@ impl StoreTiles {
     /// # Errors
     /// When the store cannot be read.
     pub fn open(store: &Path) -> Result<StoreTiles, wangge_tiler::TilerError> {
+        StoreTiles::open_with(store, wangge_tiler::TilerOptions::default())
+    }
+
+    /// [`StoreTiles::open`] with tiler options (the privacy rule).
+    ///
+    /// # Errors
+    /// When the store cannot be read.
+    pub fn open_with(
+        store: &Path,
+        options: wangge_tiler::TilerOptions,
+    ) -> Result<StoreTiles, wangge_tiler::TilerError> {
         Ok(StoreTiles {
-            tiler: Arc::new(RwLock::new(Tiler::open(store)?)),
+            tiler: Arc::new(RwLock::new(Tiler::open_with(store, options)?)),
             layer: None,
         })
     }

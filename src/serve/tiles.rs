@@ -307,8 +307,12 @@ pub(crate) async fn style(
                 let mut fill = common("fill", &polygon);
                 fill["type"] = json!("fill");
                 fill["paint"] = if l.id == "grids" {
-                    json!({"fill-color": ["interpolate", ["linear"], ["coalesce", ["get", "households"], 0],
-                                          0, "#fdebd0", 200, "#f5b041", 800, "#ba4a00"],
+                    // A grid whose counts the privacy rule withholds has no
+                    // `households`: drawn grey, not as an empty grid.
+                    json!({"fill-color": ["case", ["has", "households"],
+                                          ["interpolate", ["linear"], ["get", "households"],
+                                           0, "#fdebd0", 200, "#f5b041", 800, "#ba4a00"],
+                                          "#d5d8dc"],
                            "fill-opacity": 0.35})
                 } else {
                     json!({"fill-color": c, "fill-opacity": 0.3})

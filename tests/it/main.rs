@@ -8,6 +8,7 @@ mod bad_input;
 mod gpkg;
 mod locate_truth;
 mod partition;
+mod privacy;
 mod serve;
 mod support;
 mod synth;

@@ -15,6 +15,13 @@
 //! | `organizations` | 14–16 | id, kind, name, grid_code |
 //! | `persons_hex` | 0–13 | h3, res, persons |
 //!
+//! **Counts follow the privacy rule** ([`wangge_engine::privacy`],
+//! `k` = [`TilerOptions::privacy`], default 10): a grid whose counts are
+//! withheld (below k, or complementary to a sibling below k) has no
+//! `households`, `persons` or `deviation` attribute, and a building whose
+//! household count is withheld has no `households`. Tiles are public:
+//! there is no exact variant.
+//!
 //! `deviation` is `households / target − 1` with the store's
 //! `partition_target`; absent when the store has none. Feature ids are the
 //! store's fids, except for grids (their 15-digit code as a number, which an
@@ -28,7 +35,7 @@
 //! kept or emitted. They appear only as the grid's `persons` count and as
 //! `persons_hex`: H3 hexagons (resolution 4 at zoom ≤ 5, 5 at 6–7, 6 at
 //! 8–9, 7 at 10–11, 8 at 12–13) with their count; a hexagon with fewer than
-//! [`MIN_HEX_PERSONS`] persons is not emitted. Coarser hexagons count only
+//! k persons ([`MIN_HEX_PERSONS`] by default) is not emitted. Coarser hexagons count only
 //! the persons of shown resolution-8 hexagons, so that subtracting shown
 //! children from a parent never reveals a suppressed count; the price is
 //! that persons in sparse resolution-8 cells (under 10, ≈ 0.74 km²) are in
@@ -51,6 +58,7 @@ use rayon::prelude::*;
 use rstar::primitives::{GeomWithData, Rectangle};
 use rstar::{AABB, RTree};
 use serde::Serialize;
+use wangge_engine::privacy::{Disclosure, Privacy};
 use wangge_engine::store::{Store, decode_geometry};
 
 use crate::TilerError;
@@ -58,8 +66,13 @@ use crate::changes::{Changes, Version};
 use crate::mvt::{BUFFER, EXTENT, GeometryEncoder, LayerBuilder, PropValue, TileGeometry};
 use crate::tile::{TileCoord, lonlat_to_merc, merc_to_lonlat};
 
-/// A hexagon with fewer persons than this is suppressed from `persons_hex`.
-pub const MIN_HEX_PERSONS: u32 = 10;
+/// A hexagon with fewer persons than this is suppressed from `persons_hex`
+/// under the default rule (the rule's k in general).
+pub const MIN_HEX_PERSONS: u32 = wangge_engine::privacy::DEFAULT_K;
+
+/// Attributes that carry counts of households or persons (or derive from
+/// them) and are withheld together.
+const COUNT_ATTRS: [&str; 3] = ["households", "persons", "deviation"];
 
 /// The deepest zoom any layer has data for; clients overzoom beyond it.
 pub const MAX_ZOOM: u8 = 16;
@@ -101,11 +114,16 @@ pub struct TilerOptions {
     /// ([`SIMPLIFY_TOLERANCE`] tile units). Off, geometry is only clipped and
     /// rounded (what tests compare with PostGIS `ST_AsMVTGeom`).
     pub simplify: bool,
+    /// The publication rule for counts (grids, buildings, hexagons).
+    pub privacy: Privacy,
 }
 
 impl Default for TilerOptions {
     fn default() -> Self {
-        TilerOptions { simplify: true }
+        TilerOptions {
+            simplify: true,
+            privacy: Privacy::default(),
+        }
     }
 }
 
@@ -380,6 +398,8 @@ pub struct Tiler {
     infos: Vec<LayerInfo>,
     bounds: [f64; 4],
     target: Option<f64>,
+    /// Whose counts are withheld, for the grids and buildings read.
+    disclosure: Disclosure,
     warnings: Vec<String>,
 }
 
@@ -423,7 +443,9 @@ impl Tiler {
     pub fn open_with(store: &Path, options: TilerOptions) -> Result<Tiler, TilerError> {
         let s = Store::open(store)?;
         let target = read_target(&s)?;
+        let disclosure = Disclosure::load(&s, options.privacy)?;
         drop(s);
+        let k = options.privacy.k();
         enum Loaded {
             Layer(Option<LayerData>, Vec<String>),
             Hex(HexLevels, Vec<String>),
@@ -433,7 +455,7 @@ impl Tiler {
             .map(|i| -> Result<Loaded, TilerError> {
                 let s = Store::open(store)?;
                 if i == SPECS.len() {
-                    let (hex, w) = load_hex(&s)?;
+                    let (hex, w) = load_hex(&s, k)?;
                     return Ok(Loaded::Hex(hex, w));
                 }
                 let spec = &SPECS[i];
@@ -441,7 +463,7 @@ impl Tiler {
                     return Ok(Loaded::Layer(None, Vec::new()));
                 }
                 let mut w = Warnings::default();
-                let items = read_items(&s, spec, Filter::All, target, &mut w)?;
+                let items = read_items(&s, spec, Filter::All, target, &disclosure, &mut w)?;
                 let keys = spec.fields.iter().map(|f| f.0).collect();
                 let data = LayerData::new(spec.name, spec.minzoom, spec.maxzoom, keys, items);
                 Ok(Loaded::Layer(Some(data), w.finish(spec.name)))
@@ -455,6 +477,7 @@ impl Tiler {
             infos: Vec::new(),
             bounds: [-180.0, -85.051_128_779_806_59, 180.0, 85.051_128_779_806_59],
             target,
+            disclosure,
             warnings: Vec::new(),
         };
         for l in loaded {
@@ -486,9 +509,10 @@ impl Tiler {
             ));
         }
         if !self.hex.is_empty() {
+            let k = self.options.privacy.k();
             infos.push(info(
                 PERSONS_HEX,
-                "Persons per H3 hexagon (hexagons under 10 persons suppressed)",
+                &format!("Persons per H3 hexagon (hexagons under {k} persons suppressed)"),
                 HEX_FIELDS,
                 0,
                 HEX_MAXZOOM,
@@ -730,6 +754,10 @@ impl Tiler {
         let target = read_target(store)?;
         let target_changed = target != self.target;
         self.target = target;
+        // The whole hierarchy again; an edit inside one community changes
+        // no decision outside it (see `wangge_engine::privacy`), so what
+        // is re-read below is all that can differ.
+        self.disclosure = Disclosure::load(store, self.options.privacy)?;
         let mut changes = Changes::default();
         let mine = [community];
         // The area of the community before and after: its grids' box.
@@ -811,7 +839,7 @@ impl Tiler {
             return Ok(());
         };
         let mut w = Warnings::default();
-        let fresh = read_items(store, spec, filter, self.target, &mut w)?;
+        let fresh = read_items(store, spec, filter, self.target, &self.disclosure, &mut w)?;
         self.warnings.extend(w.finish(spec.name));
         let l = &mut self.layers[pos];
         let selected = |it: &Item| match filter {
@@ -946,6 +974,7 @@ fn read_items(
     spec: &Spec,
     filter: Filter<'_>,
     target: Option<f64>,
+    disclosure: &Disclosure,
     w: &mut Warnings,
 ) -> Result<Vec<Item>, TilerError> {
     let schema = store.schema(spec.name)?;
@@ -1064,6 +1093,7 @@ fn read_items(
             Ok(rusqlite::types::ValueRef::Text(t)) => Some(String::from_utf8_lossy(t).into_owned()),
             _ => None,
         };
+        withhold_counts(spec, fid, &mut props, disclosure);
         let minzoom = match text(2 + nf).as_deref() {
             Some("secondary") => 12,
             Some("local") => 13,
@@ -1083,6 +1113,50 @@ fn read_items(
         });
     }
     Ok(items)
+}
+
+/// Clears the count attributes of a grid or building whose counts the
+/// privacy rule withholds. Each count is also checked on its own against
+/// k, so a unit outside the hierarchy (a grid without a code) is covered.
+fn withhold_counts(
+    spec: &Spec,
+    fid: i64,
+    props: &mut [Option<PropValue>],
+    disclosure: &Disclosure,
+) {
+    let value = |name: &str| {
+        spec.fields
+            .iter()
+            .position(|f| f.0 == name)
+            .and_then(|i| props[i].as_ref())
+            .map(|v| match v {
+                PropValue::Int(i) => *i,
+                PropValue::Double(d) => d.floor() as i64,
+                _ => 0,
+            })
+    };
+    let p = disclosure.privacy();
+    let below = |name: &str| value(name).is_some_and(|n| !p.publishable(n));
+    let withheld = match spec.name {
+        "grids" => {
+            let code = match props.first() {
+                Some(Some(PropValue::String(c))) => Some(c.as_str()),
+                _ => None,
+            };
+            !code.is_some_and(|c| disclosure.code_published(c))
+                || below("households")
+                || below("persons")
+        }
+        "buildings" => !disclosure.building_published(fid) || below("households"),
+        _ => false,
+    };
+    if withheld {
+        for (i, f) in spec.fields.iter().enumerate() {
+            if COUNT_ATTRS.contains(&f.0) {
+                props[i] = None;
+            }
+        }
+    }
 }
 
 fn merc(c: geo_types::Coord<f64>) -> Result<[f64; 2], String> {
@@ -1188,13 +1262,13 @@ fn bin_persons(
     let finest = Resolution::try_from(HEX_FINEST).expect("valid resolution");
     let mut counts: HashMap<CellIndex, u32> = HashMap::new();
     let mut w = Warnings::default();
+    let mut bad = 0u64;
     let err = sql_err(store);
-    let sql = format!("SELECT rowid, {geom} FROM persons WHERE rowid BETWEEN ?1 AND ?2");
+    let sql = format!("SELECT {geom} FROM persons WHERE rowid BETWEEN ?1 AND ?2");
     let mut stmt = store.connection().prepare(&sql).map_err(&err)?;
     let mut rows = stmt.query([a, b]).map_err(&err)?;
     while let Some(row) = rows.next().map_err(&err)? {
-        let fid: i64 = row.get(0).map_err(&err)?;
-        let cell = match row.get_ref(1).map_err(&err)? {
+        let cell = match row.get_ref(0).map_err(&err)? {
             rusqlite::types::ValueRef::Blob(b) => match decode_geometry(b) {
                 Ok(Geometry::Point(p)) => LatLng::new(p.y(), p.x())
                     .map(|ll| ll.to_cell(finest))
@@ -1204,10 +1278,18 @@ fn bin_persons(
             },
             _ => Err("no geometry blob".to_owned()),
         };
+        // A person's row id or position never goes into a message: only
+        // the kind of defect, counted.
         match cell {
             Ok(c) => *counts.entry(c).or_default() += 1,
-            Err(reason) => w.add(|| format!("persons fid {fid}: {reason}; not counted")),
+            Err(_) => bad += 1,
         }
+    }
+    if bad > 0 {
+        w.skipped += bad;
+        w.shown.push(format!(
+            "persons: {bad} feature(s) without a valid point; not counted"
+        ));
     }
     Ok((counts, w))
 }
@@ -1215,7 +1297,7 @@ fn bin_persons(
 /// `persons_hex` per H3 resolution.
 type HexLevels = Vec<(u8, LayerData)>;
 
-fn load_hex(store: &Store) -> Result<(HexLevels, Vec<String>), TilerError> {
+fn load_hex(store: &Store, k: u32) -> Result<(HexLevels, Vec<String>), TilerError> {
     let mut w = Warnings::default();
     if !store.has_layer("persons")? {
         return Ok((Vec::new(), Vec::new()));
@@ -1227,12 +1309,12 @@ fn load_hex(store: &Store) -> Result<(HexLevels, Vec<String>), TilerError> {
     let (counts, pw) = bin_persons(store, &geom, i64::MIN, i64::MAX)?;
     w.skipped += pw.skipped;
     w.shown.extend(pw.shown);
-    // Only finest cells of at least MIN_HEX_PERSONS count, at every
+    // Only finest cells of at least k persons count, at every
     // resolution: a coarse cell is the sum of its shown finest cells, so a
     // parent minus its shown children is always 0 and no suppressed count
     // can be recovered by differencing levels.
     let mut counts = counts;
-    counts.retain(|_, n| *n >= MIN_HEX_PERSONS);
+    counts.retain(|_, n| *n >= k);
     let mut levels = Vec::new();
     for res in 4..=HEX_FINEST {
         let r = Resolution::try_from(res).expect("valid resolution");
@@ -1242,10 +1324,7 @@ fn load_hex(store: &Store) -> Result<(HexLevels, Vec<String>), TilerError> {
                 *at.entry(p).or_default() += n;
             }
         }
-        let mut cells: Vec<_> = at
-            .into_iter()
-            .filter(|(_, n)| *n >= MIN_HEX_PERSONS)
-            .collect();
+        let mut cells: Vec<_> = at.into_iter().filter(|(_, n)| *n >= k).collect();
         cells.sort_unstable();
         let items = cells
             .into_iter()

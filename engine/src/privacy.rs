@@ -1,0 +1,401 @@
+//! The one publication rule for counts of persons and households (DESIGN
+//! §8, PIPL): what a public tile, response or archive may say.
+//!
+//! **The rule.** A unit (district, street, community, grid, building,
+//! hexagon, dashboard cell) whose count of households or persons is below
+//! `k` (default [`DEFAULT_K`] = 10) has its counts withheld: the store keeps
+//! them, public outputs leave them out (MVT) or say `"<10"` (JSON). That is
+//! *primary* suppression; a zero is below `k` too.
+//!
+//! **Complementary suppression.** A parent's published total minus its
+//! children's published counts would reveal a lone withheld child, and a
+//! withheld parent whose children are all published is their sum. So,
+//! walking the hierarchy from the top ([`suppress`]):
+//! - a published parent has no withheld child, or at least two;
+//! - a withheld parent has at least two withheld children (its only child,
+//!   if it has one);
+//!
+//! the missing ones are its smallest published children (fewest households,
+//! then persons, then input order), as statistical offices choose them. A
+//! decision for a parent's children depends only on the parent's status and
+//! the children's counts, so a change inside one community (a planner edit
+//! moving buildings between its grids) changes no decision outside it.
+//!
+//! The hierarchy of a store is districts → streets → communities → grids →
+//! buildings ([`Disclosure::load`]); a building counts only households.
+//! Exact counts go to staff (a request with the server's token); the rule
+//! is for everything public.
+
+use std::collections::{HashMap, HashSet};
+
+use crate::model::Layer;
+use crate::store::{Store, StoreError};
+
+/// The default threshold: no public count below 10.
+pub const DEFAULT_K: u32 = 10;
+
+/// The publication threshold `k`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Privacy {
+    k: u32,
+}
+
+impl Default for Privacy {
+    fn default() -> Self {
+        Privacy { k: DEFAULT_K }
+    }
+}
+
+/// A threshold that cannot protect anything.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("privacy k must be at least 1 (got {0}); the default is {DEFAULT_K}")]
+pub struct BadK(pub u32);
+
+impl Privacy {
+    /// The rule with threshold `k` (at least 1).
+    ///
+    /// # Errors
+    /// [`BadK`] for 0.
+    pub fn new(k: u32) -> Result<Privacy, BadK> {
+        if k == 0 {
+            return Err(BadK(k));
+        }
+        Ok(Privacy { k })
+    }
+
+    /// The threshold.
+    #[must_use]
+    pub fn k(self) -> u32 {
+        self.k
+    }
+
+    /// True when a count may be published on its own (`n >= k`).
+    #[must_use]
+    pub fn publishable(self, n: i64) -> bool {
+        n >= i64::from(self.k)
+    }
+
+    /// What JSON says instead of a withheld count: `"<10"`.
+    #[must_use]
+    pub fn label(self) -> String {
+        format!("<{}", self.k)
+    }
+}
+
+/// One unit of a hierarchy for [`suppress`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Unit {
+    /// Index of the parent unit in the same slice; `None` for a root (a
+    /// parent index out of range counts as none).
+    pub parent: Option<usize>,
+    /// Households (a missing value is 0).
+    pub households: i64,
+    /// Persons, `None` where the unit publishes no person count (buildings).
+    pub persons: Option<i64>,
+}
+
+impl Unit {
+    fn primary(&self, p: Privacy) -> bool {
+        !p.publishable(self.households) || self.persons.is_some_and(|n| !p.publishable(n))
+    }
+}
+
+/// Which units' counts are withheld (`true`), primary and complementary,
+/// by the rules of the module documentation. Deterministic: the same
+/// units in the same order give the same answer.
+#[must_use]
+pub fn suppress(privacy: Privacy, units: &[Unit]) -> Vec<bool> {
+    let n = units.len();
+    let mut out: Vec<bool> = units.iter().map(|u| u.primary(privacy)).collect();
+    let mut children: Vec<Vec<usize>> = vec![Vec::new(); n];
+    let mut roots = Vec::new();
+    for (i, u) in units.iter().enumerate() {
+        match u.parent.filter(|&p| p < n && p != i) {
+            Some(p) => children[p].push(i),
+            None => roots.push(i),
+        }
+    }
+    // Top-down (breadth first), so a parent's status is final before its
+    // children are looked at. Each unit is visited once, cycles or not.
+    let mut seen = vec![false; n];
+    let mut queue = std::collections::VecDeque::from(roots);
+    while let Some(p) = queue.pop_front() {
+        if std::mem::replace(&mut seen[p], true) {
+            continue;
+        }
+        let kids = &children[p];
+        let withheld = kids.iter().filter(|&&c| out[c]).count();
+        let need = if out[p] {
+            kids.len().min(2)
+        } else if withheld == 1 && kids.len() >= 2 {
+            2
+        } else {
+            0
+        };
+        if withheld < need {
+            let mut open: Vec<usize> = kids.iter().copied().filter(|&c| !out[c]).collect();
+            open.sort_by_key(|&c| (units[c].households, units[c].persons.unwrap_or(0), c));
+            for c in open.into_iter().take(need - withheld) {
+                out[c] = true;
+            }
+        }
+        queue.extend(kids.iter().copied());
+    }
+    out
+}
+
+/// What may be published of a store's counts under one [`Privacy`] rule:
+/// the admin units (by code) and buildings (by fid) whose counts are
+/// withheld. Computed from the whole hierarchy at once
+/// ([`Disclosure::load`]).
+#[derive(Debug, Clone, Default)]
+pub struct Disclosure {
+    privacy: Privacy,
+    codes: HashSet<Box<str>>,
+    buildings: HashSet<i64>,
+}
+
+impl Disclosure {
+    /// Reads districts, streets, communities, grids and buildings (those
+    /// present) and applies [`suppress`] to their hierarchy: a unit's
+    /// parent is its `parent_code` (else the code's prefix), a building's
+    /// its grid (else its community).
+    ///
+    /// # Errors
+    /// Store errors.
+    pub fn load(store: &Store, privacy: Privacy) -> Result<Disclosure, StoreError> {
+        let mut keys: Vec<Box<str>> = Vec::new();
+        let mut fids: Vec<Option<i64>> = Vec::new();
+        let mut units: Vec<Unit> = Vec::new();
+        let mut index: HashMap<Box<str>, usize> = HashMap::new();
+        let mut pending: Vec<Option<String>> = Vec::new();
+        for layer in [
+            Layer::Districts,
+            Layer::Streets,
+            Layer::Communities,
+            Layer::Grids,
+        ] {
+            for r in store.admin_counts(layer)? {
+                let code: Box<str> = r.code.into();
+                let parent = r.parent.or_else(|| {
+                    let len = layer.code_len()?;
+                    (len > 6 && code.len() == len).then(|| code[..len - 3].to_owned())
+                });
+                index.insert(code.clone(), units.len());
+                keys.push(code);
+                fids.push(None);
+                pending.push(parent);
+                units.push(Unit {
+                    parent: None,
+                    households: r.households,
+                    persons: Some(r.persons),
+                });
+            }
+        }
+        for b in store.building_counts()? {
+            let parent = b
+                .grid_code
+                .filter(|g| index.contains_key(g.as_str()))
+                .or(b.community_code);
+            keys.push("".into());
+            fids.push(Some(b.fid));
+            pending.push(parent);
+            units.push(Unit {
+                parent: None,
+                households: b.households,
+                persons: None,
+            });
+        }
+        for (u, p) in units.iter_mut().zip(&pending) {
+            u.parent = p.as_deref().and_then(|p| index.get(p).copied());
+        }
+        let withheld = suppress(privacy, &units);
+        let mut d = Disclosure {
+            privacy,
+            ..Disclosure::default()
+        };
+        for ((w, key), fid) in withheld.into_iter().zip(keys).zip(fids) {
+            if !w {
+                continue;
+            }
+            match fid {
+                Some(f) => {
+                    d.buildings.insert(f);
+                }
+                None => {
+                    d.codes.insert(key);
+                }
+            }
+        }
+        Ok(d)
+    }
+
+    /// A disclosure that withholds nothing, for a store without counts.
+    #[must_use]
+    pub fn empty(privacy: Privacy) -> Disclosure {
+        Disclosure {
+            privacy,
+            ..Disclosure::default()
+        }
+    }
+
+    /// The rule it applies.
+    #[must_use]
+    pub fn privacy(&self) -> Privacy {
+        self.privacy
+    }
+
+    /// True when the counts of the district, street, community or grid
+    /// with this code may be published. A code the store does not hold
+    /// is published only if its count passes on its own: callers check
+    /// `n` for units outside the hierarchy.
+    #[must_use]
+    pub fn code_published(&self, code: &str) -> bool {
+        !self.codes.contains(code)
+    }
+
+    /// True when the household count of the building with this fid may be
+    /// published.
+    #[must_use]
+    pub fn building_published(&self, fid: i64) -> bool {
+        !self.buildings.contains(&fid)
+    }
+
+    /// Number of admin units and of buildings whose counts are withheld.
+    #[must_use]
+    pub fn withheld(&self) -> (usize, usize) {
+        (self.codes.len(), self.buildings.len())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn unit(parent: Option<usize>, households: i64) -> Unit {
+        Unit {
+            parent,
+            households,
+            persons: Some(households * 2),
+        }
+    }
+
+    /// No published parent has exactly one withheld child; no withheld
+    /// parent has all its children published; nothing below k published.
+    fn holds(p: Privacy, units: &[Unit], out: &[bool]) {
+        for (i, u) in units.iter().enumerate() {
+            if u.primary(p) {
+                assert!(out[i], "unit {i} below k is published");
+            }
+            let kids: Vec<usize> = (0..units.len())
+                .filter(|&c| units[c].parent == Some(i))
+                .collect();
+            let w = kids.iter().filter(|&&c| out[c]).count();
+            if out[i] {
+                assert!(kids.is_empty() || w >= kids.len().min(2), "unit {i}: {w}");
+            } else {
+                assert_ne!(w, 1, "published unit {i} has one withheld child");
+            }
+        }
+    }
+
+    #[test]
+    fn a_lone_small_child_takes_its_smallest_sibling_with_it() {
+        let p = Privacy::default();
+        // Parent 60 = 4 + 30 + 26: 4 is withheld, so 60 − 30 − 26 would give
+        // it away; 26 (the smallest other) goes too.
+        let units = [
+            unit(None, 60),
+            unit(Some(0), 4),
+            unit(Some(0), 30),
+            unit(Some(0), 26),
+        ];
+        let out = suppress(p, &units);
+        assert_eq!(out, [false, true, false, true]);
+        holds(p, &units, &out);
+    }
+
+    #[test]
+    fn a_withheld_parent_withholds_two_children() {
+        let p = Privacy::default();
+        // Street 40 published; community 12 withheld as complement of
+        // community 5; its grids 6 and 6 are below k anyway. Community 23's
+        // grids are 11 and 12: published.
+        let units = [
+            unit(None, 40),
+            unit(Some(0), 5),
+            unit(Some(0), 12),
+            unit(Some(0), 23),
+            unit(Some(2), 12),
+            unit(Some(3), 11),
+            unit(Some(3), 12),
+        ];
+        let out = suppress(p, &units);
+        assert_eq!(out[..4], [false, true, true, false]);
+        // Community 2 was withheld as a complement: its only grid goes too.
+        assert!(out[4]);
+        assert!(!out[5] && !out[6]);
+        holds(p, &units, &out);
+    }
+
+    #[test]
+    fn a_secondary_parent_with_large_children_withholds_two_of_them() {
+        let p = Privacy::default();
+        let units = [
+            unit(None, 100),
+            unit(Some(0), 3),
+            unit(Some(0), 40),
+            unit(Some(0), 57),
+            unit(Some(2), 20),
+            unit(Some(2), 20),
+        ];
+        let out = suppress(p, &units);
+        assert_eq!(out, [false, true, true, false, true, true]);
+        holds(p, &units, &out);
+    }
+
+    #[test]
+    fn persons_below_k_withhold_the_unit() {
+        let p = Privacy::default();
+        let u = Unit {
+            parent: None,
+            households: 12,
+            persons: Some(9),
+        };
+        assert_eq!(suppress(p, &[u]), [true]);
+        assert_eq!(Privacy::new(0), Err(BadK(0)));
+        assert_eq!(Privacy::new(5).unwrap().label(), "<5");
+    }
+
+    #[test]
+    fn random_hierarchies_keep_the_rule() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+        for _ in 0..300 {
+            let p = Privacy::new(rng.random_range(1..15)).unwrap();
+            // A root, some children, grandchildren with sums that add up.
+            let mut units = vec![unit(None, 0)];
+            let kids = rng.random_range(1..6);
+            for _ in 0..kids {
+                let me = units.len();
+                units.push(unit(Some(0), 0));
+                let grand = rng.random_range(0..5);
+                for _ in 0..grand {
+                    let h = rng.random_range(0..30);
+                    units.push(unit(Some(me), h));
+                    units[me].households += h;
+                }
+                if grand == 0 {
+                    units[me].households = rng.random_range(0..40);
+                }
+                units[0].households += units[me].households;
+            }
+            for u in &mut units {
+                u.persons = Some(u.households * 2);
+            }
+            let out = suppress(p, &units);
+            holds(p, &units, &out);
+            assert_eq!(out, suppress(p, &units), "deterministic");
+        }
+    }
+}
