@@ -532,6 +532,7 @@ fn validate_cmd(ui: &Ui, a: &ValidateArgs) -> Result<()> {
             props.push(f.properties);
         }
         Err(e) => unreadable.push(validate::Issue {
+            part: None,
             feature: match e.location {
                 wangge_engine::io::Location::Feature(n) => n,
                 _ => 0,
@@ -866,6 +867,43 @@ fn import_cmd(ui: &Ui, a: &ImportArgs) -> Result<()> {
                         .collect::<Vec<_>>()
                         .join("; ");
                     rejects.push(json!({"file": a.file, "at": at, "reason": reason}))?;
+                }
+            }
+        }
+        rows = out;
+    }
+    // Polygons of the other layers (buildings) are repaired one by one, by
+    // the same rules: degenerate parts dropped alone, collections keep
+    // their polygons, a feature rejected only when no area is left.
+    let polygonal = matches!(schema.geometry, GeomType::Polygon | GeomType::MultiPolygon);
+    if polygonal && !a.layer.is_admin() {
+        let mut out = Vec::with_capacity(rows.len());
+        for (n, (at, g, v)) in rows.into_iter().enumerate() {
+            let (fixed, issues) = validate::repair_feature(&PolygonInput {
+                number: n + 1,
+                code: None,
+                geometry: g,
+                notes: Vec::new(),
+            });
+            let say = |e: &validate::Issue| match e.part {
+                Some(p) => format!("part {p}: {}", e.reason),
+                None => e.reason.clone(),
+            };
+            for e in issues.iter().filter(|e| e.action == Action::Repaired) {
+                ui.say(format!("  {at}: {}", say(e)));
+            }
+            match fixed {
+                Some(mut m) if m.0.len() == 1 && schema.geometry == GeomType::Polygon => {
+                    out.push((at, geo_types::Geometry::Polygon(m.0.remove(0)), v));
+                }
+                Some(m) => out.push((at, geo_types::Geometry::MultiPolygon(m), v)),
+                None => {
+                    let reason: Vec<String> = issues
+                        .iter()
+                        .filter(|e| e.action == Action::Rejected)
+                        .map(say)
+                        .collect();
+                    rejects.push(json!({"file": a.file, "at": at, "reason": reason.join("; ")}))?;
                 }
             }
         }

@@ -373,7 +373,6 @@ pub fn drop_slivers(mp: MultiPolygon<f64>, min_deg2: f64) -> MultiPolygon<f64> {
 /// rounded polygon is not valid (the caller repairs it).
 #[must_use]
 pub fn snap_to_grid(mp: &MultiPolygon<f64>) -> Option<MultiPolygon<f64>> {
-    use geo::Validation;
     let snap = |ring: &LineString<f64>| -> LineString<f64> {
         let mut pts: Vec<Coord<f64>> = ring
             .0
@@ -394,7 +393,7 @@ pub fn snap_to_grid(mp: &MultiPolygon<f64>) -> Option<MultiPolygon<f64>> {
             .map(|p| Polygon::new(snap(p.exterior()), p.interiors().iter().map(snap).collect()))
             .collect(),
     );
-    out.is_valid().then_some(out)
+    crate::validity::is_valid(&out).then_some(out)
 }
 
 /// Every vertex of the layer with the index of its polygon, sorted and
@@ -435,7 +434,6 @@ fn vertex_tree(
 /// any polygon invalid is left as it was everywhere. Returns the number of
 /// polygons changed.
 pub fn snap_vertices(layer: &mut [Option<MultiPolygon<f64>>], tol: f64) -> usize {
-    use geo::Validation;
     use rayon::prelude::*;
     use std::collections::HashMap;
     let tree = vertex_tree(layer);
@@ -515,7 +513,7 @@ pub fn snap_vertices(layer: &mut [Option<MultiPolygon<f64>>], tol: f64) -> usize
                 let rings_ok = snapped.0.iter().all(|p| {
                     p.exterior().0.len() >= 4 && p.interiors().iter().all(|r| r.0.len() >= 4)
                 });
-                if rings_ok && snapped.is_valid() {
+                if rings_ok && crate::validity::is_valid(&snapped) {
                     Ok(Some(snapped))
                 } else {
                     Err(hit)
@@ -551,7 +549,6 @@ pub fn snap_vertices(layer: &mut [Option<MultiPolygon<f64>>], tol: f64) -> usize
 /// polygon that noding would make invalid is left as it was. Returns the
 /// number of vertices inserted.
 pub fn node_layer(layer: &mut [Option<MultiPolygon<f64>>], tol: f64) -> usize {
-    use geo::Validation;
     use rayon::prelude::*;
     use rstar::AABB;
     snap_vertices(layer, tol);
@@ -627,7 +624,7 @@ pub fn node_layer(layer: &mut [Option<MultiPolygon<f64>>], tol: f64) -> usize {
                     })
                     .collect(),
             );
-            if added > 0 && noded.is_valid() {
+            if added > 0 && crate::validity::is_valid(&noded) {
                 *slot = Some(noded);
                 added
             } else {

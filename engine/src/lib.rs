@@ -8,6 +8,7 @@
 //! * [`geom`]: make-valid, overlays, areas.
 //! * [`index`]: the point-in-polygon index ([`index::GridIndex`]).
 //! * [`validate`]: validation and repair of polygon layers.
+//! * [`validity`]: OGC validity of (multi)polygons in O(n log n).
 //! * [`privacy`]: the publication rule for counts (k-suppression, complementary).
 //! * [`progress`]: progress reporting for long work.
 //! * [`assign`]: grid layers and batch assignment of point records.
@@ -26,3 +27,4 @@ pub mod progress;
 pub mod store;
 pub mod synth;
 pub mod validate;
+pub mod validity;

@@ -3,13 +3,22 @@
 //! overlaps between features are resolved so that every point belongs to at
 //! most one feature.
 //!
-//! The rules, in order, for each feature:
-//! 1. Only Polygon and MultiPolygon geometries are accepted.
+//! Repair never loses valid area: a feature is rejected only when nothing
+//! polygonal with an area is left. The rules, in order, for each feature:
+//! 1. Its polygonal parts are kept: a Polygon, the polygons of a
+//!    MultiPolygon, and those of a GeometryCollection (nested ones too);
+//!    points and lines in a collection are dropped, each reported with its
+//!    `part` (the 0-based index of the member, counting the members of
+//!    collections and multi-geometries depth first). A geometry with no
+//!    polygonal part at all is rejected.
 //! 2. Non-finite vertices (NaN, ±Infinity, `null`) are removed.
 //! 3. Coordinates out of range are rejected, unless every vertex of the
 //!    feature reads as a valid (lat, lon) pair, then they are swapped back.
-//! 4. Spikes (a vertex where the ring turns back on itself) are reported.
-//! 5. OGC validity is checked (geo's `Validation`); invalid features are
+//! 4. A part whose exterior ring has fewer than 3 distinct positions is
+//!    dropped alone (reported with its `part`), as is a hole with fewer
+//!    than 3; a part of zero area vanishes in step 5.
+//! 5. Spikes (a vertex where the ring turns back on itself) are reported.
+//! 6. OGC validity is checked (geo's `Validation`); invalid features are
 //!    rebuilt with [`crate::geom::make_valid`] (the even-odd "linework" rule
 //!    of GEOS `make_valid`).
 //!
@@ -19,7 +28,7 @@
 //! result does not depend on the order of the file. Holes in the union of
 //! all features are reported as gaps.
 
-use geo::{BoundingRect, Validation};
+use geo::BoundingRect;
 use geo_types::{Coord, Geometry, LineString, MultiPolygon, Polygon};
 use rayon::prelude::*;
 use rstar::{AABB, RTree, RTreeObject, primitives::GeomWithData, primitives::Rectangle};
@@ -60,6 +69,10 @@ pub struct Issue {
     /// The feature's code, if any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub code: Option<String>,
+    /// The part of the feature it concerns (0-based member index, members
+    /// of collections counted depth first), when it concerns one part.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub part: Option<usize>,
     /// What is wrong.
     pub reason: String,
     /// What was done about it.
@@ -132,37 +145,74 @@ pub fn validate_polygons(inputs: &[PolygonInput]) -> (Repaired, ValidationReport
     (fixed, report)
 }
 
+/// Repairs one feature alone, by the per-feature rules of the module
+/// documentation (no overlap resolution, no snapping): the repaired
+/// polygons, or `None` when nothing polygonal with an area is left, and
+/// what was found and done. For layers whose features need not tile
+/// anything (buildings).
+#[must_use]
+pub fn repair_feature(input: &PolygonInput) -> (Option<MultiPolygon<f64>>, Vec<Issue>) {
+    let (g, issues, _, _) = repair_one(input);
+    (g, issues)
+}
+
 /// One feature's repair: (geometry or None if rejected, issues, was invalid, was changed).
 type Repair = (Option<MultiPolygon<f64>>, Vec<Issue>, bool, bool);
 
 /// Repairs one feature.
 fn repair_one(input: &PolygonInput) -> Repair {
     let mut issues = Vec::new();
-    let issue = |reason: String, action: Action| Issue {
+    let issue_at = |part: Option<usize>, reason: String, action: Action| Issue {
         feature: input.number,
         code: input.code.clone(),
+        part,
         reason,
         action,
     };
+    let issue = |reason: String, action: Action| issue_at(None, reason, action);
     for note in &input.notes {
         issues.push(issue(note.clone(), Action::Repaired));
     }
     let mut changed = !input.notes.is_empty();
     let mut invalid = false;
-    let mut mp = match &input.geometry {
-        Geometry::Polygon(p) => MultiPolygon::new(vec![p.clone()]),
-        Geometry::MultiPolygon(m) => m.clone(),
-        other => {
-            issues.push(issue(
-                format!(
-                    "geometry is a {}, expected Polygon or MultiPolygon",
-                    geometry_name(other)
-                ),
-                Action::Rejected,
-            ));
-            return (None, issues, true, false);
-        }
-    };
+    // The polygonal parts, each with its member index.
+    let mut parts: Vec<(usize, Polygon<f64>)> = Vec::new();
+    let mut dropped: Vec<(usize, &'static str)> = Vec::new();
+    let mut next = 0usize;
+    polygonal_parts(&input.geometry, &mut next, &mut parts, &mut dropped);
+    let collection = matches!(input.geometry, Geometry::GeometryCollection(_));
+    if parts.is_empty() {
+        let what = if collection {
+            "a GeometryCollection without a polygon".to_owned()
+        } else {
+            format!("a {}", geometry_name(&input.geometry))
+        };
+        issues.push(issue(
+            format!("geometry is {what}, expected Polygon or MultiPolygon"),
+            Action::Rejected,
+        ));
+        return (None, issues, true, false);
+    }
+    for (part, kind) in dropped {
+        changed = true;
+        issues.push(issue_at(
+            Some(part),
+            format!("a {kind} in a GeometryCollection; dropped it (only polygons are kept)"),
+            Action::Repaired,
+        ));
+    }
+    if collection {
+        changed = true;
+        issues.push(issue(
+            format!(
+                "a GeometryCollection; kept its {} polygon(s) as a MultiPolygon",
+                parts.len()
+            ),
+            Action::Repaired,
+        ));
+    }
+    let (part_ids, polys): (Vec<usize>, Vec<Polygon<f64>>) = parts.into_iter().unzip();
+    let mut mp = MultiPolygon::new(polys);
 
     // Non-finite vertices.
     let mut nonfinite = 0usize;
@@ -222,36 +272,48 @@ fn repair_one(input: &PolygonInput) -> Repair {
         }
     }
 
-    // Rings that lost too many vertices.
-    let mut too_few = 0usize;
-    mp = MultiPolygon::new(
-        std::mem::take(&mut mp.0)
-            .into_iter()
-            .filter_map(|p| {
-                if distinct_len(p.exterior()) < 3 {
-                    too_few += 1 + p.interiors().len();
-                    return None;
-                }
-                let (ext, holes) = p.into_inner();
-                let before = holes.len();
-                let holes: Vec<LineString<f64>> =
-                    holes.into_iter().filter(|h| distinct_len(h) >= 3).collect();
-                too_few += before - holes.len();
-                Some(Polygon::new(ext, holes))
-            })
-            .collect(),
-    );
-    if too_few > 0 {
-        invalid = true;
-        changed = true;
-        issues.push(issue(
-            format!("{too_few} ring(s) with fewer than 3 distinct points; dropped them"),
-            Action::Repaired,
-        ));
+    // Degenerate parts and holes go alone: the rest of the feature stays.
+    let mut kept = Vec::with_capacity(mp.0.len());
+    for (p, part) in std::mem::take(&mut mp.0).into_iter().zip(&part_ids) {
+        let n = distinct_len(p.exterior());
+        if n < 3 {
+            invalid = true;
+            changed = true;
+            issues.push(issue_at(
+                Some(*part),
+                format!(
+                    "exterior ring has {n} distinct position(s), a ring needs at least 3; \
+                     dropped this part"
+                ),
+                Action::Repaired,
+            ));
+            continue;
+        }
+        let (ext, holes) = p.into_inner();
+        let mut good = Vec::with_capacity(holes.len());
+        for (h, hole) in holes.into_iter().enumerate() {
+            let n = distinct_len(&hole);
+            if n < 3 {
+                invalid = true;
+                changed = true;
+                issues.push(issue_at(
+                    Some(*part),
+                    format!(
+                        "hole {h} has {n} distinct position(s), a ring needs at least 3; \
+                         dropped the hole"
+                    ),
+                    Action::Repaired,
+                ));
+            } else {
+                good.push(hole);
+            }
+        }
+        kept.push(Polygon::new(ext, good));
     }
+    mp = MultiPolygon::new(kept);
     if mp.0.is_empty() {
         issues.push(issue(
-            "no ring with an area is left".into(),
+            "no part with at least 3 distinct positions is left".into(),
             Action::Rejected,
         ));
         return (None, issues, true, changed);
@@ -273,11 +335,12 @@ fn repair_one(input: &PolygonInput) -> Repair {
         }
     }
 
-    let errors = mp.validation_errors();
+    // O(n log n) (geo's `Validation` is quadratic in vertices).
+    let errors = crate::validity::problems(&mp, 20);
     if !errors.is_empty() {
         invalid = true;
-        for e in &errors {
-            issues.push(issue(e.to_string(), Action::Repaired));
+        for e in errors {
+            issues.push(issue(e, Action::Repaired));
         }
         let area_in = geom::area_m2(&geom::oriented(mp.clone()));
         mp = geom::make_valid(&mp);
@@ -289,12 +352,8 @@ fn repair_one(input: &PolygonInput) -> Repair {
             ));
             return (None, issues, true, changed);
         }
-        if !mp.is_valid() {
-            let why: Vec<String> = mp
-                .validation_errors()
-                .iter()
-                .map(ToString::to_string)
-                .collect();
+        if !crate::validity::is_valid(&mp) {
+            let why = crate::validity::problems(&mp, 5);
             issues.push(issue(
                 format!("still invalid after repair: {}", why.join("; ")),
                 Action::Rejected,
@@ -351,6 +410,7 @@ fn resolve_overlaps(inputs: &[PolygonInput], fixed: &mut Repaired, report: &mut 
         report.errors.push(Issue {
             feature: inputs[j].number,
             code: inputs[j].code.clone(),
+            part: None,
             reason: format!(
                 "overlaps feature {}{} by {area:.1} m²; the overlap stays with feature {}",
                 inputs[i].number,
@@ -399,6 +459,7 @@ fn resolve_overlaps(inputs: &[PolygonInput], fixed: &mut Repaired, report: &mut 
             report.errors.push(Issue {
                 feature: inputs[j].number,
                 code: inputs[j].code.clone(),
+                part: None,
                 reason: "lies entirely inside features that rank before it".into(),
                 action: Action::Rejected,
             });
@@ -428,6 +489,7 @@ fn find_gaps(inputs: &[PolygonInput], fixed: &Repaired, report: &mut ValidationR
             report.errors.push(Issue {
                 feature: 0,
                 code: None,
+                part: None,
                 reason: format!(
                     "gap of {area:.1} m² between features near ({:.6}, {:.6})",
                     c.x, c.y
@@ -482,6 +544,48 @@ fn spikes(ring: &LineString<f64>) -> Vec<usize> {
             dot < 0.0 && cross.abs() <= 1e-12 * scale
         })
         .collect()
+}
+
+/// Collects the polygons of `g` (Polygon, MultiPolygon members, Rect,
+/// Triangle, and those of collections, depth first) with their member
+/// index, and the kinds of the other members.
+fn polygonal_parts(
+    g: &Geometry<f64>,
+    next: &mut usize,
+    parts: &mut Vec<(usize, Polygon<f64>)>,
+    dropped: &mut Vec<(usize, &'static str)>,
+) {
+    let mut take = |p: Polygon<f64>, next: &mut usize| {
+        parts.push((*next, p));
+        *next += 1;
+    };
+    match g {
+        Geometry::Polygon(p) => take(p.clone(), next),
+        Geometry::MultiPolygon(m) => m.0.iter().for_each(|p| take(p.clone(), next)),
+        Geometry::Rect(r) => take(r.to_polygon(), next),
+        Geometry::Triangle(t) => take(t.to_polygon(), next),
+        Geometry::GeometryCollection(c) => {
+            for m in c {
+                polygonal_parts(m, next, parts, dropped);
+            }
+        }
+        Geometry::MultiPoint(m) => {
+            for _ in &m.0 {
+                dropped.push((*next, "Point"));
+                *next += 1;
+            }
+        }
+        Geometry::MultiLineString(m) => {
+            for _ in &m.0 {
+                dropped.push((*next, "LineString"));
+                *next += 1;
+            }
+        }
+        other => {
+            dropped.push((*next, geometry_name(other)));
+            *next += 1;
+        }
+    }
 }
 
 fn geometry_name(g: &Geometry<f64>) -> &'static str {

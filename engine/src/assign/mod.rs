@@ -252,6 +252,7 @@ impl GridLayer {
             report.features += 1;
             report.rejected += 1;
             report.errors.push(crate::validate::Issue {
+                part: None,
                 feature: match e.location {
                     crate::io::Location::Feature(n) => n,
                     _ => 0,

@@ -439,7 +439,9 @@ fn line(v: &Value) -> Result<LineString<f64>, String> {
 fn parse_polygon(v: &Value, index: usize, notes: &mut Vec<String>) -> Result<Polygon<f64>, String> {
     let rings = array(v, "Polygon")?;
     if rings.is_empty() {
-        return Err(format!("polygon {index} has no rings"));
+        // An empty part: repair drops it alone.
+        notes.push(format!("polygon {index} has no rings"));
+        return Ok(Polygon::new(LineString(Vec::new()), Vec::new()));
     }
     let mut out = Vec::with_capacity(rings.len());
     for (r, ring) in rings.iter().enumerate() {
@@ -454,12 +456,9 @@ fn parse_polygon(v: &Value, index: usize, notes: &mut Vec<String>) -> Result<Pol
             ));
             pts.push(pts[0]);
         }
-        if pts.len() < 4 {
-            return Err(format!(
-                "ring {r} of polygon {index} has {} distinct position(s); a ring needs at least 3",
-                pts.len().saturating_sub(1)
-            ));
-        }
+        // A ring of fewer than 3 distinct positions is kept as read: repair
+        // (`validate`) drops that part or hole alone and reports it, instead
+        // of the whole feature being lost here.
         out.push(LineString(pts));
     }
     let exterior = out.remove(0);
