@@ -289,11 +289,31 @@ fn repair_one(input: &PolygonInput) -> Repair {
             ));
             continue;
         }
+        if zero_area(p.exterior()) {
+            invalid = true;
+            changed = true;
+            issues.push(issue_at(
+                Some(*part),
+                "exterior ring has zero area (its positions are on one line or it only \
+                 retraces itself); dropped this part"
+                    .into(),
+                Action::Repaired,
+            ));
+            continue;
+        }
         let (ext, holes) = p.into_inner();
         let mut good = Vec::with_capacity(holes.len());
         for (h, hole) in holes.into_iter().enumerate() {
             let n = distinct_len(&hole);
-            if n < 3 {
+            if n >= 3 && zero_area(&hole) {
+                invalid = true;
+                changed = true;
+                issues.push(issue_at(
+                    Some(*part),
+                    format!("hole {h} has zero area; dropped the hole"),
+                    Action::Repaired,
+                ));
+            } else if n < 3 {
                 invalid = true;
                 changed = true;
                 issues.push(issue_at(
@@ -343,7 +363,9 @@ fn repair_one(input: &PolygonInput) -> Repair {
             issues.push(issue(e, Action::Repaired));
         }
         let area_in = geom::area_m2(&geom::oriented(mp.clone()));
-        mp = geom::make_valid(&mp);
+        // GEOS's rule (even-odd over all rings), the independent truth the
+        // repair is tested against.
+        mp = geom::make_valid_linework(&mp);
         changed = true;
         if mp.0.is_empty() {
             issues.push(issue(
@@ -511,6 +533,19 @@ fn for_each_ring_mut(mp: &mut MultiPolygon<f64>, mut f: impl FnMut(&mut LineStri
         p.exterior_mut(&mut f);
         p.interiors_mut(|holes| holes.iter_mut().for_each(&mut f));
     }
+}
+
+/// True when a ring encloses no area at all (its positions on one line, or
+/// it only retraces itself): its shoelace area is 0 *and* the even-odd
+/// overlay of it alone is empty (a symmetric bow-tie has shoelace area 0
+/// too, but two lobes).
+fn zero_area(ring: &LineString<f64>) -> bool {
+    use geo::Area;
+    let p = Polygon::new(ring.clone(), vec![]);
+    p.signed_area() == 0.0
+        && geom::make_valid_linework(&MultiPolygon::new(vec![p]))
+            .0
+            .is_empty()
 }
 
 /// Distinct vertices of a closed ring (consecutive duplicates collapsed).
