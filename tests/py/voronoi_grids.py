@@ -123,6 +123,9 @@ def main():
     ap.add_argument("--cells", type=int, default=20000)
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--districts", default=DEFAULT_DISTRICTS)
+    ap.add_argument("--collections", type=int, default=0,
+                    help="write every Nth cell as a GeometryCollection of its polygon, a stray "
+                         "LineString and a Point, as GEOS intersections return them")
     a = ap.parse_args()
     if a.cells < 2:
         sys.exit("voronoi_grids: --cells must be at least 2")
@@ -152,10 +155,18 @@ def main():
     with open(tmp, "w", encoding="utf-8", newline="\n") as f:
         f.write('{"type": "FeatureCollection", "features": [\n')
         for i, g in enumerate(cells, start=1):
+            geometry = mapping(g)
+            if a.collections and i % a.collections == 0:
+                x0, y0 = g.exterior.coords[0] if g.geom_type == "Polygon" else g.geoms[0].exterior.coords[0]
+                geometry = {"type": "GeometryCollection", "geometries": [
+                    {"type": "LineString", "coordinates": [[x0, y0], [x0 + 1e-4, y0 + 1e-4]]},
+                    geometry,
+                    {"type": "Point", "coordinates": [x0, y0]},
+                ]}
             feat = {
                 "type": "Feature",
                 "properties": {"code": str(CODE_BASE + i), "name": f"voronoi {i}"},
-                "geometry": mapping(g),
+                "geometry": geometry,
             }
             f.write(json.dumps(feat, ensure_ascii=False, separators=(",", ":")))
             f.write(",\n" if i < len(cells) else "\n")
