@@ -637,6 +637,7 @@ fn geometry_name(g: &Geometry<f64>) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use geo::Validation;
     use geo_types::polygon;
 
     fn input(n: usize, code: &str, g: Geometry<f64>) -> PolygonInput {

@@ -813,7 +813,7 @@ fn format_part(
 
 /// The reason, nearest code and distance for a point outside every polygon.
 fn outside_reason(layer: &GridLayer, lon: f64, lat: f64) -> (String, String, String) {
-    match layer.index.nearest(lon, lat) {
+    match layer.index.nearest_outside(lon, lat) {
         Some(n) => (
             format!(
                 "outside every grid; nearest {} at {:.1} m",

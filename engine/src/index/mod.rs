@@ -61,6 +61,7 @@ use rstar::{
 use crate::geom::metres_per_degree;
 
 mod h3;
+mod near;
 pub use h3::{CellHasher, H3Cover};
 
 /// Points no polygon contains, but within this distance (degrees) of one,
@@ -201,6 +202,9 @@ pub struct GridIndex {
     /// longitudes multiplied by `seg_k` (so that tree distances are close to
     /// ground distances and nearest searches stop early).
     segments: OnceLock<RTree<SegEntry>>,
+    /// The same segments bucketed for nearest-edge queries of outside
+    /// points, built on first use (`near`).
+    near: OnceLock<near::NearGrid>,
     seg_k: f64,
     origin: [f64; 2],
     inv_cell: [f64; 2],
@@ -320,6 +324,7 @@ impl GridIndex {
             band_edges,
             boxes: OnceLock::new(),
             segments: OnceLock::new(),
+            near: OnceLock::new(),
             seg_k: 1.0,
             origin: [0.0; 2],
             inv_cell: [0.0; 2],
@@ -506,6 +511,19 @@ impl GridIndex {
         self.nearest_edge(lon, lat)
     }
 
+    /// [`GridIndex::nearest`] for a point already known to be in no
+    /// polygon (what [`GridIndex::locate`] said): skips the containment
+    /// test and goes straight to the nearest edge, the cost of an outside
+    /// point in `assign`. For a point inside a polygon it returns the
+    /// nearest edge's distance, not 0.
+    #[must_use]
+    pub fn nearest_outside(&self, lon: f64, lat: f64) -> Option<Nearest> {
+        if !(lon.is_finite() && lat.is_finite()) {
+            return None;
+        }
+        self.nearest_edge(lon, lat)
+    }
+
     /// Statistics about the index.
     #[must_use]
     pub fn stats(&self) -> IndexStats {
@@ -606,7 +624,28 @@ impl GridIndex {
         })
     }
 
+    fn near_grid(&self) -> &near::NearGrid {
+        self.near
+            .get_or_init(|| near::NearGrid::new(self.segment_tree(), self.seg_k))
+    }
+
     fn nearest_edge(&self, lon: f64, lat: f64) -> Option<Nearest> {
+        let (mx, my) = metres_per_degree(lat);
+        let x = lon * self.seg_k;
+        let sx = mx / (self.seg_k * my);
+        let lower = my * sx.min(1.0);
+        let found = self
+            .near_grid()
+            .nearest(x, lat, lower, |l| seg_dist2(l, x, lat, sx).sqrt() * my);
+        match found {
+            Some((distance_m, id)) => Some(Nearest { id, distance_m }),
+            None => self.nearest_edge_rtree(lon, lat),
+        }
+    }
+
+    /// The R-tree search [`GridIndex::nearest_edge`] falls back to (and is
+    /// tested against).
+    fn nearest_edge_rtree(&self, lon: f64, lat: f64) -> Option<Nearest> {
         let (mx, my) = metres_per_degree(lat);
         let tree = self.segment_tree();
         let x = lon * self.seg_k;
@@ -1150,6 +1189,48 @@ fn seg_dist2(line: &Line<[f64; 2]>, x: f64, y: f64, sx: f64) -> f64 {
 mod tests {
     use super::*;
     use geo::Contains;
+
+    /// The candidate raster answers exactly as the R-tree search: the same
+    /// polygon and bit-identical distance, for points inside the layer's
+    /// box (in gaps, holes and around it) and beyond it.
+    #[test]
+    fn nearest_by_raster_equals_nearest_by_rtree() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
+        // Irregular polygons with gaps between them, over a 1°×1° area.
+        let mut polys = Vec::new();
+        for i in 0..20 {
+            for j in 0..20 {
+                if rng.random_bool(0.3) {
+                    continue;
+                }
+                let (x, y) = (116.0 + f64::from(i) * 0.05, 39.5 + f64::from(j) * 0.05);
+                let n = rng.random_range(3..12);
+                let ring: Vec<(f64, f64)> = (0..n)
+                    .map(|k| {
+                        let t = std::f64::consts::TAU * f64::from(k) / f64::from(n);
+                        let r = 0.02 * rng.random_range(0.5..1.0);
+                        (x + 0.025 + r * t.cos(), y + 0.025 + r * t.sin())
+                    })
+                    .collect();
+                polys.push(MultiPolygon::new(vec![Polygon::new(
+                    LineString::from(ring),
+                    vec![],
+                )]));
+            }
+        }
+        let idx = GridIndex::new(&polys);
+        for _ in 0..20_000 {
+            let (lon, lat) = (rng.random_range(115.5..117.5), rng.random_range(39.0..41.0));
+            let a = idx.nearest_edge(lon, lat).unwrap();
+            let b = idx.nearest_edge_rtree(lon, lat).unwrap();
+            assert_eq!(
+                (a.id, a.distance_m.to_bits()),
+                (b.id, b.distance_m.to_bits()),
+                "{lon} {lat}"
+            );
+        }
+    }
     use geo_types::{Coord, Point, Polygon, polygon};
     use proptest::prelude::*;
 

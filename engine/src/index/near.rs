@@ -1,0 +1,158 @@
+//! Nearest polygon edge by a coarse raster of candidates: what an outside
+//! point's reject needs (the nearest grid and the distance), at about the
+//! cost of locating it.
+//!
+//! The raster covers the polygons' box (in the index's scaled space,
+//! longitudes × `seg_k`), about one bucket per four edges. For each bucket,
+//! built once and in parallel, the R-tree gives the edge nearest to its
+//! centre at scaled distance `D`; every edge within `s · (D + r) + r` of
+//! the centre is kept as a candidate, where `r` is the bucket's
+//! half-diagonal and `s` bounds how much the ground metric at any point of
+//! the bucket stretches one axis against the other. That holds every edge
+//! that can be nearest (or tie) for any point of the bucket, so a query
+//! scans one short list and returns exactly what the R-tree search returns
+//! (the least distance, ties to the lower polygon id). Points outside the
+//! raster go to the R-tree.
+
+use rayon::prelude::*;
+use rstar::RTree;
+use rstar::primitives::Line;
+
+use super::SegEntry;
+use crate::geom::metres_per_degree;
+
+/// The candidate raster.
+#[derive(Debug)]
+pub(super) struct NearGrid {
+    origin: [f64; 2],
+    size: f64,
+    nx: usize,
+    ny: usize,
+    /// Half the bucket's diagonal.
+    half_diagonal: f64,
+    /// Bucket `b`'s candidates are `list[start[b]..start[b + 1]]`, by
+    /// their scaled distance from the bucket's centre.
+    start: Vec<u32>,
+    list: Vec<Candidate>,
+}
+
+/// An edge, its polygon and its scaled distance from the bucket's centre.
+type Candidate = (Line<[f64; 2]>, u32, f64);
+
+impl NearGrid {
+    /// Builds the raster over `tree` (scaled edges with their polygon);
+    /// `k` is the longitude scale of the tree.
+    pub(super) fn new(tree: &RTree<SegEntry>, k: f64) -> NearGrid {
+        let empty = NearGrid {
+            origin: [0.0; 2],
+            size: 1.0,
+            nx: 0,
+            ny: 0,
+            half_diagonal: 0.0,
+            start: vec![0],
+            list: Vec::new(),
+        };
+        let n = tree.size();
+        if n == 0 {
+            return empty;
+        }
+        let env = tree.root().envelope();
+        let (lo, hi) = (env.lower(), env.upper());
+        let (w, h) = ((hi[0] - lo[0]).max(1e-9), (hi[1] - lo[1]).max(1e-9));
+        let want = (n / 4).clamp(1, 1 << 18) as f64;
+        let mut size = (w * h / want).sqrt().max(1e-9);
+        while (w / size + 1.0) * (h / size + 1.0) > f64::from(1u32 << 18) {
+            size *= 1.25;
+        }
+        let nx = (w / size).floor() as usize + 1;
+        let ny = (h / size).floor() as usize + 1;
+        let r = size * std::f64::consts::SQRT_2 / 2.0;
+        // The stretch between the axes of the ground metric, scaled space:
+        // x by sx = mx / (k my), y by 1; it varies with latitude only.
+        let stretch = |lat0: f64, lat1: f64| {
+            let sx = |lat: f64| {
+                let (mx, my) = metres_per_degree(lat.clamp(-89.9, 89.9));
+                mx / (k * my)
+            };
+            let (a, b) = (sx(lat0), sx(lat1));
+            let (smin, smax) = (a.min(b).min(1.0), a.max(b).max(1.0));
+            smax / smin
+        };
+        let lists: Vec<Vec<Candidate>> = (0..nx * ny)
+            .into_par_iter()
+            .map(|b| {
+                let (i, j) = (b % nx, b / nx);
+                let c = [
+                    lo[0] + (i as f64 + 0.5) * size,
+                    lo[1] + (j as f64 + 0.5) * size,
+                ];
+                let Some(near) = tree.nearest_neighbor(&c) else {
+                    return Vec::new();
+                };
+                let d = rstar::PointDistance::distance_2(near.geom(), &c).sqrt();
+                let s = stretch(c[1] - size / 2.0, c[1] + size / 2.0);
+                // A hair more, for rounding in the distance computations.
+                let radius = (s * (d + r) + r) * (1.0 + 1e-9) + 1e-12;
+                let mut v: Vec<Candidate> = tree
+                    .locate_within_distance(c, radius * radius)
+                    .map(|e| {
+                        let dc = rstar::PointDistance::distance_2(e.geom(), &c).sqrt();
+                        (*e.geom(), e.data, dc)
+                    })
+                    .collect();
+                v.sort_by(|a, b| a.2.total_cmp(&b.2).then(a.1.cmp(&b.1)));
+                v
+            })
+            .collect();
+        let mut start = Vec::with_capacity(nx * ny + 1);
+        start.push(0u32);
+        let mut list = Vec::with_capacity(lists.iter().map(Vec::len).sum());
+        for v in lists {
+            list.extend(v);
+            start.push(list.len() as u32);
+        }
+        NearGrid {
+            origin: lo,
+            size,
+            nx,
+            ny,
+            half_diagonal: r,
+            start,
+            list,
+        }
+    }
+
+    /// The nearest candidate edge to scaled point `(x, y)` as (metres,
+    /// polygon) by `dist_m`; `None` outside the raster (or without edges).
+    /// `lower` turns a scaled distance into a lower bound of metres at the
+    /// point: candidates come nearest to the bucket's centre first, and the
+    /// scan stops once the next one's distance from the centre, less the
+    /// half-diagonal, is beyond the best found.
+    pub(super) fn nearest(
+        &self,
+        x: f64,
+        y: f64,
+        lower: f64,
+        dist_m: impl Fn(&Line<[f64; 2]>) -> f64,
+    ) -> Option<(f64, u32)> {
+        let fx = (x - self.origin[0]) / self.size;
+        let fy = (y - self.origin[1]) / self.size;
+        if !(fx >= 0.0 && fy >= 0.0 && fx < self.nx as f64 && fy < self.ny as f64) {
+            return None;
+        }
+        let b = fy as usize * self.nx + fx as usize;
+        let mut best: Option<(f64, u32)> = None;
+        for (l, id, dc) in &self.list[self.start[b] as usize..self.start[b + 1] as usize] {
+            if let Some((bd, _)) = best
+                && (dc - self.half_diagonal) * lower > bd
+            {
+                break;
+            }
+            let d = dist_m(l);
+            if best.is_none_or(|(bd, bid)| (d, *id) < (bd, bid)) {
+                best = Some((d, *id));
+            }
+        }
+        best
+    }
+}
