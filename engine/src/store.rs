@@ -1023,13 +1023,7 @@ impl Store {
             return Ok(Vec::new());
         }
         let schema = self.schema(name)?;
-        let col = |c: &str| {
-            if schema.columns.iter().any(|x| x.name == c) {
-                quote(c)
-            } else {
-                "NULL".to_owned()
-            }
-        };
+        let col = |c: &str| column_or_null(&schema, c);
         if !schema.columns.iter().any(|x| x.name == "code") {
             return Ok(Vec::new());
         }
@@ -1066,13 +1060,7 @@ impl Store {
             return Ok(Vec::new());
         }
         let schema = self.schema(name)?;
-        let col = |c: &str| {
-            if schema.columns.iter().any(|x| x.name == c) {
-                quote(c)
-            } else {
-                "NULL".to_owned()
-            }
-        };
+        let col = |c: &str| column_or_null(&schema, c);
         let sql = format!(
             "SELECT fid, {}, {}, {} FROM {} ORDER BY fid",
             col("grid_code"),
@@ -1566,6 +1554,16 @@ fn check_layer_name(name: &str) -> Result<(), StoreError> {
         return Err(bad("it is the store's metadata table"));
     }
     Ok(())
+}
+
+/// The quoted column name when `schema` has it, else `NULL` (for a SELECT
+/// that tolerates a column dropped by another tool).
+fn column_or_null(schema: &LayerSchema, c: &str) -> String {
+    if schema.columns.iter().any(|x| x.name == c) {
+        quote(c)
+    } else {
+        "NULL".to_owned()
+    }
 }
 
 /// A code column's value as text (QGIS may have retyped it as a number).
