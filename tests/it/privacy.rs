@@ -115,16 +115,7 @@ fn no_public_count_below_k_nor_recoverable_by_subtraction() {
         for z in 11..=16u8 {
             for t in tiles_covering(area, z).unwrap().iter() {
                 if z == 16 {
-                    let b = t.bounds();
-                    cover = Some(match cover {
-                        None => b,
-                        Some(c) => [
-                            c[0].min(b[0]),
-                            c[1].min(b[1]),
-                            c[2].max(b[2]),
-                            c[3].max(b[3]),
-                        ],
-                    });
+                    cover = Some(wangge_engine::store::merge_bbox(cover, t.bounds()));
                 }
                 for src in &sources {
                     let a = get(
