@@ -90,7 +90,8 @@ impl Detected {
 /// offset 0): `forced` when given, else by byte-order mark, else by
 /// whether the bytes from the first non-ASCII byte on are valid UTF-8. A
 /// UTF-16 byte-order mark is an error (the message says to save the file as
-/// UTF-8 or GBK).
+/// UTF-8 or GBK), and so is GB18030 forced on a file that starts with a
+/// UTF-8 byte-order mark.
 pub fn detect(
     file: &mut File,
     path: &Path,
@@ -109,6 +110,12 @@ pub fn detect(
         return Err(ReadError::Unusable {
             path: path.to_owned(),
             reason: "the file is UTF-16 (it starts with a UTF-16 byte-order mark); save it as UTF-8 or GBK CSV".to_owned(),
+        });
+    }
+    if forced == Some(Encoding::Gb18030) && head.starts_with(&[0xef, 0xbb, 0xbf]) {
+        return Err(ReadError::Unusable {
+            path: path.to_owned(),
+            reason: "the file starts with a UTF-8 byte-order mark, but GBK/GB18030 was forced with --encoding; drop --encoding (or use utf8)".to_owned(),
         });
     }
     let detected = if let Some(encoding) = forced {
@@ -288,14 +295,15 @@ fn check_utf8(record: &mut csv::ByteRecord) -> Result<(), DecodeError> {
         return Ok(());
     }
     // Fields are valid when their concatenation is and every field boundary
-    // is a character boundary.
-    let first_bad = match std::str::from_utf8(all) {
-        Ok(s) => {
+    // is a character boundary (not a continuation byte). simdutf8 checks
+    // the common, valid case at SIMD speed (about 3× std on CJK text).
+    let first_bad = match simdutf8::basic::from_utf8(all) {
+        Ok(_) => {
             let mut end = 0;
             let mut bad = None;
             for (i, f) in record.iter().enumerate() {
                 end += f.len();
-                if !s.is_char_boundary(end) {
+                if all.get(end).is_some_and(|b| b & 0xc0 == 0x80) {
                     bad = Some(i);
                     break;
                 }
@@ -460,6 +468,8 @@ mod tests {
         assert_eq!(d.how, "byte 0xcd at offset 9 is not UTF-8");
         let d = detect_bytes(&gbk, Some(Encoding::Utf8)).unwrap();
         assert!(d.forced && d.encoding == Encoding::Utf8);
+        let e = detect_bytes("\u{feff}id".as_bytes(), Some(Encoding::Gb18030)).unwrap_err();
+        assert!(e.to_string().contains("byte-order mark"), "{e}");
         let e = detect_bytes(&[0xff, 0xfe, b'a', 0], None).unwrap_err();
         assert!(e.to_string().contains("UTF-16"), "{e}");
     }
