@@ -10,6 +10,7 @@ use wangge_engine::assign::{
     self, AssignOptions, GridLayer, OutputColumns, assign_csv, assign_store, code_path,
 };
 use wangge_engine::crs::Crs;
+use wangge_engine::io::sheet::is_sheet;
 use wangge_engine::model::Layer;
 use wangge_engine::store::Store;
 use wangge_engine::validate::{Action, ValidationReport};
@@ -53,12 +54,15 @@ pub struct AssignArgs {
     #[command(flatten)]
     /// The polygons.
     pub source: Source,
-    /// The registry to assign: CSV (header + lon/lat columns) or Parquet
-    /// (lon/lat columns, or a GeoParquet WKB point `geometry` column).
+    /// The registry to assign: CSV (header + lon/lat columns; UTF-8 or
+    /// GBK/GB18030, see --encoding), a spreadsheet (.xlsx, .xls, .ods; see
+    /// --sheet) or Parquet (lon/lat columns, or a GeoParquet WKB point
+    /// `geometry` column).
     #[arg(long, requires = "output", conflicts_with = "layers")]
     pub input: Option<PathBuf>,
-    /// Where the assigned rows go (same format as the input): every input
-    /// column plus the code columns.
+    /// Where the assigned rows go (same format as the input; CSV for a
+    /// spreadsheet input, always UTF-8): every input column plus the code
+    /// columns.
     #[arg(long)]
     pub output: Option<PathBuf>,
     /// Where rejected rows go (row, reason, nearest grid, distance, fields);
@@ -81,6 +85,10 @@ pub struct AssignArgs {
     /// Worker threads (default: all cores).
     #[arg(long)]
     pub threads: Option<usize>,
+    /// Start the CSV output and rejects with a UTF-8 byte-order mark, so
+    /// Excel opens them as UTF-8 (Chinese text intact).
+    #[arg(long)]
+    pub bom: bool,
     /// Print the summary as one JSON object.
     #[arg(long)]
     pub json: bool,
@@ -187,6 +195,46 @@ fn load(ui: &Ui, src: &Source) -> Result<Loaded> {
     })
 }
 
+/// The input and output of a registry run, checked before any work: the
+/// formats go together (a spreadsheet's output is CSV, never a
+/// spreadsheet) and `--encoding`, `--sheet` and `--bom` apply.
+fn registry_paths(a: &AssignArgs) -> Result<(&PathBuf, &PathBuf, bool)> {
+    let input = a
+        .input
+        .as_ref()
+        .context("give --input and --output, or --store with --layers")?;
+    let output = a
+        .output
+        .as_ref()
+        .context("--output is required with --input")?;
+    let parquet = assign::is_parquet(input);
+    let sheet = is_sheet(input);
+    if is_sheet(output) {
+        bail!(
+            "{}: spreadsheet output is not supported; write CSV (.csv, add --bom for Excel)",
+            output.display()
+        );
+    }
+    if sheet && assign::is_parquet(output) {
+        bail!(
+            "{}: the output of a spreadsheet input is CSV; name it .csv",
+            output.display()
+        );
+    }
+    if !sheet && parquet != assign::is_parquet(output) {
+        bail!(
+            "{} and {} must both be CSV or both Parquet (.parquet)",
+            input.display(),
+            output.display()
+        );
+    }
+    a.points.check_applies(input, !parquet && !sheet)?;
+    if a.bom && parquet {
+        bail!("--bom applies to CSV output, not {}", output.display());
+    }
+    Ok((input, output, parquet))
+}
+
 /// Runs `wangge assign`.
 pub(crate) fn assign_cmd(ui: &Ui, a: &AssignArgs) -> Result<()> {
     if let Some(n) = a.threads {
@@ -195,6 +243,11 @@ pub(crate) fn assign_cmd(ui: &Ui, a: &AssignArgs) -> Result<()> {
             .build_global()
             .context("cannot set up the thread pool")?;
     }
+    let paths = if a.layers.is_empty() {
+        Some(registry_paths(a)?)
+    } else {
+        None
+    };
     let mut loaded = load(ui, &a.source)?;
     let stats = loaded.layer.stats();
     ui.say(format!(
@@ -259,22 +312,8 @@ pub(crate) fn assign_cmd(ui: &Ui, a: &AssignArgs) -> Result<()> {
         return Ok(());
     }
 
-    let input = a
-        .input
-        .as_ref()
-        .context("give --input and --output, or --store with --layers")?;
-    let output = a
-        .output
-        .as_ref()
-        .context("--output is required with --input")?;
-    let parquet = assign::is_parquet(input);
-    if parquet != assign::is_parquet(output) {
-        bail!(
-            "{} and {} must both be CSV or both Parquet (.parquet)",
-            input.display(),
-            output.display()
-        );
-    }
+    let (input, output, parquet) =
+        paths.context("give --input and --output, or --store with --layers")?;
     let rejects = a.rejects.clone().unwrap_or_else(|| {
         let mut p = output.clone().into_os_string();
         p.push(if parquet {
@@ -291,6 +330,9 @@ pub(crate) fn assign_cmd(ui: &Ui, a: &AssignArgs) -> Result<()> {
         check_ids: !a.no_id_check,
         crs: a.points.crs,
         columns: loaded.columns,
+        encoding: a.points.encoding.forced(),
+        sheet: a.points.sheet.clone(),
+        bom: a.bom,
         ..AssignOptions::default()
     };
     let bars = Bars::new(ui.quiet);
@@ -313,6 +355,38 @@ pub(crate) fn assign_cmd(ui: &Ui, a: &AssignArgs) -> Result<()> {
                 .collect::<Vec<_>>()
                 .join(", ")
         ));
+    }
+    if let Some(info) = &s.input {
+        match (&info.sheet, info.encoding) {
+            (Some(name), _) => ui.say(format!(
+                "{}: sheet {name:?}, header in Excel row {}{}{}",
+                input.display(),
+                info.header_row.unwrap_or(1),
+                if info.rows_above_header > 0 {
+                    format!(
+                        " ({} title row(s) above it skipped)",
+                        info.rows_above_header
+                    )
+                } else {
+                    String::new()
+                },
+                if info.blank_rows > 0 {
+                    format!(", {} blank row(s) skipped", info.blank_rows)
+                } else {
+                    String::new()
+                }
+            )),
+            (None, Some(enc))
+                if enc != "utf-8" || s.rejected_by_reason.contains_key("encoding") =>
+            {
+                ui.say(format!(
+                    "{}: read as {enc} ({})",
+                    input.display(),
+                    info.encoding_how.as_deref().unwrap_or("")
+                ));
+            }
+            _ => {}
+        }
     }
     if a.json {
         let mut v = common;

@@ -15,6 +15,7 @@ use serde_json::{Map, Value as Json, json};
 
 use wangge_engine::codes::AdminCode;
 use wangge_engine::crs::Crs;
+use wangge_engine::io::encoding::Encoding;
 use wangge_engine::io::geojson::{
     GeoFeature, GeoJsonWriter, geometry_to_json, read_geojson, read_geojson_from,
 };
@@ -186,13 +187,69 @@ pub struct PointInput {
     /// The input's coordinate system: wgs84 (= cgcs2000), gcj02 or bd09.
     #[arg(long, default_value = "wgs84")]
     pub crs: Crs,
-    /// Longitude column of a CSV or Parquet input (default: lon, lng,
-    /// longitude or x).
+    /// Longitude column of a CSV, spreadsheet or Parquet input (default:
+    /// lon, lng, longitude, x, 经度 or 东经; a unit in brackets such as
+    /// `经度(°)` is ignored).
     #[arg(long)]
     pub lon_col: Option<String>,
-    /// Latitude column of a CSV or Parquet input (default: lat, latitude or y).
+    /// Latitude column of a CSV or Parquet input (default: lat, latitude,
+    /// y, 纬度 or 北纬).
     #[arg(long)]
     pub lat_col: Option<String>,
+    /// Text encoding of a CSV input: auto (UTF-8 when the file is valid
+    /// UTF-8 or starts with a UTF-8 byte-order mark, else GB18030), utf8,
+    /// gbk or gb18030 (gbk is read as gb18030, its superset).
+    #[arg(long, default_value = "auto")]
+    pub encoding: EncodingArg,
+    /// Sheet of a spreadsheet input (.xlsx, .xls, .ods; default: the first).
+    #[arg(long)]
+    pub sheet: Option<String>,
+}
+
+/// `--encoding`: the text encoding of a CSV input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum EncodingArg {
+    /// Detected from the file.
+    Auto,
+    /// UTF-8 (with or without a byte-order mark).
+    #[value(alias = "utf-8")]
+    Utf8,
+    /// GBK (CP936), read as GB18030.
+    #[value(alias = "cp936")]
+    Gbk,
+    /// GB18030 (includes GBK and GB2312).
+    #[value(alias = "gb2312")]
+    Gb18030,
+}
+
+impl EncodingArg {
+    /// The forced encoding, or `None` to detect it.
+    #[must_use]
+    pub fn forced(self) -> Option<Encoding> {
+        match self {
+            EncodingArg::Auto => None,
+            EncodingArg::Utf8 => Some(Encoding::Utf8),
+            EncodingArg::Gbk | EncodingArg::Gb18030 => Some(Encoding::Gb18030),
+        }
+    }
+}
+
+impl PointInput {
+    /// Refuses `--encoding` and `--sheet` where they do not apply to `path`
+    /// (`csv`: the command reads it as CSV).
+    pub fn check_applies(&self, path: &Path, csv: bool) -> Result<()> {
+        let sheet = wangge_engine::io::sheet::is_sheet(path);
+        if self.sheet.is_some() && !sheet {
+            bail!(
+                "--sheet applies to spreadsheet input (.xlsx, .xls, .ods), not {}",
+                path.display()
+            );
+        }
+        if self.encoding != EncodingArg::Auto && !csv {
+            bail!("--encoding applies to CSV input, not {}", path.display());
+        }
+        Ok(())
+    }
 }
 
 /// `wangge export`.
@@ -207,6 +264,9 @@ pub struct ExportArgs {
     /// geometries as WKT).
     #[arg(long)]
     pub out: PathBuf,
+    /// Start a CSV with a UTF-8 byte-order mark, so Excel opens it as UTF-8.
+    #[arg(long)]
+    pub bom: bool,
 }
 
 /// Runs a parsed command line.
@@ -696,10 +756,13 @@ fn import_cmd(ui: &Ui, a: &ImportArgs) -> Result<()> {
         PathBuf::from(p)
     });
     let mut rejects = Rejects::new(rejects_path);
+    let is_sheet = wangge_engine::io::sheet::is_sheet(&a.file);
     let is_csv = a
         .file
         .extension()
         .is_some_and(|e| e.eq_ignore_ascii_case("csv"));
+    a.points.check_applies(&a.file, is_csv)?;
+    let mut table_info = Json::Null;
     // Every feature or row read, good (mapped onto the schema) or rejected.
     let mut parsed: Vec<Parsed> = Vec::new();
     let column_value =
@@ -746,44 +809,62 @@ fn import_cmd(ui: &Ui, a: &ImportArgs) -> Result<()> {
             Ok(values)
         };
     let mut admin_inputs = Vec::new();
-    let read: u64 = if is_csv {
+    let read: u64 = if is_csv || is_sheet {
         if schema.geometry != GeomType::Point {
             bail!(
-                "{}: CSV import needs a point layer; {} holds {:?}",
+                "{}: {} import needs a point layer; {} holds {:?}",
                 a.file.display(),
+                if is_sheet { "spreadsheet" } else { "CSV" },
                 a.layer,
                 schema.geometry
             );
         }
-        let (_, n) = point_csv::read_points(
-            &a.file,
-            a.points.lon_col.as_deref(),
-            a.points.lat_col.as_deref(),
-            |header, r| {
-                parsed.push(match r {
-                    Ok(row) => {
-                        let at = format!("row {}", row.row);
-                        let get = |name: &str| {
-                            let i = header.columns.iter().position(|c| c == name)?;
-                            row.fields.get(i).map(str::to_owned)
-                        };
-                        match values_of(&get) {
-                            Ok(values) => Parsed::Good {
-                                at,
-                                geometry: geo_types::Geometry::Point(row.point),
-                                values,
-                            },
-                            Err(reason) => Parsed::Bad { at, reason },
-                        }
+        let opts = point_csv::TableOptions {
+            lon_col: a.points.lon_col.as_deref(),
+            lat_col: a.points.lat_col.as_deref(),
+            encoding: a.points.encoding.forced(),
+            sheet: a.points.sheet.as_deref(),
+        };
+        let done = point_csv::read_points(&a.file, &opts, |header, r| {
+            parsed.push(match r {
+                Ok(row) => {
+                    let at = format!("row {}", row.row);
+                    let get = |name: &str| {
+                        let i = header.columns.iter().position(|c| c == name)?;
+                        row.fields.get(i).map(str::to_owned)
+                    };
+                    match values_of(&get) {
+                        Ok(values) => Parsed::Good {
+                            at,
+                            geometry: geo_types::Geometry::Point(row.point),
+                            values,
+                        },
+                        Err(reason) => Parsed::Bad { at, reason },
                     }
-                    Err(e) => Parsed::Bad {
-                        at: e.location.to_string(),
-                        reason: e.reason,
-                    },
-                });
-            },
-        )?;
-        n
+                }
+                Err(e) => Parsed::Bad {
+                    at: e.location.to_string(),
+                    reason: e.reason,
+                },
+            });
+        })?;
+        match (&done.info.sheet, done.info.encoding) {
+            (Some(name), _) => ui.say(format!(
+                "{}: sheet {name:?}, header in Excel row {}, {} title row(s) above it and {} blank row(s) skipped",
+                a.file.display(),
+                done.info.header_row.unwrap_or(1),
+                done.info.rows_above_header,
+                done.info.blank_rows
+            )),
+            (None, Some(enc)) => ui.say(format!(
+                "{}: read as {enc} ({})",
+                a.file.display(),
+                done.info.encoding_how.as_deref().unwrap_or("")
+            )),
+            _ => {}
+        }
+        table_info = serde_json::to_value(&done.info)?;
+        done.rows
     } else {
         let count = read_geojson(&a.file, |f| {
             parsed.push(match f {
@@ -934,7 +1015,7 @@ fn import_cmd(ui: &Ui, a: &ImportArgs) -> Result<()> {
     if a.json {
         println!(
             "{}",
-            json!({"read": read, "imported": written, "rejected": rejected, "rejects": if rejected > 0 { json!(rejects_path) } else { Json::Null }, "repairs": repairs})
+            json!({"read": read, "imported": written, "rejected": rejected, "rejects": if rejected > 0 { json!(rejects_path) } else { Json::Null }, "repairs": repairs, "input": table_info})
         );
     } else {
         ui.say(format!(
@@ -983,6 +1064,9 @@ fn export_cmd(ui: &Ui, a: &ExportArgs) -> Result<()> {
         .and_then(|e| e.to_str())
         .unwrap_or("")
         .to_ascii_lowercase();
+    if a.bom && ext != "csv" {
+        bail!("--bom applies to CSV output, not {}", a.out.display());
+    }
     let n = match ext.as_str() {
         "geojson" | "json" => {
             let mut w = GeoJsonWriter::create(&a.out)
@@ -1003,8 +1087,15 @@ fn export_cmd(ui: &Ui, a: &ExportArgs) -> Result<()> {
             w.finish()?
         }
         "csv" => {
-            let mut w = csv::Writer::from_path(&a.out)
-                .with_context(|| format!("{}: cannot create", a.out.display()))?;
+            let mut file = std::io::BufWriter::new(
+                std::fs::File::create(&a.out)
+                    .with_context(|| format!("{}: cannot create", a.out.display()))?,
+            );
+            if a.bom {
+                file.write_all(wangge_engine::assign::UTF8_BOM)
+                    .with_context(|| format!("{}: cannot write", a.out.display()))?;
+            }
+            let mut w = csv::Writer::from_writer(file);
             let points = schema.geometry == GeomType::Point;
             let mut header: Vec<String> = schema.columns.iter().map(|c| c.name.clone()).collect();
             if points {

@@ -10,7 +10,7 @@ use crate::support::{s, wangge, wangge_ok};
 
 /// Two unit squares side by side, codes A (west) and B (east), near Beijing:
 /// A = [116, 116.01] × [39.9, 39.91], B = [116.01, 116.02] × [39.9, 39.91].
-fn two_grids(dir: &Path) -> PathBuf {
+pub(crate) fn two_grids(dir: &Path) -> PathBuf {
     let p = dir.join("grids.geojson");
     let sq = |x0: f64, code: &str| {
         format!(

@@ -9,6 +9,7 @@ mod gpkg;
 mod locate_truth;
 mod partition;
 mod privacy;
+mod registries;
 mod serve;
 mod support;
 mod synth;

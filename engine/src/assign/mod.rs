@@ -2,11 +2,14 @@
 //! district) holds each point of a registry.
 //!
 //! [`GridLayer`] is a polygon layer with codes and names behind a
-//! [`GridIndex`]. [`assign_csv`] streams a CSV of any size through it:
+//! [`GridIndex`]. [`assign_csv`] streams a CSV of any size (UTF-8 or
+//! GBK/GB18030, decoded in the parallel stage so UTF-8 is only checked) or
+//! a spreadsheet through it:
 //! a reader thread parses records in chunks, the rayon pool locates each
 //! chunk in parallel and formats its output, and the calling thread writes
 //! the chunks in order, so memory is bounded by a few chunks whatever the
-//! input size. Every row ends up in the output or in the rejects file with
+//! size of a CSV input (a spreadsheet, at most 1,048,576 rows, is read
+//! whole). Every row ends up in the output or in the rejects file with
 //! its row number and reason: `rows_in == assigned + rejected`.
 
 use std::collections::BTreeMap;
@@ -23,8 +26,10 @@ use serde::Serialize;
 
 use crate::crs::Crs;
 use crate::index::{GridIndex, IndexStats};
-use crate::io::csv::{check_lon_lat, coordinate_columns};
+use crate::io::csv::{TableInfo, check_lon_lat, coordinate_columns, csv_columns, parse_coordinate};
+use crate::io::encoding::{self, Encoding};
 use crate::io::geojson::read_geojson;
+use crate::io::sheet::{self, Sheet, SheetOptions, SheetRecords};
 use crate::io::{FeatureError, ReadError};
 use crate::model::Layer;
 use crate::progress::Progress;
@@ -384,6 +389,14 @@ pub struct AssignOptions {
     pub columns: OutputColumns,
     /// Rows per chunk.
     pub chunk_rows: usize,
+    /// The encoding of a CSV input (default: detected, see
+    /// [`encoding::detect`]).
+    pub encoding: Option<Encoding>,
+    /// The sheet of a spreadsheet input (default: the first).
+    pub sheet: Option<String>,
+    /// Start the CSV output and rejects with a UTF-8 byte-order mark (for
+    /// Excel).
+    pub bom: bool,
 }
 
 impl Default for AssignOptions {
@@ -396,6 +409,9 @@ impl Default for AssignOptions {
             crs: Crs::Wgs84,
             columns: OutputColumns::Path,
             chunk_rows: 65_536,
+            encoding: None,
+            sheet: None,
+            bom: false,
         }
     }
 }
@@ -409,8 +425,9 @@ pub struct AssignSummary {
     pub assigned: u64,
     /// Rows written to the rejects file.
     pub rejected: u64,
-    /// Rejected rows by reason: `field_count`, `not_a_number`, `empty`,
-    /// `out_of_range`, `outside`.
+    /// Rejected rows by reason: `encoding` (not valid in the file's
+    /// encoding), `field_count`, `not_a_number`, `empty`, `out_of_range`,
+    /// `outside`.
     pub rejected_by_reason: BTreeMap<String, u64>,
     /// Rows whose id repeats an earlier row's (kept, reported).
     pub duplicate_ids: u64,
@@ -429,6 +446,10 @@ pub struct AssignSummary {
     pub output: PathBuf,
     /// The rejects file.
     pub rejects: PathBuf,
+    /// How a CSV or spreadsheet input was read (encoding, sheet, header
+    /// row, blank rows skipped).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub input: Option<TableInfo>,
 }
 
 /// Errors that stop a batch (bad rows never do).
@@ -479,17 +500,62 @@ impl Outcome {
 
 /// A chunk of raw records from the reader thread.
 struct Chunk {
-    first_row: u64,
+    /// The data row number of each record.
+    rows: Vec<u64>,
     records: Vec<csv::ByteRecord>,
     len: usize,
     bytes: u64,
 }
 
-/// Streams `input` (CSV with a header and lon/lat columns) through `layer`,
-/// writing every row with its codes to `output` and every rejected row to
-/// `rejects` (row number, reason, nearest grid and distance when outside,
-/// then the row's fields). Columns of the input that already have an
-/// output column's name are filled in place; the others are appended.
+/// Where the reader thread takes records from.
+enum Rows<'a> {
+    /// A CSV file's records, raw bytes in the file's encoding.
+    Csv(csv::Reader<BufReader<File>>),
+    /// A spreadsheet's non-blank rows, as text.
+    Sheet(SheetRecords<'a>),
+}
+
+impl Rows<'_> {
+    /// Reads the next record into `record`; its data row number, or `None`
+    /// at the end. `next_row` is the number a CSV record gets.
+    fn next(
+        &mut self,
+        record: &mut csv::ByteRecord,
+        next_row: u64,
+    ) -> Result<Option<u64>, csv::Error> {
+        match self {
+            Rows::Csv(r) => Ok(r.read_byte_record(record)?.then_some(next_row)),
+            Rows::Sheet(s) => Ok(s.next_into(record)),
+        }
+    }
+
+    /// Bytes read so far (0 for a sheet).
+    fn bytes(&self) -> u64 {
+        match self {
+            Rows::Csv(r) => r.position().byte(),
+            Rows::Sheet(_) => 0,
+        }
+    }
+
+    /// Blank rows skipped (sheets only).
+    fn blank_rows(&self) -> u64 {
+        match self {
+            Rows::Csv(_) => 0,
+            Rows::Sheet(s) => s.blank_rows(),
+        }
+    }
+}
+
+/// Streams `input` through `layer`, writing every row with its codes to
+/// `output` and every rejected row to `rejects` (row number, reason,
+/// nearest grid and distance when outside, then the row's fields). The
+/// input is a CSV file with a header and lon/lat columns, in UTF-8 or
+/// GBK/GB18030 ([`AssignOptions::encoding`]; detected by default, a row
+/// not valid in the file's encoding is rejected with the bad bytes named),
+/// or a spreadsheet ([`sheet::is_sheet`], [`AssignOptions::sheet`]). Output
+/// is UTF-8 CSV (with a byte-order mark when [`AssignOptions::bom`]).
+/// Columns of the input that already have an output column's name are
+/// filled in place; the others are appended.
 pub fn assign_csv(
     layer: &GridLayer,
     input: &Path,
@@ -499,43 +565,65 @@ pub fn assign_csv(
     progress: &dyn Progress,
 ) -> Result<AssignSummary, AssignError> {
     let t0 = Instant::now();
-    let file = open_input(input)?;
-    let file_len = file.metadata().map(|m| m.len()).unwrap_or(0);
-    let mut reader = csv::ReaderBuilder::new()
-        .flexible(true)
-        .has_headers(false)
-        .from_reader(BufReader::with_capacity(1 << 20, file));
     let bad = |location, reason: String| ReadError::Bad {
         path: input.to_owned(),
         location,
         reason,
     };
-    let mut header = csv::ByteRecord::new();
-    let got = reader.read_byte_record(&mut header).map_err(|e| {
-        bad(
-            crate::io::Location::Row(0),
-            format!("cannot read the header: {e}"),
-        )
-    })?;
-    if !got || (header.len() == 1 && header[0].iter().all(u8::is_ascii_whitespace)) {
-        return Err(ReadError::Empty {
-            path: input.to_owned(),
+    let sheet = if sheet::is_sheet(input) {
+        Some(Sheet::open(
+            input,
+            SheetOptions {
+                sheet: opts.sheet.as_deref(),
+                lon_col: opts.lon_col.as_deref(),
+                lat_col: opts.lat_col.as_deref(),
+            },
+        )?)
+    } else {
+        None
+    };
+    let (mut rows, columns, encoding, hint, mut info, file_len) = match &sheet {
+        Some(s) => (
+            Rows::Sheet(s.records()),
+            s.columns.clone(),
+            // Cells are text: only checked.
+            Encoding::Utf8,
+            String::new(),
+            TableInfo::sheet(s),
+            0,
+        ),
+        None => {
+            let mut file = open_input(input)?;
+            let file_len = file.metadata().map(|m| m.len()).unwrap_or(0);
+            let detected = encoding::detect(&mut file, input, opts.encoding)?;
+            let mut reader = csv::ReaderBuilder::new()
+                .flexible(true)
+                .has_headers(false)
+                .from_reader(BufReader::with_capacity(1 << 20, file));
+            let mut header = csv::ByteRecord::new();
+            let got = reader.read_byte_record(&mut header).map_err(|e| {
+                bad(
+                    crate::io::Location::Row(0),
+                    format!("cannot read the header: {e}"),
+                )
+            })?;
+            if !got || (header.len() == 1 && header[0].iter().all(u8::is_ascii_whitespace)) {
+                return Err(ReadError::Empty {
+                    path: input.to_owned(),
+                }
+                .into());
+            }
+            let columns = csv_columns(input, &detected, &header)?;
+            (
+                Rows::Csv(reader),
+                columns,
+                detected.encoding,
+                detected.hint(),
+                TableInfo::csv(&detected),
+                file_len,
+            )
         }
-        .into());
-    }
-    let columns: Vec<String> = header
-        .iter()
-        .enumerate()
-        .map(|(i, h)| {
-            let h = String::from_utf8_lossy(h);
-            let h = if i == 0 {
-                h.trim_start_matches('\u{feff}')
-            } else {
-                &h
-            };
-            h.trim().to_owned()
-        })
-        .collect();
+    };
     let (lon_i, lat_i) =
         coordinate_columns(&columns, opts.lon_col.as_deref(), opts.lat_col.as_deref())
             .map_err(|r| bad(crate::io::Location::Row(0), r))?;
@@ -556,6 +644,10 @@ pub fn assign_csv(
         let path = path.to_owned();
         move |e: std::io::Error| AssignError::Write { path, source: e }
     };
+    if opts.bom {
+        out.write_all(UTF8_BOM).map_err(werr(output))?;
+        rej.write_all(UTF8_BOM).map_err(werr(rejects))?;
+    }
     out.write_all(&csv_line(out_header.iter().map(String::as_bytes)))
         .map_err(werr(output))?;
     let rej_header = REJECT_COLUMNS
@@ -568,43 +660,45 @@ pub fn assign_csv(
     let mut ids: Vec<(u64, u64)> = Vec::new();
     let hasher = id_hasher();
     let chunk_rows = opts.chunk_rows.max(1);
-    progress.stage("assigning rows", 0);
+    progress.stage(
+        "assigning rows",
+        sheet.as_ref().map_or(0, Sheet::rows_below_header),
+    );
 
-    let read_result: Result<(), AssignError> = std::thread::scope(|s| {
+    let read_result: Result<u64, AssignError> = std::thread::scope(|s| {
         let (tx, rx) = mpsc::sync_channel::<Result<Chunk, csv::Error>>(2);
         let (recycle_tx, recycle_rx) = mpsc::channel::<Vec<csv::ByteRecord>>();
-        s.spawn(move || {
-            let mut row = 1u64;
+        let reader = s.spawn(move || {
+            let mut next_row = 1u64;
             loop {
                 let mut records = recycle_rx.try_recv().unwrap_or_default();
+                let mut numbers = Vec::with_capacity(chunk_rows.min(1 << 16));
                 let mut len = 0;
                 while len < chunk_rows {
                     if records.len() == len {
                         records.push(csv::ByteRecord::new());
                     }
-                    match reader.read_byte_record(&mut records[len]) {
-                        Ok(true) => len += 1,
-                        Ok(false) => break,
+                    match rows.next(&mut records[len], next_row) {
+                        Ok(Some(row)) => {
+                            numbers.push(row);
+                            next_row += 1;
+                            len += 1;
+                        }
+                        Ok(None) => break,
                         Err(e) => {
                             let _ = tx.send(Err(e));
-                            return;
+                            return rows.blank_rows();
                         }
                     }
                 }
-                let bytes = reader.position().byte();
-                let first_row = row;
-                row += len as u64;
-                if tx
-                    .send(Ok(Chunk {
-                        first_row,
-                        records,
-                        len,
-                        bytes,
-                    }))
-                    .is_err()
-                    || len < chunk_rows
-                {
-                    return;
+                let chunk = Chunk {
+                    rows: numbers,
+                    records,
+                    len,
+                    bytes: rows.bytes(),
+                };
+                if tx.send(Ok(chunk)).is_err() || len < chunk_rows {
+                    return rows.blank_rows();
                 }
             }
         });
@@ -612,13 +706,21 @@ pub fn assign_csv(
         let mut estimated = false;
         let mut done_bytes = 0u64;
         for chunk in rx {
-            let chunk = chunk
+            let mut chunk = chunk
                 .map_err(|e| bad(crate::io::Location::Row(summary.rows_in + 1), e.to_string()))?;
             let tp = Instant::now();
             let mut outcomes: Vec<Outcome> = chunk.records[..chunk.len]
-                .par_iter()
+                .par_iter_mut()
                 .with_min_len(1024)
-                .map(|r| classify(r, ncols, lon_i, lat_i, opts.crs))
+                .map_init(
+                    encoding::Decoder::default,
+                    |decoder, r| match encoding::decode_record(encoding, r, decoder) {
+                        Ok(()) => classify(r, ncols, lon_i, lat_i, opts.crs),
+                        Err(e) => {
+                            Outcome::Rejected("encoding", format!("{}; {hint}", e.reason(&columns)))
+                        }
+                    },
+                )
                 .collect();
             summary.parse_s += tp.elapsed().as_secs_f64();
             summary.locate_s += locate_all(layer, &mut outcomes);
@@ -626,17 +728,9 @@ pub fn assign_csv(
             let parts: Vec<(Vec<u8>, Vec<u8>)> = chunk.records[..chunk.len]
                 .par_chunks(8192)
                 .zip(outcomes.par_chunks(8192))
-                .enumerate()
-                .map(|(k, (recs, outs))| {
-                    format_part(
-                        layer,
-                        recs,
-                        outs,
-                        chunk.first_row + (k * 8192) as u64,
-                        &slots,
-                        ncols,
-                        opts.columns,
-                    )
+                .zip(chunk.rows.par_chunks(8192))
+                .map(|((recs, outs), rows)| {
+                    format_part(layer, recs, outs, rows, &slots, ncols, opts.columns)
                 })
                 .collect();
             for (o, r) in &parts {
@@ -648,7 +742,7 @@ pub fn assign_csv(
                 if let Some(id_i) = id_i
                     && let Some(id) = chunk.records[i].get(id_i)
                 {
-                    ids.push((hasher.hash_one(id), chunk.first_row + i as u64));
+                    ids.push((hasher.hash_one(id), chunk.rows[i]));
                 }
             }
             summary.rows_in += chunk.len as u64;
@@ -662,19 +756,24 @@ pub fn assign_csv(
             }
             done_bytes = chunk.bytes;
             progress.inc(chunk.len as u64);
-            let mut records = chunk.records;
-            records.truncate(chunk.len.max(1));
-            let _ = recycle_tx.send(records);
+            chunk.records.truncate(chunk.len.max(1));
+            let _ = recycle_tx.send(chunk.records);
         }
-        Ok(())
+        // The reader thread does not panic; a panic would be a bug.
+        Ok(reader.join().unwrap_or(0))
     });
-    read_result?;
+    info.blank_rows = read_result?;
     out.flush().map_err(werr(output))?;
     rej.flush().map_err(werr(rejects))?;
 
+    summary.input = Some(info);
     summary.finish(&mut ids, t0);
     Ok(summary)
 }
+
+/// The UTF-8 byte-order mark (Excel reads a CSV that starts with it as
+/// UTF-8).
+pub const UTF8_BOM: &[u8] = b"\xef\xbb\xbf";
 
 /// One CSV line (quoted as needed) from fields.
 fn csv_line<'a>(fields: impl IntoIterator<Item = &'a [u8]>) -> Vec<u8> {
@@ -699,8 +798,9 @@ fn classify(r: &csv::ByteRecord, ncols: usize, lon_i: usize, lat_i: usize, crs: 
         if s.is_empty() {
             return Err(Outcome::Rejected("empty", format!("{what} is empty")));
         }
-        s.parse::<f64>()
-            .map_err(|_| Outcome::Rejected("not_a_number", format!("{what} {s:?} is not a number")))
+        parse_coordinate(s).ok_or_else(|| {
+            Outcome::Rejected("not_a_number", format!("{what} {s:?} is not a number"))
+        })
     };
     point_outcome(num(lon_i, "longitude"), num(lat_i, "latitude"), crs)
 }
@@ -758,7 +858,7 @@ fn format_part(
     layer: &GridLayer,
     recs: &[csv::ByteRecord],
     outs: &[Outcome],
-    first_row: u64,
+    rows: &[u64],
     slots: &[usize],
     ncols: usize,
     columns: OutputColumns,
@@ -789,7 +889,7 @@ fn format_part(
                 let _ = out.write_record(&fields);
             }
             Outcome::Rejected(..) | Outcome::Outside(..) | Outcome::Point(..) => {
-                let row = (first_row + i as u64).to_string();
+                let row = rows[i].to_string();
                 let (reason, near, dist) = match o {
                     Outcome::Outside(lon, lat) => outside_reason(layer, *lon, *lat),
                     Outcome::Rejected(_, reason) => (reason.clone(), String::new(), String::new()),

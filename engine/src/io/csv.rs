@@ -1,16 +1,23 @@
-//! CSV files of points with longitude/latitude columns.
+//! Tables of points with longitude/latitude columns: CSV files (UTF-8 or
+//! GBK/GB18030, [`super::encoding`]) and spreadsheets ([`super::sheet`]).
 
 use std::fs::File;
 use std::path::Path;
 
 use geo_types::Point;
+use serde::Serialize;
 
+use super::encoding::{self, Detected, Encoding};
+use super::sheet::{self, Sheet, SheetOptions};
 use super::{FeatureError, Location, ReadError};
 
-/// Column names recognised as longitude when none is given (case-insensitive).
-pub const LON_NAMES: [&str; 4] = ["lon", "lng", "longitude", "x"];
-/// Column names recognised as latitude when none is given (case-insensitive).
-pub const LAT_NAMES: [&str; 3] = ["lat", "latitude", "y"];
+/// Column names recognised as longitude when none is given (ASCII
+/// case-insensitive; a unit in brackets after the name, as in `经度(°)` or
+/// `lon (WGS84)`, is ignored).
+pub const LON_NAMES: [&str; 6] = ["lon", "lng", "longitude", "x", "经度", "东经"];
+/// Column names recognised as latitude when none is given (as
+/// [`LON_NAMES`]).
+pub const LAT_NAMES: [&str; 5] = ["lat", "latitude", "y", "纬度", "北纬"];
 
 /// One good row of a point CSV.
 #[derive(Debug, Clone)]
@@ -32,6 +39,30 @@ pub struct PointHeader {
     pub lon: usize,
     /// Index of the latitude column.
     pub lat: usize,
+}
+
+/// Parses a coordinate as written: a decimal number, also with full-width
+/// digits, sign and point (`１１６．４`, as Chinese input methods type them)
+/// or a trailing degree sign (`116.4°`). Surrounding whitespace is ignored.
+#[must_use]
+pub fn parse_coordinate(s: &str) -> Option<f64> {
+    let s = s.trim();
+    if let Ok(v) = s.parse::<f64>() {
+        return Some(v);
+    }
+    let half: String = s
+        .trim_end_matches('°')
+        .trim_end()
+        .chars()
+        .map(|c| match c {
+            '０'..='９' => char::from(b'0' + (c as u32 - '０' as u32) as u8),
+            '．' => '.',
+            '－' | '−' => '-',
+            '＋' => '+',
+            _ => c,
+        })
+        .collect();
+    half.parse::<f64>().ok()
 }
 
 /// Checks a longitude/latitude pair; the reason says what is wrong and hints
@@ -64,12 +95,23 @@ pub fn coordinate_columns(
     lon_col: Option<&str>,
     lat_col: Option<&str>,
 ) -> Result<(usize, usize), String> {
+    let bare: Vec<String> = columns.iter().map(|c| bare_name(c)).collect();
     let find = |given: Option<&str>, names: &[&str], what: &str| -> Result<usize, String> {
+        let exact = |n: &str| {
+            columns
+                .iter()
+                .position(|c| c.eq_ignore_ascii_case(n.trim()))
+        };
+        let loose = |n: &str| {
+            let n = bare_name(n);
+            bare.iter().position(|c| *c == n)
+        };
         let hit = match given {
-            Some(g) => columns.iter().position(|c| c.eq_ignore_ascii_case(g)),
+            Some(g) => exact(g).or_else(|| loose(g)),
             None => names
                 .iter()
-                .find_map(|n| columns.iter().position(|c| c.eq_ignore_ascii_case(n))),
+                .find_map(|n| exact(n))
+                .or_else(|| names.iter().find_map(|n| loose(n))),
         };
         hit.ok_or_else(|| {
             format!(
@@ -88,55 +130,200 @@ pub fn coordinate_columns(
     ))
 }
 
-/// Reads a point CSV, calling `f` with the header and each row or the
-/// reason it was rejected. `lon_col`/`lat_col` name the columns; `None` looks for the
-/// usual names ([`LON_NAMES`], [`LAT_NAMES`]). Returns the header and the
-/// number of data rows seen.
+/// A column name without its unit: trimmed, ASCII lower case, without a
+/// trailing bracketed part (`(°)`, `（度）`, `[deg]`, `【WGS84】`) or degree
+/// sign.
+fn bare_name(name: &str) -> String {
+    let mut s = name.trim();
+    loop {
+        let before = s;
+        for (open, close) in [('(', ')'), ('（', '）'), ('[', ']'), ('【', '】')] {
+            if let Some(rest) = s.strip_suffix(close)
+                && let Some(i) = rest.rfind(open)
+            {
+                s = rest[..i].trim_end();
+            }
+        }
+        s = s.trim_end_matches('°').trim_end();
+        if s == before {
+            break;
+        }
+    }
+    s.to_ascii_lowercase()
+}
+
+/// What to read of a point table and how.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TableOptions<'a> {
+    /// The longitude column (default: the usual names, [`LON_NAMES`]).
+    pub lon_col: Option<&'a str>,
+    /// The latitude column (default: the usual names, [`LAT_NAMES`]).
+    pub lat_col: Option<&'a str>,
+    /// The encoding of a CSV file (default: detected, see
+    /// [`encoding::detect`]).
+    pub encoding: Option<Encoding>,
+    /// The sheet of a spreadsheet (default: the first).
+    pub sheet: Option<&'a str>,
+}
+
+/// How a table was read: its format, a CSV's encoding, a sheet's name and
+/// header row.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct TableInfo {
+    /// `csv` or `sheet`.
+    pub format: &'static str,
+    /// A CSV's encoding (`utf-8` or `gb18030`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub encoding: Option<&'static str>,
+    /// Why that encoding (forced, byte-order mark, or what detection saw).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub encoding_how: Option<String>,
+    /// A spreadsheet's sheet.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sheet: Option<String>,
+    /// A spreadsheet's header row, as Excel numbers it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub header_row: Option<u64>,
+    /// Non-blank rows above a spreadsheet's header (titles), skipped.
+    pub rows_above_header: u64,
+    /// Blank spreadsheet rows (every cell empty) skipped.
+    pub blank_rows: u64,
+}
+
+impl TableInfo {
+    /// The info of a CSV read in `d`.
+    #[must_use]
+    pub fn csv(d: &Detected) -> TableInfo {
+        TableInfo {
+            format: "csv",
+            encoding: Some(d.encoding.name()),
+            encoding_how: Some(d.how.clone()),
+            ..TableInfo::default()
+        }
+    }
+
+    /// The info of a sheet (its blank rows still to be counted).
+    #[must_use]
+    pub fn sheet(s: &Sheet) -> TableInfo {
+        TableInfo {
+            format: "sheet",
+            sheet: Some(s.name.clone()),
+            header_row: Some(s.header_row),
+            rows_above_header: s.rows_above_header,
+            ..TableInfo::default()
+        }
+    }
+}
+
+/// What [`read_points`] read.
+#[derive(Debug, Clone)]
+pub struct PointsRead {
+    /// The header.
+    pub header: PointHeader,
+    /// How the table was read.
+    pub info: TableInfo,
+    /// Data rows seen (each handed to the callback once).
+    pub rows: u64,
+}
+
+/// The column names of a CSV header record decoded in `d`; errors name the
+/// file.
+pub fn csv_columns(
+    path: &Path,
+    d: &Detected,
+    header: &csv::ByteRecord,
+) -> Result<Vec<String>, ReadError> {
+    encoding::decode_header(d.encoding, header).map_err(|e| ReadError::Bad {
+        path: path.to_owned(),
+        location: Location::Row(0),
+        reason: format!("the header's {}; {}", e.reason(&[]), d.hint()),
+    })
+}
+
+/// Reads a point table — CSV (UTF-8 or GBK/GB18030, see [`encoding`]) or a
+/// spreadsheet ([`sheet::is_sheet`]) — calling `f` with the header and each
+/// row or the reason it was rejected (a row not valid in the file's
+/// encoding among them). Only a file that cannot be read, or a header
+/// without the coordinate columns, is an error.
 pub fn read_points(
     path: &Path,
-    lon_col: Option<&str>,
-    lat_col: Option<&str>,
+    opts: &TableOptions<'_>,
     mut f: impl FnMut(&PointHeader, Result<PointRow, FeatureError>),
-) -> Result<(PointHeader, u64), ReadError> {
-    let file = File::open(path).map_err(|source| ReadError::Open {
+) -> Result<PointsRead, ReadError> {
+    if sheet::is_sheet(path) {
+        let s = Sheet::open(
+            path,
+            SheetOptions {
+                sheet: opts.sheet,
+                lon_col: opts.lon_col,
+                lat_col: opts.lat_col,
+            },
+        )?;
+        let mut info = TableInfo::sheet(&s);
+        let header = PointHeader {
+            columns: s.columns.clone(),
+            lon: s.lon,
+            lat: s.lat,
+        };
+        let mut records = s.records();
+        let mut record = csv::ByteRecord::new();
+        let mut n = 0u64;
+        while let Some(row) = records.next_into(&mut record) {
+            n += 1;
+            // Cells are text already.
+            let rec = csv::StringRecord::from_byte_record(record.clone()).unwrap_or_else(|e| {
+                csv::StringRecord::from_byte_record_lossy(e.into_byte_record())
+            });
+            let r = parse_row(&header, &rec, row).map_err(|reason| FeatureError {
+                path: path.to_owned(),
+                location: Location::Row(row),
+                reason: format!("sheet {:?}: {reason}", s.name),
+            });
+            f(&header, r);
+        }
+        info.blank_rows = records.blank_rows();
+        return Ok(PointsRead {
+            header,
+            info,
+            rows: n,
+        });
+    }
+    let mut file = File::open(path).map_err(|source| ReadError::Open {
         path: path.to_owned(),
         source,
     })?;
+    let detected = encoding::detect(&mut file, path, opts.encoding)?;
     let mut reader = csv::ReaderBuilder::new()
         .flexible(true)
+        .has_headers(false)
         .from_reader(std::io::BufReader::with_capacity(1 << 16, file));
-    let header = reader.headers().map_err(|e| ReadError::Bad {
-        path: path.to_owned(),
-        location: Location::Row(0),
-        reason: format!("cannot read the header: {e}"),
-    })?;
-    if header.is_empty() || (header.len() == 1 && header[0].trim().is_empty()) {
+    let mut header = csv::ByteRecord::new();
+    let got = reader
+        .read_byte_record(&mut header)
+        .map_err(|e| ReadError::Bad {
+            path: path.to_owned(),
+            location: Location::Row(0),
+            reason: format!("cannot read the header: {e}"),
+        })?;
+    if !got || (header.len() == 1 && header[0].iter().all(u8::is_ascii_whitespace)) {
         return Err(ReadError::Empty {
             path: path.to_owned(),
         });
     }
-    let columns: Vec<String> = header
-        .iter()
-        .enumerate()
-        .map(|(i, h)| {
-            if i == 0 {
-                h.trim_start_matches('\u{feff}')
-            } else {
-                h
-            }
-            .trim()
-            .to_owned()
-        })
-        .collect();
+    let columns = csv_columns(path, &detected, &header)?;
     let (lon, lat) =
-        coordinate_columns(&columns, lon_col, lat_col).map_err(|reason| ReadError::Bad {
-            path: path.to_owned(),
-            location: Location::Row(0),
-            reason,
+        coordinate_columns(&columns, opts.lon_col, opts.lat_col).map_err(|reason| {
+            ReadError::Bad {
+                path: path.to_owned(),
+                location: Location::Row(0),
+                reason,
+            }
         })?;
     let header = PointHeader { columns, lon, lat };
+    let info = TableInfo::csv(&detected);
 
-    let mut record = csv::StringRecord::new();
+    let mut record = csv::ByteRecord::new();
+    let mut decoder = encoding::Decoder::default();
     let mut row = 0u64;
     loop {
         row += 1;
@@ -145,11 +332,32 @@ pub fn read_points(
             location: Location::Row(row),
             reason,
         };
-        match reader.read_record(&mut record) {
-            Ok(false) => return Ok((header, row - 1)),
-            Ok(true) => f(&header, parse_row(&header, &record, row).map_err(err)),
+        match reader.read_byte_record(&mut record) {
+            Ok(false) => {
+                return Ok(PointsRead {
+                    header,
+                    info,
+                    rows: row - 1,
+                });
+            }
+            Ok(true) => {
+                let r = match encoding::decode_record(detected.encoding, &mut record, &mut decoder)
+                {
+                    Err(e) => Err(err(format!(
+                        "{}; {}",
+                        e.reason(&header.columns),
+                        detected.hint()
+                    ))),
+                    Ok(()) => match csv::StringRecord::from_byte_record(record.clone()) {
+                        Ok(rec) => parse_row(&header, &rec, row).map_err(err),
+                        // Decoded records are UTF-8.
+                        Err(e) => Err(err(format!("unreadable row: {e}"))),
+                    },
+                };
+                f(&header, r);
+            }
             Err(e) => {
-                // A UTF-8 error affects one record; I/O errors end the file.
+                // I/O errors end the file; a malformed record is one row.
                 if matches!(e.kind(), csv::ErrorKind::Io(_)) {
                     return Err(ReadError::Bad {
                         path: path.to_owned(),
@@ -176,8 +384,7 @@ fn parse_row(h: &PointHeader, record: &csv::StringRecord, row: u64) -> Result<Po
         if s.is_empty() {
             return Err(format!("{} is empty", h.columns[i]));
         }
-        s.parse::<f64>()
-            .map_err(|_| format!("{} {s:?} is not a number", h.columns[i]))
+        parse_coordinate(s).ok_or_else(|| format!("{} {s:?} is not a number", h.columns[i]))
     };
     let (lon, lat) = (num(h.lon)?, num(h.lat)?);
     check_lon_lat(lon, lat)?;
@@ -202,7 +409,8 @@ mod tests {
         let mut file = tempfile::NamedTempFile::new().unwrap();
         file.write_all(text.as_bytes()).unwrap();
         let mut rows = Vec::new();
-        let r = read_points(file.path(), None, None, |_, x| rows.push(x));
+        let r = read_points(file.path(), &TableOptions::default(), |_, x| rows.push(x))
+            .map(|r| (r.header, r.rows));
         (r, rows)
     }
 

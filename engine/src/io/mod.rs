@@ -1,5 +1,6 @@
 //! Reading and writing vector data: GeoJSON (FeatureCollection and
-//! newline-delimited) and CSV with lon/lat columns.
+//! newline-delimited), and tables with lon/lat columns: CSV in UTF-8 or
+//! GBK/GB18030 ([`encoding`]) and spreadsheets ([`sheet`]).
 //!
 //! Readers stream and never stop at a bad feature or row: each one is handed
 //! to the caller as a [`FeatureError`] naming the file, the feature, line or
@@ -7,7 +8,9 @@
 //! up. Only a file that cannot be read at all is a [`ReadError`].
 
 pub mod csv;
+pub mod encoding;
 pub mod geojson;
+pub mod sheet;
 
 use std::fmt;
 use std::path::PathBuf;
@@ -52,6 +55,15 @@ pub enum ReadError {
     Empty {
         /// The file.
         path: PathBuf,
+    },
+    /// The file as a whole cannot be used (an unknown sheet, a UTF-16 text
+    /// file, a workbook that does not open).
+    #[error("{path}: {reason}", path = path.display())]
+    Unusable {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
     },
     /// The file is malformed at a location (e.g. a JSON syntax error).
     #[error("{path}: {location}: {reason}", path = path.display())]
