@@ -1,0 +1,102 @@
+#!/usr/bin/env bash
+# Registry assignment: `wangge assign` against DuckDB (a plain CSV copy, the
+# floor of parsing + formatting, and the spatial extension's ST_Contains join)
+# and SedonaDB (its SpatialJoinExec), on the same files and the same number of
+# threads, in one run. Prints a Markdown table on stdout (median wall time,
+# rows/s, peer ÷ wangge, ÷ DuckDB plain copy); progress goes to stderr.
+#
+#   benches/compare/registry.sh [--rows 10000000] [--runs 3] [--no-build]
+#                               [--peers duckdb,spatial,sedona] [--outside]
+#                               [--threads 2] [--seed 7]
+#
+# Inputs (deterministic, reused while unchanged) in target/compare/registry/:
+# the 20,000-cell Voronoi grids (tests/py/voronoi_grids.py --cells 20000
+# --seed 7) and a registry CSV of --rows points inside the city with the 11
+# columns id,lon,lat,name,id_card,household_id,building_id,age_band,
+# registered,community_code,grid_code (~133 bytes a row, like the persons
+# registry). --outside also makes a file of the same size with half the rows
+# outside every grid and reports wangge's outside/inside time ratio.
+# Every join peer's output row count must equal wangge's `assigned` (the plain
+# copy's: every row); a mismatch is printed loudly. Python packages are
+# installed with pip when missing (duckdb==1.4.4,
+# duckdb-ext-spatial==1.4.4.20260205, sedonadb==0.5.0, geoarrow-pyarrow,
+# pyarrow); a peer that cannot be installed or run is reported as unavailable.
+set -euo pipefail
+CMDLINE="benches/compare/registry.sh$(printf ' %q' "$@")"
+cd "$(dirname "$0")/../.."
+
+ROWS=10000000
+RUNS=3
+BUILD=1
+PEERS=duckdb,spatial,sedona
+OUTSIDE=0
+THREADS=2
+SEED=7
+CELLS=20000
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --rows) ROWS="$2"; shift 2 ;;
+    --runs) RUNS="$2"; shift 2 ;;
+    --no-build) BUILD=0; shift ;;
+    --peers) PEERS="$2"; shift 2 ;;
+    --outside) OUTSIDE=1; shift ;;
+    --threads) THREADS="$2"; shift 2 ;;
+    --seed) SEED="$2"; shift 2 ;;
+    -h|--help) sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "registry.sh: unknown argument $1" >&2; exit 2 ;;
+  esac
+done
+
+say() { echo "[registry] $*" >&2; }
+WORK=target/compare/registry
+mkdir -p "$WORK"
+PY=${PYTHON:-python3}
+
+# (a) Python packages, pinned; a failed install leaves that peer unavailable
+need_pkg() {  # need_pkg IMPORT_CHECK PIP_SPEC...
+  local check="$1"; shift
+  if ! $PY -c "$check" >/dev/null 2>&1; then
+    say "pip install $*"
+    $PY -m pip install -q "$@" >&2 || say "could not install $* (the peers that need it will be reported unavailable)"
+  fi
+}
+need_pkg "import numpy, shapely" numpy shapely
+case ",$PEERS," in *,duckdb,*|*,spatial,*)
+  need_pkg "import duckdb; assert duckdb.__version__ == '1.4.4'" duckdb==1.4.4 ;;
+esac
+case ",$PEERS," in *,spatial,*)
+  need_pkg "import importlib.metadata as m; assert m.version('duckdb-ext-spatial') == '1.4.4.20260205'" \
+    duckdb-ext-spatial==1.4.4.20260205 ;;
+esac
+case ",$PEERS," in *,sedona,*)
+  need_pkg "import importlib.metadata as m, pyarrow, geoarrow.pyarrow; assert m.version('sedonadb') == '0.5.0'" \
+    sedonadb==0.5.0 geoarrow-pyarrow pyarrow ;;
+esac
+
+# (b) the release binary
+if [ "$BUILD" = 1 ]; then
+  say "cargo build --release"
+  cargo build --release >&2
+fi
+[ -x target/release/wangge ] || { say "target/release/wangge not found (drop --no-build)"; exit 1; }
+
+# (c) inputs
+GRIDS="$WORK/grids-c$CELLS-s7.geojson"
+if [ ! -s "$GRIDS" ]; then
+  say "making $CELLS Voronoi grids"
+  $PY tests/py/voronoi_grids.py "$GRIDS" --cells "$CELLS" --seed 7 >&2
+fi
+REG="$WORK/registry-r$ROWS-s$SEED.csv"
+say "registry: $ROWS rows inside the city"
+$PY benches/compare/registry_peers.py make --grids "$GRIDS" --out "$REG" --rows "$ROWS" --seed "$SEED"
+OUT_ARGS=()
+if [ "$OUTSIDE" = 1 ]; then
+  REG_OUT="$WORK/registry-r$ROWS-s$SEED-outside.csv"
+  say "registry: $ROWS rows, half outside every grid"
+  $PY benches/compare/registry_peers.py make --grids "$GRIDS" --out "$REG_OUT" --rows "$ROWS" --seed "$((SEED + 1))" --outside
+  OUT_ARGS=(--outside "$REG_OUT")
+fi
+
+# (d) the runs and the table (outputs of the last run stay in $WORK/out/)
+$PY benches/compare/registry_peers.py bench --dir "$WORK" --grids "$GRIDS" --input "$REG" "${OUT_ARGS[@]}" \
+  --runs "$RUNS" --threads "$THREADS" --peers "$PEERS" --bin target/release/wangge --cmdline "$CMDLINE"
