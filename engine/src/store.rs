@@ -1317,7 +1317,9 @@ impl Store {
 
     /// Turns a `POLYGON` layer into a `MULTIPOLYGON` one: every polygon is
     /// rewritten as a one-part multipolygon (same coordinates, so the R-tree
-    /// keeps its boxes) and the declared type changed, in one transaction.
+    /// keeps its boxes) and the declared type changed (in
+    /// `gpkg_geometry_columns` and the column's SQL type, which moves the
+    /// geometry column to the end of the table), in one transaction.
     /// Returns the number of features rewritten; other layers are left
     /// alone (0).
     pub fn promote_to_multipolygon(&mut self, layer: &str) -> Result<u64, StoreError> {
@@ -1327,21 +1329,43 @@ impl Store {
         }
         let path = &self.path;
         let tx = self.conn.transaction().at(path)?;
+        // The column's declared type is the geometry type too (GeoPackage
+        // requirement 31), and SQLite cannot change a column's type: the
+        // geometries move to a new MULTIPOLYGON column that then takes the
+        // old one's name. The table's triggers (the R-tree's, and any
+        // other tool's) are set aside meanwhile and re-created verbatim;
+        // fids and boxes do not change, so the index stays right.
+        let triggers: Vec<(String, String)> = {
+            let mut stmt = tx
+                .prepare(
+                    "SELECT name, sql FROM sqlite_master WHERE type = 'trigger' AND tbl_name = ?1
+                     AND sql IS NOT NULL",
+                )
+                .at(path)?;
+            stmt.query_map([layer], |r| Ok((r.get(0)?, r.get(1)?)))
+                .at(path)?
+                .collect::<rusqlite::Result<_>>()
+                .at(path)?
+        };
+        for (name, _) in &triggers {
+            tx.execute(&format!("DROP TRIGGER {}", quote(name)), [])
+                .at(path)?;
+        }
+        let (t, g) = (quote(layer), quote(&def.geom));
+        let tmp = quote("wangge_promoted_geom");
+        tx.execute(
+            &format!("ALTER TABLE {t} ADD COLUMN {tmp} MULTIPOLYGON"),
+            [],
+        )
+        .at(path)?;
         let mut n = 0u64;
         {
             let mut read = tx
-                .prepare(&format!(
-                    "SELECT {}, {} FROM {}",
-                    quote(&def.fid),
-                    quote(&def.geom),
-                    quote(layer)
-                ))
+                .prepare(&format!("SELECT {}, {g} FROM {t}", quote(&def.fid)))
                 .at(path)?;
             let mut write = tx
                 .prepare(&format!(
-                    "UPDATE {} SET {} = ?1 WHERE {} = ?2",
-                    quote(layer),
-                    quote(&def.geom),
+                    "UPDATE {t} SET {tmp} = ?1 WHERE {} = ?2",
                     quote(&def.fid)
                 ))
                 .at(path)?;
@@ -1351,9 +1375,13 @@ impl Store {
                 let ValueRef::Blob(b) = r.get_ref(1).at(path)? else {
                     continue;
                 };
-                let multi = match decode(b) {
-                    Ok(Geometry::Polygon(p)) => MultiPolygon::new(vec![p]),
-                    Ok(_) => continue,
+                let blob = match decode(b) {
+                    Ok(Geometry::Polygon(p)) => {
+                        n += 1;
+                        let srs = i32::try_from(def.srs_id).unwrap_or(SRS_WGS84);
+                        encode_geometry(&Geometry::MultiPolygon(MultiPolygon::new(vec![p])), srs)
+                    }
+                    Ok(_) => b.to_vec(),
                     Err(reason) => {
                         return Err(StoreError::Geometry {
                             layer: layer.to_owned(),
@@ -1362,11 +1390,16 @@ impl Store {
                         });
                     }
                 };
-                let srs = i32::try_from(def.srs_id).unwrap_or(SRS_WGS84);
-                let blob = encode_geometry(&Geometry::MultiPolygon(multi), srs);
                 write.execute(rusqlite::params![blob, fid]).at(path)?;
-                n += 1;
             }
+        }
+        tx.execute_batch(&format!(
+            "ALTER TABLE {t} DROP COLUMN {g};
+             ALTER TABLE {t} RENAME COLUMN {tmp} TO {g};"
+        ))
+        .at(path)?;
+        for (_, sql) in &triggers {
+            tx.execute_batch(sql).at(path)?;
         }
         tx.execute(
             "UPDATE gpkg_geometry_columns SET geometry_type_name = 'MULTIPOLYGON'
@@ -4059,6 +4092,32 @@ mod tests {
             GeomType::MultiPolygon
         );
         assert_rtree_exact(&store, "cells");
+        // The column's SQL type follows (GeoPackage requirement 31), and the
+        // triggers came back: moving a feature moves its index entry.
+        let c = store.connection();
+        let ty: String = c
+            .query_row(
+                "SELECT type FROM pragma_table_info('cells') WHERE name = 'geom'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(ty, "MULTIPOLYGON");
+        let far = MultiPolygon::new(vec![
+            polygon![(x: 500.0, y: 0.0), (x: 501.0, y: 0.0), (x: 500.0, y: 1.0)],
+        ]);
+        c.execute(
+            "UPDATE cells SET geom = ?1 WHERE fid = 1",
+            [encode_geometry(&Geometry::MultiPolygon(far), 4326)],
+        )
+        .unwrap();
+        assert_rtree_exact(&store, "cells");
+        let minx: f64 = c
+            .query_row("SELECT minx FROM rtree_cells_geom WHERE id = 1", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert_eq!(minx, 500.0);
         let mut kinds = 0;
         store
             .for_each("cells", |f| {
