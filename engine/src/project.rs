@@ -84,17 +84,28 @@ pub fn fixable(problem: &LayoutProblem) -> bool {
 /// What to do about `problems`, as the hint of a [`StoreError::Layout`].
 fn hint(problems: &[LayoutProblem]) -> String {
     if problems.iter().all(fixable) {
-        COMPLETE_HINT.to_owned()
-    } else if problems
+        return COMPLETE_HINT.to_owned();
+    }
+    let mut out = String::new();
+    if problems
         .iter()
         .any(|p| matches!(p, LayoutProblem::ColumnType { .. }))
     {
-        ". wangge never changes a column that is there: give retyped columns their \
-         expected type back in the tool that changed it"
-            .to_owned()
-    } else {
-        String::new()
+        out.push_str(
+            ". wangge never changes a column that is there: give retyped columns their \
+             expected type back in the tool that changed it",
+        );
     }
+    if problems
+        .iter()
+        .any(|p| matches!(p, LayoutProblem::MissingColumn { .. }) && !fixable(p))
+    {
+        out.push_str(
+            ". A layer's key column (code, or id) cannot be made up: restore it in the tool \
+             that dropped it",
+        );
+    }
+    out
 }
 
 /// Fails with every problem of [`check`], in one [`StoreError::Layout`]

@@ -513,8 +513,7 @@ pub(crate) fn serve_cmd(ui: &Ui, a: &ServeArgs) -> Result<()> {
     {
         let store =
             Store::open(&a.store).with_context(|| format!("cannot serve {}", a.store.display()))?;
-        crate::cli::require_store(&store)
-            .with_context(|| format!("cannot serve {}", a.store.display()))?;
+        crate::cli::require_store(&store)?;
     }
     let sources = tile_sources(ui, a)?;
     let state = AppState::open(

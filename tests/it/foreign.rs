@@ -462,7 +462,7 @@ fn dropped_and_retyped_columns_are_named_with_what_was_expected() {
     let nokey = "layer \"buildings\" has no column \"id\" (expected TEXT)";
     fails(
         &["partition", "--store", s(&copy), "--target", TARGET],
-        &[nokey],
+        &[nokey, "cannot be made up"],
     );
     fails(
         &["assign", "--store", s(&copy), "--layers", "persons"],
