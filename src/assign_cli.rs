@@ -125,7 +125,9 @@ struct Loaded {
     store: Option<Store>,
 }
 
-fn load(ui: &Ui, src: &Source) -> Result<Loaded> {
+/// Loads the polygons; a store is completed first when the command writes
+/// to it (`write`, `assign --layers`), else checked.
+fn load(ui: &Ui, src: &Source, write: bool) -> Result<Loaded> {
     let t = Instant::now();
     if let Some(path) = &src.grids {
         let (layer, report) = GridLayer::from_geojson(path, &src.code_field, Crs::Wgs84)
@@ -167,7 +169,12 @@ fn load(ui: &Ui, src: &Source) -> Result<Loaded> {
         });
     }
     let path = src.store.as_ref().context("give --store or --grids")?;
-    let store = Store::open(path)?;
+    let mut store = Store::open(path)?;
+    if write {
+        crate::cli::complete_store(ui, &mut store)?;
+    } else {
+        crate::cli::require_store(&store)?;
+    }
     let (mut l, mut level) = match src.level {
         Level::Grid => (Layer::Grids, "grid"),
         Level::Community => (Layer::Communities, "community"),
@@ -248,7 +255,7 @@ pub(crate) fn assign_cmd(ui: &Ui, a: &AssignArgs) -> Result<()> {
     } else {
         None
     };
-    let mut loaded = load(ui, &a.source)?;
+    let mut loaded = load(ui, &a.source, !a.layers.is_empty())?;
     let stats = loaded.layer.stats();
     ui.say(format!(
         "indexed {} {} polygons in {:.2} s ({} cells of {:.5}°, {:.0}% answered without a polygon test, {:.1} MiB)",
@@ -287,6 +294,8 @@ pub(crate) fn assign_cmd(ui: &Ui, a: &AssignArgs) -> Result<()> {
         let t = Instant::now();
         let results = assign_store(&mut store, &loaded.layer, &a.layers, &bars)?;
         drop(bars);
+        // Counts that derive from the codes just written.
+        crate::cli::complete_store(ui, &mut store)?;
         if a.json {
             let mut v = common;
             v["layers"] = serde_json::to_value(&results)?;
@@ -425,7 +434,7 @@ pub(crate) fn assign_cmd(ui: &Ui, a: &AssignArgs) -> Result<()> {
 pub(crate) fn locate_cmd(ui: &Ui, a: &LocateArgs) -> Result<()> {
     wangge_engine::io::csv::check_lon_lat(a.lon, a.lat).map_err(anyhow::Error::msg)?;
     let (lon, lat) = a.crs.to_wgs84(a.lon, a.lat);
-    let loaded = load(ui, &a.source)?;
+    let loaded = load(ui, &a.source, false)?;
     let layer = &loaded.layer;
     let names = match &loaded.store {
         Some(store) => admin_names(store)?,

@@ -21,6 +21,7 @@ use wangge_engine::io::geojson::{
 };
 use wangge_engine::io::{FeatureError, csv as point_csv};
 use wangge_engine::model::Layer;
+use wangge_engine::project;
 use wangge_engine::store::{ColumnType, GeomType, Store, Value};
 use wangge_engine::synth::{self, Progress, SynthOptions};
 use wangge_engine::validate::{self, Action, PolygonInput};
@@ -302,6 +303,31 @@ impl Ui {
             eprintln!("{}", msg.as_ref());
         }
     }
+}
+
+/// Brings the wangge layers of a store that another tool edited or wrote
+/// to their schemas before a command writes to it
+/// ([`wangge_engine::project::complete`]), saying what was added; fails
+/// with every problem that cannot be fixed.
+pub(crate) fn complete_store(ui: &Ui, store: &mut Store) -> Result<()> {
+    let done = project::complete(store)?;
+    if !done.is_empty() {
+        ui.say(format!(
+            "{}: completed the layers for wangge:",
+            store.path().display()
+        ));
+        for d in &done {
+            ui.say(format!("  {}: {}", d.layer, d.what));
+        }
+    }
+    Ok(())
+}
+
+/// Fails, naming every layer, column and what was expected, when the
+/// wangge layers of a store differ from their schemas
+/// ([`wangge_engine::project::require`]): what reading commands check.
+pub(crate) fn require_store(store: &Store) -> Result<()> {
+    Ok(project::require(store)?)
 }
 
 /// indicatif bars for engine progress.
@@ -746,6 +772,7 @@ fn import_cmd(ui: &Ui, a: &ImportArgs) -> Result<()> {
     } else {
         Store::create(&a.store)?
     };
+    complete_store(ui, &mut store)?;
     if !store.has_layer(a.layer.name())? {
         store.create_layer(&a.layer.schema())?;
     }
@@ -793,7 +820,8 @@ fn import_cmd(ui: &Ui, a: &ImportArgs) -> Result<()> {
                 .map(|c| column_value(c.ty, get(&c.name)).map_err(|e| format!("{}: {e}", c.name)))
                 .collect::<std::result::Result<Vec<Value>, String>>()?;
             if let Some(len) = a.layer.code_len() {
-                let code = match values.first() {
+                let at = schema.columns.iter().position(|c| c.name == "code");
+                let code = match at.and_then(|i| values.get(i)) {
                     Some(Value::Text(s)) => s.clone(),
                     _ => return Err("no `code` property".into()),
                 };
@@ -1009,6 +1037,9 @@ fn import_cmd(ui: &Ui, a: &ImportArgs) -> Result<()> {
         w.insert(g, v)?;
     }
     let written = w.commit()?;
+    // What derives from the new rows (an admin unit's parent code and area,
+    // counts from imported entities).
+    complete_store(ui, &mut store)?;
     let rejected = rejects.count;
     let rejects_path = rejects.path.clone();
     rejects.finish()?;

@@ -147,6 +147,7 @@ fn open(path: &std::path::Path) -> Result<Store> {
 /// Runs `wangge edit`.
 pub(crate) fn edit_cmd(ui: &Ui, a: &EditArgs) -> Result<()> {
     let mut store = open(&a.store)?;
+    crate::cli::require_store(&store)?;
     let req = Request {
         op: Op::from(&a.op),
         author: a.author.clone(),

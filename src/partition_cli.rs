@@ -95,6 +95,11 @@ pub(crate) fn partition_cmd(ui: &Ui, a: &PartitionArgs) -> Result<Vec<Partition>
     let t0 = Instant::now();
     let mut store =
         Store::open(&a.store).with_context(|| format!("opening {}", a.store.display()))?;
+    if a.dry_run {
+        crate::cli::require_store(&store)?;
+    } else {
+        crate::cli::complete_store(ui, &mut store)?;
+    }
     ui.say("reading communities, buildings and persons per building …");
     let (comms, load) = city::load(&store, &a.community)?;
     let read_s = t0.elapsed().as_secs_f64();
@@ -223,6 +228,11 @@ pub(crate) fn partition_cmd(ui: &Ui, a: &PartitionArgs) -> Result<Vec<Partition>
             a.store.display()
         ));
     }
+    if !a.dry_run {
+        // Counts of units that derive from what was just written (a store
+        // another tool wrote had none).
+        crate::cli::complete_store(ui, &mut store)?;
+    }
     if a.json {
         println!(
             "{}",
@@ -245,6 +255,7 @@ pub(crate) fn partition_cmd(ui: &Ui, a: &PartitionArgs) -> Result<Vec<Partition>
 /// Runs `wangge report`.
 pub(crate) fn report_cmd(ui: &Ui, a: &ReportArgs) -> Result<()> {
     let store = Store::open(&a.store).with_context(|| format!("opening {}", a.store.display()))?;
+    crate::cli::require_store(&store)?;
     let meta_f =
         |k: &str| -> Option<f64> { store.meta(k).ok().flatten().and_then(|v| v.parse().ok()) };
     let target = a

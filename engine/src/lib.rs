@@ -14,6 +14,8 @@
 //! * [`assign`]: grid layers and batch assignment of point records.
 //! * [`synth`]: the deterministic synthetic Beijing.
 //! * [`store`]: the GeoPackage project store.
+//! * [`project`]: a store's wangge layers against their fixed schemas
+//!   (stores edited or written by QGIS, GDAL and other tools).
 
 pub mod assign;
 pub mod codes;
@@ -24,6 +26,7 @@ pub mod io;
 pub mod model;
 pub mod privacy;
 pub mod progress;
+pub mod project;
 pub mod store;
 pub mod synth;
 pub mod validate;

@@ -28,6 +28,7 @@
 //! # Ok::<(), wangge_engine::store::StoreError>(())
 //! ```
 
+use std::collections::HashMap;
 use std::fmt;
 use std::fs::OpenOptions;
 use std::path::{Path, PathBuf};
@@ -250,6 +251,146 @@ pub enum StoreError {
         /// The OS error.
         source: std::io::Error,
     },
+    /// Layers whose columns, geometry or index differ from what is needed
+    /// (a column dropped or retyped in another tool, a file written by
+    /// another tool without the derived columns).
+    #[error("{}: {}{hint}", path.display(), problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+    Layout {
+        /// The store file.
+        path: PathBuf,
+        /// Every difference found, each naming its layer.
+        problems: Vec<LayoutProblem>,
+        /// What to do about them (empty, or a sentence starting with ". ").
+        hint: String,
+    },
+}
+
+/// One way a stored layer differs from the layout it is expected to have
+/// (see [`Store::layout_problems`]). Each names the layer, the column and
+/// what was expected.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "problem", rename_all = "snake_case")]
+pub enum LayoutProblem {
+    /// An expected column is not in the table.
+    MissingColumn {
+        /// The layer.
+        layer: String,
+        /// The column.
+        column: String,
+        /// Its expected type.
+        expected: ColumnType,
+    },
+    /// A column is declared with a type that reads as another [`ColumnType`].
+    ColumnType {
+        /// The layer.
+        layer: String,
+        /// The column.
+        column: String,
+        /// The expected type.
+        expected: ColumnType,
+        /// The SQL type the table declares.
+        declared: String,
+    },
+    /// The geometry column is not called `geom`.
+    GeometryColumn {
+        /// The layer.
+        layer: String,
+        /// The name the layer uses.
+        found: String,
+    },
+    /// The integer primary key is not called `fid`.
+    FidColumn {
+        /// The layer.
+        layer: String,
+        /// The primary key found (`rowid` when the table has none).
+        found: String,
+    },
+    /// The declared geometry type does not hold what is written to the layer.
+    GeometryType {
+        /// The layer.
+        layer: String,
+        /// The expected type.
+        expected: GeomType,
+        /// The `geometry_type_name` declared.
+        declared: String,
+    },
+    /// The layer has no R-tree spatial index.
+    NoSpatialIndex {
+        /// The layer.
+        layer: String,
+    },
+    /// The layer's coordinates are not WGS 84 (or CGCS2000) longitude/latitude.
+    Srs {
+        /// The layer.
+        layer: String,
+        /// Its `srs_id`.
+        srs_id: i64,
+    },
+}
+
+impl LayoutProblem {
+    /// The layer concerned.
+    pub fn layer(&self) -> &str {
+        match self {
+            LayoutProblem::MissingColumn { layer, .. }
+            | LayoutProblem::ColumnType { layer, .. }
+            | LayoutProblem::GeometryColumn { layer, .. }
+            | LayoutProblem::FidColumn { layer, .. }
+            | LayoutProblem::GeometryType { layer, .. }
+            | LayoutProblem::NoSpatialIndex { layer }
+            | LayoutProblem::Srs { layer, .. } => layer,
+        }
+    }
+}
+
+impl fmt::Display for LayoutProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LayoutProblem::MissingColumn {
+                layer,
+                column,
+                expected,
+            } => write!(
+                f,
+                "layer {layer:?} has no column {column:?} (expected {expected})"
+            ),
+            LayoutProblem::ColumnType {
+                layer,
+                column,
+                expected,
+                declared,
+            } => write!(
+                f,
+                "column {column:?} of layer {layer:?} is declared {declared} (expected {expected})"
+            ),
+            LayoutProblem::GeometryColumn { layer, found } => write!(
+                f,
+                "layer {layer:?} keeps its geometry in column {found:?} (expected \"geom\", \
+                 GDAL's default; re-create the layer with `ogr2ogr -lco GEOMETRY_NAME=geom`)"
+            ),
+            LayoutProblem::FidColumn { layer, found } => write!(
+                f,
+                "layer {layer:?} has the primary key {found:?} (expected an INTEGER \"fid\", \
+                 GDAL's default; re-create the layer with `ogr2ogr -lco FID=fid`)"
+            ),
+            LayoutProblem::GeometryType {
+                layer,
+                expected,
+                declared,
+            } => write!(
+                f,
+                "layer {layer:?} declares {declared} geometries (expected {expected})"
+            ),
+            LayoutProblem::NoSpatialIndex { layer } => {
+                write!(f, "layer {layer:?} has no R-tree spatial index")
+            }
+            LayoutProblem::Srs { layer, srs_id } => write!(
+                f,
+                "layer {layer:?} is in srs_id {srs_id} (expected 4326, WGS 84 longitude/latitude, \
+                 or 4490, CGCS2000; reproject it with `ogr2ogr -t_srs EPSG:4326`)"
+            ),
+        }
+    }
 }
 
 fn list(names: &[String]) -> String {
@@ -530,7 +671,8 @@ pub struct Feature {
     pub fid: i64,
     /// The geometry, in WGS 84 longitude/latitude.
     pub geometry: Geometry<f64>,
-    /// Attribute values in schema column order.
+    /// Attribute values: every column of the layer in table order
+    /// ([`Store::for_each`]), or the named ones ([`Store::for_each_columns`]).
     pub values: Vec<Value>,
 }
 
@@ -582,6 +724,12 @@ struct LayerDef {
     schema: LayerSchema,
     fid: String,
     geom: String,
+    /// The declared SQL type of each column of `schema.columns`.
+    declared: Vec<String>,
+    /// The declared `geometry_type_name`.
+    geometry_type: String,
+    /// The layer's `srs_id`.
+    srs_id: i64,
 }
 
 /// An open project store: one GeoPackage file and its SQLite connection.
@@ -874,8 +1022,83 @@ impl Store {
     /// either bulk-loads the whole index (when the new rows are at least as
     /// many as the indexed ones) or inserts the new entries. Either way the
     /// index content is exactly what the trigger would have produced.
+    ///
+    /// The writer names every column the table has, in table order:
+    /// [`LayerWriter::insert`] takes one value per column. Code that writes
+    /// a layer of a known schema, which other tools may have extended,
+    /// uses [`Store::writer_for`] instead.
     pub fn writer(&mut self, layer: &str) -> Result<LayerWriter<'_>, StoreError> {
         let def = self.layer_def(layer)?;
+        let schema = def.schema.clone();
+        self.start_writer(def, schema, None)
+    }
+
+    /// Like [`Store::writer`], but for the columns of `schema` only, in its
+    /// order: [`LayerWriter::insert`] takes one value per column of
+    /// `schema`, and the table's other columns (added by QGIS or GDAL, say)
+    /// get their default, NULL unless the other tool set one.
+    ///
+    /// With `carry_key` (a column of `schema`, e.g. `code`), those other
+    /// columns are carried over by key: a row inserted with a key that a row
+    /// of the layer had when the writer started gets that row's values (the
+    /// first such row in fid order), even if the row was deleted since
+    /// inside this transaction. So a layer rewritten by delete and insert
+    /// keeps what users added to the rows that survive. Only rows with a
+    /// non-NULL value in an extra column are remembered (every row when an
+    /// extra column has a default, so an explicit NULL survives too).
+    ///
+    /// Fails with [`StoreError::Layout`] when a column of `schema` is
+    /// missing from the table or declared with another type, and with
+    /// [`StoreError::BadSchema`] when `carry_key` is not in `schema`.
+    pub fn writer_for(
+        &mut self,
+        schema: &LayerSchema,
+        carry_key: Option<&str>,
+    ) -> Result<LayerWriter<'_>, StoreError> {
+        let def = self.layer_def(&schema.name)?;
+        let problems: Vec<LayoutProblem> = column_problems(&def, schema)
+            .into_iter()
+            .filter(|p| {
+                matches!(
+                    p,
+                    LayoutProblem::MissingColumn { .. } | LayoutProblem::ColumnType { .. }
+                )
+            })
+            .collect();
+        if !problems.is_empty() {
+            return Err(StoreError::Layout {
+                path: self.path.clone(),
+                problems,
+                hint: String::new(),
+            });
+        }
+        let key =
+            match carry_key {
+                None => None,
+                Some(k) => Some(schema.columns.iter().position(|c| c.name == k).ok_or_else(
+                    || StoreError::BadSchema {
+                        layer: schema.name.clone(),
+                        reason: format!("the carry-over key {k:?} is not a column being written"),
+                    },
+                )?),
+            };
+        let written = LayerSchema {
+            name: schema.name.clone(),
+            geometry: def.schema.geometry,
+            columns: schema.columns.clone(),
+        };
+        self.start_writer(def, written, key)
+    }
+
+    /// The transaction, deferred index and statements of a writer of
+    /// `written`'s columns (a subset of `def`'s).
+    fn start_writer(
+        &mut self,
+        def: LayerDef,
+        written: LayerSchema,
+        carry_key: Option<usize>,
+    ) -> Result<LayerWriter<'_>, StoreError> {
+        let layer = written.name.as_str();
         let path = self.path.as_path();
         let tx = Transaction::new_unchecked(&self.conn, rusqlite::TransactionBehavior::Immediate)
             .at(path)?;
@@ -891,27 +1114,306 @@ impl Store {
         } else {
             None
         };
-        let mut sql = format!("INSERT INTO {} ({}", quote(layer), quote(&def.geom));
-        for col in &def.schema.columns {
-            sql.push_str(", ");
-            sql.push_str(&quote(&col.name));
-        }
-        sql.push_str(") VALUES (?1");
-        for i in 0..def.schema.columns.len() {
-            sql.push_str(&format!(", ?{}", i + 2));
-        }
-        sql.push(')');
-        let stmt = self.conn.prepare(&sql).at(path)?;
+        let insert = |columns: &[&str]| {
+            let mut sql = format!("INSERT INTO {} ({}", quote(layer), quote(&def.geom));
+            for col in columns {
+                sql.push_str(", ");
+                sql.push_str(&quote(col));
+            }
+            sql.push_str(") VALUES (?1");
+            for i in 0..columns.len() {
+                sql.push_str(&format!(", ?{}", i + 2));
+            }
+            sql.push(')');
+            sql
+        };
+        let named: Vec<&str> = written.columns.iter().map(|c| c.name.as_str()).collect();
+        let stmt = self.conn.prepare(&insert(&named)).at(path)?;
+        let extra: Vec<&str> = def
+            .schema
+            .columns
+            .iter()
+            .map(|c| c.name.as_str())
+            .filter(|c| !named.contains(c))
+            .collect();
+        let carry = match carry_key {
+            Some(key) if !extra.is_empty() => {
+                let rows = carried_rows(&self.conn, &def, named[key], &extra).at(path)?;
+                let all: Vec<&str> = named.iter().chain(&extra).copied().collect();
+                Some(Carry {
+                    stmt: self.conn.prepare(&insert(&all)).at(path)?,
+                    key,
+                    rows,
+                })
+            }
+            _ => None,
+        };
         Ok(LayerWriter {
             stmt,
+            carry,
             tx,
             path,
-            schema: def.schema,
+            schema: written,
             blob: Vec::with_capacity(256),
             bbox: None,
             rows: 0,
             index,
         })
+    }
+
+    /// How `layer` differs from `expected`: missing columns, columns whose
+    /// declared type reads as another [`ColumnType`], a geometry column not
+    /// called `geom` or a primary key not called `fid` (the names this
+    /// store and GDAL use by default, and which SQL in the workspace
+    /// assumes), a declared geometry type that cannot hold `expected`'s (a
+    /// `GEOMETRY` layer holds anything; a `MULTIPOLYGON` layer passes for a
+    /// `POLYGON` one and `MULTILINESTRING` for `LINESTRING`, since readers
+    /// take those), coordinates in another SRS than WGS 84 (4326) or
+    /// CGCS2000 (4490), and a missing R-tree. Columns the layer has beyond
+    /// `expected` are fine.
+    pub fn layout_problems(
+        &self,
+        expected: &LayerSchema,
+    ) -> Result<Vec<LayoutProblem>, StoreError> {
+        let def = self.layer_def(&expected.name)?;
+        let layer = || expected.name.clone();
+        let mut out = Vec::new();
+        if def.fid != "fid" {
+            out.push(LayoutProblem::FidColumn {
+                layer: layer(),
+                found: def.fid.clone(),
+            });
+        }
+        if def.geom != "geom" {
+            out.push(LayoutProblem::GeometryColumn {
+                layer: layer(),
+                found: def.geom.clone(),
+            });
+        }
+        let declared = def.schema.geometry;
+        let holds = declared == expected.geometry
+            || declared == GeomType::Geometry
+            || matches!(
+                (expected.geometry, declared),
+                (GeomType::Polygon, GeomType::MultiPolygon)
+                    | (GeomType::LineString, GeomType::MultiLineString)
+            );
+        if !holds {
+            out.push(LayoutProblem::GeometryType {
+                layer: layer(),
+                expected: expected.geometry,
+                declared: def.geometry_type.clone(),
+            });
+        }
+        out.extend(column_problems(&def, expected));
+        if def.srs_id != i64::from(SRS_WGS84) && def.srs_id != 4490 {
+            out.push(LayoutProblem::Srs {
+                layer: layer(),
+                srs_id: def.srs_id,
+            });
+        }
+        if !table_exists(&self.conn, &rtree_name(&expected.name, &def.geom)).at(&self.path)? {
+            out.push(LayoutProblem::NoSpatialIndex { layer: layer() });
+        }
+        Ok(out)
+    }
+
+    /// Adds `columns` to `layer` (`ALTER TABLE … ADD COLUMN`, NULL in every
+    /// row) and runs `fill` in the same transaction, so a column is never
+    /// left added but unfilled. Column names follow the rules of
+    /// [`Store::create_layer`].
+    pub fn add_columns(
+        &mut self,
+        layer: &str,
+        columns: &[Column],
+        fill: impl FnOnce(&Connection) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        let def = self.layer_def(layer)?;
+        for col in columns {
+            let bad = |reason: String| StoreError::BadSchema {
+                layer: layer.to_owned(),
+                reason,
+            };
+            if !is_identifier(&col.name) || col.name == "fid" || col.name == "geom" {
+                return Err(bad(format!("cannot add a column named {:?}", col.name)));
+            }
+            if def
+                .schema
+                .columns
+                .iter()
+                .any(|c| c.name.eq_ignore_ascii_case(&col.name))
+            {
+                return Err(bad(format!("column {:?} already exists", col.name)));
+            }
+        }
+        let path = &self.path;
+        let tx = self.conn.transaction().at(path)?;
+        for col in columns {
+            tx.execute(
+                &format!(
+                    "ALTER TABLE {} ADD COLUMN {} {}",
+                    quote(layer),
+                    quote(&col.name),
+                    col.ty.sql_name()
+                ),
+                [],
+            )
+            .at(path)?;
+        }
+        fill(&tx)?;
+        tx.execute(
+            &format!("UPDATE gpkg_contents SET last_change = {NOW} WHERE table_name = ?1"),
+            [layer],
+        )
+        .at(path)?;
+        tx.commit().at(path)
+    }
+
+    /// Creates the R-tree index of a layer that has none (the
+    /// `gpkg_rtree_index` extension: the virtual table, its triggers and its
+    /// `gpkg_extensions` row) and fills it from the stored geometries, in
+    /// one transaction. Returns the number of indexed features; a layer
+    /// that already has its index is left alone (0).
+    pub fn create_spatial_index(&mut self, layer: &str) -> Result<u64, StoreError> {
+        let def = self.layer_def(layer)?;
+        let path = &self.path;
+        let rtree = rtree_name(layer, &def.geom);
+        if table_exists(&self.conn, &rtree).at(path)? {
+            return Ok(0);
+        }
+        let tx = self.conn.transaction().at(path)?;
+        tx.execute_batch(&rtree_ddl(layer, &def.geom, &def.fid))
+            .at(path)?;
+        tx.execute(
+            "INSERT OR IGNORE INTO gpkg_extensions VALUES (?1, ?2, 'gpkg_rtree_index',
+             'http://www.geopackage.org/spec120/#extension_rtree', 'write-only')",
+            [layer, def.geom.as_str()],
+        )
+        .at(path)?;
+        let mut entries = Vec::new();
+        {
+            let mut stmt = tx
+                .prepare(&format!(
+                    "SELECT {}, {} FROM {}",
+                    quote(&def.fid),
+                    quote(&def.geom),
+                    quote(layer)
+                ))
+                .at(path)?;
+            let mut rows = stmt.query([]).at(path)?;
+            while let Some(r) = rows.next().at(path)? {
+                if let ValueRef::Blob(b) = r.get_ref(1).at(path)?
+                    && let Ok(Some(env)) = blob_envelope(b)
+                {
+                    entries.push(RtreeEntry::new(r.get(0).at(path)?, env));
+                }
+            }
+        }
+        let n = entries.len() as u64;
+        bulk_load_rtree(&tx, &rtree, entries).at(path)?;
+        tx.commit().at(path)?;
+        Ok(n)
+    }
+
+    /// Turns a `POLYGON` layer into a `MULTIPOLYGON` one: every polygon is
+    /// rewritten as a one-part multipolygon (same coordinates, so the R-tree
+    /// keeps its boxes) and the declared type changed (in
+    /// `gpkg_geometry_columns` and the column's SQL type, which moves the
+    /// geometry column to the end of the table), in one transaction.
+    /// Returns the number of features rewritten; other layers are left
+    /// alone (0).
+    pub fn promote_to_multipolygon(&mut self, layer: &str) -> Result<u64, StoreError> {
+        let def = self.layer_def(layer)?;
+        if def.schema.geometry != GeomType::Polygon {
+            return Ok(0);
+        }
+        let path = &self.path;
+        let tx = self.conn.transaction().at(path)?;
+        // The column's declared type is the geometry type too (GeoPackage
+        // requirement 31), and SQLite cannot change a column's type: the
+        // geometries move to a new MULTIPOLYGON column that then takes the
+        // old one's name. The table's triggers (the R-tree's, and any
+        // other tool's) are set aside meanwhile and re-created verbatim;
+        // fids and boxes do not change, so the index stays right.
+        let triggers: Vec<(String, String)> = {
+            let mut stmt = tx
+                .prepare(
+                    "SELECT name, sql FROM sqlite_master WHERE type = 'trigger' AND tbl_name = ?1
+                     AND sql IS NOT NULL",
+                )
+                .at(path)?;
+            stmt.query_map([layer], |r| Ok((r.get(0)?, r.get(1)?)))
+                .at(path)?
+                .collect::<rusqlite::Result<_>>()
+                .at(path)?
+        };
+        for (name, _) in &triggers {
+            tx.execute(&format!("DROP TRIGGER {}", quote(name)), [])
+                .at(path)?;
+        }
+        let (t, g) = (quote(layer), quote(&def.geom));
+        let tmp = quote("wangge_promoted_geom");
+        tx.execute(
+            &format!("ALTER TABLE {t} ADD COLUMN {tmp} MULTIPOLYGON"),
+            [],
+        )
+        .at(path)?;
+        let mut n = 0u64;
+        {
+            let mut read = tx
+                .prepare(&format!("SELECT {}, {g} FROM {t}", quote(&def.fid)))
+                .at(path)?;
+            let mut write = tx
+                .prepare(&format!(
+                    "UPDATE {t} SET {tmp} = ?1 WHERE {} = ?2",
+                    quote(&def.fid)
+                ))
+                .at(path)?;
+            let mut rows = read.query([]).at(path)?;
+            while let Some(r) = rows.next().at(path)? {
+                let fid: i64 = r.get(0).at(path)?;
+                let ValueRef::Blob(b) = r.get_ref(1).at(path)? else {
+                    continue;
+                };
+                let blob = match decode(b) {
+                    Ok(Geometry::Polygon(p)) => {
+                        n += 1;
+                        let srs = i32::try_from(def.srs_id).unwrap_or(SRS_WGS84);
+                        encode_geometry(&Geometry::MultiPolygon(MultiPolygon::new(vec![p])), srs)
+                    }
+                    Ok(_) => b.to_vec(),
+                    Err(reason) => {
+                        return Err(StoreError::Geometry {
+                            layer: layer.to_owned(),
+                            fid,
+                            reason,
+                        });
+                    }
+                };
+                write.execute(rusqlite::params![blob, fid]).at(path)?;
+            }
+        }
+        tx.execute_batch(&format!(
+            "ALTER TABLE {t} DROP COLUMN {g};
+             ALTER TABLE {t} RENAME COLUMN {tmp} TO {g};"
+        ))
+        .at(path)?;
+        for (_, sql) in &triggers {
+            tx.execute_batch(sql).at(path)?;
+        }
+        tx.execute(
+            "UPDATE gpkg_geometry_columns SET geometry_type_name = 'MULTIPOLYGON'
+             WHERE table_name = ?1",
+            [layer],
+        )
+        .at(path)?;
+        tx.execute(
+            &format!("UPDATE gpkg_contents SET last_change = {NOW} WHERE table_name = ?1"),
+            [layer],
+        )
+        .at(path)?;
+        tx.commit().at(path)?;
+        Ok(n)
     }
 
     /// Calls `f` with every feature of `layer` in ascending fid order,
@@ -932,14 +1434,49 @@ impl Store {
         &self,
         layer: &str,
         bbox: Option<[f64; 4]>,
-        mut f: impl FnMut(Feature) -> Result<(), StoreError>,
+        f: impl FnMut(Feature) -> Result<(), StoreError>,
     ) -> Result<u64, StoreError> {
         let def = self.layer_def(layer)?;
+        let columns: Vec<String> = def.schema.columns.iter().map(|c| c.name.clone()).collect();
+        self.scan(&def, &columns, bbox, f)
+    }
+
+    /// Like [`Store::for_each_in`], but [`Feature::values`] holds the named
+    /// `columns`, in that order, whatever else the table has or in which
+    /// order (columns added or reordered by other tools); a column the
+    /// layer lacks reads as NULL. Readers of known columns use this so that
+    /// extra columns, of any type, cannot get in their way.
+    pub fn for_each_columns(
+        &self,
+        layer: &str,
+        columns: &[&str],
+        bbox: Option<[f64; 4]>,
+        f: impl FnMut(Feature) -> Result<(), StoreError>,
+    ) -> Result<u64, StoreError> {
+        let def = self.layer_def(layer)?;
+        let columns: Vec<String> = columns.iter().map(|c| (*c).to_owned()).collect();
+        self.scan(&def, &columns, bbox, f)
+    }
+
+    /// Streams the features of `def`'s layer with the values of `columns`
+    /// (NULL for a column the table lacks).
+    fn scan(
+        &self,
+        def: &LayerDef,
+        columns: &[String],
+        bbox: Option<[f64; 4]>,
+        mut f: impl FnMut(Feature) -> Result<(), StoreError>,
+    ) -> Result<u64, StoreError> {
+        let layer = def.schema.name.as_str();
         let path = &self.path;
         let mut sql = format!("SELECT {}, {}", quote(&def.fid), quote(&def.geom));
-        for col in &def.schema.columns {
+        for col in columns {
             sql.push_str(", ");
-            sql.push_str(&quote(&col.name));
+            if def.schema.columns.iter().any(|c| &c.name == col) {
+                sql.push_str(&quote(col));
+            } else {
+                sql.push_str("NULL");
+            }
         }
         sql.push_str(&format!(" FROM {}", quote(layer)));
         let rtree = rtree_name(layer, &def.geom);
@@ -978,13 +1515,13 @@ impl Store {
                     ));
                 }
             };
-            let mut values = Vec::with_capacity(def.schema.columns.len());
-            for (i, col) in def.schema.columns.iter().enumerate() {
+            let mut values = Vec::with_capacity(columns.len());
+            for (i, col) in columns.iter().enumerate() {
                 let value = Value::from_sql(row.get_ref(i + 2).at(path)?).map_err(|reason| {
                     StoreError::Value {
                         layer: layer.to_owned(),
                         fid,
-                        column: col.name.clone(),
+                        column: col.clone(),
                         reason,
                     }
                 })?;
@@ -1280,18 +1817,18 @@ impl Store {
 
     fn layer_def(&self, layer: &str) -> Result<LayerDef, StoreError> {
         let path = &self.path;
-        let found: Option<(String, String)> = self
+        let found: Option<(String, String, i64)> = self
             .conn
             .query_row(
-                "SELECT g.column_name, g.geometry_type_name
+                "SELECT g.column_name, g.geometry_type_name, g.srs_id
                  FROM gpkg_contents c JOIN gpkg_geometry_columns g USING (table_name)
                  WHERE c.table_name = ?1 AND c.data_type = 'features'",
                 [layer],
-                |r| Ok((r.get(0)?, r.get(1)?)),
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
             )
             .optional()
             .at(path)?;
-        let Some((geom, type_name)) = found else {
+        let Some((geom, type_name, srs_id)) = found else {
             return Err(StoreError::UnknownLayer {
                 layer: layer.to_owned(),
                 available: self.layer_names()?,
@@ -1317,14 +1854,19 @@ impl Store {
             .iter()
             .find(|(_, _, pk)| *pk == 1)
             .map_or_else(|| "rowid".to_owned(), |(name, _, _)| name.clone());
-        let columns = cols
+        let (columns, declared) = cols
             .into_iter()
             .filter(|(name, _, _)| *name != fid && !name.eq_ignore_ascii_case(&geom))
-            .map(|(name, ty, _)| Column {
-                name,
-                ty: ColumnType::from_sql_name(&ty),
+            .map(|(name, ty, _)| {
+                (
+                    Column {
+                        name,
+                        ty: ColumnType::from_sql_name(&ty),
+                    },
+                    ty,
+                )
             })
-            .collect();
+            .unzip();
         Ok(LayerDef {
             schema: LayerSchema {
                 name: layer.to_owned(),
@@ -1333,20 +1875,119 @@ impl Store {
             },
             fid,
             geom,
+            declared,
+            geometry_type: type_name,
+            srs_id,
         })
     }
 }
 
-/// A write transaction on one layer, from [`Store::writer`].
+/// Missing and retyped columns of `def` against `expected`.
+fn column_problems(def: &LayerDef, expected: &LayerSchema) -> Vec<LayoutProblem> {
+    let mut out = Vec::new();
+    for col in &expected.columns {
+        match def.schema.columns.iter().position(|c| c.name == col.name) {
+            None => out.push(LayoutProblem::MissingColumn {
+                layer: expected.name.clone(),
+                column: col.name.clone(),
+                expected: col.ty,
+            }),
+            Some(i) if def.schema.columns[i].ty != col.ty => {
+                out.push(LayoutProblem::ColumnType {
+                    layer: expected.name.clone(),
+                    column: col.name.clone(),
+                    expected: col.ty,
+                    declared: if def.declared[i].is_empty() {
+                        "without a type".to_owned()
+                    } else {
+                        def.declared[i].clone()
+                    },
+                });
+            }
+            Some(_) => {}
+        }
+    }
+    out
+}
+
+/// The values of the `extra` columns of every row of `def`'s layer that has
+/// one that is not NULL (of every row when one of them has a default), by
+/// the row's `key` (first row in fid order wins; rows with a NULL key are
+/// left out).
+fn carried_rows(
+    conn: &Connection,
+    def: &LayerDef,
+    key: &str,
+    extra: &[&str],
+) -> rusqlite::Result<HashMap<String, Vec<rusqlite::types::Value>>> {
+    let cols: Vec<String> = extra.iter().map(|c| quote(c)).collect();
+    // A row whose extra columns are all NULL would get the same from a
+    // plain insert, unless a column has a default.
+    let defaults: bool = conn.query_row(
+        &format!(
+            "SELECT count(*) > 0 FROM pragma_table_info(?1) WHERE dflt_value IS NOT NULL \
+             AND name IN ({})",
+            extra
+                .iter()
+                .map(|c| format!("'{}'", c.replace('\'', "''")))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        [&def.schema.name],
+        |r| r.get(0),
+    )?;
+    let any: Vec<String> = cols.iter().map(|c| format!("{c} IS NOT NULL")).collect();
+    let any = if defaults {
+        "1".to_owned()
+    } else {
+        any.join(" OR ")
+    };
+    let sql = format!(
+        "SELECT {}, {} FROM {} WHERE {} IS NOT NULL AND ({any}) ORDER BY {}",
+        quote(key),
+        cols.join(", "),
+        quote(&def.schema.name),
+        quote(key),
+        quote(&def.fid)
+    );
+    let mut stmt = conn.prepare(&sql)?;
+    let mut rows = stmt.query([])?;
+    let mut out = HashMap::new();
+    while let Some(r) = rows.next()? {
+        let k = text_of(r.get(0)?);
+        if out.contains_key(&k) {
+            continue;
+        }
+        let values = (1..=extra.len())
+            .map(|i| r.get(i))
+            .collect::<rusqlite::Result<Vec<rusqlite::types::Value>>>()?;
+        out.insert(k, values);
+    }
+    Ok(out)
+}
+
+/// The extra columns a [`Store::writer_for`] carries over by key.
+struct Carry<'a> {
+    /// The INSERT naming the written columns, then the extra ones.
+    stmt: Statement<'a>,
+    /// Index of the key among the written columns.
+    key: usize,
+    /// The extra columns' values by key, as they were when writing began.
+    rows: HashMap<String, Vec<rusqlite::types::Value>>,
+}
+
+/// A write transaction on one layer, from [`Store::writer`] or
+/// [`Store::writer_for`].
 ///
 /// Holds the transaction and a prepared INSERT; each [`insert`](Self::insert)
 /// reuses one geometry buffer, so bulk loads do not allocate per row.
 /// Dropping the writer without [`commit`](Self::commit) rolls back every
 /// insert.
 pub struct LayerWriter<'a> {
-    // Field order is drop order: the statement must be finalized before the
+    // Field order is drop order: the statements must be finalized before the
     // transaction rolls back.
     stmt: Statement<'a>,
+    carry: Option<Carry<'a>>,
     tx: Transaction<'a>,
     path: &'a Path,
     schema: LayerSchema,
@@ -1378,10 +2019,12 @@ impl fmt::Debug for LayerWriter<'_> {
 impl LayerWriter<'_> {
     /// Inserts one feature and returns its new fid.
     ///
-    /// `values` must match the layer's attribute columns in number and order:
-    /// an `Integer` column takes `Integer` or `Null`, a `Real` column `Real`,
-    /// `Integer` (stored as a float) or `Null`, a `Text` column `Text` or
-    /// `Null`. The geometry must be of the layer's declared type.
+    /// `values` must match the written columns in number and order (every
+    /// column of the layer for [`Store::writer`], the schema's for
+    /// [`Store::writer_for`]): an `Integer` column takes `Integer` or
+    /// `Null`, a `Real` column `Real`, `Integer` (stored as a float) or
+    /// `Null`, a `Text` column `Text` or `Null`. The geometry must be of the
+    /// layer's declared type.
     pub fn insert(
         &mut self,
         geometry: &Geometry<f64>,
@@ -1403,16 +2046,34 @@ impl LayerWriter<'_> {
             });
         }
         let path = self.path;
+        // A row whose key a row of the layer had gets that row's extra
+        // columns (see Store::writer_for).
+        let carried = self.carry.as_mut().and_then(|c| {
+            let key = match &values[c.key] {
+                Value::Text(s) => s.clone(),
+                Value::Integer(i) => i.to_string(),
+                _ => return None,
+            };
+            c.rows.get(&key).cloned().map(|extra| (&mut c.stmt, extra))
+        });
+        let stmt = match carried {
+            Some((stmt, extra)) => {
+                let first = values.len() + 2;
+                for (i, v) in extra.iter().enumerate() {
+                    stmt.raw_bind_parameter(first + i, v).at(path)?;
+                }
+                stmt
+            }
+            None => &mut self.stmt,
+        };
         for (i, (value, col)) in values.iter().zip(&self.schema.columns).enumerate() {
             let idx = i + 2;
             let bound = match (col.ty, value) {
-                (_, Value::Null) => self.stmt.raw_bind_parameter(idx, rusqlite::types::Null),
-                (ColumnType::Integer, Value::Integer(v)) => self.stmt.raw_bind_parameter(idx, v),
-                (ColumnType::Real, Value::Real(v)) => self.stmt.raw_bind_parameter(idx, v),
-                (ColumnType::Real, Value::Integer(v)) => {
-                    self.stmt.raw_bind_parameter(idx, *v as f64)
-                }
-                (ColumnType::Text, Value::Text(s)) => self.stmt.raw_bind_parameter(idx, s.as_str()),
+                (_, Value::Null) => stmt.raw_bind_parameter(idx, rusqlite::types::Null),
+                (ColumnType::Integer, Value::Integer(v)) => stmt.raw_bind_parameter(idx, v),
+                (ColumnType::Real, Value::Real(v)) => stmt.raw_bind_parameter(idx, v),
+                (ColumnType::Real, Value::Integer(v)) => stmt.raw_bind_parameter(idx, *v as f64),
+                (ColumnType::Text, Value::Text(s)) => stmt.raw_bind_parameter(idx, s.as_str()),
                 (expected, other) => {
                     return Err(StoreError::ValueType {
                         layer: layer.clone(),
@@ -1425,10 +2086,8 @@ impl LayerWriter<'_> {
             bound.at(path)?;
         }
         let bounds = encode(geometry, SRS_WGS84, &mut self.blob);
-        self.stmt
-            .raw_bind_parameter(1, self.blob.as_slice())
-            .at(path)?;
-        self.stmt.raw_execute().at(path)?;
+        stmt.raw_bind_parameter(1, self.blob.as_slice()).at(path)?;
+        stmt.raw_execute().at(path)?;
         let fid = self.tx.last_insert_rowid();
         if let Some(b) = bounds {
             self.bbox = Some(merge_bbox(self.bbox, b));
@@ -1456,6 +2115,7 @@ impl LayerWriter<'_> {
     pub fn commit(self) -> Result<u64, StoreError> {
         let LayerWriter {
             stmt,
+            carry,
             tx,
             path,
             schema,
@@ -1465,6 +2125,7 @@ impl LayerWriter<'_> {
             ..
         } = self;
         drop(stmt);
+        drop(carry);
         if let Some(DeferredIndex {
             rtree,
             trigger_sql,
@@ -3240,6 +3901,273 @@ mod tests {
             )
             .unwrap();
         assert_eq!(garbage, (None, None, None));
+    }
+
+    /// A layer with the columns of `schema` plus what another tool added:
+    /// a text note, a BLOB photo, a column with a default.
+    fn extended(store: &mut Store, name: &str) {
+        store
+            .create_layer(&schema(name, GeomType::Polygon))
+            .unwrap();
+        store
+            .connection()
+            .execute_batch(&format!(
+                "ALTER TABLE {name} ADD COLUMN note TEXT;
+                 ALTER TABLE {name} ADD COLUMN photo BLOB;
+                 ALTER TABLE {name} ADD COLUMN source TEXT DEFAULT 'survey';"
+            ))
+            .unwrap();
+    }
+
+    #[test]
+    fn writer_for_carries_extra_columns_over_by_key() {
+        let (_dir, mut store) = new_store();
+        extended(&mut store, "cells");
+        let poly = Geometry::Polygon(square_with_hole());
+        let vals = |n: &str| [Value::from(n), Value::from(1), Value::from(2.5)];
+        let mut w = store
+            .writer_for(&schema("cells", GeomType::Polygon), None)
+            .unwrap();
+        for n in ["a", "b", "c"] {
+            w.insert(&poly, &vals(n)).unwrap();
+        }
+        w.commit().unwrap();
+        let c = store.connection();
+        c.execute_batch(
+            "UPDATE cells SET note = 'kept', photo = x'00ff' WHERE name = 'a';
+             UPDATE cells SET source = NULL WHERE name = 'b';",
+        )
+        .unwrap();
+        // Rewrite every row (delete, insert): a and b survive, c goes, d is new.
+        let mut w = store
+            .writer_for(&schema("cells", GeomType::Polygon), Some("name"))
+            .unwrap();
+        w.connection().execute("DELETE FROM cells", []).unwrap();
+        for n in ["b", "a", "d"] {
+            w.insert(&poly, &vals(n)).unwrap();
+        }
+        w.commit().unwrap();
+        let rows: Vec<(String, Option<String>, Option<Vec<u8>>, Option<String>)> = store
+            .connection()
+            .prepare("SELECT name, note, photo, source FROM cells ORDER BY name")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(
+            rows,
+            [
+                (
+                    "a".into(),
+                    Some("kept".into()),
+                    Some(vec![0, 255]),
+                    Some("survey".into())
+                ),
+                // Every extra column of b was NULL but source: carried too.
+                ("b".into(), None, None, None),
+                // New: the column default.
+                ("d".into(), None, None, Some("survey".into())),
+            ]
+        );
+        assert_rtree_exact(&store, "cells");
+        // Readers of named columns do not trip over the BLOB.
+        let mut names = Vec::new();
+        store
+            .for_each_columns("cells", &["area", "name", "gone"], None, |f| {
+                names.push((
+                    f.values[1].clone(),
+                    f.values[0].clone(),
+                    f.values[2].clone(),
+                ));
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(names[0], ("b".into(), Value::Real(2.5), Value::Null));
+        let err = store.for_each("cells", |_| Ok(())).unwrap_err();
+        assert!(err.to_string().contains("\"photo\""), "{err}");
+        // The plain writer still names every column.
+        let err = store
+            .writer("cells")
+            .unwrap()
+            .insert(&poly, &vals("e"))
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                StoreError::Arity {
+                    expected: 6,
+                    got: 3,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        let err = store
+            .writer_for(&schema("cells", GeomType::Polygon), Some("nope"))
+            .unwrap_err();
+        assert!(err.to_string().contains("nope"), "{err}");
+    }
+
+    #[test]
+    fn layout_problems_name_layer_column_and_expectation() {
+        let (_dir, mut store) = new_store();
+        extended(&mut store, "cells");
+        let c = store.connection();
+        c.execute_batch(
+            "ALTER TABLE cells DROP COLUMN pop;
+             ALTER TABLE cells RENAME COLUMN area TO area_old;
+             ALTER TABLE cells ADD COLUMN area TEXT;",
+        )
+        .unwrap();
+        let mut want = schema("cells", GeomType::MultiPolygon);
+        want.columns.push(Column {
+            name: "note".into(),
+            ty: ColumnType::Text,
+        });
+        let problems = store.layout_problems(&want).unwrap();
+        let text: Vec<String> = problems.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            text,
+            [
+                "layer \"cells\" declares POLYGON geometries (expected MULTIPOLYGON)",
+                "layer \"cells\" has no column \"pop\" (expected INTEGER)",
+                "column \"area\" of layer \"cells\" is declared TEXT (expected REAL)",
+            ]
+        );
+        let err = store.writer_for(&want, None).unwrap_err();
+        assert!(
+            matches!(&err, StoreError::Layout { problems, .. } if problems.len() == 2),
+            "{err}"
+        );
+        assert!(err.to_string().contains("\"pop\""), "{err}");
+        // Nothing else holds the lock: the failed writer left no transaction.
+        assert!(store.connection().is_autocommit());
+    }
+
+    #[test]
+    fn added_columns_index_and_multipolygons_complete_a_layer() {
+        let (_dir, mut store) = new_store();
+        store
+            .create_layer(&schema("cells", GeomType::Polygon))
+            .unwrap();
+        let mut w = store.writer("cells").unwrap();
+        for i in 0..300 {
+            let x = f64::from(i);
+            let p = polygon![(x: x, y: 0.0), (x: x + 0.5, y: 0.0), (x: x, y: 0.5)];
+            w.insert(
+                &Geometry::Polygon(p),
+                &[Value::Null, Value::from(i), Value::Null],
+            )
+            .unwrap();
+        }
+        w.commit().unwrap();
+        // Drop the index as a file without one would be.
+        store
+            .connection()
+            .execute_batch(
+                "DROP TABLE rtree_cells_geom;
+                 DROP TRIGGER IF EXISTS rtree_cells_geom_insert;
+                 DROP TRIGGER rtree_cells_geom_update1; DROP TRIGGER rtree_cells_geom_update2;
+                 DROP TRIGGER rtree_cells_geom_update3; DROP TRIGGER rtree_cells_geom_update4;
+                 DROP TRIGGER rtree_cells_geom_delete;
+                 DELETE FROM gpkg_extensions WHERE table_name = 'cells';",
+            )
+            .unwrap();
+        let want = schema("cells", GeomType::Polygon);
+        assert_eq!(
+            store.layout_problems(&want).unwrap(),
+            [LayoutProblem::NoSpatialIndex {
+                layer: "cells".into()
+            }]
+        );
+        assert_eq!(store.create_spatial_index("cells").unwrap(), 300);
+        assert_eq!(store.create_spatial_index("cells").unwrap(), 0);
+        assert_eq!(rtree_rows(&store, "cells"), 300);
+        assert_eq!(store.promote_to_multipolygon("cells").unwrap(), 300);
+        assert_eq!(
+            store.schema("cells").unwrap().geometry,
+            GeomType::MultiPolygon
+        );
+        assert_rtree_exact(&store, "cells");
+        // The column's SQL type follows (GeoPackage requirement 31), and the
+        // triggers came back: moving a feature moves its index entry.
+        let c = store.connection();
+        let ty: String = c
+            .query_row(
+                "SELECT type FROM pragma_table_info('cells') WHERE name = 'geom'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(ty, "MULTIPOLYGON");
+        let far = MultiPolygon::new(vec![
+            polygon![(x: 500.0, y: 0.0), (x: 501.0, y: 0.0), (x: 500.0, y: 1.0)],
+        ]);
+        c.execute(
+            "UPDATE cells SET geom = ?1 WHERE fid = 1",
+            [encode_geometry(&Geometry::MultiPolygon(far), 4326)],
+        )
+        .unwrap();
+        assert_rtree_exact(&store, "cells");
+        let minx: f64 = c
+            .query_row("SELECT minx FROM rtree_cells_geom WHERE id = 1", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert_eq!(minx, 500.0);
+        let mut kinds = 0;
+        store
+            .for_each("cells", |f| {
+                assert!(matches!(f.geometry, Geometry::MultiPolygon(ref m) if m.0.len() == 1));
+                kinds += 1;
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(kinds, 300);
+        // Added and filled in one transaction; a failing fill adds nothing.
+        let col = |n: &str| Column {
+            name: n.into(),
+            ty: ColumnType::Integer,
+        };
+        let err = store
+            .add_columns("cells", &[col("twice")], |c| {
+                c.execute("UPDATE cells SET nope = 1", [])
+                    .map(|_| ())
+                    .map_err(|e| StoreError::BadSchema {
+                        layer: "cells".into(),
+                        reason: e.to_string(),
+                    })
+            })
+            .unwrap_err();
+        assert!(err.to_string().contains("nope"), "{err}");
+        assert!(
+            !store
+                .schema("cells")
+                .unwrap()
+                .columns
+                .iter()
+                .any(|c| c.name == "twice")
+        );
+        store
+            .add_columns("cells", &[col("twice")], |c| {
+                c.execute("UPDATE cells SET twice = 2 * pop", [])
+                    .map(|_| ())
+                    .map_err(|e| StoreError::BadSchema {
+                        layer: "cells".into(),
+                        reason: e.to_string(),
+                    })
+            })
+            .unwrap();
+        let sum: i64 = store
+            .connection()
+            .query_row("SELECT sum(twice) FROM cells", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(sum, 2 * (0..300).sum::<i64>());
+        let err = store
+            .add_columns("cells", &[col("Pop")], |_| Ok(()))
+            .unwrap_err();
+        assert!(matches!(err, StoreError::BadSchema { .. }), "{err}");
     }
 
     #[test]

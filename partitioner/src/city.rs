@@ -109,7 +109,8 @@ fn load_in(
     let near = region.map(|b| [b[0] - 0.005, b[1] - 0.005, b[2] + 0.005, b[3] + 0.005]);
     let mut comms: Vec<Community> = Vec::new();
     let mut by_code: HashMap<String, usize> = HashMap::new();
-    store.for_each_in(Layer::Communities.name(), near, |f| {
+    let columns = ["code", "name"];
+    store.for_each_columns(Layer::Communities.name(), &columns, near, |f| {
         let geometry = geom::as_multi(f.geometry).unwrap_or_else(|| MultiPolygon::new(vec![]));
         let code = f.values[0].as_str().unwrap_or_default().to_owned();
         by_code.insert(code.clone(), comms.len());
@@ -141,15 +142,10 @@ fn load_in(
     );
     let persons = persons_per_building(store, region)?;
     let mut report = LoadReport::default();
-    let schema = store.schema(Layer::Buildings.name())?;
-    let col = |n: &str| schema.columns.iter().position(|c| c.name == n);
-    let (id_i, hh_i, cc_i) = (col("id"), col("households"), col("community_code"));
-    store.for_each_in(Layer::Buildings.name(), region, |f| {
+    let columns = ["id", "households", "community_code"];
+    store.for_each_columns(Layer::Buildings.name(), &columns, region, |f| {
         report.buildings += 1;
-        let id = id_i
-            .and_then(|i| f.values[i].as_str())
-            .unwrap_or_default()
-            .to_owned();
+        let id = f.values[0].as_str().unwrap_or_default().to_owned();
         let footprint = match f.geometry {
             Geometry::Polygon(p) if p.exterior().0.len() >= 4 && p.unsigned_area() > 0.0 => p,
             Geometry::MultiPolygon(m) if m.0.len() == 1 && m.unsigned_area() > 0.0 => {
@@ -161,7 +157,7 @@ fn load_in(
                 return Ok(());
             }
         };
-        let stored = cc_i.and_then(|i| f.values[i].as_str()).unwrap_or_default();
+        let stored = f.values[2].as_str().unwrap_or_default();
         let Some(target) = home(&comm_layer, &comms, &by_code, &footprint, &mut report) else {
             report.outside += 1;
             if report.outside_ids.len() < 100 {
@@ -172,8 +168,8 @@ fn load_in(
         if comms[target].code != stored {
             report.reassigned += 1;
         }
-        let households = hh_i
-            .and_then(|i| f.values[i].as_i64())
+        let households = f.values[1]
+            .as_i64()
             .unwrap_or(0)
             .clamp(0, i64::from(u32::MAX)) as u32;
         let persons = persons.get(&id).copied().unwrap_or(0);

@@ -58,9 +58,9 @@ pub fn node_with_store(
         if !store.has_layer(l.name())? {
             continue;
         }
-        store.for_each_in(l.name(), region, |f| {
+        store.for_each_columns(l.name(), &["parent_code"], region, |f| {
             if l == Layer::Grids {
-                let parent = f.values.get(2).and_then(|v| v.as_str()).unwrap_or_default();
+                let parent = f.values[0].as_str().unwrap_or_default();
                 if replaced.contains_key(parent) {
                     return Ok(());
                 }

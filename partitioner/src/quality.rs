@@ -162,7 +162,7 @@ pub fn report(
     per_community: bool,
 ) -> Result<Report, StoreError> {
     let mut comms: Vec<(String, MultiPolygon<f64>)> = Vec::new();
-    store.for_each(Layer::Communities.name(), |f| {
+    store.for_each_columns(Layer::Communities.name(), &["code"], None, |f| {
         let code = f.values[0].as_str().unwrap_or_default().to_owned();
         if only.is_empty() || only.contains(&code) {
             comms.push((code, multi(f.geometry)));
@@ -183,8 +183,8 @@ pub fn report(
         .map(|(i, (c, _))| (c.clone(), i))
         .collect();
     let mut grids: Vec<Vec<GridRow>> = (0..comms.len()).map(|_| Vec::new()).collect();
-    store.for_each(Layer::Grids.name(), |f| {
-        let parent = f.values[2].as_str().unwrap_or_default();
+    store.for_each_columns(Layer::Grids.name(), &["code", "parent_code"], None, |f| {
+        let parent = f.values[1].as_str().unwrap_or_default();
         if let Some(&i) = index.get(parent) {
             grids[i].push(GridRow {
                 code: f.values[0].as_str().unwrap_or_default().to_owned(),
@@ -197,19 +197,14 @@ pub fn report(
     // Buildings by community, with their grid and households.
     let mut buildings: Vec<Vec<(Polygon<f64>, String, u64)>> =
         (0..comms.len()).map(|_| Vec::new()).collect();
-    let schema = store.schema(Layer::Buildings.name())?;
-    let col = |n: &str| schema.columns.iter().position(|c| c.name == n);
-    let (hh, cc, gc) = (col("households"), col("community_code"), col("grid_code"));
-    store.for_each(Layer::Buildings.name(), |f| {
-        let c = cc.and_then(|i| f.values[i].as_str()).unwrap_or_default();
-        let g = gc
-            .and_then(|i| f.values[i].as_str())
-            .unwrap_or_default()
-            .to_owned();
+    let columns = ["households", "community_code", "grid_code"];
+    store.for_each_columns(Layer::Buildings.name(), &columns, None, |f| {
+        let c = f.values[1].as_str().unwrap_or_default();
+        let g = f.values[2].as_str().unwrap_or_default().to_owned();
         // A building belongs to the community of its grid when it has one.
         let ci = index.get(g.get(..12).unwrap_or(c)).or_else(|| index.get(c));
         if let (Some(&i), Geometry::Polygon(p)) = (ci, f.geometry) {
-            let h = hh.and_then(|i| f.values[i].as_i64()).unwrap_or(0).max(0) as u64;
+            let h = f.values[0].as_i64().unwrap_or(0).max(0) as u64;
             buildings[i].push((p, g, h));
         }
         Ok(())

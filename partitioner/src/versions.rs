@@ -1,6 +1,7 @@
 //! Writing partitions to the store, with a version per community.
 //!
-//! Besides the `grids` layer and the buildings' `grid_code`, every write
+//! Besides the `grids` layer and the buildings' `grid_code` (and
+//! `community_code`: the community each was partitioned in), every write
 //! records a new version of each community it touched in three plain tables
 //! (GeoPackage allows tables outside `gpkg_contents`):
 //!
@@ -111,7 +112,17 @@ pub fn write(
     if !store.has_layer(Layer::Grids.name())? {
         store.create_layer(&Layer::Grids.schema())?;
     }
-    let mut w = store.writer(Layer::Grids.name())?;
+    // Columns users added to the grids (in QGIS, say) are carried over by
+    // code: a grid rewritten with the same code keeps them, new grids get
+    // NULL.
+    // A building's community is the one it was partitioned in (a store
+    // another tool wrote may have had none).
+    let has_community = store
+        .schema(Layer::Buildings.name())?
+        .columns
+        .iter()
+        .any(|c| c.name == "community_code");
+    let mut w = store.writer_for(&Layer::Grids.schema(), Some("code"))?;
     {
         let conn = w.connection();
         let unlock = replace != Replace::KeepLocks;
@@ -147,7 +158,11 @@ pub fn write(
             })
             .map_err(err)?;
         let mut upd = conn
-            .prepare("UPDATE buildings SET grid_code = ?1 WHERE fid = ?2")
+            .prepare(if has_community {
+                "UPDATE buildings SET grid_code = ?1, community_code = ?3 WHERE fid = ?2"
+            } else {
+                "UPDATE buildings SET grid_code = ?1 WHERE fid = ?2 AND ?3 IS NOT NULL"
+            })
             .map_err(err)?;
         let mut ver = conn
             .prepare("INSERT INTO wangge_versions VALUES (?1, ?2, ?3, ?4, ?5, ?6)")
@@ -192,7 +207,8 @@ pub fn write(
             }
             for (b, &gi) in c.buildings.iter().zip(&p.building_grid) {
                 let code = &p.grids[gi].code;
-                upd.execute(params![code, b.fid]).map_err(err)?;
+                upd.execute(params![code, b.fid, p.community])
+                    .map_err(err)?;
                 vb.execute(params![p.community, v, b.id, code, i64::from(b.households)])
                     .map_err(err)?;
             }

@@ -508,6 +508,13 @@ pub(crate) fn serve_cmd(ui: &Ui, a: &ServeArgs) -> Result<()> {
     let std_listener = std::net::TcpListener::bind(a.addr)
         .with_context(|| format!("cannot listen on {}", a.addr))?;
     std_listener.set_nonblocking(true)?;
+    // A store another tool wrote or edited: name every missing or retyped
+    // column now, not as an SQL error on the first request.
+    {
+        let store =
+            Store::open(&a.store).with_context(|| format!("cannot serve {}", a.store.display()))?;
+        crate::cli::require_store(&store)?;
+    }
     let sources = tile_sources(ui, a)?;
     let state = AppState::open(
         a.store.clone(),

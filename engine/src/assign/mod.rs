@@ -200,14 +200,16 @@ impl GridLayer {
     pub fn from_store(store: &Store, layer: Layer) -> Result<GridLayer, StoreError> {
         let schema = store.schema(layer.name())?;
         let col = |name: &str| schema.columns.iter().position(|c| c.name == name);
-        let (Some(code), Some(name)) = (col("code"), col("name")) else {
+        if col("code").is_none() || col("name").is_none() {
             return Err(StoreError::BadSchema {
                 layer: layer.name().to_owned(),
                 reason: "a grid layer needs code and name columns".to_owned(),
             });
-        };
+        }
+        // Read by name: columns other tools added cannot get in the way.
+        let (code, name) = (0, 1);
         let mut polygons = Vec::new();
-        store.for_each(layer.name(), |f| {
+        store.for_each_columns(layer.name(), &["code", "name"], None, |f| {
             let geometry = match f.geometry {
                 Geometry::Polygon(p) => MultiPolygon::new(vec![p]),
                 Geometry::MultiPolygon(m) => m,
