@@ -779,12 +779,42 @@ pub const UTF8_BOM: &[u8] = b"\xef\xbb\xbf";
 
 /// One CSV line (quoted as needed) from fields.
 fn csv_line<'a>(fields: impl IntoIterator<Item = &'a [u8]>) -> Vec<u8> {
-    let mut w = csv::WriterBuilder::new()
-        .flexible(true)
-        .from_writer(Vec::new());
-    // Writing to a Vec cannot fail.
-    let _ = w.write_record(fields);
-    w.into_inner().unwrap_or_default()
+    let mut out = Vec::new();
+    push_record(&mut out, fields);
+    out
+}
+
+/// Appends one CSV record and its `\n` to `out`, byte for byte what the
+/// `csv` crate's writer writes with its defaults (a field is quoted when
+/// it holds a comma, a quote, `\r` or `\n`, quotes doubled; a record of
+/// one empty field, or of none, is `""`), without its per-byte state machine: the
+/// output rows of `assign` are mostly fields copied as read.
+fn push_record<'a>(out: &mut Vec<u8>, fields: impl IntoIterator<Item = &'a [u8]>) {
+    let mut n = 0usize;
+    let mut only_empty = true;
+    for f in fields {
+        if n > 0 {
+            out.push(b',');
+        }
+        n += 1;
+        only_empty &= f.is_empty();
+        if f.iter().any(|&b| matches!(b, b',' | b'"' | b'\r' | b'\n')) {
+            out.push(b'"');
+            for &b in f {
+                if b == b'"' {
+                    out.push(b'"');
+                }
+                out.push(b);
+            }
+            out.push(b'"');
+        } else {
+            out.extend_from_slice(f);
+        }
+    }
+    if n <= 1 && only_empty {
+        out.extend_from_slice(b"\"\"");
+    }
+    out.push(b'\n');
 }
 
 /// Parses and locates one record.
@@ -865,12 +895,8 @@ fn format_part(
     ncols: usize,
     columns: OutputColumns,
 ) -> (Vec<u8>, Vec<u8>) {
-    let mut out = csv::WriterBuilder::new()
-        .flexible(true)
-        .from_writer(Vec::with_capacity(recs.len() * 96));
-    let mut rej = csv::WriterBuilder::new()
-        .flexible(true)
-        .from_writer(Vec::new());
+    let mut out: Vec<u8> = Vec::with_capacity(recs.len() * 160);
+    let mut rej: Vec<u8> = Vec::new();
     let width = ncols.max(slots.iter().map(|s| s + 1).max().unwrap_or(0));
     let mut fields: Vec<&[u8]> = Vec::with_capacity(width);
     for (i, (rec, o)) in recs.iter().zip(outs).enumerate() {
@@ -887,8 +913,7 @@ fn format_part(
                 for (slot, v) in slots.iter().zip(values) {
                     fields[*slot] = v.as_bytes();
                 }
-                // Writing to a Vec cannot fail.
-                let _ = out.write_record(&fields);
+                push_record(&mut out, fields.iter().copied());
             }
             Outcome::Rejected(..) | Outcome::Outside(..) | Outcome::Point(..) => {
                 let row = rows[i].to_string();
@@ -903,14 +928,11 @@ fn format_part(
                     near.as_bytes(),
                     dist.as_bytes(),
                 ];
-                let _ = rej.write_record(head.into_iter().chain(rec.iter()));
+                push_record(&mut rej, head.into_iter().chain(rec.iter()));
             }
         }
     }
-    (
-        out.into_inner().unwrap_or_default(),
-        rej.into_inner().unwrap_or_default(),
-    )
+    (out, rej)
 }
 
 /// The reason, nearest code and distance for a point outside every polygon.
@@ -1012,6 +1034,38 @@ pub fn assign_store(
 mod tests {
     use super::*;
     use geo_types::polygon;
+
+    #[test]
+    fn records_are_written_as_the_csv_crate_writes_them() {
+        let cases: Vec<Vec<&[u8]>> = vec![
+            vec![b"a", b"b"],
+            vec![b""],
+            vec![b"", b""],
+            vec![
+                b"with,comma",
+                b"with \"quote\"",
+                b"line\nbreak",
+                b"cr\r",
+                "网格".as_bytes(),
+            ],
+            vec![b" spaced ", b"'", b"#x", b"\t"],
+            vec![],
+        ];
+        for c in cases {
+            let mut w = csv::WriterBuilder::new()
+                .flexible(true)
+                .from_writer(Vec::new());
+            w.write_record(&c).unwrap();
+            let want = w.into_inner().unwrap();
+            let mut got = Vec::new();
+            push_record(&mut got, c.iter().copied());
+            assert_eq!(
+                String::from_utf8_lossy(&got),
+                String::from_utf8_lossy(&want),
+                "{c:?}"
+            );
+        }
+    }
 
     #[test]
     fn code_paths() {
