@@ -899,6 +899,7 @@ fn format_part(
     let mut rej: Vec<u8> = Vec::new();
     let width = ncols.max(slots.iter().map(|s| s + 1).max().unwrap_or(0));
     let mut fields: Vec<&[u8]> = Vec::with_capacity(width);
+    let (mut row_buf, mut reason_buf, mut dist_buf) = (String::new(), String::new(), String::new());
     for (i, (rec, o)) in recs.iter().zip(outs).enumerate() {
         match o {
             Outcome::Assigned(id) => {
@@ -915,7 +916,39 @@ fn format_part(
                 }
                 push_record(&mut out, fields.iter().copied());
             }
-            Outcome::Rejected(..) | Outcome::Outside(..) | Outcome::Point(..) => {
+            Outcome::Outside(lon, lat) => {
+                // The commonest reject: no allocation per row, the distance
+                // formatted once (the text equals `outside_reason`'s).
+                use std::fmt::Write as _;
+                row_buf.clear();
+                let _ = write!(row_buf, "{}", rows[i]);
+                dist_buf.clear();
+                reason_buf.clear();
+                let near = match layer.index.nearest_outside(*lon, *lat) {
+                    Some(n) => {
+                        let code = layer.code(n.id);
+                        let _ = write!(dist_buf, "{:.1}", n.distance_m);
+                        reason_buf.push_str("outside every grid; nearest ");
+                        reason_buf.push_str(code);
+                        reason_buf.push_str(" at ");
+                        reason_buf.push_str(&dist_buf);
+                        reason_buf.push_str(" m");
+                        code
+                    }
+                    None => {
+                        reason_buf.push_str("outside every grid; the layer is empty");
+                        ""
+                    }
+                };
+                let head = [
+                    row_buf.as_bytes(),
+                    reason_buf.as_bytes(),
+                    near.as_bytes(),
+                    dist_buf.as_bytes(),
+                ];
+                push_record(&mut rej, head.into_iter().chain(rec.iter()));
+            }
+            Outcome::Rejected(..) | Outcome::Point(..) => {
                 let row = rows[i].to_string();
                 let (reason, near, dist) = match o {
                     Outcome::Outside(lon, lat) => outside_reason(layer, *lon, *lat),
