@@ -254,6 +254,22 @@ impl Disclosure {
         !self.codes.contains(code)
     }
 
+    /// True when a unit's counts may be published: the hierarchy's
+    /// decision for its code (`None`: a unit outside the hierarchy) and each
+    /// count on its own against k. The test every output path applies.
+    #[must_use]
+    pub fn unit_published(
+        &self,
+        code: Option<&str>,
+        households: i64,
+        persons: Option<i64>,
+    ) -> bool {
+        let p = self.privacy;
+        code.is_some_and(|c| self.code_published(c))
+            && p.publishable(households)
+            && persons.is_none_or(|n| p.publishable(n))
+    }
+
     /// True when the household count of the building with this fid may be
     /// published.
     #[must_use]

@@ -195,10 +195,11 @@ impl Directory {
     /// True when the counts of unit `code` (with these `props`) may be
     /// published: the hierarchy's decision and each count on its own.
     fn published(&self, code: &str, props: &Map<String, Json>) -> bool {
-        let p = self.disclosure.privacy();
-        self.disclosure.code_published(code)
-            && p.publishable(int(props, "households"))
-            && p.publishable(int(props, "persons"))
+        self.disclosure.unit_published(
+            Some(code),
+            int(props, "households"),
+            Some(int(props, "persons")),
+        )
     }
 
     /// Applies the privacy rule to a unit's `props` for `who`; returns

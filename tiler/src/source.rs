@@ -1136,18 +1136,20 @@ fn withhold_counts(
             })
     };
     let p = disclosure.privacy();
-    let below = |name: &str| value(name).is_some_and(|n| !p.publishable(n));
     let withheld = match spec.name {
         "grids" => {
             let code = match props.first() {
                 Some(Some(PropValue::String(c))) => Some(c.as_str()),
                 _ => None,
             };
-            !code.is_some_and(|c| disclosure.code_published(c))
-                || below("households")
-                || below("persons")
+            // A NULL count is absent, not a count below k.
+            let hh = value("households").unwrap_or(i64::from(p.k()));
+            !disclosure.unit_published(code, hh, value("persons"))
         }
-        "buildings" => !disclosure.building_published(fid) || below("households"),
+        "buildings" => {
+            !disclosure.building_published(fid)
+                || value("households").is_some_and(|n| !p.publishable(n))
+        }
         _ => false,
     };
     if withheld {

@@ -917,29 +917,11 @@ fn format_part(
                 push_record(&mut out, fields.iter().copied());
             }
             Outcome::Outside(lon, lat) => {
-                // The commonest reject: no allocation per row, the distance
-                // formatted once (the text equals `outside_reason`'s).
+                // The commonest reject: no allocation per row.
                 use std::fmt::Write as _;
                 row_buf.clear();
                 let _ = write!(row_buf, "{}", rows[i]);
-                dist_buf.clear();
-                reason_buf.clear();
-                let near = match layer.index.nearest_outside(*lon, *lat) {
-                    Some(n) => {
-                        let code = layer.code(n.id);
-                        let _ = write!(dist_buf, "{:.1}", n.distance_m);
-                        reason_buf.push_str("outside every grid; nearest ");
-                        reason_buf.push_str(code);
-                        reason_buf.push_str(" at ");
-                        reason_buf.push_str(&dist_buf);
-                        reason_buf.push_str(" m");
-                        code
-                    }
-                    None => {
-                        reason_buf.push_str("outside every grid; the layer is empty");
-                        ""
-                    }
-                };
+                let near = write_outside(layer, *lon, *lat, &mut reason_buf, &mut dist_buf);
                 let head = [
                     row_buf.as_bytes(),
                     reason_buf.as_bytes(),
@@ -950,17 +932,11 @@ fn format_part(
             }
             Outcome::Rejected(..) | Outcome::Point(..) => {
                 let row = rows[i].to_string();
-                let (reason, near, dist) = match o {
-                    Outcome::Outside(lon, lat) => outside_reason(layer, *lon, *lat),
-                    Outcome::Rejected(_, reason) => (reason.clone(), String::new(), String::new()),
-                    Outcome::Assigned(_) | Outcome::Point(..) => unreachable!(),
+                let reason = match o {
+                    Outcome::Rejected(_, reason) => reason.as_str(),
+                    _ => unreachable!("assigned and outside rows are handled above"),
                 };
-                let head = [
-                    row.as_bytes(),
-                    reason.as_bytes(),
-                    near.as_bytes(),
-                    dist.as_bytes(),
-                ];
+                let head = [row.as_bytes(), reason.as_bytes(), b"", b""];
                 push_record(&mut rej, head.into_iter().chain(rec.iter()));
             }
         }
@@ -970,21 +946,39 @@ fn format_part(
 
 /// The reason, nearest code and distance for a point outside every polygon.
 fn outside_reason(layer: &GridLayer, lon: f64, lat: f64) -> (String, String, String) {
+    let (mut reason, mut dist) = (String::new(), String::new());
+    let near = write_outside(layer, lon, lat, &mut reason, &mut dist).to_owned();
+    (reason, near, dist)
+}
+
+/// [`outside_reason`] into reused buffers (cleared first), returning the
+/// nearest code: the distance is formatted once, nothing is allocated once
+/// the buffers have grown.
+fn write_outside<'l>(
+    layer: &'l GridLayer,
+    lon: f64,
+    lat: f64,
+    reason: &mut String,
+    dist: &mut String,
+) -> &'l str {
+    use std::fmt::Write as _;
+    reason.clear();
+    dist.clear();
     match layer.index.nearest_outside(lon, lat) {
-        Some(n) => (
-            format!(
-                "outside every grid; nearest {} at {:.1} m",
-                layer.code(n.id),
-                n.distance_m
-            ),
-            layer.code(n.id).to_owned(),
-            format!("{:.1}", n.distance_m),
-        ),
-        None => (
-            "outside every grid; the layer is empty".to_owned(),
-            String::new(),
-            String::new(),
-        ),
+        Some(n) => {
+            let code = layer.code(n.id);
+            let _ = write!(dist, "{:.1}", n.distance_m);
+            reason.push_str("outside every grid; nearest ");
+            reason.push_str(code);
+            reason.push_str(" at ");
+            reason.push_str(dist);
+            reason.push_str(" m");
+            code
+        }
+        None => {
+            reason.push_str("outside every grid; the layer is empty");
+            ""
+        }
     }
 }
 
