@@ -7,7 +7,7 @@
 #
 #   benches/compare/registry.sh [--rows 10000000] [--runs 3] [--no-build]
 #                               [--peers duckdb,spatial,sedona] [--outside]
-#                               [--threads 2] [--seed 7]
+#                               [--threads 2] [--seed 7] [--full]
 #
 # Inputs (deterministic, reused while unchanged) in target/compare/registry/:
 # the 20,000-cell Voronoi grids (tests/py/voronoi_grids.py --cells 20000
@@ -16,6 +16,12 @@
 # registered,community_code,grid_code (~133 bytes a row, like the persons
 # registry). --outside also makes a file of the same size with half the rows
 # outside every grid and reports wangge's outside/inside time ratio.
+# --full instead runs on the full synthetic registry: `wangge synth --scale
+# 1.0` (21.9 M persons), `wangge partition` (22,139 grids at the default
+# target of 400 households), the grids exported to GeoJSON and the persons
+# to CSV (11 columns, 3.0 GB), kept in target/compare/registry/full/ and
+# reused while present (about 3 minutes to make; --rows and --outside do not
+# apply).
 # Every join peer's output row count must equal wangge's `assigned` (the plain
 # copy's: every row); a mismatch is printed loudly. Python packages are
 # installed with pip when missing (duckdb==1.4.4,
@@ -30,6 +36,7 @@ RUNS=3
 BUILD=1
 PEERS=duckdb,spatial,sedona
 OUTSIDE=0
+FULL=0
 THREADS=2
 SEED=7
 CELLS=20000
@@ -42,7 +49,8 @@ while [ $# -gt 0 ]; do
     --outside) OUTSIDE=1; shift ;;
     --threads) THREADS="$2"; shift 2 ;;
     --seed) SEED="$2"; shift 2 ;;
-    -h|--help) sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --full) FULL=1; shift ;;
+    -h|--help) sed -n '2,29p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "registry.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -81,6 +89,39 @@ fi
 [ -x target/release/wangge ] || { say "target/release/wangge not found (drop --no-build)"; exit 1; }
 
 # (c) inputs
+if [ "$FULL" = 1 ]; then
+  [ "$OUTSIDE" = 0 ] || { say "--outside does not apply with --full"; exit 2; }
+  F="$WORK/full"
+  mkdir -p "$F"
+  if [ ! -s "$F/persons.csv" ] || [ ! -s "$F/grids.geojson" ]; then
+    rm -f "$F/full.gpkg" "$F/persons.csv" "$F/grids.geojson"
+    say "wangge synth --scale 1.0 (about 70 s)"
+    target/release/wangge synth --out "$F/full.gpkg" --scale 1.0 --quiet
+    say "wangge partition (about 10 s)"
+    target/release/wangge partition --store "$F/full.gpkg" --quiet
+    say "exporting the grids and the persons (about 45 s)"
+    target/release/wangge export "$F/full.gpkg" --layer grids --out "$F/grids.geojson" --quiet
+    target/release/wangge export "$F/full.gpkg" --layer persons --out "$F/persons.tmp.csv" --quiet
+    mv "$F/persons.tmp.csv" "$F/persons.csv"
+  fi
+  if [ ! -s "$F/persons.csv.meta.json" ]; then
+    say "counting the registry's rows"
+    $PY - "$F" <<'PY'
+import json, os, sys
+f = sys.argv[1]
+with open(f"{f}/persons.csv", "rb") as fh:
+    rows = sum(buf.count(b"\n") for buf in iter(lambda: fh.read(1 << 24), b"")) - 1
+with open(f"{f}/grids.geojson", encoding="utf-8") as fh:
+    grids = len(json.load(fh)["features"])
+json.dump({"rows": rows, "bytes": os.path.getsize(f"{f}/persons.csv"),
+           "grids_label": f"{grids:,} grids of `wangge partition` (synth --scale 1.0)"},
+          open(f"{f}/persons.csv.meta.json", "w"))
+PY
+  fi
+  $PY benches/compare/registry_peers.py bench --dir "$WORK" --grids "$F/grids.geojson" --input "$F/persons.csv" \
+    --runs "$RUNS" --threads "$THREADS" --peers "$PEERS" --bin target/release/wangge --cmdline "$CMDLINE"
+  exit 0
+fi
 GRIDS="$WORK/grids-c$CELLS-s7.geojson"
 if [ ! -s "$GRIDS" ]; then
   say "making $CELLS Voronoi grids"

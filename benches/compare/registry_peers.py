@@ -637,6 +637,7 @@ def cmd_bench(a):
         log("!" * 20 + f" MISMATCH: {m}")
 
     result = {"cmdline": a.cmdline, "rows": rows, "bytes": meta["bytes"], "runs": a.runs,
+              "grids_label": meta.get("grids_label", "20,000 Voronoi grids"),
               "threads": a.threads, "cpus": os.cpu_count(), "times": times, "walls": walls, "loads": loads, "cpu": cpus,
               "outside_times": outside_times, "code_check": code_check,
               "counts": counts, "mismatches": mismatches, "unavailable": unavailable, "info": info,
@@ -666,7 +667,7 @@ def report(res, peers):
     med = {s: median(t) for s, t in times.items() if t}
     wg, cp = med.get("wangge"), med.get("duckdb")
     print(f"## Registry assignment: {rows:,} rows ({res['bytes'] / 1e6:.0f} MB CSV, 11 columns), "
-          f"20,000 Voronoi grids, {res['threads']} threads\n")
+          f"{res.get('grids_label', '20,000 Voronoi grids')}, {res['threads']} threads\n")
     print(f"Command: `{res['cmdline']}`\n")
     print(f"Median of {runs} run{'s' if runs > 1 else ''} of each side (round-robin, a fresh process per run) "
           f"on a machine with {res['cpus']} CPUs. *time* includes reading the grids (*grids s*); "

@@ -15,7 +15,8 @@
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
-use std::io::{BufReader, BufWriter, Write};
+use std::io::{BufWriter, Write};
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::time::Instant;
@@ -29,6 +30,7 @@ use crate::index::{GridIndex, IndexStats};
 use crate::io::csv::{TableInfo, check_lon_lat, coordinate_columns, csv_columns, parse_coordinate};
 use crate::io::encoding::{self, Encoding};
 use crate::io::geojson::read_geojson;
+use crate::io::records::{Block, Records, push_field, split_fields, unquote};
 use crate::io::sheet::{self, Sheet, SheetOptions, SheetRecords};
 use crate::io::{FeatureError, ReadError};
 use crate::model::Layer;
@@ -500,42 +502,52 @@ impl Outcome {
     }
 }
 
-/// A chunk of raw records from the reader thread.
+/// A chunk of records from the reader thread.
+#[derive(Default)]
 struct Chunk {
     /// The data row number of each record.
     rows: Vec<u64>,
-    records: Vec<csv::ByteRecord>,
-    len: usize,
-    bytes: u64,
+    /// The records, as raw bytes in the file's encoding.
+    block: Block,
 }
 
 /// Where the reader thread takes records from.
 enum Rows<'a> {
-    /// A CSV file's records, raw bytes in the file's encoding.
-    Csv(csv::Reader<BufReader<File>>),
-    /// A spreadsheet's non-blank rows, as text.
-    Sheet(SheetRecords<'a>),
+    /// A CSV file, cut into records as read.
+    Csv(Records<File>),
+    /// A spreadsheet's non-blank rows, each written as a CSV line.
+    Sheet(SheetRecords<'a>, csv::ByteRecord),
 }
 
 impl Rows<'_> {
-    /// Reads the next record into `record`; its data row number, or `None`
-    /// at the end. `next_row` is the number a CSV record gets.
-    fn next(
-        &mut self,
-        record: &mut csv::ByteRecord,
-        next_row: u64,
-    ) -> Result<Option<u64>, csv::Error> {
+    /// Fills `chunk` with the next records, at most `max`; `false` at the
+    /// end. `next_row` is the number the next CSV record gets.
+    fn next(&mut self, chunk: &mut Chunk, next_row: &mut u64, max: usize) -> std::io::Result<bool> {
+        chunk.rows.clear();
         match self {
-            Rows::Csv(r) => Ok(r.read_byte_record(record)?.then_some(next_row)),
-            Rows::Sheet(s) => Ok(s.next_into(record)),
-        }
-    }
-
-    /// Bytes read so far (0 for a sheet).
-    fn bytes(&self) -> u64 {
-        match self {
-            Rows::Csv(r) => r.position().byte(),
-            Rows::Sheet(_) => 0,
+            Rows::Csv(r) => {
+                let more = r.next_block(&mut chunk.block, max)?;
+                let n = chunk.block.records.len() as u64;
+                chunk.rows.extend(*next_row..*next_row + n);
+                *next_row += n;
+                Ok(more)
+            }
+            Rows::Sheet(s, record) => {
+                let block = &mut chunk.block;
+                block.data.clear();
+                block.records.clear();
+                while block.records.len() < max {
+                    let Some(row) = s.next_into(record) else {
+                        break;
+                    };
+                    let start = block.data.len();
+                    push_record(&mut block.data, record.iter());
+                    block.data.pop(); // its `\n`
+                    block.records.push(start..block.data.len());
+                    chunk.rows.push(row);
+                }
+                Ok(!block.records.is_empty())
+            }
         }
     }
 
@@ -543,9 +555,75 @@ impl Rows<'_> {
     fn blank_rows(&self) -> u64 {
         match self {
             Rows::Csv(_) => 0,
-            Rows::Sheet(s) => s.blank_rows(),
+            Rows::Sheet(s, _) => s.blank_rows(),
         }
     }
+}
+
+/// What every row of one input is parsed with.
+struct RowContext<'a> {
+    encoding: Encoding,
+    /// How the encoding was chosen, for the reason of a row not valid in it.
+    hint: &'a str,
+    columns: &'a [String],
+    lon_i: usize,
+    lat_i: usize,
+    id_i: Option<usize>,
+    crs: Crs,
+    hasher: BuildHasherDefault<DefaultHasher>,
+}
+
+/// Per-thread buffers of [`parse_row`].
+#[derive(Default)]
+struct Scratch {
+    fields: Vec<Range<usize>>,
+    record: csv::ByteRecord,
+    decoder: encoding::Decoder,
+}
+
+/// What parsing a row gives besides its outcome: the hash of its id, and
+/// its text when that is not the input's bytes.
+type RowExtra = (Option<u64>, Option<Vec<u8>>);
+
+/// Parses one raw record. A record that is valid in the file's encoding as
+/// it stands (every ASCII record, every UTF-8 record of a UTF-8 file) is
+/// used as read; any other one is decoded field by field (GBK/GB18030
+/// transcoded, invalid bytes rejected with the column named) and written
+/// anew as UTF-8, as is a last record left inside an open quote.
+fn parse_row(line: &[u8], cx: &RowContext<'_>, sc: &mut Scratch) -> (Outcome, RowExtra) {
+    let valid = line.is_ascii()
+        || (cx.encoding == Encoding::Utf8 && simdutf8::basic::from_utf8(line).is_ok());
+    let closed = split_fields(line, &mut sc.fields);
+    if valid && closed {
+        let outcome = classify(line, &sc.fields, cx);
+        return (outcome, (id_hash(line, &sc.fields, cx), None));
+    }
+    sc.record.clear();
+    for r in &sc.fields {
+        sc.record.push_field(&unquote(&line[r.clone()]));
+    }
+    let decoded = if valid {
+        Ok(())
+    } else {
+        encoding::decode_record(cx.encoding, &mut sc.record, &mut sc.decoder)
+    };
+    let mut text = Vec::with_capacity(line.len() + 8);
+    push_record(&mut text, sc.record.iter());
+    text.pop();
+    split_fields(&text, &mut sc.fields);
+    let outcome = match decoded {
+        Ok(()) => classify(&text, &sc.fields, cx),
+        Err(e) => Outcome::Rejected("encoding", format!("{}; {}", e.reason(cx.columns), cx.hint)),
+    };
+    let id = id_hash(&text, &sc.fields, cx);
+    (outcome, (id, Some(text)))
+}
+
+/// The hash of a row's id field, when there is an id column and the row has
+/// that field.
+fn id_hash(line: &[u8], fields: &[Range<usize>], cx: &RowContext<'_>) -> Option<u64> {
+    let r = fields.get(cx.id_i?)?;
+    Some(cx.hasher.hash_one(&*unquote(&line[r.clone()])))
 }
 
 /// Streams `input` through `layer`, writing every row with its codes to
@@ -586,7 +664,7 @@ pub fn assign_csv(
     };
     let (mut rows, columns, encoding, hint, mut info, file_len) = match &sheet {
         Some(s) => (
-            Rows::Sheet(s.records()),
+            Rows::Sheet(s.records(), csv::ByteRecord::new()),
             s.columns.clone(),
             // Cells are text: only checked.
             Encoding::Utf8,
@@ -598,18 +676,26 @@ pub fn assign_csv(
             let mut file = open_input(input)?;
             let file_len = file.metadata().map(|m| m.len()).unwrap_or(0);
             let detected = encoding::detect(&mut file, input, opts.encoding)?;
-            let mut reader = csv::ReaderBuilder::new()
-                .flexible(true)
-                .has_headers(false)
-                .from_reader(BufReader::with_capacity(1 << 20, file));
-            let mut header = csv::ByteRecord::new();
-            let got = reader.read_byte_record(&mut header).map_err(|e| {
+            let mut records = Records::new(file, 8 << 20);
+            let mut first = Block::default();
+            records.next_block(&mut first, 1).map_err(|e| {
                 bad(
                     crate::io::Location::Row(0),
                     format!("cannot read the header: {e}"),
                 )
             })?;
-            if !got || (header.len() == 1 && header[0].iter().all(u8::is_ascii_whitespace)) {
+            let mut header = csv::ByteRecord::new();
+            if let Some(r) = first.records.first() {
+                let line = &first.data[r.clone()];
+                let mut fields = Vec::new();
+                split_fields(line, &mut fields);
+                for f in fields {
+                    header.push_field(&unquote(&line[f]));
+                }
+            }
+            if header.is_empty()
+                || (header.len() == 1 && header[0].iter().all(u8::is_ascii_whitespace))
+            {
                 return Err(ReadError::Empty {
                     path: input.to_owned(),
                 }
@@ -617,7 +703,7 @@ pub fn assign_csv(
             }
             let columns = csv_columns(input, &detected, &header)?;
             (
-                Rows::Csv(reader),
+                Rows::Csv(records),
                 columns,
                 detected.encoding,
                 detected.hint(),
@@ -660,107 +746,98 @@ pub fn assign_csv(
 
     let mut summary = AssignSummary::new(output, rejects);
     let mut ids: Vec<(u64, u64)> = Vec::new();
-    let hasher = id_hasher();
     let chunk_rows = opts.chunk_rows.max(1);
     progress.stage(
         "assigning rows",
         sheet.as_ref().map_or(0, Sheet::rows_below_header),
     );
 
+    let cx = RowContext {
+        encoding,
+        hint: &hint,
+        columns: &columns,
+        lon_i,
+        lat_i,
+        id_i,
+        crs: opts.crs,
+        hasher: id_hasher(),
+    };
+    let shape = OutputShape::new(&slots, ncols, opts.columns);
+
     let read_result: Result<u64, AssignError> = std::thread::scope(|s| {
-        let (tx, rx) = mpsc::sync_channel::<Result<Chunk, csv::Error>>(2);
-        let (recycle_tx, recycle_rx) = mpsc::channel::<Vec<csv::ByteRecord>>();
+        let (tx, rx) = mpsc::sync_channel::<std::io::Result<Chunk>>(2);
+        let (recycle_tx, recycle_rx) = mpsc::channel::<Chunk>();
         let reader = s.spawn(move || {
             let mut next_row = 1u64;
             loop {
-                let mut records = recycle_rx.try_recv().unwrap_or_default();
-                let mut numbers = Vec::with_capacity(chunk_rows.min(1 << 16));
-                let mut len = 0;
-                while len < chunk_rows {
-                    if records.len() == len {
-                        records.push(csv::ByteRecord::new());
-                    }
-                    match rows.next(&mut records[len], next_row) {
-                        Ok(Some(row)) => {
-                            numbers.push(row);
-                            next_row += 1;
-                            len += 1;
-                        }
-                        Ok(None) => break,
-                        Err(e) => {
-                            let _ = tx.send(Err(e));
-                            return rows.blank_rows();
-                        }
+                let mut chunk = recycle_rx.try_recv().unwrap_or_default();
+                match rows.next(&mut chunk, &mut next_row, chunk_rows) {
+                    Ok(true) => {}
+                    Ok(false) => return rows.blank_rows(),
+                    Err(e) => {
+                        let _ = tx.send(Err(e));
+                        return rows.blank_rows();
                     }
                 }
-                let chunk = Chunk {
-                    rows: numbers,
-                    records,
-                    len,
-                    bytes: rows.bytes(),
-                };
-                if tx.send(Ok(chunk)).is_err() || len < chunk_rows {
+                if tx.send(Ok(chunk)).is_err() {
                     return rows.blank_rows();
                 }
             }
         });
 
         let mut estimated = false;
-        let mut done_bytes = 0u64;
         for chunk in rx {
-            let mut chunk = chunk
+            let chunk = chunk
                 .map_err(|e| bad(crate::io::Location::Row(summary.rows_in + 1), e.to_string()))?;
+            let block = &chunk.block;
+            let len = block.records.len();
             let tp = Instant::now();
-            let mut outcomes: Vec<Outcome> = chunk.records[..chunk.len]
-                .par_iter_mut()
+            let (mut outcomes, extras): (Vec<Outcome>, Vec<RowExtra>) = (0..len)
+                .into_par_iter()
                 .with_min_len(1024)
-                .map_init(
-                    encoding::Decoder::default,
-                    |decoder, r| match encoding::decode_record(encoding, r, decoder) {
-                        Ok(()) => classify(r, ncols, lon_i, lat_i, opts.crs),
-                        Err(e) => {
-                            Outcome::Rejected("encoding", format!("{}; {hint}", e.reason(&columns)))
-                        }
-                    },
-                )
-                .collect();
+                .map_init(Scratch::default, |sc, i| {
+                    parse_row(block.record(i), &cx, sc)
+                })
+                .unzip();
             summary.parse_s += tp.elapsed().as_secs_f64();
             summary.locate_s += locate_all(layer, &mut outcomes);
             // Format in parallel, write in order.
-            let parts: Vec<(Vec<u8>, Vec<u8>)> = chunk.records[..chunk.len]
-                .par_chunks(8192)
-                .zip(outcomes.par_chunks(8192))
-                .zip(chunk.rows.par_chunks(8192))
-                .map(|((recs, outs), rows)| {
-                    format_part(layer, recs, outs, rows, &slots, ncols, opts.columns)
+            const PART: usize = 8192;
+            let parts: Vec<(Vec<u8>, Vec<u8>)> = outcomes
+                .par_chunks(PART)
+                .zip(extras.par_chunks(PART))
+                .enumerate()
+                .map(|(k, (outs, extra))| {
+                    let base = k * PART;
+                    let line = |i: usize| {
+                        extra[i]
+                            .1
+                            .as_deref()
+                            .unwrap_or_else(|| block.record(base + i))
+                    };
+                    format_part(layer, line, outs, &chunk.rows[base..], &shape)
                 })
                 .collect();
             for (o, r) in &parts {
                 out.write_all(o).map_err(werr(output))?;
                 rej.write_all(r).map_err(werr(rejects))?;
             }
-            for (i, o) in outcomes.iter().enumerate() {
+            for (i, (o, (id, _))) in outcomes.iter().zip(&extras).enumerate() {
                 o.tally(&mut summary);
-                if let Some(id_i) = id_i
-                    && let Some(id) = chunk.records[i].get(id_i)
-                {
-                    ids.push((hasher.hash_one(id), chunk.rows[i]));
+                if let Some(id) = id {
+                    ids.push((*id, chunk.rows[i]));
                 }
             }
-            summary.rows_in += chunk.len as u64;
-            if !estimated && chunk.bytes > 0 {
+            summary.rows_in += len as u64;
+            if !estimated && block.end_offset > 0 {
                 estimated = true;
-                let per_row = chunk.bytes as f64 / chunk.len.max(1) as f64;
+                let per_row = block.end_offset as f64 / len.max(1) as f64;
                 progress.set_total((file_len as f64 / per_row) as u64);
             }
-            if chunk.bytes > done_bytes && chunk.len < chunk_rows {
-                progress.set_total(summary.rows_in);
-            }
-            done_bytes = chunk.bytes;
-            progress.inc(chunk.len as u64);
-            chunk.records.truncate(chunk.len.max(1));
-            let _ = recycle_tx.send(chunk.records);
+            progress.inc(len as u64);
+            let _ = recycle_tx.send(chunk);
         }
+        progress.set_total(summary.rows_in);
         // The reader thread does not panic; a panic would be a bug.
         Ok(reader.join().unwrap_or(0))
     });
@@ -798,18 +875,7 @@ fn push_record<'a>(out: &mut Vec<u8>, fields: impl IntoIterator<Item = &'a [u8]>
         }
         n += 1;
         only_empty &= f.is_empty();
-        if f.iter().any(|&b| matches!(b, b',' | b'"' | b'\r' | b'\n')) {
-            out.push(b'"');
-            for &b in f {
-                if b == b'"' {
-                    out.push(b'"');
-                }
-                out.push(b);
-            }
-            out.push(b'"');
-        } else {
-            out.extend_from_slice(f);
-        }
+        push_field(out, f);
     }
     if n <= 1 && only_empty {
         out.extend_from_slice(b"\"\"");
@@ -817,16 +883,18 @@ fn push_record<'a>(out: &mut Vec<u8>, fields: impl IntoIterator<Item = &'a [u8]>
     out.push(b'\n');
 }
 
-/// Parses and locates one record.
-fn classify(r: &csv::ByteRecord, ncols: usize, lon_i: usize, lat_i: usize, crs: Crs) -> Outcome {
-    if r.len() != ncols {
+/// Parses one record's coordinates (`fields` are its raw field ranges).
+fn classify(line: &[u8], fields: &[Range<usize>], cx: &RowContext<'_>) -> Outcome {
+    let ncols = cx.columns.len();
+    if fields.len() != ncols {
         return Outcome::Rejected(
             "field_count",
-            format!("has {} field(s), the header has {ncols}", r.len()),
+            format!("has {} field(s), the header has {ncols}", fields.len()),
         );
     }
     let num = |i: usize, what: &str| -> Result<f64, Outcome> {
-        let s = std::str::from_utf8(&r[i]).unwrap_or("\u{fffd}").trim();
+        let raw = unquote(&line[fields[i].clone()]);
+        let s = std::str::from_utf8(&raw).unwrap_or("\u{fffd}").trim();
         if s.is_empty() {
             return Err(Outcome::Rejected("empty", format!("{what} is empty")));
         }
@@ -834,7 +902,11 @@ fn classify(r: &csv::ByteRecord, ncols: usize, lon_i: usize, lat_i: usize, crs: 
             Outcome::Rejected("not_a_number", format!("{what} {s:?} is not a number"))
         })
     };
-    point_outcome(num(lon_i, "longitude"), num(lat_i, "latitude"), crs)
+    point_outcome(
+        num(cx.lon_i, "longitude"),
+        num(cx.lat_i, "latitude"),
+        cx.crs,
+    )
 }
 
 /// A parsed coordinate pair checked for range and converted to WGS84, or
@@ -885,36 +957,89 @@ fn locate_all(layer: &GridLayer, outcomes: &mut [Outcome]) -> f64 {
     t.elapsed().as_secs_f64()
 }
 
-/// Formats one part of a chunk: (output bytes, rejects bytes).
-fn format_part(
+/// Where the code values go in an output row.
+struct OutputShape {
+    /// `(input field, value)` pairs filled in place, by field.
+    in_place: Vec<(usize, usize)>,
+    /// Values appended after the input's fields, in order.
+    appended: Vec<usize>,
+    columns: OutputColumns,
+}
+
+impl OutputShape {
+    fn new(slots: &[usize], ncols: usize, columns: OutputColumns) -> OutputShape {
+        let mut in_place: Vec<(usize, usize)> = slots
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| **s < ncols)
+            .map(|(v, s)| (*s, v))
+            .collect();
+        in_place.sort_unstable();
+        let mut appended: Vec<(usize, usize)> = slots
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| **s >= ncols)
+            .map(|(v, s)| (*s, v))
+            .collect();
+        appended.sort_unstable();
+        OutputShape {
+            in_place,
+            appended: appended.into_iter().map(|(_, v)| v).collect(),
+            columns,
+        }
+    }
+}
+
+/// Formats one part of a chunk: (output bytes, rejects bytes). `line(i)`
+/// is row `i`'s text: an output row is its line as read with the code
+/// fields filled in or appended; a reject row is the row number, reason,
+/// nearest grid and distance, then the line.
+fn format_part<'a>(
     layer: &GridLayer,
-    recs: &[csv::ByteRecord],
+    line: impl Fn(usize) -> &'a [u8],
     outs: &[Outcome],
     rows: &[u64],
-    slots: &[usize],
-    ncols: usize,
-    columns: OutputColumns,
+    shape: &OutputShape,
 ) -> (Vec<u8>, Vec<u8>) {
-    let mut out: Vec<u8> = Vec::with_capacity(recs.len() * 160);
+    let mut out: Vec<u8> = Vec::with_capacity(outs.len() * 160);
     let mut rej: Vec<u8> = Vec::new();
-    let width = ncols.max(slots.iter().map(|s| s + 1).max().unwrap_or(0));
-    let mut fields: Vec<&[u8]> = Vec::with_capacity(width);
+    let mut fields: Vec<Range<usize>> = Vec::new();
     let (mut row_buf, mut reason_buf, mut dist_buf) = (String::new(), String::new(), String::new());
-    for (i, (rec, o)) in recs.iter().zip(outs).enumerate() {
+    let reject = |rej: &mut Vec<u8>, head: [&[u8]; 4], line: &[u8]| {
+        for f in head {
+            push_field(rej, f);
+            rej.push(b',');
+        }
+        rej.extend_from_slice(line);
+        rej.push(b'\n');
+    };
+    for (i, o) in outs.iter().enumerate() {
+        let text = line(i);
         match o {
             Outcome::Assigned(id) => {
                 let code = layer.code(*id);
-                let values: [&str; 4] = match columns {
+                let values: [&str; 4] = match shape.columns {
                     OutputColumns::Path => code_path(code),
                     OutputColumns::GridOnly => [code, "", "", ""],
                 };
-                fields.clear();
-                fields.extend(rec.iter());
-                fields.resize(width, b"");
-                for (slot, v) in slots.iter().zip(values) {
-                    fields[*slot] = v.as_bytes();
+                if shape.in_place.is_empty() {
+                    out.extend_from_slice(text);
+                } else {
+                    split_fields(text, &mut fields);
+                    let mut from = 0;
+                    for &(f, v) in &shape.in_place {
+                        let r = &fields[f];
+                        out.extend_from_slice(&text[from..r.start]);
+                        push_field(&mut out, values[v].as_bytes());
+                        from = r.end;
+                    }
+                    out.extend_from_slice(&text[from..]);
                 }
-                push_record(&mut out, fields.iter().copied());
+                for &v in &shape.appended {
+                    out.push(b',');
+                    push_field(&mut out, values[v].as_bytes());
+                }
+                out.push(b'\n');
             }
             Outcome::Outside(lon, lat) => {
                 // The commonest reject: no allocation per row.
@@ -928,17 +1053,17 @@ fn format_part(
                     near.as_bytes(),
                     dist_buf.as_bytes(),
                 ];
-                push_record(&mut rej, head.into_iter().chain(rec.iter()));
+                reject(&mut rej, head, text);
             }
-            Outcome::Rejected(..) | Outcome::Point(..) => {
+            Outcome::Rejected(_, reason) => {
                 let row = rows[i].to_string();
-                let reason = match o {
-                    Outcome::Rejected(_, reason) => reason.as_str(),
-                    _ => unreachable!("assigned and outside rows are handled above"),
-                };
-                let head = [row.as_bytes(), reason.as_bytes(), b"", b""];
-                push_record(&mut rej, head.into_iter().chain(rec.iter()));
+                reject(
+                    &mut rej,
+                    [row.as_bytes(), reason.as_bytes(), b"", b""],
+                    text,
+                );
             }
+            Outcome::Point(..) => unreachable!("every point is located before formatting"),
         }
     }
     (out, rej)
@@ -1186,6 +1311,37 @@ mod tests {
     }
 
     #[test]
+    fn rows_are_copied_as_read_and_codes_filled_in_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let input = dir.path().join("in.csv");
+        // Needless quotes, a literal quote inside a field, a code column
+        // to fill in place, CRLF endings, and no newline at the end.
+        std::fs::write(
+            &input,
+            "id,grid_code,lon,lat,note\r\n\"1\",old,\"0.5\",0.5,a\"b\r\n2,,1.5,0.5,\"x\"\"y\"",
+        )
+        .unwrap();
+        let (o, r) = (dir.path().join("o.csv"), dir.path().join("r.csv"));
+        let s = assign_csv(
+            &layer(),
+            &input,
+            &o,
+            &r,
+            &AssignOptions::default(),
+            &crate::progress::NoProgress,
+        )
+        .unwrap();
+        assert_eq!(s.assigned, 2);
+        let out = std::fs::read_to_string(&o).unwrap();
+        assert_eq!(
+            out,
+            "id,grid_code,lon,lat,note,district_code,street_code,community_code\n\
+             \"1\",110101001001001,\"0.5\",0.5,a\"b,110101,110101001,110101001001\n\
+             2,110101001001002,1.5,0.5,\"x\"\"y\",110101,110101001,110101001001\n"
+        );
+    }
+
+    #[test]
     fn duplicate_check_can_be_turned_off_and_names_a_missing_column() {
         let dir = tempfile::tempdir().unwrap();
         let input = dir.path().join("in.csv");
@@ -1249,9 +1405,34 @@ mod tests {
             let records = |p: &Path| csv::ReaderBuilder::new().flexible(true).from_path(p).unwrap().byte_records().count() as u64;
             proptest::prop_assert_eq!(records(&output), s.assigned);
             proptest::prop_assert_eq!(records(&rejects), s.rejected);
-            // The reader's own count of data rows, as the truth.
-            let truth = csv::ReaderBuilder::new().flexible(true).from_path(&input).unwrap().byte_records().count() as u64;
-            proptest::prop_assert_eq!(s.rows_in, truth);
+            // The reader's own records, as the truth.
+            let read = |p: &Path| -> Vec<csv::ByteRecord> {
+                csv::ReaderBuilder::new().flexible(true).from_path(p).unwrap()
+                    .byte_records().map(Result::unwrap).collect()
+            };
+            let truth = read(&input);
+            proptest::prop_assert_eq!(s.rows_in, truth.len() as u64);
+            // Every output row reads back as its input record plus the codes,
+            // every reject row as its row number, reason, nearest, distance
+            // and the record.
+            let rejected: Vec<csv::ByteRecord> = read(&rejects);
+            let numbers: std::collections::HashSet<usize> = rejected.iter()
+                .map(|r| std::str::from_utf8(&r[0]).unwrap().parse().unwrap()).collect();
+            let kept: Vec<&csv::ByteRecord> = truth.iter().enumerate()
+                .filter(|(i, _)| !numbers.contains(&(i + 1))).map(|(_, r)| r).collect();
+            let written = read(&output);
+            proptest::prop_assert_eq!(written.len(), kept.len());
+            for (w, k) in written.iter().zip(kept) {
+                proptest::prop_assert_eq!(&w.iter().take(3).collect::<Vec<_>>(), &k.iter().collect::<Vec<_>>());
+                proptest::prop_assert_eq!(w.len(), 7);
+            }
+            for r in &rejected {
+                let n: usize = std::str::from_utf8(&r[0]).unwrap().parse().unwrap();
+                let fields: Vec<&[u8]> = r.iter().skip(4).collect();
+                let want: Vec<Vec<u8>> = truth[n - 1].iter()
+                    .map(|f| String::from_utf8_lossy(f).into_owned().into_bytes()).collect();
+                proptest::prop_assert_eq!(fields, want.iter().map(Vec::as_slice).collect::<Vec<_>>());
+            }
         }
     }
 }

@@ -10,6 +10,7 @@
 pub mod csv;
 pub mod encoding;
 pub mod geojson;
+pub mod records;
 pub mod sheet;
 
 use std::fmt;
