@@ -12,7 +12,7 @@ use wangge_engine::assign::{
 use wangge_engine::crs::Crs;
 use wangge_engine::io::sheet::is_sheet;
 use wangge_engine::model::Layer;
-use wangge_engine::store::Store;
+use wangge_engine::store::{Selection, Store, StoreError};
 use wangge_engine::validate::{Action, ValidationReport};
 
 use crate::cli::{Bars, PointInput, Ui};
@@ -493,16 +493,12 @@ pub(crate) fn admin_names(store: &Store) -> Result<std::collections::HashMap<Str
         if !store.has_layer(l.name())? {
             continue;
         }
-        let mut stmt = store
-            .connection()
-            .prepare(&format!("SELECT code, name FROM \"{}\"", l.name()))?;
-        let rows = stmt.query_map([], |r| {
-            Ok((r.get::<_, String>(0)?, r.get::<_, Option<String>>(1)?))
+        store.read_rows(l.name(), &["code", "name"], Selection::All, |_, v| {
+            if let Some(c) = v[0].as_str() {
+                m.insert(c.to_owned(), v[1].as_str().unwrap_or_default().to_owned());
+            }
+            Ok::<(), StoreError>(())
         })?;
-        for r in rows {
-            let (c, n) = r?;
-            m.insert(c, n.unwrap_or_default());
-        }
     }
     Ok(m)
 }

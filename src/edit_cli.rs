@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, anyhow, bail};
-use wangge_engine::store::Store;
+use wangge_engine::store::{Store, StoreError};
 use wangge_partitioner::edit::{self, Op, Request};
 use wangge_partitioner::versions;
 
@@ -192,7 +192,8 @@ pub(crate) fn edit_cmd(ui: &Ui, a: &EditArgs) -> Result<()> {
 /// Runs `wangge history`.
 pub(crate) fn history_cmd(a: &HistoryArgs) -> Result<()> {
     let store = open(&a.store)?;
-    let rows = versions::history(store.connection(), a.community.as_deref(), a.limit)
+    let rows = store
+        .history(a.community.as_deref(), a.limit)
         .with_context(|| format!("reading the history of {}", a.store.display()))?;
     if let Some(c) = &a.community
         && rows.is_empty()
@@ -230,8 +231,7 @@ pub(crate) fn history_cmd(a: &HistoryArgs) -> Result<()> {
 /// Runs `wangge diff`.
 pub(crate) fn diff_cmd(a: &DiffArgs) -> Result<()> {
     let store = open(&a.store)?;
-    let conn = store.connection();
-    let latest = versions::latest(conn, &a.community)?;
+    let latest = store.latest_version(&a.community)?;
     if latest == 0 {
         bail!(
             "community {} has no versions (unknown code, or never partitioned)",
@@ -240,8 +240,8 @@ pub(crate) fn diff_cmd(a: &DiffArgs) -> Result<()> {
     }
     let to = a.to.unwrap_or(latest);
     let from = a.from.unwrap_or(to - 1);
-    let d = versions::diff(conn, &a.community, from, to)?.ok_or_else(|| {
-        anyhow!(
+    let d = versions::diff(&store, &a.community, from, to).map_err(|e| match e {
+        StoreError::NotFound { .. } => anyhow!(
             "community {} has versions 1..={latest}; there is no version {}",
             a.community,
             if (1..=latest).contains(&from) {
@@ -249,7 +249,8 @@ pub(crate) fn diff_cmd(a: &DiffArgs) -> Result<()> {
             } else {
                 from
             }
-        )
+        ),
+        e => e.into(),
     })?;
     if a.json {
         println!("{}", serde_json::to_string(&d)?);

@@ -18,16 +18,18 @@
 //!   (stores edited or written by QGIS, GDAL and other tools).
 
 pub mod assign;
-pub mod codes;
 pub mod crs;
 pub mod geom;
 pub mod index;
 pub mod io;
-pub mod model;
 pub mod privacy;
 pub mod progress;
 pub mod project;
-pub mod store;
 pub mod synth;
 pub mod validate;
 pub mod validity;
+
+/// The store (GeoPackage), from [`wangge_store`]: the engine's paths
+/// `wangge_engine::store::…` keep working.
+pub use wangge_store as store;
+pub use wangge_store::{codes, model};

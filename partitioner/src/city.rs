@@ -82,18 +82,11 @@ pub fn load(store: &Store, only: &[String]) -> Result<(Vec<Community>, LoadRepor
 /// Store errors, or no community with that code.
 pub fn load_community(store: &Store, code: &str) -> Result<Community, StoreError> {
     let bbox: Option<[f64; 4]> = store
-        .connection()
-        .query_row(
-            "SELECT minx, miny, maxx, maxy FROM rtree_communities_geom \
-             WHERE id = (SELECT fid FROM communities WHERE code = ?1)",
-            [code],
-            |r| Ok([r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?]),
-        )
-        .ok();
+        .bbox_of(Layer::Communities, code)?
+        .map(|r| [r.min().x, r.min().y, r.max().x, r.max().y]);
     let (mut comms, _) = load_in(store, &[code.to_owned()], bbox)?;
-    comms.pop().ok_or_else(|| StoreError::BadSchema {
-        layer: "communities".into(),
-        reason: format!("no community with code {code:?}"),
+    comms.pop().ok_or_else(|| StoreError::NotFound {
+        what: format!("community {code:?}"),
     })
 }
 
@@ -239,40 +232,14 @@ fn persons_per_building(
     store: &Store,
     region: Option<[f64; 4]>,
 ) -> Result<HashMap<String, u32>, StoreError> {
-    let mut out: HashMap<String, u32> = HashMap::new();
     if !store.has_layer(Layer::Persons.name())? {
-        return Ok(out);
+        return Ok(HashMap::new());
     }
-    let conn = store.connection();
-    let sql = if region.is_some() {
-        "SELECT building_id FROM persons WHERE fid IN (SELECT id FROM rtree_persons_geom \
-         WHERE maxx >= ?1 AND minx <= ?3 AND maxy >= ?2 AND miny <= ?4)"
-    } else {
-        "SELECT building_id FROM persons"
-    };
-    let mut stmt = conn.prepare(sql).map_err(|e| sql_err(store, &e))?;
-    let mut rows = match region {
-        Some(b) => stmt.query(rusqlite::params![b[0], b[1], b[2], b[3]]),
-        None => stmt.query([]),
-    }
-    .map_err(|e| sql_err(store, &e))?;
-    while let Some(r) = rows.next().map_err(|e| sql_err(store, &e))? {
-        if let Ok(Some(b)) = r.get_ref(0).map(|v| v.as_str_or_null().ok().flatten()) {
-            if let Some(n) = out.get_mut(b) {
-                *n += 1;
-            } else {
-                out.insert(b.to_owned(), 1);
-            }
-        }
-    }
-    Ok(out)
-}
-
-pub(crate) fn sql_err(store: &Store, e: &rusqlite::Error) -> StoreError {
-    StoreError::BadSchema {
-        layer: store.path().display().to_string(),
-        reason: e.to_string(),
-    }
+    store.count_values(
+        Layer::Persons,
+        "building_id",
+        region.map(|b| geo_types::Rect::new((b[0], b[1]), (b[2], b[3]))),
+    )
 }
 
 /// One grid of a partition.

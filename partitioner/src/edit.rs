@@ -23,11 +23,11 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use geo_types::{Geometry, MultiPolygon};
-use rusqlite::{Connection, params};
 use wangge_engine::assign::{GridLayer, GridPolygon};
 use wangge_engine::geom;
 use wangge_engine::model::Layer;
-use wangge_engine::store::{Store, StoreError, decode_geometry, merge_bbox};
+use wangge_engine::store::versions::Tx;
+use wangge_engine::store::{Store, StoreError, merge_bbox};
 
 use crate::balance::{self, Params, Unit};
 use crate::city::{self, Community};
@@ -225,40 +225,20 @@ fn refused<T>(reason: impl Into<String>) -> Result<T, EditError> {
 
 /// The community's grids as stored, in code order.
 fn stored_grids(store: &Store, community: &str) -> Result<Vec<Stored>, EditError> {
-    let mut out = Vec::new();
-    let conn = store.connection();
-    let mut stmt = conn
-        .prepare("SELECT code, geom FROM grids WHERE parent_code = ?1 ORDER BY code")
-        .map_err(|e| city::sql_err(store, &e))?;
-    let mut rows = stmt
-        .query([community])
-        .map_err(|e| city::sql_err(store, &e))?;
-    while let Some(r) = rows.next().map_err(|e| city::sql_err(store, &e))? {
-        let code: String = r.get(0).map_err(|e| city::sql_err(store, &e))?;
-        let blob: Vec<u8> = r.get(1).map_err(|e| city::sql_err(store, &e))?;
-        let geometry =
-            geom::as_multi(decode_geometry(&blob)?).unwrap_or_else(|| MultiPolygon(vec![]));
-        out.push(Stored { code, geometry });
-    }
-    Ok(out)
-}
-
-/// Locked grids of a community.
-fn locks(conn: &Connection, community: &str) -> rusqlite::Result<HashSet<String>> {
-    let mut stmt =
-        conn.prepare("SELECT code FROM wangge_grid_locks WHERE substr(code, 1, 12) = ?1")?;
-    let rows = stmt.query_map([community], |r| r.get(0))?;
-    rows.collect()
+    Ok(store
+        .grids_of(community)?
+        .into_iter()
+        .map(|(code, g)| Stored {
+            code,
+            geometry: geom::as_multi(g).unwrap_or_else(|| MultiPolygon(vec![])),
+        })
+        .collect())
 }
 
 /// The next grid number never used in the community (current grids and
 /// every recorded version).
-fn next_number(conn: &Connection, community: &str, current: &[String]) -> rusqlite::Result<u32> {
-    let mut stmt =
-        conn.prepare("SELECT DISTINCT code FROM wangge_version_grids WHERE community = ?1")?;
-    let past: Vec<String> = stmt
-        .query_map([community], |r| r.get(0))?
-        .collect::<rusqlite::Result<_>>()?;
+fn next_number(store: &Store, community: &str, current: &[String]) -> Result<u32, StoreError> {
+    let past = store.past_grid_codes(community)?;
     Ok(past
         .iter()
         .chain(current)
@@ -557,9 +537,7 @@ pub fn apply(store: &mut Store, req: &Request) -> Result<Outcome, EditError> {
     if !store.has_layer(Layer::Grids.name())? {
         return refused("the store has no grids: run `wangge partition` first");
     }
-    let sql = |e: rusqlite::Error| EditError::Store(city::sql_err(store, &e));
-    versions::ensure_tables(store.connection()).map_err(sql)?;
-    let previous = versions::latest(store.connection(), &community).map_err(sql)?;
+    let previous = store.latest_version(&community)?;
     if let Some(expected) = req.if_version
         && expected != previous
     {
@@ -578,8 +556,8 @@ pub fn apply(store: &mut Store, req: &Request) -> Result<Outcome, EditError> {
     let c = city::load_community(store, &community)?;
     let codes: Vec<String> = stored.iter().map(|g| g.code.clone()).collect();
     let group = current_grouping(store, &c, &codes)?;
-    let locked = locks(store.connection(), &community).map_err(sql)?;
-    let next = next_number(store.connection(), &community, &codes).map_err(sql)?;
+    let locked = store.locks(&community)?;
+    let next = next_number(store, &community, &codes)?;
     let (territories, units) = city::units(&c);
     let empty = vec![Vec::new(); c.buildings.len()];
     let adjacency = territories.as_ref().map_or(&empty, |t| &t.adjacency);
@@ -747,32 +725,22 @@ pub fn apply(store: &mut Store, req: &Request) -> Result<Outcome, EditError> {
     // the one the edit was planned on, or the edit is rolled back as stale.
     let mut raced: Option<i64> = None;
     let community_code = community.clone();
-    let mut extra = |conn: &Connection| -> Result<(), StoreError> {
-        let err = |e: rusqlite::Error| StoreError::BadSchema {
-            layer: "wangge_grid_locks".into(),
-            reason: e.to_string(),
-        };
-        let now = versions::latest(conn, &community_code).map_err(err)?;
+    let mut extra = |tx: &Tx<'_>| -> Result<(), StoreError> {
+        let now = tx.latest_version(&community_code)?;
         if now != previous + 1 {
             raced = Some(now - 1);
-            return Err(StoreError::BadSchema {
-                layer: "wangge_versions".into(),
-                reason: "the community changed during the edit".into(),
+            return Err(StoreError::Conflict {
+                what: format!("community {community_code}"),
+                reason: "it changed during the edit".into(),
             });
         }
         match &op {
-            Op::Lock { grid } => {
-                conn.execute("INSERT INTO wangge_grid_locks VALUES (?1)", [grid])
-                    .map_err(err)?;
-            }
-            Op::Unlock { grid } => {
-                conn.execute("DELETE FROM wangge_grid_locks WHERE code = ?1", [grid])
-                    .map_err(err)?;
-            }
+            Op::Lock { grid } => tx.lock(grid)?,
+            Op::Unlock { grid } => tx.unlock(grid)?,
             _ => {}
         }
         if let Some(b) = bbox {
-            reassigned = reassign(conn, b, &affected, &changed_layer)?;
+            reassigned = reassign(tx, b, &affected, &changed_layer)?;
         }
         Ok(())
     };
@@ -810,20 +778,15 @@ pub fn apply(store: &mut Store, req: &Request) -> Result<Outcome, EditError> {
 
 /// The stored grid (index into `codes`) of each building of `c`.
 fn current_grouping(store: &Store, c: &Community, codes: &[String]) -> Result<Vec<u32>, EditError> {
-    let conn = store.connection();
-    let mut stmt = conn
-        .prepare("SELECT grid_code FROM buildings WHERE fid = ?1")
-        .map_err(|e| city::sql_err(store, &e))?;
+    let fids: Vec<i64> = c.buildings.iter().map(|b| b.fid).collect();
+    let stored = store.grid_codes(Layer::Buildings, &fids)?;
     let at: HashMap<&str, u32> = codes
         .iter()
         .enumerate()
         .map(|(i, c)| (c.as_str(), i as u32))
         .collect();
     let mut group = Vec::with_capacity(c.buildings.len());
-    for b in &c.buildings {
-        let code: Option<String> = stmt
-            .query_row([b.fid], |r| r.get(0))
-            .map_err(|e| city::sql_err(store, &e))?;
+    for (b, code) in c.buildings.iter().zip(stored) {
         let code = code.unwrap_or_default();
         match at.get(code.as_str()) {
             Some(&g) => group.push(g),
@@ -842,71 +805,39 @@ fn current_grouping(store: &Store, c: &Community, codes: &[String]) -> Result<Ve
 /// Sets `grid_code` of every entity in `bbox` whose grid is in `affected`
 /// to the grid of `layer` holding it (empty when none does).
 fn reassign(
-    conn: &Connection,
+    tx: &Tx<'_>,
     bbox: [f64; 4],
     affected: &HashSet<String>,
     layer: &GridLayer,
 ) -> Result<Vec<Reassigned>, StoreError> {
+    let rect = geo_types::Rect::new((bbox[0], bbox[1]), (bbox[2], bbox[3]));
     let mut out = Vec::new();
     for l in Layer::POINT_ENTITIES {
-        let name = l.name();
-        let err = |e: rusqlite::Error| StoreError::BadSchema {
-            layer: name.to_owned(),
-            reason: e.to_string(),
-        };
-        let exists: bool = conn
-            .query_row(
-                "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE name = ?1)",
-                [format!("rtree_{name}_geom")],
-                |r| r.get(0),
-            )
-            .map_err(err)?;
-        if !exists {
+        let mut features = 0;
+        let mut updates: Vec<(i64, Option<&str>)> = Vec::new();
+        let Some(entities) = tx.points_in(l, rect)? else {
             continue;
-        }
-        let mut todo: Vec<(i64, String, Option<u32>)> = Vec::new();
-        {
-            let mut stmt = conn
-                .prepare(&format!(
-                    "SELECT fid, geom, grid_code FROM \"{name}\" WHERE fid IN \
-                     (SELECT id FROM \"rtree_{name}_geom\" WHERE maxx >= ?1 AND minx <= ?3 \
-                      AND maxy >= ?2 AND miny <= ?4)"
-                ))
-                .map_err(err)?;
-            let mut rows = stmt
-                .query(params![bbox[0], bbox[1], bbox[2], bbox[3]])
-                .map_err(err)?;
-            while let Some(r) = rows.next().map_err(err)? {
-                let code: Option<String> = r.get(2).map_err(err)?;
-                let Some(code) = code.filter(|c| affected.contains(c)) else {
-                    continue;
-                };
-                let blob: Vec<u8> = r.get(1).map_err(err)?;
-                let id = match decode_geometry(&blob) {
-                    Ok(Geometry::Point(p)) => layer.locate(p.x(), p.y()),
-                    _ => None,
-                };
-                todo.push((r.get(0).map_err(err)?, code, id));
-            }
-        }
-        let mut upd = conn
-            .prepare(&format!(
-                "UPDATE \"{name}\" SET grid_code = ?1 WHERE fid = ?2"
-            ))
-            .map_err(err)?;
-        let mut r = Reassigned {
-            layer: name.to_owned(),
-            features: todo.len() as u64,
-            changed: 0,
         };
-        for (fid, old, id) in todo {
+        for e in entities {
+            let Some(old) = e.grid_code.filter(|c| affected.contains(c)) else {
+                continue;
+            };
+            features += 1;
+            let id = match e.geometry {
+                Some(Geometry::Point(p)) => layer.locate(p.x(), p.y()),
+                _ => None,
+            };
             let new = id.map_or("", |i| layer.code(i));
             if new != old {
-                r.changed += 1;
-                upd.execute(params![new, fid]).map_err(err)?;
+                updates.push((e.fid, Some(new)));
             }
         }
-        out.push(r);
+        tx.set_grid_codes(l, &updates)?;
+        out.push(Reassigned {
+            layer: l.name().to_owned(),
+            features,
+            changed: updates.len() as u64,
+        });
     }
     Ok(out)
 }

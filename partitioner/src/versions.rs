@@ -13,65 +13,13 @@
 //!
 //! `wangge_grid_locks(code)` holds the grids a planner locked.
 
-use rusqlite::{Connection, OptionalExtension, params};
 use wangge_engine::model::Layer;
-use wangge_engine::store::{Store, StoreError, encode_geometry};
+use wangge_engine::store::versions::{Tx, VersionBuilding, VersionGrid};
+pub use wangge_engine::store::versions::{VersionInfo, VersionMeta};
+use wangge_engine::store::{Store, StoreError};
 
-use crate::city::{Community, Partition, grid_values, sql_err};
+use crate::city::{Community, Partition, grid_values};
 use crate::noding::Update;
-
-/// Who made a version and why.
-#[derive(Debug, Clone)]
-pub struct VersionMeta {
-    /// Author (user name).
-    pub author: String,
-    /// Free-text reason.
-    pub reason: String,
-    /// The operation, e.g. `partition` or `merge 110101001001001 …`.
-    pub op: String,
-}
-
-const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS wangge_versions (
-  community TEXT NOT NULL, version INTEGER NOT NULL, author TEXT NOT NULL,
-  created TEXT NOT NULL, reason TEXT NOT NULL, op TEXT NOT NULL,
-  PRIMARY KEY (community, version));
-CREATE TABLE IF NOT EXISTS wangge_version_grids (
-  community TEXT NOT NULL, version INTEGER NOT NULL, code TEXT NOT NULL,
-  households INTEGER NOT NULL, persons INTEGER NOT NULL, buildings INTEGER NOT NULL,
-  area_m2 REAL NOT NULL, geom BLOB,
-  PRIMARY KEY (community, version, code));
-CREATE TABLE IF NOT EXISTS wangge_version_buildings (
-  community TEXT NOT NULL, version INTEGER NOT NULL, building TEXT NOT NULL,
-  grid TEXT NOT NULL, households INTEGER NOT NULL);
-CREATE INDEX IF NOT EXISTS wangge_version_buildings_cv
-  ON wangge_version_buildings (community, version);
-CREATE TABLE IF NOT EXISTS wangge_grid_locks (code TEXT PRIMARY KEY);
-";
-
-/// Creates the version tables when missing.
-///
-/// # Errors
-/// SQLite errors.
-pub fn ensure_tables(conn: &Connection) -> rusqlite::Result<()> {
-    conn.execute_batch(SCHEMA)
-}
-
-/// The latest version of a community (0 when it has none).
-///
-/// # Errors
-/// SQLite errors.
-pub fn latest(conn: &Connection, community: &str) -> rusqlite::Result<i64> {
-    let v: Option<i64> = conn
-        .query_row(
-            "SELECT max(version) FROM wangge_versions WHERE community = ?1",
-            [community],
-            |r| r.get(0),
-        )
-        .optional()?
-        .flatten();
-    Ok(v.unwrap_or(0))
-}
 
 /// Which stored grids a [`write()`] replaces.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -101,14 +49,9 @@ pub fn write(
     replace: Replace,
     noded: &[Update],
     meta: &VersionMeta,
-    extra: &mut dyn FnMut(&Connection) -> Result<(), StoreError>,
+    extra: &mut dyn FnMut(&Tx<'_>) -> Result<(), StoreError>,
 ) -> Result<Vec<i64>, StoreError> {
-    let path = store.path().to_owned();
-    let err = |e: rusqlite::Error| StoreError::BadSchema {
-        layer: path.display().to_string(),
-        reason: e.to_string(),
-    };
-    ensure_tables(store.connection()).map_err(|e| sql_err(store, &e))?;
+    store.ensure_version_tables()?;
     if !store.has_layer(Layer::Grids.name())? {
         store.create_layer(&Layer::Grids.schema())?;
     }
@@ -124,23 +67,12 @@ pub fn write(
         .any(|c| c.name == "community_code");
     let mut w = store.writer_for(&Layer::Grids.schema(), Some("code"))?;
     {
-        let conn = w.connection();
-        let unlock = replace != Replace::KeepLocks;
+        let tx = w.tx();
         if replace == Replace::All {
-            conn.execute("DELETE FROM grids", []).map_err(err)?;
-            conn.execute("DELETE FROM wangge_grid_locks", [])
-                .map_err(err)?;
+            tx.delete_all_grids()?;
         } else {
             for p in parts {
-                conn.execute("DELETE FROM grids WHERE parent_code = ?1", [&p.community])
-                    .map_err(err)?;
-                if unlock {
-                    conn.execute(
-                        "DELETE FROM wangge_grid_locks WHERE substr(code, 1, 12) = ?1",
-                        [&p.community],
-                    )
-                    .map_err(err)?;
-                }
+                tx.delete_grids_of(&p.community, replace != Replace::KeepLocks)?;
             }
         }
     }
@@ -151,130 +83,53 @@ pub fn write(
     }
     let mut versions = Vec::with_capacity(parts.len());
     {
-        let conn = w.connection();
-        let now: String = conn
-            .query_row("SELECT strftime('%Y-%m-%dT%H:%M:%fZ','now')", [], |r| {
-                r.get(0)
-            })
-            .map_err(err)?;
-        let mut upd = conn
-            .prepare(if has_community {
-                "UPDATE buildings SET grid_code = ?1, community_code = ?3 WHERE fid = ?2"
-            } else {
-                "UPDATE buildings SET grid_code = ?1 WHERE fid = ?2 AND ?3 IS NOT NULL"
-            })
-            .map_err(err)?;
-        let mut ver = conn
-            .prepare("INSERT INTO wangge_versions VALUES (?1, ?2, ?3, ?4, ?5, ?6)")
-            .map_err(err)?;
-        let mut vg = conn
-            .prepare("INSERT INTO wangge_version_grids VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)")
-            .map_err(err)?;
-        let mut vb = conn
-            .prepare("INSERT INTO wangge_version_buildings VALUES (?1, ?2, ?3, ?4, ?5)")
-            .map_err(err)?;
+        let tx = w.tx();
+        let now = tx.now()?;
         for u in noded {
-            conn.execute(
-                &format!("UPDATE \"{}\" SET geom = ?1 WHERE fid = ?2", u.layer.name()),
-                params![encode_geometry(&u.geometry.clone().into(), 4326), u.fid],
-            )
-            .map_err(err)?;
+            tx.set_geometry(u.layer, u.fid, &u.geometry.clone().into())?;
         }
         for (c, p) in comms.iter().zip(parts) {
-            let v = latest(conn, &p.community).map_err(err)? + 1;
+            let v = tx.latest_version(&p.community)? + 1;
             versions.push(v);
-            ver.execute(params![
-                p.community,
-                v,
-                meta.author,
-                now,
-                meta.reason,
-                meta.op
-            ])
-            .map_err(err)?;
-            for g in &p.grids {
-                vg.execute(params![
-                    p.community,
-                    v,
-                    g.code,
-                    g.households as i64,
-                    g.persons as i64,
-                    g.buildings.len() as i64,
-                    g.area_m2,
-                    encode_geometry(&g.geometry.clone().into(), 4326)
-                ])
-                .map_err(err)?;
-            }
-            for (b, &gi) in c.buildings.iter().zip(&p.building_grid) {
-                let code = &p.grids[gi].code;
-                upd.execute(params![code, b.fid, p.community])
-                    .map_err(err)?;
-                vb.execute(params![p.community, v, b.id, code, i64::from(b.households)])
-                    .map_err(err)?;
-            }
+            let grids: Vec<(VersionGrid, geo_types::Geometry<f64>)> = p
+                .grids
+                .iter()
+                .map(|g| {
+                    (
+                        VersionGrid {
+                            code: g.code.clone(),
+                            households: g.households as i64,
+                            persons: g.persons as i64,
+                            buildings: g.buildings.len() as i64,
+                            area_m2: g.area_m2,
+                        },
+                        g.geometry.clone().into(),
+                    )
+                })
+                .collect();
+            let placed: Vec<(i64, &str, &str)> = c
+                .buildings
+                .iter()
+                .zip(&p.building_grid)
+                .map(|(b, &gi)| (b.fid, p.grids[gi].code.as_str(), p.community.as_str()))
+                .collect();
+            tx.place_buildings(&placed, has_community)?;
+            let buildings: Vec<VersionBuilding> = c
+                .buildings
+                .iter()
+                .zip(&p.building_grid)
+                .map(|(b, &gi)| VersionBuilding {
+                    building: b.id.clone(),
+                    grid: p.grids[gi].code.clone(),
+                    households: i64::from(b.households),
+                })
+                .collect();
+            tx.record_version(&p.community, v, meta, &now, &grids, &buildings)?;
         }
-        extra(conn)?;
+        extra(&tx)?;
     }
     w.commit()?;
     Ok(versions)
-}
-
-/// One version of a community, as `wangge history` lists it.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct VersionInfo {
-    /// The community's code.
-    pub community: String,
-    /// Version number (1 = first partition).
-    pub version: i64,
-    /// Who made it.
-    pub author: String,
-    /// When (UTC, ISO 8601).
-    pub created: String,
-    /// The operation.
-    pub op: String,
-    /// Why.
-    pub reason: String,
-    /// Grids at this version.
-    pub grids: i64,
-    /// Households at this version.
-    pub households: i64,
-}
-
-/// The versions of one community (or of all), newest first, at most
-/// `limit`.
-///
-/// # Errors
-/// SQLite errors.
-pub fn history(
-    conn: &Connection,
-    community: Option<&str>,
-    limit: usize,
-) -> rusqlite::Result<Vec<VersionInfo>> {
-    ensure_tables(conn)?;
-    let mut stmt = conn.prepare(
-        "SELECT v.community, v.version, v.author, v.created, v.op, v.reason,
-                (SELECT count(*) FROM wangge_version_grids g
-                  WHERE g.community = v.community AND g.version = v.version),
-                (SELECT coalesce(sum(households), 0) FROM wangge_version_grids g
-                  WHERE g.community = v.community AND g.version = v.version)
-           FROM wangge_versions v
-          WHERE ?1 IS NULL OR v.community = ?1
-          ORDER BY v.created DESC, v.community, v.version DESC
-          LIMIT ?2",
-    )?;
-    let rows = stmt.query_map(params![community, limit as i64], |r| {
-        Ok(VersionInfo {
-            community: r.get(0)?,
-            version: r.get(1)?,
-            author: r.get(2)?,
-            created: r.get(3)?,
-            op: r.get(4)?,
-            reason: r.get(5)?,
-            grids: r.get(6)?,
-            households: r.get(7)?,
-        })
-    })?;
-    rows.collect()
 }
 
 /// A grid whose households or buildings differ between two versions.
@@ -328,51 +183,22 @@ pub struct Diff {
 /// The difference between versions `from` and `to` of a community.
 ///
 /// # Errors
-/// SQLite errors, or `Ok(None)` when a version does not exist.
-pub fn diff(
-    conn: &Connection,
-    community: &str,
-    from: i64,
-    to: i64,
-) -> rusqlite::Result<Option<Diff>> {
-    use std::collections::BTreeMap;
-    ensure_tables(conn)?;
-    let exists = |v: i64| -> rusqlite::Result<bool> {
-        conn.query_row(
-            "SELECT EXISTS (SELECT 1 FROM wangge_versions WHERE community = ?1 AND version = ?2)",
-            params![community, v],
-            |r| r.get(0),
-        )
-    };
-    if !exists(from)? || !exists(to)? {
-        return Ok(None);
-    }
-    let grids = |v: i64| -> rusqlite::Result<BTreeMap<String, (i64, i64, f64)>> {
-        let mut stmt = conn.prepare(
-            "SELECT code, households, buildings, area_m2 FROM wangge_version_grids
-              WHERE community = ?1 AND version = ?2",
-        )?;
-        let rows = stmt.query_map(params![community, v], |r| {
-            Ok((r.get(0)?, (r.get(1)?, r.get(2)?, r.get(3)?)))
-        })?;
-        rows.collect()
-    };
-    let buildings = |v: i64| -> rusqlite::Result<BTreeMap<String, (String, i64)>> {
-        let mut stmt = conn.prepare(
-            "SELECT building, grid, households FROM wangge_version_buildings
-              WHERE community = ?1 AND version = ?2",
-        )?;
-        let rows = stmt.query_map(params![community, v], |r| {
-            Ok((r.get(0)?, (r.get(1)?, r.get(2)?)))
-        })?;
-        rows.collect()
-    };
-    let (ga, gb) = (grids(from)?, grids(to)?);
-    let (ba, bb) = (buildings(from)?, buildings(to)?);
+/// [`StoreError::NotFound`] when a version does not exist; store errors.
+pub fn diff(store: &Store, community: &str, from: i64, to: i64) -> Result<Diff, StoreError> {
+    let (ga, ba) = store.version(community, from)?;
+    let (gb, bb) = store.version(community, to)?;
     let mut moved = Vec::new();
     let mut touched = std::collections::BTreeSet::new();
-    for (b, (g0, hh)) in &ba {
-        if let Some((g1, _)) = bb.get(b)
+    for (
+        b,
+        VersionBuilding {
+            grid: g0,
+            households: hh,
+            ..
+        },
+    ) in &ba
+    {
+        if let Some(VersionBuilding { grid: g1, .. }) = bb.get(b)
             && g1 != g0
         {
             touched.insert(g0.clone());
@@ -389,18 +215,17 @@ pub fn diff(
         .iter()
         .filter_map(|(code, a)| {
             let b = gb.get(code)?;
-            let area_differs = (a.2 - b.2).abs() > 1e-9 * a.2.abs().max(1.0);
-            (touched.contains(code) || a.0 != b.0 || a.1 != b.1 || area_differs).then(|| {
-                GridChange {
-                    code: code.clone(),
-                    households: [a.0, b.0],
-                    buildings: [a.1, b.1],
-                    area_m2: [a.2, b.2],
-                }
+            let area_differs = (a.area_m2 - b.area_m2).abs() > 1e-9 * a.area_m2.abs().max(1.0);
+            let differs = a.households != b.households || a.buildings != b.buildings;
+            (touched.contains(code) || differs || area_differs).then(|| GridChange {
+                code: code.clone(),
+                households: [a.households, b.households],
+                buildings: [a.buildings, b.buildings],
+                area_m2: [a.area_m2, b.area_m2],
             })
         })
         .collect();
-    Ok(Some(Diff {
+    Ok(Diff {
         community: community.to_owned(),
         from,
         to,
@@ -417,5 +242,5 @@ pub fn diff(
         changed,
         households_moved: moved.iter().map(|m| m.households).sum(),
         moved,
-    }))
+    })
 }

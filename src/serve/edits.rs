@@ -181,11 +181,7 @@ pub(crate) async fn post_edit(
     let st = Arc::clone(&state);
     let out = blocking(move || {
         let mut store = super::open_reader(&st.store_path)?;
-        let current = if wangge_partitioner::versions::ensure_tables(store.connection()).is_ok() {
-            wangge_partitioner::versions::latest(store.connection(), &community)?
-        } else {
-            0
-        };
+        let current = store.latest_version(&community)?;
         let Some(v) = wanted else {
             return Err(ApiError::PreconditionRequired {
                 message: format!(

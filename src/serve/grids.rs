@@ -18,14 +18,13 @@ use axum::http::header::{CACHE_CONTROL, VARY};
 use axum::response::{IntoResponse, Response};
 use geo::Intersects;
 use geo_types::{Geometry, Rect, coord};
-use rusqlite::OptionalExtension;
 use serde_json::{Map, Value as Json, json};
 use wangge_engine::assign::code_path;
 use wangge_engine::codes::{CommunityCode, GridCode};
 use wangge_engine::io::geojson::geometry_to_json;
 use wangge_engine::model::Layer;
 use wangge_engine::privacy::{Disclosure, Privacy};
-use wangge_engine::store::{Store, decode_geometry};
+use wangge_engine::store::{Selection, Store, StoreError, Value};
 
 use super::AppState;
 use super::error::{ApiError, blocking};
@@ -117,70 +116,62 @@ fn int(props: &Map<String, Json>, k: &str) -> i64 {
     props.get(k).and_then(Json::as_i64).unwrap_or(0)
 }
 
-fn table_exists(store: &Store, name: &str) -> Result<bool, ApiError> {
-    Ok(store
-        .connection()
-        .query_row(
-            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1",
-            [name],
-            |_| Ok(()),
-        )
-        .optional()?
-        .is_some())
-}
-
 impl Directory {
     /// Reads the directory of a store.
     ///
     /// # Errors
     /// Store errors.
     pub fn load(store: &Store, privacy: Privacy) -> Result<Directory, ApiError> {
-        let conn = store.connection();
         let mut d = Directory {
             disclosure: Disclosure::load(store, privacy)?,
             ..Directory::default()
         };
         if store.has_layer(Layer::Grids.name())? {
-            let mut stmt =
-                conn.prepare("SELECT fid, code, parent_code, households FROM grids ORDER BY code")?;
-            let mut rows = stmt.query([])?;
-            while let Some(r) = rows.next()? {
-                let code: String = r.get(1)?;
-                let parent: Option<String> = r.get(2)?;
-                let parent = parent.unwrap_or_else(|| code_path(&code)[2].to_owned());
+            let columns = ["code", "parent_code", "households"];
+            store.read_rows(Layer::Grids.name(), &columns, Selection::All, |fid, v| {
+                let Some(code) = v[0].as_str() else {
+                    return Ok::<(), ApiError>(());
+                };
+                let parent = v[1]
+                    .as_str()
+                    .unwrap_or_else(|| code_path(code)[2])
+                    .to_owned();
                 d.community_grids
                     .entry(parent)
                     .or_default()
-                    .push(code.clone());
+                    .push(code.to_owned());
                 d.grids.insert(
-                    code,
+                    code.to_owned(),
                     GridEntry {
-                        fid: r.get(0)?,
-                        households: r.get::<_, Option<i64>>(3)?.unwrap_or(0),
+                        fid,
+                        households: v[2].as_i64().unwrap_or(0),
                     },
                 );
+                Ok(())
+            })?;
+            for codes in d.community_grids.values_mut() {
+                codes.sort_unstable();
             }
         }
         if store.has_layer(Layer::Communities.name())? {
-            let mut stmt = conn.prepare("SELECT fid, code FROM communities")?;
-            let mut rows = stmt.query([])?;
-            while let Some(r) = rows.next()? {
-                d.communities.insert(r.get(1)?, r.get(0)?);
-            }
+            store.read_rows(
+                Layer::Communities.name(),
+                &["code"],
+                Selection::All,
+                |fid, v| {
+                    if let Some(code) = v[0].as_str() {
+                        d.communities.insert(code.to_owned(), fid);
+                    }
+                    Ok::<(), ApiError>(())
+                },
+            )?;
         }
         for (i, l) in COUNTED.iter().enumerate() {
             if !store.has_layer(l.name())? {
                 continue;
             }
-            let mut stmt = conn.prepare(&format!(
-                "SELECT grid_code, count(*) FROM \"{}\" WHERE grid_code IS NOT NULL GROUP BY grid_code",
-                l.name()
-            ))?;
-            let mut rows = stmt.query([])?;
-            while let Some(r) = rows.next()? {
-                let code: String = r.get(0)?;
-                let n: i64 = r.get(1)?;
-                d.counts.entry(code).or_default()[i] = n as u64;
+            for (code, n) in store.count_values(*l, "grid_code", None)? {
+                d.counts.entry(code).or_default()[i] = u64::from(n);
             }
         }
         Ok(d)
@@ -219,70 +210,44 @@ type Row = (Geometry<f64>, Map<String, Json>);
 /// One feature of `layer` by fid.
 fn read_row(store: &Store, layer: Layer, fid: i64) -> Result<Option<Row>, ApiError> {
     let schema = store.schema(layer.name())?;
-    let cols: Vec<String> = schema
-        .columns
-        .iter()
-        .map(|c| format!("\"{}\"", c.name))
-        .collect();
-    let sql = format!(
-        "SELECT geom, {} FROM \"{}\" WHERE fid = ?1",
-        cols.join(", "),
-        layer.name()
-    );
-    let row = store
-        .connection()
-        .query_row(&sql, [fid], |r| {
-            let blob: Option<Vec<u8>> = r.get(0)?;
+    let cols: Vec<&str> = schema.columns.iter().map(|c| c.name.as_str()).collect();
+    let mut row = None;
+    store.read_features(
+        layer.name(),
+        &cols,
+        Selection::Fids(&[fid]),
+        |_, g, values| {
             let mut props = Map::new();
-            for (i, c) in schema.columns.iter().enumerate() {
-                let v: rusqlite::types::Value = r.get(i + 1)?;
+            for (c, v) in cols.iter().zip(values) {
                 props.insert(
-                    c.name.clone(),
+                    (*c).to_owned(),
                     match v {
-                        rusqlite::types::Value::Integer(i) => json!(i),
-                        rusqlite::types::Value::Real(f) => json!(f),
-                        rusqlite::types::Value::Text(s) => json!(s),
-                        _ => Json::Null,
+                        Value::Integer(i) => json!(i),
+                        Value::Real(f) => json!(f),
+                        Value::Text(s) => json!(s),
+                        Value::Null => Json::Null,
                     },
                 );
             }
-            Ok((blob, props))
-        })
-        .optional()?;
-    let Some((blob, props)) = row else {
-        return Ok(None);
-    };
-    let geometry = match blob {
-        Some(b) => decode_geometry(&b)?,
-        None => Geometry::MultiPolygon(geo_types::MultiPolygon::new(vec![])),
-    };
-    Ok(Some((geometry, props)))
+            let geometry = match g {
+                Some(Ok(g)) => g,
+                Some(Err(reason)) => return Err(ApiError::from(StoreError::Blob { reason })),
+                None => Geometry::MultiPolygon(geo_types::MultiPolygon::new(vec![])),
+            };
+            row = Some((geometry, props));
+            Ok(())
+        },
+    )?;
+    Ok(row)
 }
 
 /// The latest version of a community, 0 when it has none.
 fn version(store: &Store, community: &str) -> Result<i64, ApiError> {
-    if !table_exists(store, "wangge_versions")? {
-        return Ok(0);
-    }
-    Ok(wangge_partitioner::versions::latest(
-        store.connection(),
-        community,
-    )?)
+    Ok(store.latest_version(community)?)
 }
 
 fn locked(store: &Store, code: &str) -> Result<bool, ApiError> {
-    if !table_exists(store, "wangge_grid_locks")? {
-        return Ok(false);
-    }
-    Ok(store
-        .connection()
-        .query_row(
-            "SELECT 1 FROM wangge_grid_locks WHERE code = ?1",
-            [code],
-            |_| Ok(()),
-        )
-        .optional()?
-        .is_some())
+    Ok(store.is_locked(code)?)
 }
 
 /// The GeoJSON Feature of a grid with its statistics.
@@ -466,15 +431,7 @@ pub(crate) async fn grids(
                 By::Bbox(_) if dir.grids.is_empty() => {}
                 By::Bbox(b) => {
                     let rect = Rect::new(coord! {x: b[0], y: b[1]}, coord! {x: b[2], y: b[3]});
-                    let mut stmt = store.connection().prepare(
-                        "SELECT g.code FROM grids g JOIN rtree_grids_geom r ON g.fid = r.id
-                         WHERE r.maxx >= ?1 AND r.minx <= ?3 AND r.maxy >= ?2 AND r.miny <= ?4
-                         ORDER BY g.code",
-                    )?;
-                    let codes: Vec<String> = stmt
-                        .query_map([b[0], b[1], b[2], b[3]], |r| r.get(0))?
-                        .collect::<Result<_, _>>()?;
-                    for code in codes {
+                    for code in store.codes_in(Layer::Grids, rect)? {
                         let Some(entry) = dir.grids.get(&code) else {
                             continue;
                         };

@@ -14,27 +14,9 @@ use serde_json::{Value, json};
 
 use crate::partition::{TARGET, partition_ok};
 use crate::serve::{Server, city_copy, get};
-use crate::support::{python_json, s, wangge, wangge_ok};
+use crate::support::{gdal, gdal_sql as sql, python_json, s, wangge, wangge_ok};
 
 /// Runs a GDAL command line tool, asserts success and returns stdout.
-fn gdal(tool: &str, args: &[&str]) -> String {
-    let out = Command::new(tool).args(args).output().unwrap_or_else(|e| {
-        panic!("cannot run {tool} ({e}); run `scripts/test`, which installs gdal-bin")
-    });
-    assert!(
-        out.status.success(),
-        "{tool} {args:?} failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// `ogrinfo STORE -q -sql SQL` (GDAL's SQLite dialect: the statement as
-/// QGIS or a user would run it).
-fn sql(store: &Path, statement: &str) {
-    gdal("ogrinfo", &[s(store), "-q", "-sql", statement]);
-}
-
 /// The sqlite3 view of a store (see `tests/py/foreign_dump.py`).
 fn dump(store: &Path, tables: &[&str], values: &[&str]) -> Value {
     let tables = tables.join(",");

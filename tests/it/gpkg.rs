@@ -476,8 +476,8 @@ fn store_reads_what_gdal_appends() {
     assert_eq!(pois.count, 1001);
     assert!(pois.bbox.unwrap()[3] >= 40.25);
     for rtree in ["rtree_pois_geom", "rtree_grids_geom"] {
-        let check: String = store
-            .connection()
+        let check: String = rusqlite::Connection::open(store.path())
+            .unwrap()
             .query_row(&format!("SELECT rtreecheck('{rtree}')"), [], |r| r.get(0))
             .unwrap();
         assert_eq!(check, "ok");

@@ -47,6 +47,26 @@ pub fn python_json(script: &str, args: &[&str]) -> serde_json::Value {
     })
 }
 
+/// Runs a GDAL program, asserts it succeeded and returns its stdout.
+pub fn gdal(tool: &str, args: &[&str]) -> String {
+    let out = Command::new(tool).args(args).output().unwrap_or_else(|e| {
+        panic!("cannot run {tool} ({e}); run `scripts/test`, which installs gdal-bin")
+    });
+    assert!(
+        out.status.success(),
+        "{tool} {args:?} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// `ogrinfo STORE -q -sql SQL`: a statement run on a store by another
+/// tool, as QGIS or a user would (GDAL registers the GeoPackage SQL
+/// functions its R-tree triggers call).
+pub fn gdal_sql(store: &Path, statement: &str) {
+    gdal("ogrinfo", &[s(store), "-q", "-sql", statement]);
+}
+
 /// Path as &str.
 pub fn s(p: &Path) -> &str {
     p.to_str().expect("utf-8 path")

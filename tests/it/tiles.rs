@@ -13,7 +13,7 @@ use wangge_tiler::mvt::{self, GeomKind, PropValue};
 use wangge_tiler::tile::{TileCoord, tiles_covering};
 use wangge_tiler::{Tiler, TilerOptions};
 
-use crate::support::{python_json, s, wangge_ok};
+use crate::support::{gdal_sql, python_json, s, wangge_ok};
 
 /// A partitioned synthetic city of three real districts (as the partition
 /// tests build it), entities assigned to grids.
@@ -413,21 +413,26 @@ fn bad_and_missing_input_is_skipped_and_counted() {
     let st = tiny_store(&path);
     // A malformed geometry blob, an empty geometry collection and a swapped
     // lon/lat point, written behind the store's back.
-    let c = st.connection();
-    c.execute_batch("DROP TRIGGER IF EXISTS rtree_places_geom_insert;")
-        .ok();
+    // GDAL writing the file, as another tool would (its R-tree triggers
+    // would refuse the bad blobs, so they are dropped first).
+    gdal_sql(&path, "DROP TRIGGER IF EXISTS rtree_places_geom_insert");
+    gdal_sql(&path, "DROP TRIGGER IF EXISTS rtree_persons_geom_insert");
     for (id, blob) in [
-        ("bad1", vec![0x47u8, 0x50, 0, 1, 0xe6, 0x10, 0, 0, 1, 1]),
-        ("bad2", b"not a geometry".to_vec()),
+        ("bad1", "47500001E610000001 01"),
+        ("bad2", "6E6F7420612067656F6D65747279"),
     ] {
-        c.execute("INSERT INTO places (geom, id) VALUES (?1, ?2)", (blob, id))
-            .unwrap();
+        gdal_sql(
+            &path,
+            &format!(
+                "INSERT INTO places (geom, id) VALUES (X'{}', '{id}')",
+                blob.replace(' ', "")
+            ),
+        );
     }
-    c.execute(
-        "INSERT INTO persons (geom, id) VALUES (?1, 'P-bad')",
-        [b"GP\0\x01".to_vec()],
-    )
-    .unwrap();
+    gdal_sql(
+        &path,
+        "INSERT INTO persons (geom, id) VALUES (X'47500001', 'P-bad')",
+    );
     drop(st);
     let tiler = Tiler::open(&path).unwrap();
     let w = tiler.warnings();
@@ -516,13 +521,13 @@ fn reload_grids_after_an_edit() {
     assert_eq!(tiler.grids_bounds("110101001002"), None);
     assert_eq!(before[1].1["deviation"], Json::from(12.0 / 10.0 - 1.0));
     // The planner merges the two grids into one of 20 households.
-    st.connection()
-        .execute_batch(
-            "DELETE FROM grids WHERE code = '110101001001002';
-             UPDATE grids SET households = 20 WHERE code = '110101001001001';
-             UPDATE places SET grid_code = '110101001001009' WHERE id = 'S1';",
-        )
-        .unwrap();
+    for statement in [
+        "DELETE FROM grids WHERE code = '110101001001002'",
+        "UPDATE grids SET households = 20 WHERE code = '110101001001001'",
+        "UPDATE places SET grid_code = '110101001001009' WHERE id = 'S1'",
+    ] {
+        gdal_sql(st.path(), statement);
+    }
     let place_grid = |tiler: &Tiler| -> Json {
         let j = decoded_json(&tiler.tile(t.z(), t.x(), t.y()).unwrap());
         j.as_array()

@@ -29,6 +29,7 @@ use flate2::write::GzEncoder;
 use rayon::prelude::*;
 use serde::Serialize;
 use wangge_engine::progress::Progress;
+use wangge_engine::store::mbtiles::MbTilesWriter;
 
 use crate::TilerError;
 use crate::source::Tiler;
@@ -495,47 +496,17 @@ fn build_directories(entries: &[Entry]) -> (Vec<u8>, Vec<u8>) {
 // ---------------------------------------------------------------------------
 // MBTiles
 
-struct MbTilesSink {
-    path: PathBuf,
-    conn: rusqlite::Connection,
-}
+struct MbTilesSink(MbTilesWriter);
 
 impl MbTilesSink {
     fn new(path: &Path) -> Result<MbTilesSink, TilerError> {
-        let conn = rusqlite::Connection::open(path).map_err(sql_err(path))?;
-        conn.execute_batch(
-            "PRAGMA application_id = 0x4d504258;
-             PRAGMA journal_mode = OFF;
-             PRAGMA synchronous = OFF;
-             CREATE TABLE metadata (name TEXT NOT NULL, value TEXT);
-             CREATE UNIQUE INDEX name ON metadata (name);
-             CREATE TABLE tiles (zoom_level INTEGER NOT NULL, tile_column INTEGER NOT NULL,
-                                 tile_row INTEGER NOT NULL, tile_data BLOB NOT NULL);
-             CREATE UNIQUE INDEX tile_index ON tiles (zoom_level, tile_column, tile_row);
-             BEGIN;",
-        )
-        .map_err(sql_err(path))?;
-        Ok(MbTilesSink {
-            path: path.to_owned(),
-            conn,
-        })
-    }
-}
-
-fn sql_err(path: &Path) -> impl Fn(rusqlite::Error) -> TilerError + '_ {
-    move |source| TilerError::Sqlite {
-        path: path.to_owned(),
-        source,
+        Ok(MbTilesSink(MbTilesWriter::create(path)?))
     }
 }
 
 impl Sink for MbTilesSink {
     fn add(&mut self, _id: u64, t: TileCoord, gz: &[u8]) -> Result<(), TilerError> {
-        self.conn
-            .prepare_cached("INSERT INTO tiles VALUES (?1, ?2, ?3, ?4)")
-            .and_then(|mut s| s.execute(rusqlite::params![t.z(), t.x(), t.tms_y(), gz]))
-            .map_err(sql_err(&self.path))?;
-        Ok(())
+        Ok(self.0.add(t.z(), t.x(), t.tms_y(), gz)?)
     }
 
     fn finish(self: Box<Self>, tiler: &Tiler, minzoom: u8, maxzoom: u8) -> Result<(), TilerError> {
@@ -562,14 +533,7 @@ impl Sink for MbTilesSink {
             ),
             ("json", json),
         ];
-        let err = sql_err(&self.path);
-        for (k, v) in rows {
-            self.conn
-                .execute("INSERT INTO metadata VALUES (?1, ?2)", [k, v.as_str()])
-                .map_err(&err)?;
-        }
-        self.conn.execute_batch("COMMIT;").map_err(&err)?;
-        self.conn.close().map_err(|(_, e)| err(e))
+        Ok(self.0.finish(&rows)?)
     }
 }
 

@@ -37,14 +37,6 @@ pub enum TilerError {
     /// The store could not be read.
     #[error(transparent)]
     Store(#[from] wangge_engine::store::StoreError),
-    /// A query on the store failed.
-    #[error("SQLite error on {}: {source}", path.display())]
-    Sqlite {
-        /// The file.
-        path: PathBuf,
-        /// What SQLite said.
-        source: rusqlite::Error,
-    },
     /// A tile address out of range.
     #[error(transparent)]
     Tile(#[from] tile::InvalidTile),

@@ -59,7 +59,7 @@ use rstar::primitives::{GeomWithData, Rectangle};
 use rstar::{AABB, RTree};
 use serde::Serialize;
 use wangge_engine::privacy::{Disclosure, Privacy};
-use wangge_engine::store::{Store, decode_geometry};
+use wangge_engine::store::{Selection, Store, Value};
 
 use crate::TilerError;
 use crate::changes::{Changes, Version};
@@ -920,40 +920,11 @@ fn info(
     }
 }
 
-fn sql_err(store: &Store) -> impl Fn(rusqlite::Error) -> TilerError + '_ {
-    move |source| TilerError::Sqlite {
-        path: store.path().to_owned(),
-        source,
-    }
-}
-
 fn read_target(store: &Store) -> Result<Option<f64>, TilerError> {
     Ok(store
         .meta("partition_target")?
         .and_then(|v| v.trim().parse::<f64>().ok())
         .filter(|t| t.is_finite() && *t > 0.0))
-}
-
-fn quote(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
-}
-
-/// The geometry column of a GeoPackage feature table.
-fn geometry_column(store: &Store, layer: &str) -> Result<String, TilerError> {
-    let col: Option<String> = store
-        .connection()
-        .query_row(
-            "SELECT column_name FROM gpkg_geometry_columns WHERE table_name = ?1",
-            [layer],
-            |r| r.get(0),
-        )
-        .map(Some)
-        .or_else(|e| match e {
-            rusqlite::Error::QueryReturnedNoRows => Ok(None),
-            e => Err(e),
-        })
-        .map_err(sql_err(store))?;
-    Ok(col.unwrap_or_else(|| "geom".to_owned()))
 }
 
 /// Which features of a layer [`read_items`] reads.
@@ -980,18 +951,6 @@ fn read_items(
     let schema = store.schema(spec.name)?;
     let has = |c: &str| schema.columns.iter().any(|x| x.name == c);
     let is_grids = spec.name == "grids";
-    let mut sql = format!(
-        "SELECT rowid, {}",
-        quote(&geometry_column(store, spec.name)?)
-    );
-    for (_, col, _) in spec.fields {
-        if has(col) {
-            sql.push_str(", ");
-            sql.push_str(&quote(col));
-        } else {
-            sql.push_str(", NULL");
-        }
-    }
     let extra_kind = spec.name == "roads" && has("kind");
     // The community an item belongs to, so an edit can re-read just it:
     // a grid's parent, an entity's community.
@@ -1002,78 +961,50 @@ fn read_items(
     } else {
         None
     };
-    sql.push_str(if extra_kind { ", kind" } else { ", NULL" });
-    match group_col {
-        Some(c) => sql.push_str(&format!(", {}", quote(c))),
-        None => sql.push_str(", NULL"),
-    }
-    sql.push_str(&format!(" FROM {}", quote(spec.name)));
-    let mut params: Vec<&str> = Vec::new();
-    match filter {
-        Filter::All => {}
-        Filter::Groups(groups) => {
-            let Some(c) = group_col else {
-                return Ok(Vec::new());
-            };
-            if groups.is_empty() {
-                return Ok(Vec::new());
-            }
-            let marks: Vec<String> = (1..=groups.len()).map(|i| format!("?{i}")).collect();
-            sql.push_str(&format!(" WHERE {} IN ({})", quote(c), marks.join(", ")));
-            params.extend_from_slice(groups);
-        }
-        Filter::Fids(fids) => {
-            if fids.is_empty() {
-                return Ok(Vec::new());
-            }
-            let list: Vec<String> = fids.iter().map(i64::to_string).collect();
-            sql.push_str(&format!(" WHERE rowid IN ({})", list.join(", ")));
-        }
-    }
-    sql.push_str(" ORDER BY rowid");
-    let err = sql_err(store);
-    let conn = store.connection();
-    let mut stmt = conn.prepare(&sql).map_err(&err)?;
-    let mut rows = stmt
-        .query(rusqlite::params_from_iter(params.iter()))
-        .map_err(&err)?;
+    // The fields, then the road kind and the group (NULL when absent).
+    let mut columns: Vec<&str> = spec.fields.iter().map(|f| f.1).collect();
+    columns.push(if extra_kind { "kind" } else { "" });
+    columns.push(group_col.unwrap_or(""));
+    let selection = match filter {
+        Filter::All => Selection::All,
+        Filter::Groups(groups) => match group_col {
+            Some(c) => Selection::In {
+                column: c,
+                values: groups,
+            },
+            None => return Ok(Vec::new()),
+        },
+        Filter::Fids(fids) => Selection::Fids(fids),
+    };
     let nf = spec.fields.len();
     let mut items = Vec::new();
-    while let Some(row) = rows.next().map_err(&err)? {
-        let fid: i64 = row.get(0).map_err(&err)?;
-        let blob = match row.get_ref(1).map_err(&err)? {
-            rusqlite::types::ValueRef::Blob(b) => b,
-            _ => {
-                w.add(|| format!("{} fid {fid}: no geometry blob; skipped", spec.name));
-                continue;
-            }
-        };
-        let geometry = match decode_geometry(blob) {
-            Ok(g) => g,
-            Err(e) => {
+    store.read_features(spec.name, &columns, selection, |fid, geometry, row| {
+        let geometry = match geometry {
+            Some(Ok(g)) => g,
+            Some(Err(e)) => {
                 w.add(|| format!("{} fid {fid}: {e}; skipped", spec.name));
-                continue;
+                return Ok::<(), TilerError>(());
+            }
+            None => {
+                w.add(|| format!("{} fid {fid}: no geometry blob; skipped", spec.name));
+                return Ok(());
             }
         };
         let shape = match project(&geometry, spec.kind) {
             Ok(s) => s,
             Err(reason) => {
                 w.add(|| format!("{} fid {fid}: {reason}; skipped", spec.name));
-                continue;
+                return Ok(());
             }
         };
         let mut props = Vec::with_capacity(nf);
-        for (i, (attr, _, ty)) in spec.fields.iter().enumerate() {
-            let v = row.get_ref(2 + i).map_err(&err)?;
-            use rusqlite::types::ValueRef as V;
+        for (v, (attr, _, ty)) in row.iter().zip(spec.fields) {
             let p = match (v, ty) {
-                (V::Null, _) => None,
-                (V::Text(t), FieldType::String) => {
-                    Some(PropValue::String(String::from_utf8_lossy(t).into_owned()))
-                }
-                (V::Integer(i), FieldType::String) => Some(PropValue::String(i.to_string())),
-                (V::Integer(i), FieldType::Number) => Some(PropValue::Int(i)),
-                (V::Real(r), FieldType::Number) if r.is_finite() => Some(PropValue::Double(r)),
+                (Value::Null, _) => None,
+                (Value::Text(t), FieldType::String) => Some(PropValue::String(t.clone())),
+                (Value::Integer(i), FieldType::String) => Some(PropValue::String(i.to_string())),
+                (Value::Integer(i), FieldType::Number) => Some(PropValue::Int(*i)),
+                (Value::Real(r), FieldType::Number) if r.is_finite() => Some(PropValue::Double(*r)),
                 _ => None,
             };
             let p = if is_grids && *attr == "deviation" {
@@ -1089,12 +1020,8 @@ fn read_items(
             };
             props.push(p);
         }
-        let text = |i: usize| match row.get_ref(i) {
-            Ok(rusqlite::types::ValueRef::Text(t)) => Some(String::from_utf8_lossy(t).into_owned()),
-            _ => None,
-        };
         withhold_counts(spec, fid, &mut props, disclosure);
-        let minzoom = match text(2 + nf).as_deref() {
+        let minzoom = match row[nf].as_str() {
             Some("secondary") => 12,
             Some("local") => 13,
             _ => spec.minzoom,
@@ -1109,9 +1036,10 @@ fn read_items(
             minzoom,
             shape,
             props: props.into_boxed_slice(),
-            group: text(3 + nf).map(String::into_boxed_str),
+            group: row[nf + 1].as_str().map(Box::from),
         });
-    }
+        Ok(())
+    })?;
     Ok(items)
 }
 
@@ -1257,7 +1185,6 @@ fn project(g: &Geometry<f64>, kind: Kind) -> Result<Shape, String> {
 /// resolution; only the counts leave this function.
 fn bin_persons(
     store: &Store,
-    geom: &str,
     a: i64,
     b: i64,
 ) -> Result<(HashMap<CellIndex, u32>, Warnings), TilerError> {
@@ -1265,28 +1192,28 @@ fn bin_persons(
     let mut counts: HashMap<CellIndex, u32> = HashMap::new();
     let mut w = Warnings::default();
     let mut bad = 0u64;
-    let err = sql_err(store);
-    let sql = format!("SELECT {geom} FROM persons WHERE rowid BETWEEN ?1 AND ?2");
-    let mut stmt = store.connection().prepare(&sql).map_err(&err)?;
-    let mut rows = stmt.query([a, b]).map_err(&err)?;
-    while let Some(row) = rows.next().map_err(&err)? {
-        let cell = match row.get_ref(0).map_err(&err)? {
-            rusqlite::types::ValueRef::Blob(b) => match decode_geometry(b) {
-                Ok(Geometry::Point(p)) => LatLng::new(p.y(), p.x())
+    store.read_features(
+        "persons",
+        &[],
+        Selection::FidRange(a, b),
+        |_, geometry, _| {
+            let cell = match geometry {
+                Some(Ok(Geometry::Point(p))) => LatLng::new(p.y(), p.x())
                     .map(|ll| ll.to_cell(finest))
                     .map_err(|e| e.to_string()),
-                Ok(_) => Err("not a point".to_owned()),
-                Err(e) => Err(e.to_string()),
-            },
-            _ => Err("no geometry blob".to_owned()),
-        };
-        // A person's row id or position never goes into a message: only
-        // the kind of defect, counted.
-        match cell {
-            Ok(c) => *counts.entry(c).or_default() += 1,
-            Err(_) => bad += 1,
-        }
-    }
+                Some(Ok(_)) => Err("not a point".to_owned()),
+                Some(Err(e)) => Err(e),
+                None => Err("no geometry".to_owned()),
+            };
+            // A person's row id or position never goes into a message: only
+            // the kind of defect, counted.
+            match cell {
+                Ok(c) => *counts.entry(c).or_default() += 1,
+                Err(_) => bad += 1,
+            }
+            Ok::<(), TilerError>(())
+        },
+    )?;
     if bad > 0 {
         w.skipped += bad;
         w.shown.push(format!(
@@ -1307,8 +1234,7 @@ fn load_hex(store: &Store, k: u32) -> Result<(HexLevels, Vec<String>), TilerErro
     // One pass in rowid order. (Splitting it over rowid ranges on several
     // connections was measured slower on 2 cores: the other layers load
     // meanwhile, and this pass is mostly SQLite page reads.)
-    let geom = quote(&geometry_column(store, "persons")?);
-    let (counts, pw) = bin_persons(store, &geom, i64::MIN, i64::MAX)?;
+    let (counts, pw) = bin_persons(store, i64::MIN, i64::MAX)?;
     w.skipped += pw.skipped;
     w.shown.extend(pw.shown);
     // Only finest cells of at least k persons count, at every

@@ -18,14 +18,14 @@
 //! 15-digit values do not survive a trip through JSON numbers or spreadsheets.
 //!
 //! ```
-//! use wangge_engine::codes::{AdminCode, GridCode, Level};
+//! use wangge_store::codes::{AdminCode, GridCode, Level};
 //!
 //! let grid: GridCode = "110101001002007".parse()?;
 //! assert_eq!(grid.local(), 7);
 //! assert_eq!(grid.parent().parent().to_string(), "110101001");
 //! assert_eq!(grid.district().to_string(), "110101");
 //! assert_eq!(AdminCode::parse("110101001")?.level(), Level::Street);
-//! # Ok::<(), wangge_engine::codes::CodeError>(())
+//! # Ok::<(), wangge_store::codes::CodeError>(())
 //! ```
 //!
 //! [`IdCardNumber`] validates 18-character resident identity numbers
@@ -455,10 +455,10 @@ impl AdminCode {
     /// If the length matches no level or the code is invalid at that level.
     ///
     /// ```
-    /// use wangge_engine::codes::{AdminCode, Level};
+    /// use wangge_store::codes::{AdminCode, Level};
     /// assert_eq!(AdminCode::parse("110101001002")?.level(), Level::Community);
     /// assert!(AdminCode::parse("1101010").is_err());
-    /// # Ok::<(), wangge_engine::codes::CodeError>(())
+    /// # Ok::<(), wangge_store::codes::CodeError>(())
     /// ```
     pub fn parse(s: &str) -> Result<Self, CodeError> {
         let got = s.chars().count();
@@ -522,11 +522,11 @@ impl AdminCode {
     /// The codes from the district down to and including `self`.
     ///
     /// ```
-    /// use wangge_engine::codes::AdminCode;
+    /// use wangge_store::codes::AdminCode;
     /// let path = AdminCode::parse("110101001002")?.path();
     /// let strings: Vec<String> = path.iter().map(ToString::to_string).collect();
     /// assert_eq!(strings, ["110101", "110101001", "110101001002"]);
-    /// # Ok::<(), wangge_engine::codes::CodeError>(())
+    /// # Ok::<(), wangge_store::codes::CodeError>(())
     /// ```
     #[must_use]
     pub fn path(self) -> Vec<Self> {
@@ -670,12 +670,12 @@ pub enum IdCardError {
 /// accidental `{:?}` in a log does not leak it.
 ///
 /// ```
-/// use wangge_engine::codes::IdCardNumber;
+/// use wangge_store::codes::IdCardNumber;
 /// let id: IdCardNumber = "11010519491231002x".parse()?;
 /// assert_eq!(id.to_string(), "11010519491231002X");
 /// assert_eq!(id.birth_date(), (1949, 12, 31));
 /// assert!(!id.is_male());
-/// # Ok::<(), wangge_engine::codes::IdCardError>(())
+/// # Ok::<(), wangge_store::codes::IdCardError>(())
 /// ```
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct IdCardNumber([u8; 18]);
@@ -720,10 +720,10 @@ impl IdCardNumber {
     /// is not a calendar date in 1900..=2100 or `seq > 999`.
     ///
     /// ```
-    /// use wangge_engine::codes::IdCardNumber;
+    /// use wangge_store::codes::IdCardNumber;
     /// let id = IdCardNumber::new(110105, 1949, 12, 31, 2)?;
     /// assert_eq!(id.to_string(), "11010519491231002X");
-    /// # Ok::<(), wangge_engine::codes::IdCardError>(())
+    /// # Ok::<(), wangge_store::codes::IdCardError>(())
     /// ```
     pub fn new(address: u32, year: u16, month: u8, day: u8, seq: u16) -> Result<Self, IdCardError> {
         if !(10_000..1_000_000).contains(&address) {

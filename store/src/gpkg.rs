@@ -14,7 +14,7 @@
 //!
 //! ```no_run
 //! use geo_types::{Geometry, point};
-//! use wangge_engine::store::{Column, ColumnType, GeomType, LayerSchema, Store, Value};
+//! use wangge_store::{Column, ColumnType, GeomType, LayerSchema, Store, Value};
 //!
 //! let mut store = Store::create("city.gpkg".as_ref())?;
 //! store.create_layer(&LayerSchema {
@@ -25,7 +25,7 @@
 //! let mut writer = store.writer("buildings")?;
 //! writer.insert(&Geometry::Point(point!(x: 116.39, y: 39.91)), &[Value::from(12)])?;
 //! writer.commit()?;
-//! # Ok::<(), wangge_engine::store::StoreError>(())
+//! # Ok::<(), wangge_store::StoreError>(())
 //! ```
 
 use std::collections::HashMap;
@@ -251,6 +251,21 @@ pub enum StoreError {
         /// The OS error.
         source: std::io::Error,
     },
+    /// Something asked for by key is not in the store.
+    #[error("there is no {what}")]
+    NotFound {
+        /// What was looked for, e.g. `community 110101001001` or `version 3
+        /// of community 110101001001`.
+        what: String,
+    },
+    /// A write lost a race with another writer and was rolled back.
+    #[error("{what}: {reason}")]
+    Conflict {
+        /// What was being written.
+        what: String,
+        /// What happened.
+        reason: String,
+    },
     /// Layers whose columns, geometry or index differ from what is needed
     /// (a column dropped or retyped in another tool, a file written by
     /// another tool without the derived columns).
@@ -402,7 +417,7 @@ fn list(names: &[String]) -> String {
 }
 
 /// Attaches the store path to SQLite errors.
-trait At<T> {
+pub(crate) trait At<T> {
     fn at(self, path: &Path) -> Result<T, StoreError>;
 }
 
@@ -604,7 +619,7 @@ impl Value {
         }
     }
 
-    fn from_sql(value: ValueRef<'_>) -> Result<Value, String> {
+    pub(crate) fn from_sql(value: ValueRef<'_>) -> Result<Value, String> {
         Ok(match value {
             ValueRef::Null => Value::Null,
             ValueRef::Integer(v) => Value::Integer(v),
@@ -720,10 +735,10 @@ pub struct LayerInfo {
 /// Where a layer keeps its key and geometry; our layers use `fid`/`geom`,
 /// files from other tools may not.
 #[derive(Debug, Clone)]
-struct LayerDef {
-    schema: LayerSchema,
-    fid: String,
-    geom: String,
+pub(crate) struct LayerDef {
+    pub(crate) schema: LayerSchema,
+    pub(crate) fid: String,
+    pub(crate) geom: String,
     /// The declared SQL type of each column of `schema.columns`.
     declared: Vec<String>,
     /// The declared `geometry_type_name`.
@@ -858,7 +873,7 @@ impl Store {
     /// The underlying SQLite connection, with the GeoPackage SQL functions
     /// (`ST_IsEmpty`, `ST_MinX`, ...) registered so that writes through it
     /// keep the spatial indexes current.
-    pub fn connection(&self) -> &Connection {
+    pub(crate) fn connection(&self) -> &Connection {
         &self.conn
     }
 
@@ -1815,7 +1830,7 @@ impl Store {
         names.collect::<rusqlite::Result<_>>().at(&self.path)
     }
 
-    fn layer_def(&self, layer: &str) -> Result<LayerDef, StoreError> {
+    pub(crate) fn layer_def(&self, layer: &str) -> Result<LayerDef, StoreError> {
         let path = &self.path;
         let found: Option<(String, String, i64)> = self
             .conn
@@ -2101,8 +2116,13 @@ impl LayerWriter<'_> {
 
     /// The connection inside this writer's transaction, for statements that
     /// must commit or roll back together with the inserts.
-    pub fn connection(&self) -> &Connection {
+    pub(crate) fn connection(&self) -> &Connection {
         &self.tx
+    }
+
+    /// The store file.
+    pub(crate) fn path(&self) -> &Path {
+        self.path
     }
 
     /// Number of features inserted so far.
@@ -2186,7 +2206,7 @@ impl LayerWriter<'_> {
     }
 }
 
-fn quote(ident: &str) -> String {
+pub(crate) fn quote(ident: &str) -> String {
     format!("\"{}\"", ident.replace('"', "\"\""))
 }
 
@@ -2237,7 +2257,7 @@ fn text_of(v: rusqlite::types::Value) -> String {
     }
 }
 
-fn table_exists(conn: &Connection, name: &str) -> rusqlite::Result<bool> {
+pub(crate) fn table_exists(conn: &Connection, name: &str) -> rusqlite::Result<bool> {
     conn.query_row(
         "SELECT 1 FROM sqlite_master WHERE name = ?1 AND type IN ('table', 'view')",
         [name],
@@ -2247,7 +2267,7 @@ fn table_exists(conn: &Connection, name: &str) -> rusqlite::Result<bool> {
     .map(|found| found.is_some())
 }
 
-fn rtree_name(table: &str, geom: &str) -> String {
+pub(crate) fn rtree_name(table: &str, geom: &str) -> String {
     format!("rtree_{table}_{geom}")
 }
 
@@ -2915,7 +2935,7 @@ fn parse_header(blob: &[u8]) -> Result<Header, String> {
     })
 }
 
-fn decode(blob: &[u8]) -> Result<Geometry<f64>, String> {
+pub(crate) fn decode(blob: &[u8]) -> Result<Geometry<f64>, String> {
     let header = parse_header(blob)?;
     let mut r = Reader {
         bytes: &blob[header.wkb..],

@@ -11,7 +11,7 @@ use std::str::FromStr;
 use geo_types::{Geometry, Point, Polygon};
 
 use crate::codes::{CommunityCode, IdCardNumber};
-use crate::store::{Column, ColumnType, GeomType, LayerSchema, Value};
+use crate::{Column, ColumnType, GeomType, LayerSchema, Value};
 
 /// The layers of a wangge project, in the order they are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -1,0 +1,25 @@
+//! wangge storage: the data model and the store that keeps it.
+//!
+//! This is the bottom of the crate graph (store → engine →
+//! synth/partitioner → tiler → server → CLI) and the only crate that speaks
+//! SQL or depends on a database client.
+//!
+//! * [`codes`]: validated administrative and grid codes, id-card numbers.
+//! * [`model`]: layers, their schemas and the typed entities.
+//! * [`Store`]: a project store, one GeoPackage file that QGIS and GDAL
+//!   open directly (see [`gpkg`] for its layout), with typed operations for
+//!   layers, counts, versions, locks and history ([`versions`]).
+//! * [`project`]: a store's wangge layers against their fixed schemas
+//!   (stores edited or written by QGIS, GDAL and other tools).
+//! * [`mbtiles`]: the MBTiles (SQLite) tile archive writer.
+
+pub mod codes;
+pub mod gpkg;
+pub mod mbtiles;
+pub mod model;
+pub mod project;
+mod queries;
+pub mod versions;
+
+pub use gpkg::*;
+pub use queries::Selection;
