@@ -433,11 +433,14 @@ fn vertex_tree(
                 .flat_map(move |r| r.0.iter().map(move |c| (i, [c.x, c.y])))
         })
         .collect();
-    pts.sort_by(|a, b| {
-        (a.1[0].total_cmp(&b.1[0]))
-            .then(a.1[1].total_cmp(&b.1[1]))
-            .then(a.0.cmp(&b.0))
-    });
+    {
+        use rayon::prelude::*;
+        pts.par_sort_unstable_by(|a, b| {
+            (a.1[0].total_cmp(&b.1[0]))
+                .then(a.1[1].total_cmp(&b.1[1]))
+                .then(a.0.cmp(&b.0))
+        });
+    }
     pts.dedup();
     rstar::RTree::bulk_load(
         pts.into_iter()
@@ -462,10 +465,10 @@ pub fn snap_vertices(layer: &mut [Option<MultiPolygon<f64>>], tol: f64) -> usize
     let lex = |a: [f64; 2], b: [f64; 2]| a[0].total_cmp(&b[0]).then(a[1].total_cmp(&b[1]));
     let key = |p: [f64; 2]| (p[0].to_bits(), p[1].to_bits());
     // The smallest vertex within `tol` of each vertex that has one.
-    let mut target: HashMap<(u64, u64), [f64; 2]> = tree
-        .iter()
-        .filter_map(|v| {
-            let p = *v.geom();
+    let vertices: Vec<[f64; 2]> = tree.iter().map(|v| *v.geom()).collect();
+    let mut target: HashMap<(u64, u64), [f64; 2]> = vertices
+        .par_iter()
+        .filter_map(|&p| {
             let best = tree
                 .locate_within_distance(p, tol * tol)
                 .map(|w| *w.geom())

@@ -765,6 +765,19 @@ pub fn assign_csv(
     let shape = OutputShape::new(&slots, ncols, opts.columns);
 
     let read_result: Result<u64, AssignError> = std::thread::scope(|s| {
+        // The writer thread: chunk N is written while N + 1 is processed.
+        let (wtx, wrx) = mpsc::sync_channel::<Vec<(Vec<u8>, Vec<u8>)>>(2);
+        let (out, rej) = (&mut out, &mut rej);
+        let writer = s.spawn(move || -> Result<(), AssignError> {
+            for parts in wrx {
+                for (o, r) in &parts {
+                    out.write_all(o).map_err(werr(output))?;
+                    rej.write_all(r).map_err(werr(rejects))?;
+                }
+            }
+            out.flush().map_err(werr(output))?;
+            rej.flush().map_err(werr(rejects))
+        });
         let (tx, rx) = mpsc::sync_channel::<std::io::Result<Chunk>>(2);
         let (recycle_tx, recycle_rx) = mpsc::channel::<Chunk>();
         let reader = s.spawn(move || {
@@ -818,9 +831,9 @@ pub fn assign_csv(
                     format_part(layer, line, outs, &chunk.rows[base..], &shape)
                 })
                 .collect();
-            for (o, r) in &parts {
-                out.write_all(o).map_err(werr(output))?;
-                rej.write_all(r).map_err(werr(rejects))?;
+            if wtx.send(parts).is_err() {
+                // The writer stopped on an error: it says which.
+                break;
             }
             for (i, (o, (id, _))) in outcomes.iter().zip(&extras).enumerate() {
                 o.tally(&mut summary);
@@ -838,12 +851,12 @@ pub fn assign_csv(
             let _ = recycle_tx.send(chunk);
         }
         progress.set_total(summary.rows_in);
-        // The reader thread does not panic; a panic would be a bug.
+        drop(wtx);
+        // Neither thread panics; a panic would be a bug.
+        writer.join().unwrap_or(Ok(()))?;
         Ok(reader.join().unwrap_or(0))
     });
     info.blank_rows = read_result?;
-    out.flush().map_err(werr(output))?;
-    rej.flush().map_err(werr(rejects))?;
 
     summary.input = Some(info);
     summary.finish(&mut ids, t0);
