@@ -24,8 +24,9 @@ use rand_chacha::ChaCha8Rng;
 use wangge_engine::index::GridIndex;
 use wangge_engine::io::geojson::read_geojson_from;
 use wangge_engine::model::Layer;
+use wangge_engine::progress::NoProgress;
 use wangge_engine::store::Store;
-use wangge_engine::synth::{self, NoProgress, SynthOptions};
+use wangge_synth::{self as synth, SynthOptions};
 
 /// The communities of a small-scale synthetic Beijing with `n` communities.
 fn polygons(n: usize) -> Vec<MultiPolygon<f64>> {

@@ -21,10 +21,11 @@ use wangge_engine::io::geojson::{
 };
 use wangge_engine::io::{FeatureError, csv as point_csv};
 use wangge_engine::model::Layer;
+use wangge_engine::progress::Progress;
 use wangge_engine::project;
 use wangge_engine::store::{ColumnType, GeomType, Store, Value};
-use wangge_engine::synth::{self, Progress, SynthOptions};
 use wangge_engine::validate::{self, Action, PolygonInput};
+use wangge_synth::{self as synth, SynthOptions};
 
 /// wangge (网格): divide communities into service grids, keep every person,
 /// place, object, event and organization in exactly one grid, and serve it.

@@ -659,9 +659,36 @@ pub fn node_layer(layer: &mut [Option<MultiPolygon<f64>>], tol: f64) -> usize {
         .sum()
 }
 
+/// Indices of `points` in reading order: rows of height `band` from north to
+/// south, west to east within a row (the DB11 numbering convention).
+#[must_use]
+pub fn reading_order(points: &[Coord<f64>], band: f64) -> Vec<usize> {
+    let top = points.iter().map(|p| p.y).fold(f64::NEG_INFINITY, f64::max);
+    let mut idx: Vec<usize> = (0..points.len()).collect();
+    let band = if band > 0.0 { band } else { 1.0 };
+    idx.sort_by(|&a, &b| {
+        let ra = ((top - points[a].y) / band).floor();
+        let rb = ((top - points[b].y) / band).floor();
+        ra.total_cmp(&rb).then(points[a].x.total_cmp(&points[b].x))
+    });
+    idx
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reading_order_is_rows_north_to_south_then_west_to_east() {
+        let pts = [
+            Coord { x: 1.0, y: 0.0 },
+            Coord { x: 0.0, y: 0.0 },
+            Coord { x: 5.0, y: 1.0 },
+            Coord { x: 3.0, y: 1.0 },
+        ];
+        assert_eq!(reading_order(&pts, 0.5), vec![3, 2, 1, 0]);
+    }
+
     use geo::Validation;
     use geo_types::polygon;
 

@@ -1,8 +1,8 @@
 //! wangge engine: the grid-management data model and everything that works on
 //! it without knowing about HTTP or tiles.
 //!
-//! * [`codes`]: validated administrative and grid codes, id-card numbers.
-//! * [`model`]: layers, their schemas and the typed entities.
+//! * [`codes`], [`model`], [`store`]: re-exported from [`wangge_store`]
+//!   (codes, layers and schemas, the GeoPackage store).
 //! * [`crs`]: WGS84 / GCJ-02 / BD-09 conversions.
 //! * [`io`]: streaming GeoJSON and CSV readers and writers.
 //! * [`geom`]: make-valid, overlays, areas.
@@ -12,8 +12,6 @@
 //! * [`privacy`]: the publication rule for counts (k-suppression, complementary).
 //! * [`progress`]: progress reporting for long work.
 //! * [`assign`]: grid layers and batch assignment of point records.
-//! * [`synth`]: the deterministic synthetic Beijing.
-//! * [`store`]: the GeoPackage project store.
 //! * [`project`]: a store's wangge layers against their fixed schemas
 //!   (stores edited or written by QGIS, GDAL and other tools).
 
@@ -25,7 +23,6 @@ pub mod io;
 pub mod privacy;
 pub mod progress;
 pub mod project;
-pub mod synth;
 pub mod validate;
 pub mod validity;
 

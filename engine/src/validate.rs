@@ -131,7 +131,9 @@ pub fn validate_polygons(inputs: &[PolygonInput]) -> (Repaired, ValidationReport
         report.errors.extend(issues);
         fixed.push(geom);
     }
-    report.area_before_m2 = total_area(&fixed);
+    let before = areas(&fixed, None);
+    report.area_before_m2 = before.iter().sum();
+    let repaired = fixed.clone();
 
     resolve_overlaps(inputs, &mut fixed, &mut report);
     // Every output on the overlay grid, and neighbours noded against each
@@ -140,19 +142,29 @@ pub fn validate_polygons(inputs: &[PolygonInput]) -> (Repaired, ValidationReport
         *g = geom::snap_to_grid(g).unwrap_or_else(|| geom::make_valid(g));
     });
     geom::node_layer(&mut fixed, 1.0 / geom::GRID_PER_DEGREE);
-    report.area_after_m2 = total_area(&fixed);
+    // Most features come out of overlaps, snapping and noding unchanged:
+    // their area is the one already computed.
+    report.area_after_m2 = areas(&fixed, Some((&repaired, &before))).iter().sum();
     find_gaps(inputs, &fixed, &mut report);
     (fixed, report)
 }
 
-/// The summed geodesic area of a layer: areas computed in parallel, added
-/// in feature order (the same figure every run).
-fn total_area(layer: &[Option<MultiPolygon<f64>>]) -> f64 {
-    let areas: Vec<f64> = layer
+/// The geodesic area of each feature of a layer (0 for none), computed in
+/// parallel; summed in feature order by the caller, the same figure every
+/// run. With `known` (an earlier state of the layer and its areas), a
+/// feature equal to its earlier self keeps its earlier area.
+fn areas(
+    layer: &[Option<MultiPolygon<f64>>],
+    known: Option<(&[Option<MultiPolygon<f64>>], &[f64])>,
+) -> Vec<f64> {
+    layer
         .par_iter()
-        .map(|g| g.as_ref().map_or(0.0, geom::area_m2))
-        .collect();
-    areas.iter().sum()
+        .enumerate()
+        .map(|(i, g)| match known {
+            Some((was, area)) if was[i] == *g => area[i],
+            _ => g.as_ref().map_or(0.0, geom::area_m2),
+        })
+        .collect()
 }
 
 /// Repairs one feature alone, by the per-feature rules of the module

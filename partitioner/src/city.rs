@@ -7,11 +7,11 @@ use geo::{Area, Centroid, Contains, InteriorPoint};
 use geo_types::{Coord, Geometry, MultiPolygon, Point, Polygon};
 use rayon::prelude::*;
 use wangge_engine::assign::{GridLayer, GridPolygon};
+use wangge_engine::geom::reading_order;
 use wangge_engine::geom::{self, Frame};
 use wangge_engine::model::Layer;
 use wangge_engine::progress::Progress;
 use wangge_engine::store::{Store, StoreError, Value};
-use wangge_engine::synth::reading_order;
 
 use crate::balance::{self, Params, Unit};
 use crate::units::Territories;

@@ -30,7 +30,6 @@ mod error;
 mod grids;
 mod locate;
 mod metrics;
-mod store_tiles;
 mod tiles;
 mod viewer;
 
@@ -39,9 +38,9 @@ pub use error::ApiError;
 pub use grids::Directory;
 pub use locate::{Locator, MAX_POINTS};
 pub use metrics::Metrics;
-pub use store_tiles::StoreTiles;
 pub use tiles::{TileSource, VectorLayer, negotiate};
 pub use wangge_tiler::Changes as TileChanges;
+pub use wangge_tiler::serving::StoreTiles;
 
 use crate::cli::Ui;
 

@@ -2,7 +2,6 @@
 //! `/style.json`, and `/tiles/{source}/{z}/{x}/{y}` with compression
 //! negotiation, strong ETags, 204 for empty tiles and the [`TileCache`].
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 
@@ -13,74 +12,13 @@ use axum::http::header::{
 };
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use serde::Serialize;
 use serde_json::{Value as Json, json};
-use wangge_engine::store::Store;
-use wangge_tiler::Changes;
+use wangge_tiler::TileCoord;
+pub use wangge_tiler::serving::{TileSource, VectorLayer};
 
 use super::AppState;
 use super::cache::{CachedTile, Encoding, TileKey};
 use super::error::{ApiError, blocking};
-
-/// A vector layer of a tile source, as listed in TileJSON.
-#[derive(Debug, Clone, Serialize)]
-pub struct VectorLayer {
-    /// The MVT layer name.
-    pub id: String,
-    /// What it holds.
-    #[serde(skip_serializing_if = "String::is_empty")]
-    pub description: String,
-    /// First zoom with features.
-    pub minzoom: u8,
-    /// Last zoom with features.
-    pub maxzoom: u8,
-    /// Attribute name → type (`String`, `Number`, `Boolean`).
-    pub fields: BTreeMap<String, String>,
-}
-
-/// Something that makes vector tiles; the server caches, compresses and
-/// serves them. Implemented for the `wangge-tiler` crate's tiler.
-pub trait TileSource: Send + Sync {
-    /// The source id in URLs (`/tiles/{id}/…`).
-    fn id(&self) -> &str;
-    /// A one-line description.
-    fn description(&self) -> String {
-        String::new()
-    }
-    /// The layers of its tiles.
-    fn layers(&self) -> Vec<VectorLayer>;
-    /// `[min_lon, min_lat, max_lon, max_lat]` of its data.
-    fn bounds(&self) -> [f64; 4];
-    /// First zoom served.
-    fn minzoom(&self) -> u8;
-    /// Last zoom served.
-    fn maxzoom(&self) -> u8;
-    /// The uncompressed MVT of tile z/x/y; empty when it has no features.
-    /// Called off the async executor.
-    ///
-    /// # Errors
-    /// Store or encoding failures (answered with a 500).
-    fn tile(&self, z: u8, x: u32, y: u32) -> Result<Vec<u8>, String>;
-    /// Re-reads the grids (and their counts) of one community after an
-    /// edit, and whatever else the edit may have changed; returns what
-    /// changed, from which the server drops exactly the cached tiles that
-    /// may differ ([`Changes::everything`] drops them all, an empty
-    /// [`Changes`] none). Not called on a source that is a
-    /// [`TileSource::view_of`] another.
-    ///
-    /// # Errors
-    /// Store failures (the server then drops every cached tile).
-    fn reload_grids(&self, store: &Store, community: &str) -> Result<Changes, String>;
-    /// The id of the source whose data this one shows part of (its
-    /// [`TileSource::layers`]), when it shares that source's data: it is not
-    /// reloaded itself, and that source's [`Changes`], restricted to this
-    /// source's layers, decide which of its tiles are dropped. Views are
-    /// listed in the catalog but left out of `/style.json`, which draws the
-    /// full sources.
-    fn view_of(&self) -> Option<&str> {
-        None
-    }
-}
 
 /// Picks the response encoding from `Accept-Encoding`: brotli, then gzip,
 /// then identity, honouring `q=0`.
@@ -425,7 +363,9 @@ pub(crate) async fn tile(
             state.metrics.tile_misses.fetch_add(1, Relaxed);
             let src = Arc::clone(source);
             let (t, b) = blocking(move || {
-                let raw = src.tile(z, x, y).map_err(|e| {
+                let t = TileCoord::new(z, x, y)
+                    .map_err(|e| ApiError::NotFound(format!("tile {z}/{x}/{y}: {e}")))?;
+                let raw = src.tile(t).map_err(|e| {
                     ApiError::Internal(format!("tile {}/{z}/{x}/{y}: {e}", src.id()))
                 })?;
                 let mut t = CachedTile::new(Bytes::from(raw));

@@ -1083,12 +1083,14 @@ impl wangge::serve::TileSource for FakeSource {
     fn maxzoom(&self) -> u8 {
         14
     }
-    fn tile(&self, z: u8, x: u32, y: u32) -> Result<Vec<u8>, String> {
+    fn tile(&self, t: wangge_tiler::TileCoord) -> Result<Vec<u8>, String> {
         self.encoded.fetch_add(1, Ordering::SeqCst);
-        if x == 0 {
+        if t.x() == 0 {
             return Ok(Vec::new());
         }
-        Ok(format!("{z}/{x}/{y};").repeat(500).into_bytes())
+        Ok(format!("{}/{}/{};", t.z(), t.x(), t.y())
+            .repeat(500)
+            .into_bytes())
     }
     fn reload_grids(
         &self,

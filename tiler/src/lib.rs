@@ -22,6 +22,7 @@ use std::path::PathBuf;
 pub mod changes;
 pub mod export;
 pub mod mvt;
+pub mod serving;
 pub mod source;
 pub mod tile;
 

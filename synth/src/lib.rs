@@ -37,13 +37,13 @@ use rayon::prelude::*;
 use rstar::RTree;
 use spade::{DelaunayTriangulation, Point2, Triangulation};
 
-use crate::codes::{CommunityCode, DistrictCode, IdCardNumber, StreetCode};
-use crate::geom::{self, Frame};
-use crate::model::{
+use wangge_engine::codes::{CommunityCode, DistrictCode, IdCardNumber, StreetCode};
+use wangge_engine::geom::{self, Frame, reading_order};
+use wangge_engine::model::{
     AdminUnit, Building, EVENT_KINDS, EVENT_STATUS, Layer, OBJECT_KINDS, ORGANIZATION_KINDS,
     PLACE_KINDS, Person, PointEntity, RoadKind, age_band,
 };
-use crate::store::{Store, StoreError, Value};
+use wangge_engine::store::{Store, StoreError, Value};
 
 /// Beijing's resident population in the 2020 census.
 pub const BEIJING_POPULATION: u64 = 21_893_095;
@@ -90,7 +90,7 @@ pub struct DistrictInput {
     pub geometry: MultiPolygon<f64>,
 }
 
-pub use crate::progress::{NoProgress, Progress};
+pub use wangge_engine::progress::{NoProgress, Progress};
 
 /// Errors of the synthetic city.
 #[derive(Debug, thiserror::Error)]
@@ -297,21 +297,6 @@ fn voronoi(seeds: &[Coord<f64>], bbox: Rect<f64>) -> (Vec<Polygon<f64>>, Vec<Vor
         }
     }
     (cells, edges)
-}
-
-/// Indices of `points` in reading order: rows of height `band` from north to
-/// south, west to east within a row (the DB11 numbering convention).
-#[must_use]
-pub fn reading_order(points: &[Coord<f64>], band: f64) -> Vec<usize> {
-    let top = points.iter().map(|p| p.y).fold(f64::NEG_INFINITY, f64::max);
-    let mut idx: Vec<usize> = (0..points.len()).collect();
-    let band = if band > 0.0 { band } else { 1.0 };
-    idx.sort_by(|&a, &b| {
-        let ra = ((top - points[a].y) / band).floor();
-        let rb = ((top - points[b].y) / band).floor();
-        ra.total_cmp(&rb).then(points[a].x.total_cmp(&points[b].x))
-    });
-    idx
 }
 
 fn clip_lines(area: &MultiPolygon<f64>, seg: [Coord<f64>; 2]) -> Vec<LineString<f64>> {
@@ -1106,17 +1091,18 @@ fn write_roads(
 ) -> Result<(), SynthError> {
     let mut w = store.writer(Layer::Roads.name())?;
     let mut n = 0u64;
-    let mut push = |w: &mut crate::store::LayerWriter<'_>, l: &LineString<f64>, kind: RoadKind| {
-        n += 1;
-        w.insert(
-            &Geometry::LineString(l.clone()),
-            &[
-                Value::Text(format!("R{n:07}")),
-                Value::from(kind.as_str()),
-                Value::from(""),
-            ],
-        )
-    };
+    let mut push =
+        |w: &mut wangge_engine::store::LayerWriter<'_>, l: &LineString<f64>, kind: RoadKind| {
+            n += 1;
+            w.insert(
+                &Geometry::LineString(l.clone()),
+                &[
+                    Value::Text(format!("R{n:07}")),
+                    Value::from(kind.as_str()),
+                    Value::from(""),
+                ],
+            )
+        };
     for plan in plans {
         for (l, kind) in &plan.roads {
             push(&mut w, l, *kind)?;
@@ -1459,10 +1445,16 @@ pub fn parse_census(text: &str, label: &str) -> Result<HashMap<DistrictCode, u64
 /// from `properties.name`, populations from `census` (districts missing from
 /// it get 1,000 persons per km²). Returns the validation report too.
 pub fn prepare_districts(
-    features: &[crate::io::geojson::GeoFeature],
+    features: &[wangge_engine::io::geojson::GeoFeature],
     census: &HashMap<DistrictCode, u64>,
     label: &str,
-) -> Result<(Vec<DistrictInput>, crate::validate::ValidationReport), String> {
+) -> Result<
+    (
+        Vec<DistrictInput>,
+        wangge_engine::validate::ValidationReport,
+    ),
+    String,
+> {
     let mut codes = Vec::with_capacity(features.len());
     let mut inputs = Vec::with_capacity(features.len());
     for f in features {
@@ -1480,14 +1472,14 @@ pub fn prepare_districts(
             ));
         }
         codes.push(code);
-        inputs.push(crate::validate::PolygonInput {
+        inputs.push(wangge_engine::validate::PolygonInput {
             number: f.number,
             code: Some(code.to_string()),
             geometry: f.geometry.clone(),
             notes: f.notes.clone(),
         });
     }
-    let (fixed, report) = crate::validate::validate_polygons(&inputs);
+    let (fixed, report) = wangge_engine::validate::validate_polygons(&inputs);
     let mut out = Vec::new();
     for ((f, code), g) in features.iter().zip(codes).zip(fixed) {
         let Some(geometry) = g else {
@@ -1539,17 +1531,6 @@ mod tests {
             assert!(id.to_string().parse::<IdCardNumber>().is_ok());
             assert!(seen.insert(id.to_string()));
         }
-    }
-
-    #[test]
-    fn reading_order_is_rows_north_to_south_then_west_to_east() {
-        let pts = [
-            Coord { x: 1.0, y: 0.0 },
-            Coord { x: 0.0, y: 0.0 },
-            Coord { x: 5.0, y: 1.0 },
-            Coord { x: 3.0, y: 1.0 },
-        ];
-        assert_eq!(reading_order(&pts, 0.5), vec![3, 2, 1, 0]);
     }
 
     #[test]

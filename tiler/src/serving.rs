@@ -1,14 +1,76 @@
-//! The store's vector tiles ([`wangge_tiler::Tiler`]) as [`TileSource`]s:
-//! every layer as source `wangge`, and each layer alone as a source named
-//! after it (martin's one source per table), all sharing one loaded tiler.
+//! What a tile server serves: the [`TileSource`] trait, and the store's
+//! vector tiles ([`crate::Tiler`]) as sources: every layer as source
+//! `wangge`, and each layer alone as a source named after it (martin's one
+//! source per table), all sharing one loaded tiler.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::{Arc, RwLock};
 
+use serde::Serialize;
 use wangge_engine::store::Store;
-use wangge_tiler::{Changes, FieldType, Tiler};
 
-use super::tiles::{TileSource, VectorLayer};
+use crate::{Changes, FieldType, TileCoord, Tiler};
+
+/// A vector layer of a tile source, as listed in TileJSON.
+#[derive(Debug, Clone, Serialize)]
+pub struct VectorLayer {
+    /// The MVT layer name.
+    pub id: String,
+    /// What it holds.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub description: String,
+    /// First zoom with features.
+    pub minzoom: u8,
+    /// Last zoom with features.
+    pub maxzoom: u8,
+    /// Attribute name → type (`String`, `Number`, `Boolean`).
+    pub fields: BTreeMap<String, String>,
+}
+
+/// Something that makes vector tiles; the server caches, compresses and
+/// serves them. Implemented for the store's tiler by [`StoreTiles`].
+pub trait TileSource: Send + Sync {
+    /// The source id in URLs (`/tiles/{id}/…`).
+    fn id(&self) -> &str;
+    /// A one-line description.
+    fn description(&self) -> String {
+        String::new()
+    }
+    /// The layers of its tiles.
+    fn layers(&self) -> Vec<VectorLayer>;
+    /// `[min_lon, min_lat, max_lon, max_lat]` of its data.
+    fn bounds(&self) -> [f64; 4];
+    /// First zoom served.
+    fn minzoom(&self) -> u8;
+    /// Last zoom served.
+    fn maxzoom(&self) -> u8;
+    /// The uncompressed MVT of tile z/x/y; empty when it has no features.
+    /// Called off the async executor.
+    ///
+    /// # Errors
+    /// Store or encoding failures (answered with a 500).
+    fn tile(&self, t: TileCoord) -> Result<Vec<u8>, String>;
+    /// Re-reads the grids (and their counts) of one community after an
+    /// edit, and whatever else the edit may have changed; returns what
+    /// changed, from which the server drops exactly the cached tiles that
+    /// may differ ([`Changes::everything`] drops them all, an empty
+    /// [`Changes`] none). Not called on a source that is a
+    /// [`TileSource::view_of`] another.
+    ///
+    /// # Errors
+    /// Store failures (the server then drops every cached tile).
+    fn reload_grids(&self, store: &Store, community: &str) -> Result<Changes, String>;
+    /// The id of the source whose data this one shows part of (its
+    /// [`TileSource::layers`]), when it shares that source's data: it is not
+    /// reloaded itself, and that source's [`Changes`], restricted to this
+    /// source's layers, decide which of its tiles are dropped. Views are
+    /// listed in the catalog but left out of `/style.json`, which draws the
+    /// full sources.
+    fn view_of(&self) -> Option<&str> {
+        None
+    }
+}
 
 /// Vector tiles of a store: all its layers (source `wangge`), or one layer
 /// (a *view*, source id = the layer name) of the same loaded tiler.
@@ -29,8 +91,8 @@ impl StoreTiles {
     ///
     /// # Errors
     /// When the store cannot be read.
-    pub fn open(store: &Path) -> Result<StoreTiles, wangge_tiler::TilerError> {
-        StoreTiles::open_with(store, wangge_tiler::TilerOptions::default())
+    pub fn open(store: &Path) -> Result<StoreTiles, crate::TilerError> {
+        StoreTiles::open_with(store, crate::TilerOptions::default())
     }
 
     /// [`StoreTiles::open`] with tiler options (the privacy rule).
@@ -39,8 +101,8 @@ impl StoreTiles {
     /// When the store cannot be read.
     pub fn open_with(
         store: &Path,
-        options: wangge_tiler::TilerOptions,
-    ) -> Result<StoreTiles, wangge_tiler::TilerError> {
+        options: crate::TilerOptions,
+    ) -> Result<StoreTiles, crate::TilerError> {
         Ok(StoreTiles {
             tiler: Arc::new(RwLock::new(Tiler::open_with(store, options)?)),
             layer: None,
@@ -72,7 +134,7 @@ impl StoreTiles {
         self.tiler.read().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn infos(&self) -> Vec<wangge_tiler::LayerInfo> {
+    fn infos(&self) -> Vec<crate::LayerInfo> {
         self.read()
             .layers()
             .iter()
@@ -142,15 +204,15 @@ impl TileSource for StoreTiles {
             Some(_) => self
                 .infos()
                 .first()
-                .map_or(wangge_tiler::source::MAX_ZOOM, |l| l.maxzoom),
+                .map_or(crate::source::MAX_ZOOM, |l| l.maxzoom),
         }
     }
 
-    fn tile(&self, z: u8, x: u32, y: u32) -> Result<Vec<u8>, String> {
-        let t = self.read();
+    fn tile(&self, t: TileCoord) -> Result<Vec<u8>, String> {
+        let tiler = self.read();
         match &self.layer {
-            None => t.tile(z, x, y),
-            Some(l) => t.tile_layer(z, x, y, l),
+            None => Ok(tiler.encode(t)),
+            Some(l) => tiler.tile_layer(t.z(), t.x(), t.y(), l),
         }
         .map_err(|e| e.to_string())
     }
