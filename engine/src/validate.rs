@@ -153,10 +153,7 @@ pub fn validate_polygons(inputs: &[PolygonInput]) -> (Repaired, ValidationReport
 /// parallel; summed in feature order by the caller, the same figure every
 /// run. With `known` (an earlier state of the layer and its areas), a
 /// feature equal to its earlier self keeps its earlier area.
-fn areas(
-    layer: &[Option<MultiPolygon<f64>>],
-    known: Option<(&[Option<MultiPolygon<f64>>], &[f64])>,
-) -> Vec<f64> {
+fn areas(layer: &[Option<MultiPolygon<f64>>], known: Option<(&Repaired, &[f64])>) -> Vec<f64> {
     layer
         .par_iter()
         .enumerate()

@@ -162,7 +162,8 @@ fn read_document(
     f: &mut impl FnMut(Result<GeoFeature, FeatureError>),
 ) -> Result<usize, ReadError> {
     let chained = io::Cursor::new(first.into_bytes()).chain(reader);
-    let sanitized = NonFiniteTokens::new(BufReader::new(chained));
+    // serde_json reads a byte at a time: a buffer in front of the rewrite.
+    let sanitized = BufReader::with_capacity(1 << 16, NonFiniteTokens::new(chained));
     let mut de = serde_json::Deserializer::from_reader(sanitized);
     let mut count = 0usize;
     let seed = DocumentSeed {
@@ -548,11 +549,17 @@ impl<R: Read> Read for NonFiniteTokens<R> {
         }
         while n < buf.len() {
             self.refill()?;
-            let rest = &self.raw[self.pos..];
+            // Look no further than what fits the caller's buffer (plus a
+            // token's length): each byte is scanned once, whatever the
+            // read sizes.
+            let room = buf.len() - n;
+            let avail = &self.raw[self.pos..];
+            let rest = &avail[..avail.len().min(room + LOOKAHEAD)];
             let Some(&b) = rest.first() else { break };
             if self.in_string {
                 // Copy up to the next quote or backslash in one go.
-                let run = memchr::memchr2(b'"', b'\\', rest).unwrap_or(rest.len());
+                let run = memchr::memchr2(b'"', b'\\', &rest[..rest.len().min(room)])
+                    .unwrap_or(rest.len().min(room));
                 let k = if self.escaped || run == 0 { 1 } else { run };
                 let k = k.min(buf.len() - n);
                 buf[n..n + k].copy_from_slice(&rest[..k]);
@@ -585,10 +592,11 @@ impl<R: Read> Read for NonFiniteTokens<R> {
             }
             // Copy a run of bytes that need no look (not a quote, nor a
             // token's first letter).
-            let run = rest
+            let scan = &rest[..rest.len().min(room)];
+            let run = scan
                 .iter()
                 .position(|&c| matches!(c, b'"' | b'N' | b'I' | b'-'))
-                .unwrap_or(rest.len());
+                .unwrap_or(scan.len());
             if run == 0 {
                 if b == b'"' {
                     self.in_string = true;
