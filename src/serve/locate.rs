@@ -48,7 +48,7 @@ impl Locator {
                 store.path().display()
             );
         };
-        let names = crate::assign_cli::admin_names(store)?;
+        let names = crate::cli::admin_names(store)?;
         Ok(Locator {
             layer: GridLayer::from_store(store, layer)?,
             level,
