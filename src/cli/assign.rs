@@ -5,7 +5,6 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use serde_json::{Value as Json, json};
-
 use wangge_engine::assign::{
     self, AssignOptions, GridLayer, OutputColumns, assign_csv, assign_store, code_path,
 };

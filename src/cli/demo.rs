@@ -1,8 +1,9 @@
 //! `wangge demo`: a synthetic Beijing built, validated, partitioned, assigned and served.
 
-use anyhow::Result;
 use std::path::PathBuf;
 use std::time::Instant;
+
+use anyhow::Result;
 use wangge_engine::model::Layer;
 use wangge_engine::store::{Store, Value};
 use wangge_engine::validate::{self, PolygonInput};

@@ -1,9 +1,10 @@
 //! `wangge export`: a layer of a store to GeoJSON or CSV.
 
-use anyhow::{Context, Result, bail};
-use serde_json::{Map, Value as Json, json};
 use std::io::Write;
 use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+use serde_json::{Map, Value as Json, json};
 use wangge_engine::io::geojson::{GeoJsonWriter, geometry_to_json};
 use wangge_engine::model::Layer;
 use wangge_engine::progress::Progress;

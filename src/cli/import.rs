@@ -1,12 +1,13 @@
 //! `wangge import`: a GeoJSON, CSV or spreadsheet file into a layer of a store, bad rows to the rejects.
 
-use anyhow::{Context, Result, bail};
-use serde_json::{Value as Json, json};
 use std::io::Write;
 use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+use serde_json::{Value as Json, json};
 use wangge_engine::codes::AdminCode;
-use wangge_engine::io::csv as point_csv;
 use wangge_engine::io::geojson::read_geojson;
+use wangge_engine::io::{FeatureError, csv as point_csv};
 use wangge_engine::model::Layer;
 use wangge_engine::store::{ColumnType, GeomType, Store, Value};
 use wangge_engine::validate::{self, Action, PolygonInput};
@@ -166,19 +167,9 @@ pub(crate) fn import_cmd(ui: &Ui, a: &ImportArgs) -> Result<()> {
                         let i = header.columns.iter().position(|c| c == name)?;
                         row.fields.get(i).map(str::to_owned)
                     };
-                    match values_of(&get) {
-                        Ok(values) => Parsed::Good {
-                            at,
-                            geometry: geo_types::Geometry::Point(row.point),
-                            values,
-                        },
-                        Err(reason) => Parsed::Bad { at, reason },
-                    }
+                    Parsed::of(at, geo_types::Geometry::Point(row.point), values_of(&get))
                 }
-                Err(e) => Parsed::Bad {
-                    at: e.location.to_string(),
-                    reason: e.reason,
-                },
+                Err(e) => e.into(),
             });
         })?;
         match (&done.info.sheet, done.info.encoding) {
@@ -204,29 +195,18 @@ pub(crate) fn import_cmd(ui: &Ui, a: &ImportArgs) -> Result<()> {
                 Ok(mut f) => {
                     a.points.crs.geometry_to_wgs84(&mut f.geometry);
                     let at = format!("feature {}", f.number);
-                    match values_of(&|name: &str| f.property_text(name)) {
-                        Ok(values) => {
-                            if a.layer.is_admin() {
-                                admin_inputs.push(PolygonInput {
-                                    number: f.number,
-                                    code: f.property_text("code"),
-                                    geometry: f.geometry.clone(),
-                                    notes: f.notes,
-                                });
-                            }
-                            Parsed::Good {
-                                at,
-                                geometry: f.geometry,
-                                values,
-                            }
-                        }
-                        Err(reason) => Parsed::Bad { at, reason },
+                    let values = values_of(&|name: &str| f.property_text(name));
+                    if values.is_ok() && a.layer.is_admin() {
+                        admin_inputs.push(PolygonInput {
+                            number: f.number,
+                            code: f.property_text("code"),
+                            geometry: f.geometry.clone(),
+                            notes: f.notes,
+                        });
                     }
+                    Parsed::of(at, f.geometry, values)
                 }
-                Err(e) => Parsed::Bad {
-                    at: e.location.to_string(),
-                    reason: e.reason,
-                },
+                Err(e) => e.into(),
             });
         })?;
         count as u64
@@ -384,4 +364,32 @@ pub(crate) enum Parsed {
         at: String,
         reason: String,
     },
+}
+
+impl Parsed {
+    /// A feature or row at `at` whose values mapped, or did not.
+    fn of(
+        at: String,
+        geometry: geo_types::Geometry<f64>,
+        values: Result<Vec<Value>, String>,
+    ) -> Parsed {
+        match values {
+            Ok(values) => Parsed::Good {
+                at,
+                geometry,
+                values,
+            },
+            Err(reason) => Parsed::Bad { at, reason },
+        }
+    }
+}
+
+impl From<FeatureError> for Parsed {
+    /// A feature or row the reader could not read.
+    fn from(e: FeatureError) -> Parsed {
+        Parsed::Bad {
+            at: e.location.to_string(),
+            reason: e.reason,
+        }
+    }
 }

@@ -1,8 +1,9 @@
 //! `wangge info`: counts, totals and extents of a store.
 
+use std::path::PathBuf;
+
 use anyhow::Result;
 use serde_json::{Map, json};
-use std::path::PathBuf;
 use wangge_engine::store::Store;
 
 use super::Ui;

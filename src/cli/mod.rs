@@ -9,7 +9,6 @@ use std::path::Path;
 use anyhow::{Result, bail};
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
-
 use wangge_engine::crs::Crs;
 use wangge_engine::io::FeatureError;
 use wangge_engine::io::encoding::Encoding;

@@ -5,7 +5,6 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use serde_json::json;
-
 use wangge_engine::assign::{GridLayer, assign_store};
 use wangge_engine::model::Layer;
 use wangge_engine::progress::Progress;

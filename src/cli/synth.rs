@@ -1,9 +1,10 @@
 //! `wangge synth`: the synthetic Beijing into a new store.
 
-use anyhow::{Context, Result, bail};
-use serde_json::{Map, json};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use serde_json::{Map, json};
 use wangge_engine::io::geojson::read_geojson_from;
 use wangge_engine::store::Store;
 use wangge_synth::{self as synth, SynthOptions};

@@ -3,7 +3,6 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
-
 use wangge_tiler::{Tiler, TilerOptions};
 
 use crate::cli::{Bars, Ui};

@@ -1,8 +1,9 @@
 //! `wangge validate`: every defect of a polygon layer, reported and optionally repaired.
 
+use std::path::PathBuf;
+
 use anyhow::{Context, Result};
 use serde_json::json;
-use std::path::PathBuf;
 use wangge_engine::crs::Crs;
 use wangge_engine::io::geojson::{GeoJsonWriter, read_geojson};
 use wangge_engine::validate::{self, Action, PolygonInput};
