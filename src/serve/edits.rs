@@ -203,7 +203,9 @@ pub(crate) async fn post_edit(
             if_version: Some(v),
         };
         let out = edit::apply(&mut store, &req).map_err(edit_error)?;
-        st.reload(&store, &out.community)?;
+        // The edit's own version, and any another process recorded since
+        // the last catch-up.
+        st.catch_up(&store)?;
         st.metrics.edits.fetch_add(1, Relaxed);
         Ok(out)
     })

@@ -159,6 +159,9 @@ pub struct AppState {
     pub(crate) token: Option<String>,
     pub(crate) privacy: Privacy,
     pub(crate) edits: tokio::sync::Mutex<()>,
+    /// The position in the store's log of versions up to which the index,
+    /// directory and tiles are current (see [`AppState::catch_up`]).
+    seen: std::sync::atomic::AtomicI64,
     body_limit: usize,
     timeout: Duration,
 }
@@ -186,7 +189,11 @@ impl AppState {
         let locator = Locator::load(&store)?;
         let directory =
             Directory::load(&store, options.privacy).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let seen = store
+            .last_version_position()
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
         Ok(AppState {
+            seen: std::sync::atomic::AtomicI64::new(seen),
             pool: ReadPool {
                 path: store_path.clone(),
                 idle: Mutex::new(vec![store]),
@@ -240,17 +247,51 @@ impl AppState {
             .map(|i| i as u16)
     }
 
-    /// After an edit of `community`: rebuild the index and directory, let
-    /// every tile source (not the views) re-read what the edit changed,
-    /// then drop exactly the cached tiles those changes touch: per source,
-    /// at the zooms of its changed layers, the tiles whose buffered square
-    /// meets a changed feature's old or new geometry (see
-    /// [`wangge_tiler::changes`]). A failed reload drops every tile.
-    pub(crate) fn reload(&self, store: &Store, community: &str) -> Result<(), ApiError> {
+    /// Catches up with every version recorded since the last one seen, by
+    /// this server's own edits or by other processes (a CLI `edit` or
+    /// `partition` on the file being served): the index and directory are
+    /// rebuilt once, then each changed community's tiles are re-read and
+    /// exactly their cached tiles dropped, as after an edit. Returns how
+    /// many communities changed. Callers hold the edit lock.
+    ///
+    /// # Errors
+    /// Store failures (every cached tile is dropped then).
+    pub(crate) fn catch_up(&self, store: &Store) -> Result<usize, ApiError> {
+        use std::sync::atomic::Ordering::SeqCst;
+        let after = self.seen.load(SeqCst);
+        let new = store.versions_after(after)?;
+        let Some(&(last, _)) = new.last() else {
+            return Ok(0);
+        };
+        let communities: std::collections::BTreeSet<&str> =
+            new.iter().map(|(_, c)| c.as_str()).collect();
+        self.reload_index(store)?;
+        let mut result = Ok(());
+        for c in &communities {
+            if let Err(e) = self.reload_tiles(store, c) {
+                result = Err(e);
+            }
+        }
+        self.seen.store(last, SeqCst);
+        result.map(|()| communities.len())
+    }
+
+    /// Rebuilds the point index and the grid directory from the store.
+    fn reload_index(&self, store: &Store) -> Result<(), ApiError> {
         let locator = Locator::load(store).map_err(ApiError::internal)?;
         let directory = Directory::load(store, self.privacy)?;
         *self.locator.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(locator);
         *self.directory.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(directory);
+        Ok(())
+    }
+
+    /// After an edit of `community` (the index and directory rebuilt): lets
+    /// every tile source (not the views) re-read what the edit changed,
+    /// then drops exactly the cached tiles those changes touch: per source,
+    /// at the zooms of its changed layers, the tiles whose buffered square
+    /// meets a changed feature's old or new geometry (see
+    /// [`wangge_tiler::changes`]). A failed reload drops every tile.
+    fn reload_tiles(&self, store: &Store, community: &str) -> Result<(), ApiError> {
         let mut failed = None;
         let mut changes: std::collections::HashMap<&str, TileChanges> =
             std::collections::HashMap::new();
@@ -550,17 +591,70 @@ pub(crate) fn serve_cmd(ui: &Ui, a: &ServeArgs) -> Result<()> {
         let local = listener.local_addr()?;
         let mut state = state;
         state.addr = local.to_string();
+        let state = Arc::new(state);
+        watch_store(Arc::clone(&state));
         // Printed even with --quiet: scripts read the port from it.
         eprintln!("listening on http://{local}");
         run(
             listener,
-            router(Arc::new(state)),
+            router(state),
             Duration::from_secs(a.header_timeout_s.max(1)),
         )
         .await;
         eprintln!("shut down");
         Ok(())
     })
+}
+
+/// How often the server looks for writes by other processes.
+const WATCH_EVERY: Duration = Duration::from_millis(250);
+
+/// Watches the store for commits by other processes (a CLI `edit`,
+/// `partition` or `apply` on the file being served), cheaply: one
+/// `PRAGMA data_version` every [`WATCH_EVERY`] on a connection of its
+/// own, and on a change the versions recorded since the last one seen
+/// ([`AppState::catch_up`]), under the edit lock.
+fn watch_store(state: Arc<AppState>) {
+    let spawned = std::thread::Builder::new()
+        .name("wangge-watch".into())
+        .spawn(move || {
+            let store = match open_reader(&state.store_path) {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("wangge serve: not watching the store for other writers: {e}");
+                    return;
+                }
+            };
+            let mut last = store.data_version().ok();
+            loop {
+                std::thread::sleep(WATCH_EVERY);
+                let now = match store.data_version() {
+                    Ok(v) => Some(v),
+                    Err(e) => {
+                        eprintln!("wangge serve: watching the store: {e}");
+                        continue;
+                    }
+                };
+                if now == last {
+                    continue;
+                }
+                last = now;
+                let _writer = state.edits.blocking_lock();
+                match state.catch_up(&store) {
+                    Ok(0) => {}
+                    Ok(n) => eprintln!(
+                        "store changed by another process: {n} communit{} reloaded",
+                        if n == 1 { "y" } else { "ies" }
+                    ),
+                    Err(e) => {
+                        eprintln!("wangge serve: reloading after another process's write: {e}")
+                    }
+                }
+            }
+        });
+    if let Err(e) = spawned {
+        eprintln!("wangge serve: not watching the store for other writers: {e}");
+    }
 }
 
 /// Accepts HTTP/1.1 connections until Ctrl-C or SIGTERM, with a deadline

@@ -207,6 +207,59 @@ impl Store {
             .at(self.path())
     }
 
+    /// A number that changes whenever another connection commits a write
+    /// to the store (SQLite's `PRAGMA data_version` on this connection):
+    /// what a serving process polls to notice another process's writes.
+    ///
+    /// # Errors
+    /// SQLite errors.
+    pub fn data_version(&self) -> Result<i64, StoreError> {
+        self.connection()
+            .query_row("PRAGMA data_version", [], |r| r.get(0))
+            .at(self.path())
+    }
+
+    /// The position of the last recorded version in the store's log of
+    /// versions (0 when there is none): what [`Store::versions_after`]
+    /// continues from.
+    ///
+    /// # Errors
+    /// SQLite errors.
+    pub fn last_version_position(&self) -> Result<i64, StoreError> {
+        if !self.has_version_tables()? {
+            return Ok(0);
+        }
+        self.connection()
+            .query_row(
+                "SELECT coalesce(max(rowid), 0) FROM wangge_versions",
+                [],
+                |r| r.get(0),
+            )
+            .at(self.path())
+    }
+
+    /// The versions recorded after position `after` of the log, in the
+    /// order they were written: `(position, community)`. Every write of a
+    /// partition or an edit, by any process, appends here in its
+    /// transaction, so a reader that remembers the last position it saw
+    /// misses none.
+    ///
+    /// # Errors
+    /// SQLite errors.
+    pub fn versions_after(&self, after: i64) -> Result<Vec<(i64, String)>, StoreError> {
+        if !self.has_version_tables()? {
+            return Ok(Vec::new());
+        }
+        let mut stmt = self
+            .connection()
+            .prepare("SELECT rowid, community FROM wangge_versions WHERE rowid > ?1 ORDER BY rowid")
+            .at(self.path())?;
+        let rows = stmt
+            .query_map([after], |r| Ok((r.get(0)?, r.get(1)?)))
+            .at(self.path())?;
+        rows.collect::<rusqlite::Result<_>>().at(self.path())
+    }
+
     /// Every grid code a community ever had in a recorded version.
     ///
     /// # Errors

@@ -2090,3 +2090,100 @@ fn serve_one_source_per_layer_like_martin() {
     }
     assert!(hexes > 0);
 }
+
+/// A write by another process to the file being served (here the CLI's
+/// `wangge edit`) reaches a running server by itself: the grid a CLI split
+/// adds is listed and served with the store's geometry, and the
+/// community's version follows, without a restart (the tiles take the same
+/// reload path as after an edit through the server). Then an edit through
+/// the server continues the same log.
+#[test]
+fn the_server_follows_cli_edits_of_its_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = city_copy(dir.path());
+    let grids = exported(&store, "grids", dir.path());
+    let mut by: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for g in &grids {
+        let p = &g["properties"];
+        by.entry(p["parent_code"].as_str().unwrap().to_owned())
+            .or_default()
+            .push(p["code"].as_str().unwrap().to_owned());
+    }
+    let (comm, codes) = by.iter().find(|(_, v)| v.len() >= 2).unwrap();
+    let srv = Server::start(&store, &["--token", TOKEN]);
+    let listed = |srv: &Server| -> Vec<String> {
+        let fc = get(&srv.url(&format!("/v1/grids?community={comm}")), &[]).json();
+        fc["features"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f["id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(&listed(&srv), codes);
+    let before = get(&srv.url(&format!("/v1/grids/{}", codes[0])), &[]).json();
+    let v0 = before["properties"]["version"].as_i64().unwrap();
+
+    // The CLI splits a grid of the community in the served file.
+    let out: Value = serde_json::from_str(&wangge_ok(&[
+        "edit",
+        "--store",
+        s(&store),
+        "--json",
+        "--quiet",
+        "split",
+        &codes[0],
+        "--parts",
+        "2",
+    ]))
+    .unwrap();
+    let added: Vec<String> = out["added"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap().to_owned())
+        .collect();
+    assert!(!added.is_empty(), "{out}");
+    // The server notices on its own (it polls every 250 ms; the deadline
+    // is only there so a broken watcher fails instead of hanging).
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !added.iter().all(|c| listed(&srv).contains(c)) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the server never showed {added:?}; it logged:\n{}",
+            srv.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // What it serves is what the store holds.
+    let after = exported(&store, "grids", dir.path());
+    for code in &added {
+        let f = after
+            .iter()
+            .find(|f| f["properties"]["code"] == code.as_str())
+            .unwrap();
+        let served = get(&srv.url(&format!("/v1/grids/{code}")), &[]).json();
+        assert_eq!(served["geometry"], f["geometry"]);
+        assert_eq!(served["properties"]["version"], v0 + 1);
+    }
+    assert!(
+        srv.log_text()
+            .contains("store changed by another process: 1 community reloaded"),
+        "{}",
+        srv.log_text()
+    );
+    // An edit through the server continues from the CLI's version.
+    let url = srv.url(&format!("/v1/communities/{comm}/edits"));
+    let lock = json!({"op": "lock", "grid": added[0]}).to_string();
+    let a = post(
+        &url,
+        &[
+            JSON_CT,
+            ("authorization", &format!("Bearer {TOKEN}")),
+            ("if-match", &(v0 + 1).to_string()),
+        ],
+        lock.as_bytes(),
+    );
+    assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+    assert_eq!(a.json()["version"], v0 + 2);
+}
