@@ -28,7 +28,7 @@ BIN=target/release/wangge
 WORK=$(mktemp -d)
 trap 'kill $SERVER 2>/dev/null || true; rm -rf "$WORK"' EXIT
 cp "$STORE" "$WORK/s.gpkg"
-"$BIN" serve --store "$WORK/s.gpkg" --addr 127.0.0.1:0 --quiet 2> "$WORK/serve.log" &
+"$BIN" serve --store "$WORK/s.gpkg" --addr 127.0.0.1:0 2> "$WORK/serve.log" &
 SERVER=$!
 for _ in $(seq 600); do grep -q "listening on" "$WORK/serve.log" && break; sleep 0.1; done
 BASE=$(grep -o 'http://[0-9.:]*' "$WORK/serve.log" | head -1)
@@ -53,6 +53,8 @@ while read -r grid; do
   echo "split $grid → $new shown after $ms ms"
   times+=("$ms")
 done < "$WORK/targets"
+# The server's own account of each catch-up.
+grep "store changed by another process" "$WORK/serve.log" | sed 's/^/server: /' || true
 printf '%s\n' "${times[@]}" | python3 -c '
 import sys, statistics
 t = [int(x) for x in sys.stdin if x.strip()]

@@ -257,15 +257,23 @@ impl AppState {
     /// # Errors
     /// Store failures (every cached tile is dropped then).
     pub(crate) fn catch_up(&self, store: &Store) -> Result<usize, ApiError> {
+        self.catch_up_timed(store).map(|(n, _)| n)
+    }
+
+    /// [`AppState::catch_up`], with the seconds it took to rebuild the
+    /// index and directory and to reload the tiles.
+    fn catch_up_timed(&self, store: &Store) -> Result<(usize, [f64; 2]), ApiError> {
         use std::sync::atomic::Ordering::SeqCst;
         let after = self.seen.load(SeqCst);
         let new = store.versions_after(after)?;
         let Some(&(last, _)) = new.last() else {
-            return Ok(0);
+            return Ok((0, [0.0; 2]));
         };
         let communities: std::collections::BTreeSet<&str> =
             new.iter().map(|(_, c)| c.as_str()).collect();
+        let t = std::time::Instant::now();
         self.reload_index(store)?;
+        let index_s = t.elapsed().as_secs_f64();
         let mut result = Ok(());
         for c in &communities {
             if let Err(e) = self.reload_tiles(store, c) {
@@ -273,7 +281,8 @@ impl AppState {
             }
         }
         self.seen.store(last, SeqCst);
-        result.map(|()| communities.len())
+        let tiles_s = t.elapsed().as_secs_f64() - index_s;
+        result.map(|()| (communities.len(), [index_s, tiles_s]))
     }
 
     /// Rebuilds the point index and the grid directory from the store.
@@ -640,11 +649,14 @@ fn watch_store(state: Arc<AppState>) {
                 }
                 last = now;
                 let _writer = state.edits.blocking_lock();
-                match state.catch_up(&store) {
-                    Ok(0) => {}
-                    Ok(n) => eprintln!(
-                        "store changed by another process: {n} communit{} reloaded",
-                        if n == 1 { "y" } else { "ies" }
+                match state.catch_up_timed(&store) {
+                    Ok((0, _)) => {}
+                    Ok((n, [index_s, tiles_s])) => eprintln!(
+                        "store changed by another process: {n} communit{} reloaded \
+                         (index and directory {:.0} ms, tiles {:.0} ms)",
+                        if n == 1 { "y" } else { "ies" },
+                        index_s * 1e3,
+                        tiles_s * 1e3
                     ),
                     Err(e) => {
                         eprintln!("wangge serve: reloading after another process's write: {e}")

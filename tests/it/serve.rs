@@ -2168,7 +2168,7 @@ fn the_server_follows_cli_edits_of_its_store() {
     }
     assert!(
         srv.log_text()
-            .contains("store changed by another process: 1 community reloaded"),
+            .contains("store changed by another process: 1 community reloaded ("),
         "{}",
         srv.log_text()
     );
