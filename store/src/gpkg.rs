@@ -1497,11 +1497,7 @@ impl Store {
         let rtree = rtree_name(layer, &def.geom);
         let bbox = match bbox {
             Some(b) if table_exists(&self.conn, &rtree).at(path)? => {
-                sql.push_str(&format!(
-                    " WHERE {} IN (SELECT id FROM {} WHERE maxx >= ?1 AND minx <= ?3 AND maxy >= ?2 AND miny <= ?4)",
-                    quote(&def.fid),
-                    quote(&rtree)
-                ));
+                sql.push_str(&where_in_box(&def.fid, &rtree));
                 Some(b)
             }
             _ => None,
@@ -2265,6 +2261,16 @@ pub(crate) fn table_exists(conn: &Connection, name: &str) -> rusqlite::Result<bo
     )
     .optional()
     .map(|found| found.is_some())
+}
+
+/// ` WHERE <fid> IN (…)`: the condition that keeps the features whose
+/// R-tree box meets the box bound as `?1..?4` (min x, min y, max x, max y).
+pub(crate) fn where_in_box(fid: &str, rtree: &str) -> String {
+    format!(
+        " WHERE {} IN (SELECT id FROM {} WHERE maxx >= ?1 AND minx <= ?3 AND maxy >= ?2 AND miny <= ?4)",
+        quote(fid),
+        quote(rtree)
+    )
 }
 
 pub(crate) fn rtree_name(table: &str, geom: &str) -> String {

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use geo_types::{Geometry, Rect};
 use rusqlite::{OptionalExtension, params};
 
-use crate::gpkg::{At, decode, quote, rtree_name, table_exists};
+use crate::gpkg::{At, decode, quote, rtree_name, table_exists, where_in_box};
 use crate::model::Layer;
 use crate::{Store, StoreError, Value, decode_geometry};
 
@@ -74,11 +74,7 @@ impl Store {
         let name = layer.name();
         let mut sql = format!("SELECT {} FROM {}", quote(column), quote(name));
         if region.is_some() {
-            sql.push_str(&format!(
-                " WHERE fid IN (SELECT id FROM {} \
-                 WHERE maxx >= ?1 AND minx <= ?3 AND maxy >= ?2 AND miny <= ?4)",
-                quote(&rtree_name(name, "geom"))
-            ));
+            sql.push_str(&where_in_box("fid", &rtree_name(name, "geom")));
         }
         let path = self.path();
         let mut stmt = self.connection().prepare(&sql).at(path)?;

@@ -24,7 +24,7 @@ use geo_types::{Geometry, Rect};
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 
-use crate::gpkg::{At, quote, rtree_name, table_exists};
+use crate::gpkg::{At, quote, rtree_name, table_exists, where_in_box};
 use crate::model::Layer;
 use crate::{LayerWriter, Store, StoreError, decode_geometry, encode_geometry};
 
@@ -621,11 +621,9 @@ impl Tx<'_> {
         let mut stmt = self
             .conn
             .prepare(&format!(
-                "SELECT fid, geom, grid_code FROM {} WHERE fid IN \
-                 (SELECT id FROM {} WHERE maxx >= ?1 AND minx <= ?3 \
-                  AND maxy >= ?2 AND miny <= ?4)",
+                "SELECT fid, geom, grid_code FROM {}{}",
                 quote(name),
-                quote(&rtree)
+                where_in_box("fid", &rtree)
             ))
             .at(self.path)?;
         let (min, max) = (bbox.min(), bbox.max());

@@ -52,6 +52,19 @@ pub(crate) fn city_copy(dir: &Path) -> PathBuf {
     out
 }
 
+/// The grid codes of each community of a store, in the order
+/// `wangge export` writes them.
+fn grids_by_community(store: &Path, dir: &Path) -> BTreeMap<String, Vec<String>> {
+    let mut by: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for g in &exported(store, "grids", dir) {
+        let p = &g["properties"];
+        by.entry(p["parent_code"].as_str().unwrap().to_owned())
+            .or_default()
+            .push(p["code"].as_str().unwrap().to_owned());
+    }
+    by
+}
+
 /// A running `wangge serve`, killed on drop.
 pub(crate) struct Server {
     child: Child,
@@ -701,16 +714,9 @@ fn serve_rejects_bad_requests_with_a_message_and_stays_up() {
 fn serve_edits_need_the_token_and_the_current_version() {
     let dir = tempfile::tempdir().unwrap();
     let store = city_copy(dir.path());
-    let grids = exported(&store, "grids", dir.path());
     // A community with at least three grids; merge its first two if they
     // are neighbours, else lock one.
-    let mut by: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for g in &grids {
-        let p = &g["properties"];
-        by.entry(p["parent_code"].as_str().unwrap().to_owned())
-            .or_default()
-            .push(p["code"].as_str().unwrap().to_owned());
-    }
+    let by = grids_by_community(&store, dir.path());
     let (comm, codes) = by.iter().find(|(_, v)| v.len() >= 3).unwrap();
     let srv = Server::start(&store, &["--token", TOKEN]);
     let url = srv.url(&format!("/v1/communities/{comm}/edits"));
@@ -2101,14 +2107,7 @@ fn serve_one_source_per_layer_like_martin() {
 fn the_server_follows_cli_edits_of_its_store() {
     let dir = tempfile::tempdir().unwrap();
     let store = city_copy(dir.path());
-    let grids = exported(&store, "grids", dir.path());
-    let mut by: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for g in &grids {
-        let p = &g["properties"];
-        by.entry(p["parent_code"].as_str().unwrap().to_owned())
-            .or_default()
-            .push(p["code"].as_str().unwrap().to_owned());
-    }
+    let by = grids_by_community(&store, dir.path());
     let (comm, codes) = by.iter().find(|(_, v)| v.len() >= 2).unwrap();
     let srv = Server::start(&store, &["--token", TOKEN]);
     let listed = |srv: &Server| -> Vec<String> {

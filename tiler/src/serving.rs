@@ -209,12 +209,8 @@ impl TileSource for StoreTiles {
     }
 
     fn tile(&self, t: TileCoord) -> Result<Vec<u8>, String> {
-        let tiler = self.read();
-        match &self.layer {
-            None => Ok(tiler.encode(t)),
-            Some(l) => tiler.tile_layer(t.z(), t.x(), t.y(), l),
-        }
-        .map_err(|e| e.to_string())
+        // The address is validated already: encode directly.
+        Ok(self.read().encode_only(t, self.layer.as_deref()))
     }
 
     fn reload_grids(&self, store: &Store, community: &str) -> Result<Changes, String> {
