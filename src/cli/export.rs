@@ -8,7 +8,7 @@ use serde_json::{Map, Value as Json, json};
 use wangge_engine::io::geojson::{GeoJsonWriter, geometry_to_json};
 use wangge_engine::model::Layer;
 use wangge_engine::progress::Progress;
-use wangge_engine::store::{GeomType, Store, Value};
+use wangge_engine::store::{AnyStore, GeomType, Value};
 
 use super::{Bars, Ui};
 
@@ -30,7 +30,7 @@ pub struct ExportArgs {
 }
 
 pub(crate) fn export_cmd(ui: &Ui, a: &ExportArgs) -> Result<()> {
-    let store = Store::open(&a.store)?;
+    let store = AnyStore::open(&a.store)?;
     let schema = store.schema(a.layer.name())?;
     let bars = Bars::new(ui.quiet);
     bars.stage(

@@ -4,14 +4,14 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use serde_json::{Map, json};
-use wangge_engine::store::Store;
+use wangge_engine::store::AnyStore;
 
 use super::Ui;
 
 /// `wangge info`.
 #[derive(Debug, clap::Args)]
 pub struct InfoArgs {
-    /// The store.
+    /// The store: a GeoPackage file or a PostgreSQL URL (postgres://user@host:port/db).
     pub store: PathBuf,
     /// Print one JSON object.
     #[arg(long)]
@@ -19,7 +19,7 @@ pub struct InfoArgs {
 }
 
 pub(crate) fn info_cmd(_ui: &Ui, a: &InfoArgs) -> Result<()> {
-    let store = Store::open(&a.store)?;
+    let store = AnyStore::open(&a.store)?;
     let layers = store.layers()?;
     let mut bbox: Option<[f64; 4]> = None;
     for l in &layers {
@@ -32,7 +32,7 @@ pub(crate) fn info_cmd(_ui: &Ui, a: &InfoArgs) -> Result<()> {
         println!(
             "{}",
             serde_json::to_string_pretty(&json!({
-                "store": a.store,
+                "store": store.location(),
                 "layers": layers.iter().map(|l| (l.name.clone(), json!({
                     "count": l.count,
                     "geometry": format!("{:?}", l.geometry),
@@ -43,7 +43,7 @@ pub(crate) fn info_cmd(_ui: &Ui, a: &InfoArgs) -> Result<()> {
             }))?
         );
     } else {
-        println!("{}", a.store.display());
+        println!("{}", store.location());
         for l in &layers {
             println!("  {:<14} {:>10}  {:?}", l.name, l.count, l.geometry);
         }

@@ -18,6 +18,7 @@ use wangge_engine::project;
 use wangge_engine::store::Store;
 
 mod assign;
+mod copy;
 mod demo;
 mod edit;
 mod export;
@@ -30,6 +31,7 @@ mod validate;
 
 pub(crate) use assign::admin_names;
 pub use assign::{AssignArgs, LocateArgs};
+pub use copy::CopyArgs;
 pub use demo::DemoArgs;
 pub use edit::{DiffArgs, EditArgs, HistoryArgs};
 pub use export::ExportArgs;
@@ -69,6 +71,9 @@ pub enum Command {
     Import(ImportArgs),
     /// Export a layer of a store to GeoJSON or CSV.
     Export(ExportArgs),
+    /// Copy a whole store (layers, fids, metadata, versions, locks) between
+    /// a GeoPackage and a PostgreSQL + PostGIS database, either way.
+    Copy(CopyArgs),
     /// Assign every row of a CSV registry to its grid (and community, street,
     /// district), or re-index the entity layers of a store.
     Assign(AssignArgs),
@@ -174,6 +179,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Info(a) => info::info_cmd(&ui, &a),
         Command::Import(a) => import::import_cmd(&ui, &a),
         Command::Export(a) => export::export_cmd(&ui, &a),
+        Command::Copy(a) => copy::copy_cmd(&ui, &a),
         Command::Assign(a) => assign::assign_cmd(&ui, &a),
         Command::Locate(a) => assign::locate_cmd(&ui, &a),
         Command::Partition(a) => partition::partition_cmd(&ui, &a).map(|_| ()),

@@ -266,6 +266,29 @@ pub enum StoreError {
         /// What happened.
         reason: String,
     },
+    /// PostgreSQL failed on the store, or could not be reached.
+    #[error("PostgreSQL error on {url}: {source}")]
+    Postgres {
+        /// The store's URL, without its password.
+        url: String,
+        /// What the client or the server said.
+        source: postgres::Error,
+    },
+    /// The PostgreSQL URL is malformed, or the database cannot hold a
+    /// wangge store (no PostGIS, tables of another application).
+    #[error("{url}: {reason}")]
+    NotWangge {
+        /// The URL as given, without its password.
+        url: String,
+        /// Why it was rejected, with what to do.
+        reason: String,
+    },
+    /// An operation this backend does not offer (yet).
+    #[error("{what}")]
+    Unsupported {
+        /// What was asked for, and what to do instead.
+        what: String,
+    },
     /// Layers whose columns, geometry or index differ from what is needed
     /// (a column dropped or retyped in another tool, a file written by
     /// another tool without the derived columns).
@@ -610,7 +633,7 @@ impl Value {
         }
     }
 
-    fn kind(&self) -> &'static str {
+    pub(crate) fn kind(&self) -> &'static str {
         match self {
             Value::Null => "NULL",
             Value::Integer(_) => "integer",
@@ -761,6 +784,7 @@ impl Store {
     /// check and the creation are one atomic step). On any later failure the
     /// half-written file is removed.
     pub fn create(path: &Path) -> Result<Store, StoreError> {
+        crate::postgis::refuse_url(path, "written")?;
         // create_new makes "must not exist" race-free; SQLite treats the empty
         // file as an empty database.
         match OpenOptions::new().write(true).create_new(true).open(path) {
@@ -808,6 +832,7 @@ impl Store {
     /// [`StoreError::NotGeoPackage`] if it is not an SQLite database, has
     /// another `application_id`, or lacks the core `gpkg_*` tables.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
+        crate::postgis::refuse_url(path, "read")?;
         let meta = std::fs::metadata(path).map_err(|source| StoreError::Io {
             path: path.to_owned(),
             source,
@@ -886,27 +911,7 @@ impl Store {
     /// unique and may not be `fid` or `geom`.
     pub fn create_layer(&mut self, schema: &LayerSchema) -> Result<(), StoreError> {
         let name = schema.name.as_str();
-        check_layer_name(name)?;
-        let mut seen = Vec::with_capacity(schema.columns.len());
-        for col in &schema.columns {
-            let bad = |reason: String| StoreError::BadSchema {
-                layer: name.to_owned(),
-                reason,
-            };
-            if !is_identifier(&col.name) {
-                return Err(bad(format!(
-                    "column name {:?} is not [a-z_][a-z0-9_]*",
-                    col.name
-                )));
-            }
-            if col.name == "fid" || col.name == "geom" {
-                return Err(bad(format!("column name {:?} is reserved", col.name)));
-            }
-            if seen.contains(&col.name.as_str()) {
-                return Err(bad(format!("column {:?} appears twice", col.name)));
-            }
-            seen.push(&col.name);
-        }
+        check_schema(schema)?;
         let path = &self.path;
         if table_exists(&self.conn, name).at(path)? {
             return Err(StoreError::LayerExists {
@@ -1045,7 +1050,16 @@ impl Store {
     pub fn writer(&mut self, layer: &str) -> Result<LayerWriter<'_>, StoreError> {
         let def = self.layer_def(layer)?;
         let schema = def.schema.clone();
-        self.start_writer(def, schema, None)
+        self.start_writer(def, schema, None, false)
+    }
+
+    /// Like [`Store::writer`], but [`LayerWriter::insert_with_fid`] may
+    /// give each feature its fid (what a copy between stores does to keep
+    /// ids).
+    pub fn writer_keeping_fids(&mut self, layer: &str) -> Result<LayerWriter<'_>, StoreError> {
+        let def = self.layer_def(layer)?;
+        let schema = def.schema.clone();
+        self.start_writer(def, schema, None, true)
     }
 
     /// Like [`Store::writer`], but for the columns of `schema` only, in its
@@ -1102,7 +1116,7 @@ impl Store {
             geometry: def.schema.geometry,
             columns: schema.columns.clone(),
         };
-        self.start_writer(def, written, key)
+        self.start_writer(def, written, key, false)
     }
 
     /// The transaction, deferred index and statements of a writer of
@@ -1112,6 +1126,7 @@ impl Store {
         def: LayerDef,
         written: LayerSchema,
         carry_key: Option<usize>,
+        keep_fids: bool,
     ) -> Result<LayerWriter<'_>, StoreError> {
         let layer = written.name.as_str();
         let path = self.path.as_path();
@@ -1135,8 +1150,11 @@ impl Store {
                 sql.push_str(", ");
                 sql.push_str(&quote(col));
             }
+            if keep_fids {
+                sql.push_str(&format!(", {}", quote(&def.fid)));
+            }
             sql.push_str(") VALUES (?1");
-            for i in 0..columns.len() {
+            for i in 0..columns.len() + usize::from(keep_fids) {
                 sql.push_str(&format!(", ?{}", i + 2));
             }
             sql.push(')');
@@ -1152,7 +1170,7 @@ impl Store {
             .filter(|c| !named.contains(c))
             .collect();
         let carry = match carry_key {
-            Some(key) if !extra.is_empty() => {
+            Some(key) if !extra.is_empty() && !keep_fids => {
                 let rows = carried_rows(&self.conn, &def, named[key], &extra).at(path)?;
                 let all: Vec<&str> = named.iter().chain(&extra).copied().collect();
                 Some(Carry {
@@ -1173,6 +1191,7 @@ impl Store {
             bbox: None,
             rows: 0,
             index,
+            keep_fids,
         })
     }
 
@@ -1813,6 +1832,24 @@ impl Store {
             .at(path)
     }
 
+    /// Every project metadata entry, sorted by key.
+    pub fn meta_entries(&self) -> Result<Vec<(String, String)>, StoreError> {
+        let path = &self.path;
+        if !table_exists(&self.conn, META_TABLE).at(path)? {
+            return Ok(Vec::new());
+        }
+        let mut stmt = self
+            .conn
+            .prepare(&format!(
+                "SELECT key, coalesce(value, '') FROM {META_TABLE} ORDER BY key"
+            ))
+            .at(path)?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .at(path)?;
+        rows.collect::<rusqlite::Result<_>>().at(path)
+    }
+
     /// Names of all feature layers, sorted.
     fn layer_names(&self) -> Result<Vec<String>, StoreError> {
         let mut stmt = self
@@ -2006,6 +2043,9 @@ pub struct LayerWriter<'a> {
     bbox: Option<[f64; 4]>,
     rows: u64,
     index: Option<DeferredIndex>,
+    /// Whether the insert statement takes the fid as its last parameter
+    /// ([`Store::writer_keeping_fids`]).
+    keep_fids: bool,
 }
 
 /// R-tree maintenance postponed to commit (see [`Store::writer`]).
@@ -2038,6 +2078,32 @@ impl LayerWriter<'_> {
     /// layer's declared type.
     pub fn insert(
         &mut self,
+        geometry: &Geometry<f64>,
+        values: &[Value],
+    ) -> Result<i64, StoreError> {
+        self.insert_as(None, geometry, values)
+    }
+
+    /// Like [`LayerWriter::insert`], but the feature gets `fid`, on a
+    /// writer from [`Store::writer_keeping_fids`]; a fid already in the
+    /// layer is an error.
+    pub fn insert_with_fid(
+        &mut self,
+        fid: i64,
+        geometry: &Geometry<f64>,
+        values: &[Value],
+    ) -> Result<i64, StoreError> {
+        if !self.keep_fids {
+            return Err(StoreError::Unsupported {
+                what: "insert_with_fid needs a writer from Store::writer_keeping_fids".into(),
+            });
+        }
+        self.insert_as(Some(fid), geometry, values)
+    }
+
+    fn insert_as(
+        &mut self,
+        fid: Option<i64>,
         geometry: &Geometry<f64>,
         values: &[Value],
     ) -> Result<i64, StoreError> {
@@ -2095,6 +2161,9 @@ impl LayerWriter<'_> {
                 }
             };
             bound.at(path)?;
+        }
+        if self.keep_fids {
+            stmt.raw_bind_parameter(values.len() + 2, fid).at(path)?;
         }
         let bounds = encode(geometry, SRS_WGS84, &mut self.blob);
         stmt.raw_bind_parameter(1, self.blob.as_slice()).at(path)?;
@@ -2212,6 +2281,35 @@ fn is_identifier(name: &str) -> bool {
         .next()
         .is_some_and(|b| b.is_ascii_lowercase() || b == b'_')
         && bytes.all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+}
+
+/// Checks a layer schema before it is created: the layer name (see
+/// [`check_layer_name`]) and unique `[a-z_][a-z0-9_]*` column names other
+/// than `fid` and `geom`.
+pub(crate) fn check_schema(schema: &LayerSchema) -> Result<(), StoreError> {
+    let name = schema.name.as_str();
+    check_layer_name(name)?;
+    let mut seen = Vec::with_capacity(schema.columns.len());
+    for col in &schema.columns {
+        let bad = |reason: String| StoreError::BadSchema {
+            layer: name.to_owned(),
+            reason,
+        };
+        if !is_identifier(&col.name) {
+            return Err(bad(format!(
+                "column name {:?} is not [a-z_][a-z0-9_]*",
+                col.name
+            )));
+        }
+        if col.name == "fid" || col.name == "geom" {
+            return Err(bad(format!("column name {:?} is reserved", col.name)));
+        }
+        if seen.contains(&col.name.as_str()) {
+            return Err(bad(format!("column {:?} appears twice", col.name)));
+        }
+        seen.push(&col.name);
+    }
+    Ok(())
 }
 
 fn check_layer_name(name: &str) -> Result<(), StoreError> {
@@ -2674,7 +2772,7 @@ impl Bounds {
     }
 }
 
-fn geometry_kind(g: &Geometry<f64>) -> &'static str {
+pub(crate) fn geometry_kind(g: &Geometry<f64>) -> &'static str {
     match g {
         Geometry::Point(_) => "Point",
         Geometry::Line(_) => "Line",
@@ -2943,9 +3041,25 @@ fn parse_header(blob: &[u8]) -> Result<Header, String> {
 
 pub(crate) fn decode(blob: &[u8]) -> Result<Geometry<f64>, String> {
     let header = parse_header(blob)?;
-    let mut r = Reader {
-        bytes: &blob[header.wkb..],
-    };
+    decode_wkb(&blob[header.wkb..])
+}
+
+/// Writes `geometry` as little-endian EWKB with `srid` on the outer
+/// geometry into `out` (cleared first): what PostGIS reads into a
+/// `geometry(…, srid)` column.
+pub(crate) fn encode_ewkb(geometry: &Geometry<f64>, srid: u32, out: &mut Vec<u8>) {
+    out.clear();
+    write_wkb(geometry, out, &mut Bounds::new());
+    // out = [1 (little-endian), type u32, body…]: flag the SRID and insert it.
+    let ty = u32::from_le_bytes([out[1], out[2], out[3], out[4]]) | 0x2000_0000;
+    out[1..5].copy_from_slice(&ty.to_le_bytes());
+    out.splice(5..5, srid.to_le_bytes());
+}
+
+/// Decodes plain ISO/OGC WKB (as `ST_AsBinary` returns it) in either byte
+/// order; never panics.
+pub(crate) fn decode_wkb(bytes: &[u8]) -> Result<Geometry<f64>, String> {
+    let mut r = Reader { bytes };
     let g = read_wkb(&mut r, 0)?;
     if !r.bytes.is_empty() {
         return Err(format!(
@@ -3973,6 +4087,7 @@ mod tests {
             w.insert(&poly, &vals(n)).unwrap();
         }
         w.commit().unwrap();
+        #[allow(clippy::type_complexity)]
         let rows: Vec<(String, Option<String>, Option<Vec<u8>>, Option<String>)> = store
             .connection()
             .prepare("SELECT name, note, photo, source FROM cells ORDER BY name")

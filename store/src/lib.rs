@@ -11,15 +11,22 @@
 //!   layers, counts, versions, locks and history ([`versions`]).
 //! * [`project`]: a store's wangge layers against their fixed schemas
 //!   (stores edited or written by QGIS, GDAL and other tools).
+//! * [`postgis`]: the same store in a PostgreSQL + PostGIS database
+//!   ([`PgStore`]), and [`AnyStore`], either backend behind one type, with
+//!   [`copy`] between them.
 //! * [`mbtiles`]: the MBTiles (SQLite) tile archive writer.
 
+mod backend;
 pub mod codes;
 pub mod gpkg;
 pub mod mbtiles;
 pub mod model;
+pub mod postgis;
 pub mod project;
 mod queries;
 pub mod versions;
 
+pub use backend::{AnyStore, CopyReport, copy};
 pub use gpkg::*;
+pub use postgis::{PgLayerWriter, PgStore};
 pub use queries::Selection;

@@ -594,6 +594,7 @@ mod tests {
             "{done:?}"
         );
         require(&store).unwrap();
+        #[allow(clippy::type_complexity)]
         let rows: Vec<(String, String, Option<i64>, Option<i64>, f64)> = store
             .connection()
             .prepare(

@@ -111,6 +111,38 @@ pub type VersionContents = (
     BTreeMap<String, VersionBuilding>,
 );
 
+/// One row of `wangge_versions`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VersionRecord {
+    /// The community's code.
+    pub community: String,
+    /// Version number.
+    pub version: i64,
+    /// Who made it.
+    pub author: String,
+    /// When (UTC, ISO 8601).
+    pub created: String,
+    /// Why.
+    pub reason: String,
+    /// The operation.
+    pub op: String,
+}
+
+/// Every row of the version and lock tables, as a copy between stores
+/// moves them: versions, the grids (with their geometry) and buildings of
+/// each, and the locked grid codes.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct VersionDump {
+    /// `wangge_versions`, by community and version.
+    pub versions: Vec<VersionRecord>,
+    /// `wangge_version_grids`: community, version, the grid, its geometry.
+    pub grids: Vec<(String, i64, VersionGrid, Option<Geometry<f64>>)>,
+    /// `wangge_version_buildings`: community, version, the building.
+    pub buildings: Vec<(String, i64, VersionBuilding)>,
+    /// `wangge_grid_locks`, sorted.
+    pub locks: Vec<String>,
+}
+
 /// A point feature of an entity layer, as [`Tx::points_in`] reads it.
 #[derive(Debug, Clone)]
 pub struct PointEntity {
@@ -388,7 +420,182 @@ impl Store {
     }
 }
 
+impl Store {
+    /// Every row of the version and lock tables (empty when the store has
+    /// none), for [`crate::copy`].
+    ///
+    /// # Errors
+    /// SQLite errors; [`StoreError::Geometry`] for an unreadable grid
+    /// geometry.
+    pub fn dump_versions(&self) -> Result<VersionDump, StoreError> {
+        let (conn, path) = (self.connection(), self.path());
+        let mut dump = VersionDump::default();
+        if !self.has_version_tables()? {
+            return Ok(dump);
+        }
+        let mut stmt = conn
+            .prepare(
+                "SELECT community, version, author, created, reason, op FROM wangge_versions
+                  ORDER BY community, version",
+            )
+            .at(path)?;
+        dump.versions = stmt
+            .query_map([], |r| {
+                Ok(VersionRecord {
+                    community: r.get(0)?,
+                    version: r.get(1)?,
+                    author: r.get(2)?,
+                    created: r.get(3)?,
+                    reason: r.get(4)?,
+                    op: r.get(5)?,
+                })
+            })
+            .at(path)?
+            .collect::<rusqlite::Result<_>>()
+            .at(path)?;
+        let mut stmt = conn
+            .prepare(
+                "SELECT community, version, code, households, persons, buildings, area_m2, geom
+                   FROM wangge_version_grids ORDER BY community, version, code",
+            )
+            .at(path)?;
+        let mut rows = stmt.query([]).at(path)?;
+        while let Some(r) = rows.next().at(path)? {
+            let grid = VersionGrid {
+                code: r.get(2).at(path)?,
+                households: r.get(3).at(path)?,
+                persons: r.get(4).at(path)?,
+                buildings: r.get(5).at(path)?,
+                area_m2: r.get(6).at(path)?,
+            };
+            let blob: Option<Vec<u8>> = r.get(7).at(path)?;
+            let geom = blob
+                .map(|b| {
+                    decode_geometry(&b).map_err(|e| StoreError::Geometry {
+                        layer: "wangge_version_grids".into(),
+                        fid: dump.grids.len() as i64 + 1,
+                        reason: e.to_string(),
+                    })
+                })
+                .transpose()?;
+            dump.grids
+                .push((r.get(0).at(path)?, r.get(1).at(path)?, grid, geom));
+        }
+        let mut stmt = conn
+            .prepare(
+                "SELECT community, version, building, grid, households
+                   FROM wangge_version_buildings ORDER BY community, version, rowid",
+            )
+            .at(path)?;
+        dump.buildings = stmt
+            .query_map([], |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    VersionBuilding {
+                        building: r.get(2)?,
+                        grid: r.get(3)?,
+                        households: r.get(4)?,
+                    },
+                ))
+            })
+            .at(path)?
+            .collect::<rusqlite::Result<_>>()
+            .at(path)?;
+        let mut stmt = conn
+            .prepare("SELECT code FROM wangge_grid_locks ORDER BY code")
+            .at(path)?;
+        dump.locks = stmt
+            .query_map([], |r| r.get(0))
+            .at(path)?
+            .collect::<rusqlite::Result<_>>()
+            .at(path)?;
+        Ok(dump)
+    }
+}
+
+impl Store {
+    /// Writes every row of `dump` into the version and lock tables, in one
+    /// transaction ([`Tx::load_versions`]).
+    ///
+    /// # Errors
+    /// SQLite errors, e.g. a version that is already there.
+    pub fn load_versions(&mut self, dump: &VersionDump) -> Result<(), StoreError> {
+        let path = self.path();
+        let tx = rusqlite::Transaction::new_unchecked(
+            self.connection(),
+            rusqlite::TransactionBehavior::Immediate,
+        )
+        .at(path)?;
+        Tx { conn: &tx, path }.load_versions(dump)?;
+        tx.commit().at(path)
+    }
+}
+
 impl Tx<'_> {
+    /// Writes every row of `dump` into the version and lock tables
+    /// (created when missing), for [`crate::copy`].
+    ///
+    /// # Errors
+    /// SQLite errors, e.g. a version that is already there.
+    pub fn load_versions(&self, dump: &VersionDump) -> Result<(), StoreError> {
+        let (conn, path) = (self.conn, self.path);
+        self.ensure_version_tables()?;
+        let mut stmt = conn
+            .prepare("INSERT INTO wangge_versions VALUES (?1, ?2, ?3, ?4, ?5, ?6)")
+            .at(path)?;
+        for v in &dump.versions {
+            stmt.execute(params![
+                v.community,
+                v.version,
+                v.author,
+                v.created,
+                v.reason,
+                v.op
+            ])
+            .at(path)?;
+        }
+        let mut stmt = conn
+            .prepare("INSERT INTO wangge_version_grids VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)")
+            .at(path)?;
+        for (community, version, g, geom) in &dump.grids {
+            let blob = geom
+                .as_ref()
+                .map(|g| encode_geometry(g, crate::gpkg::SRS_WGS84));
+            stmt.execute(params![
+                community,
+                version,
+                g.code,
+                g.households,
+                g.persons,
+                g.buildings,
+                g.area_m2,
+                blob
+            ])
+            .at(path)?;
+        }
+        let mut stmt = conn
+            .prepare("INSERT INTO wangge_version_buildings VALUES (?1, ?2, ?3, ?4, ?5)")
+            .at(path)?;
+        for (community, version, b) in &dump.buildings {
+            stmt.execute(params![
+                community,
+                version,
+                b.building,
+                b.grid,
+                b.households
+            ])
+            .at(path)?;
+        }
+        let mut stmt = conn
+            .prepare("INSERT INTO wangge_grid_locks VALUES (?1)")
+            .at(path)?;
+        for code in &dump.locks {
+            stmt.execute([code]).at(path)?;
+        }
+        Ok(())
+    }
+
     /// Creates the version and lock tables when missing.
     ///
     /// # Errors

@@ -9,6 +9,7 @@ mod foreign;
 mod gpkg;
 mod locate_truth;
 mod partition;
+mod postgis;
 mod privacy;
 mod registries;
 mod serve;

@@ -107,3 +107,139 @@ pub fn exported(store: &Path, layer: &str, dir: &Path) -> Vec<serde_json::Value>
         serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
     v["features"].as_array().unwrap().clone()
 }
+
+/// A throwaway PostgreSQL 15 + PostGIS cluster on a free port of
+/// 127.0.0.1 (never 5432), stopped and deleted on drop. `scripts/test`
+/// installs `postgresql-15-postgis-3`; without it the test fails.
+pub struct PgCluster {
+    dir: tempfile::TempDir,
+    /// The port it listens on.
+    pub port: u16,
+}
+
+const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
+
+impl PgCluster {
+    /// initdb and start (as `postgres` when run as root, which PostgreSQL
+    /// refuses to run as).
+    pub fn start() -> PgCluster {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let c = PgCluster { dir, port };
+        let data = c.dir.path().join("data");
+        c.pg_ctl(
+            &format!("{PG_BIN}/initdb"),
+            &["-D", s(&data), "-A", "trust", "-U", "postgres"],
+        );
+        c.start_server();
+        c
+    }
+
+    fn start_server(&self) {
+        let data = self.dir.path().join("data");
+        let log = self.dir.path().join("log");
+        let opts = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
+            self.port,
+            s(self.dir.path())
+        );
+        self.pg_ctl(
+            &format!("{PG_BIN}/pg_ctl"),
+            &["-D", s(&data), "-o", &opts, "-w", "-l", s(&log), "start"],
+        );
+    }
+
+    fn pg_ctl(&self, program: &str, args: &[&str]) {
+        let out = as_postgres(program)
+            .args(args).output().unwrap_or_else(|e| {
+            panic!("cannot run {program} ({e}); run `scripts/test`, which installs PostgreSQL 15 + PostGIS")
+        });
+        assert!(
+            out.status.success(),
+            "{program} {args:?} failed:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Creates database `name`, with the PostGIS extension when `postgis`,
+    /// and returns its URL.
+    pub fn database(&self, name: &str, postgis: bool) -> String {
+        self.psql("postgres", &format!("CREATE DATABASE {name}"));
+        if postgis {
+            self.psql(name, "CREATE EXTENSION postgis");
+        }
+        self.url(name)
+    }
+
+    /// The URL of database `name`.
+    pub fn url(&self, name: &str) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/{name}", self.port)
+    }
+
+    /// GDAL's name for database `name`.
+    pub fn ogr(&self, name: &str) -> String {
+        format!(
+            "PG:host=127.0.0.1 port={} dbname={name} user=postgres",
+            self.port
+        )
+    }
+
+    /// Runs `sql` with psql in database `db`; returns the rows, one line
+    /// each, fields separated by `|`.
+    pub fn psql(&self, db: &str, sql: &str) -> String {
+        let port = self.port.to_string();
+        let out = Command::new("psql")
+            .args([
+                "-X",
+                "-q",
+                "-At",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &port,
+            ])
+            .args(["-U", "postgres", "-d", db, "-c", sql])
+            .output()
+            .expect("psql runs; run `scripts/test`, which installs PostgreSQL");
+        assert!(
+            out.status.success(),
+            "psql {sql:?} failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim_end().to_owned()
+    }
+}
+
+impl Drop for PgCluster {
+    fn drop(&mut self) {
+        let data = self.dir.path().join("data");
+        let _ = as_postgres(&format!("{PG_BIN}/pg_ctl"))
+            .args(["-D", s(&data), "-m", "immediate", "stop"])
+            .output();
+    }
+}
+
+/// `program` run as the `postgres` user when we are root (PostgreSQL
+/// refuses to run as root), as ourselves otherwise.
+fn as_postgres(program: &str) -> Command {
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout == b"0\n");
+    if root {
+        let mut c = Command::new("runuser");
+        c.args(["-u", "postgres", "--", program]);
+        c
+    } else {
+        Command::new(program)
+    }
+}

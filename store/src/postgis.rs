@@ -1,0 +1,1071 @@
+//! The PostgreSQL + PostGIS backend: a wangge store in one database,
+//! addressed by a URL `postgres://user[:password]@host:port/database`.
+//!
+//! The database must have the PostGIS extension, and a new store needs a
+//! database without tables of its own. Its layout, in the connection's
+//! current schema:
+//!
+//! * `wangge_meta(key text PRIMARY KEY, value text)`: project metadata, and
+//!   the marker `store_format` that makes the database a wangge store;
+//! * `wangge_layers(name text PRIMARY KEY, geometry_type text)`: the
+//!   feature layers (what `gpkg_contents` is to a GeoPackage);
+//! * one table per layer: `fid bigint` identity primary key, `geom
+//!   geometry(<type>, 4326)` with a GiST index `<layer>_geom_gist`, then the
+//!   attribute columns as `bigint`, `double precision` and `text`;
+//! * the version and lock tables of [`crate::versions`], with the same
+//!   names and columns (`geom` as `geometry(Geometry, 4326)`).
+//!
+//! PostGIS, GDAL (`ogrinfo PG:…`) and QGIS read these tables as they are.
+//! Columns added by other tools survive: readers map integer and boolean
+//! types to [`ColumnType::Integer`], floating and numeric types to
+//! [`ColumnType::Real`] and everything else to [`ColumnType::Text`].
+//!
+//! Every write is one transaction. A [`PgLayerWriter`] locks its table
+//! against other writers, streams rows with `COPY`, and rolls back when it
+//! is dropped without [`PgLayerWriter::commit`] or when the connection is
+//! lost.
+
+use std::cell::RefCell;
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::path::Path;
+use std::time::Duration;
+
+use geo_types::Geometry;
+use postgres::{Client, Config, NoTls, Row};
+
+use crate::gpkg::{check_schema, decode_wkb, encode_ewkb, quote};
+use crate::versions::{VersionBuilding, VersionDump, VersionGrid, VersionRecord};
+use crate::{
+    Column, ColumnType, Feature, GeomType, LayerInfo, LayerSchema, StoreError, Value, merge_bbox,
+};
+
+/// The value of `store_format` in `wangge_meta`.
+const STORE_FORMAT: &str = "wangge-postgis-1";
+
+/// Rows per page of a full-layer scan.
+const PAGE: i64 = 10_000;
+
+/// Bytes of COPY data buffered before they are sent.
+const COPY_CHUNK: usize = 8 << 20;
+
+const SCHEMA: &str = "
+CREATE TABLE wangge_meta (key text PRIMARY KEY, value text);
+CREATE TABLE wangge_layers (name text PRIMARY KEY, geometry_type text NOT NULL);
+CREATE TABLE wangge_versions (
+  community text NOT NULL, version bigint NOT NULL, author text NOT NULL,
+  created text NOT NULL, reason text NOT NULL, op text NOT NULL,
+  PRIMARY KEY (community, version));
+CREATE TABLE wangge_version_grids (
+  community text NOT NULL, version bigint NOT NULL, code text NOT NULL,
+  households bigint NOT NULL, persons bigint NOT NULL, buildings bigint NOT NULL,
+  area_m2 double precision NOT NULL, geom geometry(Geometry, 4326),
+  PRIMARY KEY (community, version, code));
+CREATE TABLE wangge_version_buildings (
+  id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+  community text NOT NULL, version bigint NOT NULL, building text NOT NULL,
+  grid text NOT NULL, households bigint NOT NULL);
+CREATE INDEX wangge_version_buildings_cv ON wangge_version_buildings (community, version);
+CREATE TABLE wangge_grid_locks (code text PRIMARY KEY);
+";
+
+/// Whether `location` names a PostgreSQL store (`postgres://` or
+/// `postgresql://`) rather than a GeoPackage file.
+pub fn is_postgres_url(location: &str) -> bool {
+    location.starts_with("postgres://") || location.starts_with("postgresql://")
+}
+
+/// The URL with its password, if any, replaced by `***`, for messages.
+pub fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => match rest[..at].split_once(':') {
+            Some((user, _)) => format!("{scheme}://{user}:***{}", &rest[at..]),
+            None => url.to_owned(),
+        },
+        None => url.to_owned(),
+    }
+}
+
+/// The error a GeoPackage-only operation gives for a PostgreSQL URL.
+pub(crate) fn refuse_url(path: &Path, verb: &str) -> Result<(), StoreError> {
+    let location = path.to_string_lossy();
+    if !is_postgres_url(&location) {
+        return Ok(());
+    }
+    Err(StoreError::Unsupported {
+        what: format!(
+            "{} is a PostgreSQL store, and this command is not yet {verb} on PostgreSQL \
+             (so far `wangge copy`, `info` and `export` take one); work on a GeoPackage \
+             copy: wangge copy --from {} --to store.gpkg",
+            redact(&location),
+            redact(&location)
+        ),
+    })
+}
+
+/// A layer's table as [`PgStore`] reads it.
+#[derive(Debug, Clone)]
+struct PgLayer {
+    schema: LayerSchema,
+    /// The SQL that reads each column of `schema.columns` as `bigint`,
+    /// `double precision` or `text`.
+    reads: Vec<String>,
+}
+
+/// An open PostgreSQL + PostGIS store.
+///
+/// Like a GeoPackage [`crate::Store`], it is `Send` but not `Sync`: one
+/// connection, used by one thread at a time.
+pub struct PgStore {
+    client: RefCell<Client>,
+    url: String,
+}
+
+impl std::fmt::Debug for PgStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgStore").field("url", &self.url).finish()
+    }
+}
+
+impl PgStore {
+    /// Makes the empty database at `url` a wangge store.
+    ///
+    /// Fails, writing nothing, when the URL is malformed or names no
+    /// database, the server cannot be reached, the database lacks PostGIS,
+    /// or it already holds tables (a wangge store, or another
+    /// application's).
+    pub fn create(url: &str) -> Result<PgStore, StoreError> {
+        let store = PgStore::connect(url)?;
+        let tables = store.tables()?;
+        if tables.iter().any(|t| t == "wangge_meta") {
+            return Err(store.refused(
+                "it already holds a wangge store (table wangge_meta); write to another \
+                 database, or drop this one first",
+            ));
+        }
+        if !tables.is_empty() {
+            return Err(store.refused(&format!(
+                "the database holds {} table(s) of another application ({}); a new wangge \
+                 store needs a database of its own (createdb …)",
+                tables.len(),
+                sample(&tables)
+            )));
+        }
+        store.transaction(|c| {
+            c.batch_execute(SCHEMA)?;
+            c.execute(
+                "INSERT INTO wangge_meta VALUES ('store_format', $1)",
+                &[&STORE_FORMAT],
+            )?;
+            Ok(())
+        })?;
+        Ok(store)
+    }
+
+    /// Opens the wangge store in the database at `url`.
+    ///
+    /// Fails when the URL is malformed, the server cannot be reached, the
+    /// database lacks PostGIS, or it holds no wangge store.
+    pub fn open(url: &str) -> Result<PgStore, StoreError> {
+        let store = PgStore::connect(url)?;
+        let tables = store.tables()?;
+        if !tables.iter().any(|t| t == "wangge_meta")
+            || !tables.iter().any(|t| t == "wangge_layers")
+        {
+            let reason = if tables.is_empty() {
+                "the database holds no wangge store (it has no tables); make one with \
+                 `wangge synth --out URL` or `wangge copy --from store.gpkg --to URL`"
+                    .to_owned()
+            } else {
+                format!(
+                    "the database holds no wangge store (no wangge_meta table) but {} table(s) \
+                     of another application ({})",
+                    tables.len(),
+                    sample(&tables)
+                )
+            };
+            return Err(store.refused(&reason));
+        }
+        Ok(store)
+    }
+
+    /// Parses `url`, connects and checks for PostGIS.
+    fn connect(url: &str) -> Result<PgStore, StoreError> {
+        let shown = redact(url);
+        let bad = |reason: String| StoreError::NotWangge {
+            url: shown.clone(),
+            reason,
+        };
+        let mut config: Config = url.parse().map_err(|e| {
+            bad(format!(
+                "not a valid PostgreSQL URL ({e}); expected postgres://user@host:port/database"
+            ))
+        })?;
+        if config.get_dbname().is_none() {
+            return Err(bad(
+                "the URL names no database; expected postgres://user@host:port/database".into(),
+            ));
+        }
+        if config.get_user().is_none() {
+            // libpq's default: the operating-system user.
+            let user = std::env::var("PGUSER")
+                .or_else(|_| std::env::var("USER"))
+                .unwrap_or_else(|_| "postgres".into());
+            config.user(&user);
+        }
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(Duration::from_secs(10));
+        }
+        config.application_name("wangge");
+        let client = config
+            .connect(NoTls)
+            .map_err(|source| StoreError::Postgres {
+                url: shown.clone(),
+                source,
+            })?;
+        let store = PgStore {
+            client: RefCell::new(client),
+            url: shown,
+        };
+        let postgis = store
+            .client
+            .borrow_mut()
+            .query_opt(
+                "SELECT extversion FROM pg_extension WHERE extname = 'postgis'",
+                &[],
+            )
+            .map_err(|e| store.error(e))?;
+        if postgis.is_none() {
+            return Err(store.refused(
+                "the database has no PostGIS extension; run `CREATE EXTENSION postgis;` in it \
+                 (as a superuser) first",
+            ));
+        }
+        Ok(store)
+    }
+
+    /// The store's URL, without its password.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    fn error(&self, source: postgres::Error) -> StoreError {
+        StoreError::Postgres {
+            url: self.url.clone(),
+            source,
+        }
+    }
+
+    fn refused(&self, reason: &str) -> StoreError {
+        StoreError::NotWangge {
+            url: self.url.clone(),
+            reason: reason.to_owned(),
+        }
+    }
+
+    /// Runs `f` in one transaction: committed when it returns `Ok`, rolled
+    /// back otherwise.
+    fn transaction<T>(
+        &self,
+        f: impl FnOnce(&mut postgres::Transaction<'_>) -> Result<T, postgres::Error>,
+    ) -> Result<T, StoreError> {
+        let mut client = self.client.borrow_mut();
+        let mut tx = client.transaction().map_err(|e| self.error(e))?;
+        let out = f(&mut tx).map_err(|e| self.error(e))?;
+        tx.commit().map_err(|e| self.error(e))?;
+        Ok(out)
+    }
+
+    fn query(
+        &self,
+        sql: &str,
+        params: &[&(dyn postgres::types::ToSql + Sync)],
+    ) -> Result<Vec<Row>, StoreError> {
+        self.client
+            .borrow_mut()
+            .query(sql, params)
+            .map_err(|e| self.error(e))
+    }
+
+    /// The base tables of the current schema, but PostGIS's own, sorted.
+    fn tables(&self) -> Result<Vec<String>, StoreError> {
+        Ok(self
+            .query(
+                "SELECT table_name::text FROM information_schema.tables
+                  WHERE table_schema = current_schema() AND table_type = 'BASE TABLE'
+                    AND table_name <> 'spatial_ref_sys'
+                  ORDER BY table_name",
+                &[],
+            )?
+            .iter()
+            .map(|r| r.get(0))
+            .collect())
+    }
+
+    /// Creates an empty feature layer: its table, GiST index and
+    /// `wangge_layers` row, in one transaction. Names follow the rules of
+    /// [`crate::Store::create_layer`].
+    pub fn create_layer(&mut self, schema: &LayerSchema) -> Result<(), StoreError> {
+        check_schema(schema)?;
+        let name = schema.name.as_str();
+        if self.tables()?.iter().any(|t| t == name) {
+            return Err(StoreError::LayerExists {
+                layer: name.to_owned(),
+            });
+        }
+        let geometry = match schema.geometry {
+            GeomType::Geometry => "Geometry",
+            t => t.gpkg_name(),
+        };
+        let mut ddl = format!(
+            "CREATE TABLE {} (fid bigint GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY, \
+             geom geometry({geometry}, 4326)",
+            quote(name)
+        );
+        for col in &schema.columns {
+            let ty = match col.ty {
+                ColumnType::Integer => "bigint",
+                ColumnType::Real => "double precision",
+                ColumnType::Text => "text",
+            };
+            let _ = write!(ddl, ", {} {ty}", quote(&col.name));
+        }
+        ddl.push_str(");");
+        let _ = write!(
+            ddl,
+            "CREATE INDEX {} ON {} USING GIST (geom);",
+            quote(&gist_name(name)),
+            quote(name)
+        );
+        let geometry_type = schema.geometry.gpkg_name();
+        self.transaction(|c| {
+            c.batch_execute(&ddl)?;
+            c.execute(
+                "INSERT INTO wangge_layers VALUES ($1, $2)",
+                &[&name, &geometry_type],
+            )?;
+            Ok(())
+        })
+    }
+
+    /// Names of the feature layers, sorted (a layer whose table another
+    /// tool dropped is left out).
+    pub fn layer_names(&self) -> Result<Vec<String>, StoreError> {
+        Ok(self
+            .query(
+                "SELECT name FROM wangge_layers WHERE to_regclass(quote_ident(name)) IS NOT NULL
+                  ORDER BY name",
+                &[],
+            )?
+            .iter()
+            .map(|r| r.get(0))
+            .collect())
+    }
+
+    /// Whether a feature layer of this name exists.
+    pub fn has_layer(&self, name: &str) -> Result<bool, StoreError> {
+        Ok(self.layer_names()?.iter().any(|n| n == name))
+    }
+
+    fn layer(&self, layer: &str) -> Result<PgLayer, StoreError> {
+        let rows = self.query(
+            "SELECT l.geometry_type FROM wangge_layers l
+              WHERE l.name = $1 AND to_regclass(quote_ident(l.name)) IS NOT NULL",
+            &[&layer],
+        )?;
+        let Some(row) = rows.first() else {
+            return Err(StoreError::UnknownLayer {
+                layer: layer.to_owned(),
+                available: self.layer_names()?,
+            });
+        };
+        let geometry = GeomType::from_gpkg_name(row.get(0));
+        let rows = self.query(
+            "SELECT a.attname::text, t.typname::text FROM pg_attribute a
+               JOIN pg_type t ON t.oid = a.atttypid
+              WHERE a.attrelid = quote_ident($1)::regclass AND a.attnum > 0
+                AND NOT a.attisdropped AND a.attname NOT IN ('fid', 'geom')
+              ORDER BY a.attnum",
+            &[&layer],
+        )?;
+        let mut columns = Vec::with_capacity(rows.len());
+        let mut reads = Vec::with_capacity(rows.len());
+        for r in &rows {
+            let name: String = r.get(0);
+            let typname: &str = r.get(1);
+            let q = quote(&name);
+            let (ty, read) = match typname {
+                "int8" => (ColumnType::Integer, q),
+                "int2" | "int4" => (ColumnType::Integer, format!("{q}::bigint")),
+                "bool" => (ColumnType::Integer, format!("{q}::int::bigint")),
+                "float8" => (ColumnType::Real, q),
+                "float4" | "numeric" => (ColumnType::Real, format!("{q}::float8")),
+                "text" => (ColumnType::Text, q),
+                _ => (ColumnType::Text, format!("{q}::text")),
+            };
+            columns.push(Column { name, ty });
+            reads.push(read);
+        }
+        Ok(PgLayer {
+            schema: LayerSchema {
+                name: layer.to_owned(),
+                geometry,
+                columns,
+            },
+            reads,
+        })
+    }
+
+    /// The schema of one layer: every column of its table in table order,
+    /// those added by other tools too.
+    pub fn schema(&self, layer: &str) -> Result<LayerSchema, StoreError> {
+        Ok(self.layer(layer)?.schema)
+    }
+
+    /// Number of features in one layer.
+    pub fn count(&self, layer: &str) -> Result<u64, StoreError> {
+        self.layer(layer)?;
+        let rows = self.query(&format!("SELECT count(*) FROM {}", quote(layer)), &[])?;
+        Ok(rows[0].get::<_, i64>(0) as u64)
+    }
+
+    /// Every feature layer with its geometry type, count and exact extent.
+    pub fn layers(&self) -> Result<Vec<LayerInfo>, StoreError> {
+        let mut out = Vec::new();
+        for name in self.layer_names()? {
+            let layer = self.layer(&name)?;
+            let rows = self.query(
+                &format!(
+                    "SELECT n, ST_XMin(e), ST_YMin(e), ST_XMax(e), ST_YMax(e)
+                       FROM (SELECT count(*) AS n, ST_Extent(geom) AS e FROM {}) s",
+                    quote(&name)
+                ),
+                &[],
+            )?;
+            let r = &rows[0];
+            let n: i64 = r.get(0);
+            let bbox = match (
+                r.get::<_, Option<f64>>(1),
+                r.get::<_, Option<f64>>(2),
+                r.get::<_, Option<f64>>(3),
+                r.get::<_, Option<f64>>(4),
+            ) {
+                (Some(a), Some(b), Some(c), Some(d)) => Some(merge_bbox(None, [a, b, c, d])),
+                _ => None,
+            };
+            out.push(LayerInfo {
+                name,
+                geometry: layer.schema.geometry,
+                count: n as u64,
+                bbox,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Calls `f` with every feature of `layer` in ascending fid order, page
+    /// by page; stops at and returns the first error. Returns the number
+    /// of features visited.
+    pub fn for_each(
+        &self,
+        layer: &str,
+        f: impl FnMut(Feature) -> Result<(), StoreError>,
+    ) -> Result<u64, StoreError> {
+        self.for_each_in(layer, None, f)
+    }
+
+    /// Like [`PgStore::for_each`], but with `bbox` (`[min lon, min lat, max
+    /// lon, max lat]`) only the features whose bounding box meets it,
+    /// through the GiST index.
+    pub fn for_each_in(
+        &self,
+        layer: &str,
+        bbox: Option<[f64; 4]>,
+        f: impl FnMut(Feature) -> Result<(), StoreError>,
+    ) -> Result<u64, StoreError> {
+        let def = self.layer(layer)?;
+        let reads = def.reads.clone();
+        let names = def.schema.columns.iter().map(|c| c.name.clone()).collect();
+        self.scan(&def, reads, names, bbox, f)
+    }
+
+    /// Like [`PgStore::for_each_in`], but [`Feature::values`] holds the
+    /// named `columns`, in that order; a column the layer lacks reads as
+    /// NULL.
+    pub fn for_each_columns(
+        &self,
+        layer: &str,
+        columns: &[&str],
+        bbox: Option<[f64; 4]>,
+        f: impl FnMut(Feature) -> Result<(), StoreError>,
+    ) -> Result<u64, StoreError> {
+        let def = self.layer(layer)?;
+        let reads = columns
+            .iter()
+            .map(|c| {
+                def.schema
+                    .columns
+                    .iter()
+                    .position(|k| k.name == *c)
+                    .map_or_else(|| "NULL::text".to_owned(), |i| def.reads[i].clone())
+            })
+            .collect();
+        let names = columns.iter().map(|c| (*c).to_owned()).collect();
+        self.scan(&def, reads, names, bbox, f)
+    }
+
+    fn scan(
+        &self,
+        def: &PgLayer,
+        reads: Vec<String>,
+        names: Vec<String>,
+        bbox: Option<[f64; 4]>,
+        mut f: impl FnMut(Feature) -> Result<(), StoreError>,
+    ) -> Result<u64, StoreError> {
+        let layer = def.schema.name.as_str();
+        let mut select = "SELECT fid, ST_AsBinary(geom)".to_owned();
+        for r in &reads {
+            let _ = write!(select, ", {r}");
+        }
+        let _ = write!(select, " FROM {}", quote(layer));
+        let mut n = 0;
+        let mut emit = |rows: Vec<Row>, n: &mut u64| -> Result<Option<i64>, StoreError> {
+            let mut last = None;
+            for row in rows {
+                let feature = read_feature(&row, layer, &names)?;
+                last = Some(feature.fid);
+                f(feature)?;
+                *n += 1;
+            }
+            Ok(last)
+        };
+        if let Some([x0, y0, x1, y1]) = bbox {
+            let sql = format!(
+                "{select} WHERE geom && ST_MakeEnvelope($1, $2, $3, $4, 4326) ORDER BY fid"
+            );
+            let rows = self.query(&sql, &[&x0, &y0, &x1, &y1])?;
+            emit(rows, &mut n)?;
+            return Ok(n);
+        }
+        // Pages by key, so that `f` may use the store between pages.
+        let sql = format!("{select} WHERE fid > $1 ORDER BY fid LIMIT {PAGE}");
+        let mut after = i64::MIN;
+        loop {
+            let rows = self.query(&sql, &[&after])?;
+            let full = rows.len() as i64 == PAGE;
+            match emit(rows, &mut n)? {
+                Some(last) if full => after = last,
+                _ => return Ok(n),
+            }
+        }
+    }
+
+    /// A writer for every column of `layer`, in table order, that may also
+    /// keep given fids ([`PgLayerWriter::insert_with_fid`]).
+    ///
+    /// It opens a transaction and locks the table against other writers
+    /// (readers go on) until it commits or is dropped.
+    pub fn writer(&mut self, layer: &str) -> Result<PgLayerWriter<'_>, StoreError> {
+        let def = self.layer(layer)?;
+        let table = quote(layer);
+        let mut client = self.client.borrow_mut();
+        let begin = (|| -> Result<(i64, bool), postgres::Error> {
+            client.batch_execute(&format!(
+                "BEGIN; LOCK TABLE {table} IN SHARE ROW EXCLUSIVE MODE"
+            ))?;
+            let row = client.query_one(&format!("SELECT max(fid) FROM {table}"), &[])?;
+            let max: Option<i64> = row.get(0);
+            // An empty table gets its index built once at commit, which is
+            // much faster than growing it row by row.
+            if max.is_none() {
+                client.batch_execute(&format!(
+                    "DROP INDEX IF EXISTS {}",
+                    quote(&gist_name(layer))
+                ))?;
+            }
+            Ok((max.unwrap_or(0), max.is_none()))
+        })();
+        let (max, rebuild_index) = match begin {
+            Ok(v) => v,
+            Err(e) => {
+                let _ = client.batch_execute("ROLLBACK");
+                return Err(self.error(e));
+            }
+        };
+        drop(client);
+        let mut copy = format!("COPY {table} (fid, geom");
+        for c in &def.schema.columns {
+            let _ = write!(copy, ", {}", quote(&c.name));
+        }
+        copy.push_str(") FROM STDIN");
+        Ok(PgLayerWriter {
+            store: self,
+            schema: def.schema,
+            copy,
+            buf: Vec::with_capacity(COPY_CHUNK + (64 << 10)),
+            ewkb: Vec::with_capacity(256),
+            next_fid: max + 1,
+            max_fid: max,
+            rows: 0,
+            rebuild_index,
+            open: true,
+        })
+    }
+
+    /// A project metadata entry, `None` if it was never set.
+    pub fn meta(&self, key: &str) -> Result<Option<String>, StoreError> {
+        let rows = self.query("SELECT value FROM wangge_meta WHERE key = $1", &[&key])?;
+        Ok(rows.first().and_then(|r| r.get(0)))
+    }
+
+    /// Sets a project metadata entry.
+    pub fn set_meta(&mut self, key: &str, value: &str) -> Result<(), StoreError> {
+        self.query(
+            "INSERT INTO wangge_meta VALUES ($1, $2)
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            &[&key, &value],
+        )?;
+        Ok(())
+    }
+
+    /// Every project metadata entry but the store's own marker, sorted by
+    /// key.
+    pub fn meta_entries(&self) -> Result<Vec<(String, String)>, StoreError> {
+        Ok(self
+            .query(
+                "SELECT key, coalesce(value, '') FROM wangge_meta WHERE key <> 'store_format'
+                  ORDER BY key",
+                &[],
+            )?
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect())
+    }
+
+    /// Every row of the version and lock tables.
+    pub fn dump_versions(&self) -> Result<VersionDump, StoreError> {
+        let mut dump = VersionDump::default();
+        for r in self.query(
+            "SELECT community, version, author, created, reason, op FROM wangge_versions
+              ORDER BY community, version",
+            &[],
+        )? {
+            dump.versions.push(VersionRecord {
+                community: r.get(0),
+                version: r.get(1),
+                author: r.get(2),
+                created: r.get(3),
+                reason: r.get(4),
+                op: r.get(5),
+            });
+        }
+        for (i, r) in self
+            .query(
+                "SELECT community, version, code, households, persons, buildings, area_m2,
+                        ST_AsBinary(geom)
+                   FROM wangge_version_grids ORDER BY community, version, code",
+                &[],
+            )?
+            .iter()
+            .enumerate()
+        {
+            let geom = r
+                .get::<_, Option<&[u8]>>(7)
+                .map(|b| {
+                    decode_wkb(b).map_err(|reason| StoreError::Geometry {
+                        layer: "wangge_version_grids".into(),
+                        fid: i as i64 + 1,
+                        reason,
+                    })
+                })
+                .transpose()?;
+            let grid = VersionGrid {
+                code: r.get(2),
+                households: r.get(3),
+                persons: r.get(4),
+                buildings: r.get(5),
+                area_m2: r.get(6),
+            };
+            dump.grids.push((r.get(0), r.get(1), grid, geom));
+        }
+        for r in self.query(
+            "SELECT community, version, building, grid, households
+               FROM wangge_version_buildings ORDER BY community, version, id",
+            &[],
+        )? {
+            let b = VersionBuilding {
+                building: r.get(2),
+                grid: r.get(3),
+                households: r.get(4),
+            };
+            dump.buildings.push((r.get(0), r.get(1), b));
+        }
+        dump.locks = self
+            .query("SELECT code FROM wangge_grid_locks ORDER BY code", &[])?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        Ok(dump)
+    }
+
+    /// Writes every row of `dump` into the version and lock tables, in one
+    /// transaction.
+    pub fn load_versions(&mut self, dump: &VersionDump) -> Result<(), StoreError> {
+        let mut versions = Vec::new();
+        for v in &dump.versions {
+            let fields = [
+                Some(v.community.clone()),
+                Some(v.version.to_string()),
+                Some(v.author.clone()),
+                Some(v.created.clone()),
+                Some(v.reason.clone()),
+                Some(v.op.clone()),
+            ];
+            copy_line(&mut versions, &fields);
+        }
+        let mut grids = Vec::new();
+        let mut ewkb = Vec::new();
+        for (community, version, g, geom) in &dump.grids {
+            let geom = geom.as_ref().map(|g| {
+                encode_ewkb(g, 4326, &mut ewkb);
+                hex(&ewkb)
+            });
+            let fields = [
+                Some(community.clone()),
+                Some(version.to_string()),
+                Some(g.code.clone()),
+                Some(g.households.to_string()),
+                Some(g.persons.to_string()),
+                Some(g.buildings.to_string()),
+                Some(float(g.area_m2)),
+                geom,
+            ];
+            copy_line(&mut grids, &fields);
+        }
+        let mut buildings = Vec::new();
+        for (community, version, b) in &dump.buildings {
+            let fields = [
+                Some(community.clone()),
+                Some(version.to_string()),
+                Some(b.building.clone()),
+                Some(b.grid.clone()),
+                Some(b.households.to_string()),
+            ];
+            copy_line(&mut buildings, &fields);
+        }
+        let mut locks = Vec::new();
+        for code in &dump.locks {
+            copy_line(&mut locks, &[Some(code.clone())]);
+        }
+        self.transaction(|c| {
+            for (sql, data) in [
+                ("COPY wangge_versions FROM STDIN", &versions),
+                ("COPY wangge_version_grids FROM STDIN", &grids),
+                (
+                    "COPY wangge_version_buildings (community, version, building, grid, \
+                     households) FROM STDIN",
+                    &buildings,
+                ),
+                ("COPY wangge_grid_locks FROM STDIN", &locks),
+            ] {
+                let mut w = c.copy_in(sql)?;
+                // An I/O error here is the connection's; finish reports it.
+                let _ = w.write_all(data);
+                w.finish()?;
+            }
+            Ok(())
+        })
+    }
+}
+
+/// The GiST index of a layer's geometry.
+fn gist_name(layer: &str) -> String {
+    format!("{layer}_geom_gist")
+}
+
+/// At most five names, for messages.
+fn sample(names: &[String]) -> String {
+    let mut s = names.iter().take(5).cloned().collect::<Vec<_>>().join(", ");
+    if names.len() > 5 {
+        s.push_str(", …");
+    }
+    s
+}
+
+fn read_feature(row: &Row, layer: &str, names: &[String]) -> Result<Feature, StoreError> {
+    let fid: i64 = row.get(0);
+    let bad_geometry = |reason: String| StoreError::Geometry {
+        layer: layer.to_owned(),
+        fid,
+        reason,
+    };
+    let geometry = match row.get::<_, Option<&[u8]>>(1) {
+        Some(wkb) => decode_wkb(wkb).map_err(bad_geometry)?,
+        None => return Err(bad_geometry("the geometry is NULL".into())),
+    };
+    let mut values = Vec::with_capacity(names.len());
+    for (i, column) in names.iter().enumerate() {
+        let at = i + 2;
+        let bad_value = |e: postgres::Error| StoreError::Value {
+            layer: layer.to_owned(),
+            fid,
+            column: column.clone(),
+            reason: e.to_string(),
+        };
+        let ty = row.columns()[at].type_();
+        let value = if *ty == postgres::types::Type::INT8 {
+            row.try_get::<_, Option<i64>>(at)
+                .map_err(bad_value)?
+                .map_or(Value::Null, Value::Integer)
+        } else if *ty == postgres::types::Type::FLOAT8 {
+            row.try_get::<_, Option<f64>>(at)
+                .map_err(bad_value)?
+                .map_or(Value::Null, Value::Real)
+        } else {
+            row.try_get::<_, Option<String>>(at)
+                .map_err(bad_value)?
+                .map_or(Value::Null, Value::Text)
+        };
+        values.push(value);
+    }
+    Ok(Feature {
+        fid,
+        geometry,
+        values,
+    })
+}
+
+/// A float as PostgreSQL reads it back exactly (shortest round-trip form).
+fn float(v: f64) -> String {
+    if v.is_nan() {
+        "NaN".into()
+    } else if v.is_infinite() {
+        if v > 0.0 { "Infinity" } else { "-Infinity" }.into()
+    } else {
+        format!("{v:?}")
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789ABCDEF";
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        s.push(DIGITS[(b >> 4) as usize] as char);
+        s.push(DIGITS[(b & 15) as usize] as char);
+    }
+    s
+}
+
+/// Appends one row in COPY text format: tab-separated, `\N` for NULL,
+/// backslash escapes for backslash, tab, newline and carriage return.
+fn copy_line(out: &mut Vec<u8>, fields: &[Option<String>]) {
+    for (i, field) in fields.iter().enumerate() {
+        if i > 0 {
+            out.push(b'\t');
+        }
+        match field {
+            None => out.extend_from_slice(b"\\N"),
+            Some(s) => copy_escape(out, s),
+        }
+    }
+    out.push(b'\n');
+}
+
+fn copy_escape(out: &mut Vec<u8>, s: &str) {
+    for &b in s.as_bytes() {
+        match b {
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            b'\t' => out.extend_from_slice(b"\\t"),
+            b'\n' => out.extend_from_slice(b"\\n"),
+            b'\r' => out.extend_from_slice(b"\\r"),
+            _ => out.push(b),
+        }
+    }
+}
+
+/// Writes features into one layer of a [`PgStore`] inside one transaction,
+/// streaming them with `COPY`. Dropping it without
+/// [`commit`](Self::commit) rolls everything back.
+pub struct PgLayerWriter<'a> {
+    store: &'a PgStore,
+    schema: LayerSchema,
+    copy: String,
+    buf: Vec<u8>,
+    ewkb: Vec<u8>,
+    next_fid: i64,
+    max_fid: i64,
+    rows: u64,
+    rebuild_index: bool,
+    /// The transaction is still open (neither committed nor rolled back).
+    open: bool,
+}
+
+impl std::fmt::Debug for PgLayerWriter<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgLayerWriter")
+            .field("url", &self.store.url)
+            .field("layer", &self.schema.name)
+            .field("rows", &self.rows)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PgLayerWriter<'_> {
+    /// Inserts one feature with the next free fid and returns it. Values
+    /// follow the rules of [`crate::LayerWriter::insert`].
+    pub fn insert(
+        &mut self,
+        geometry: &Geometry<f64>,
+        values: &[Value],
+    ) -> Result<i64, StoreError> {
+        let fid = self.next_fid;
+        self.insert_with_fid(fid, geometry, values)
+    }
+
+    /// Like [`PgLayerWriter::insert`], but the feature gets `fid`; a fid
+    /// already in the layer fails at the next flush or at commit.
+    pub fn insert_with_fid(
+        &mut self,
+        fid: i64,
+        geometry: &Geometry<f64>,
+        values: &[Value],
+    ) -> Result<i64, StoreError> {
+        let layer = &self.schema.name;
+        if values.len() != self.schema.columns.len() {
+            return Err(StoreError::Arity {
+                layer: layer.clone(),
+                expected: self.schema.columns.len(),
+                got: values.len(),
+            });
+        }
+        if !self.schema.geometry.accepts(geometry) {
+            return Err(StoreError::WrongGeometryType {
+                layer: layer.clone(),
+                expected: self.schema.geometry,
+                got: crate::gpkg::geometry_kind(geometry),
+            });
+        }
+        let start = self.buf.len();
+        let _ = write!(Fmt(&mut self.buf), "{fid}\t");
+        encode_ewkb(geometry, 4326, &mut self.ewkb);
+        self.buf.extend_from_slice(hex(&self.ewkb).as_bytes());
+        for (value, col) in values.iter().zip(&self.schema.columns) {
+            self.buf.push(b'\t');
+            match (col.ty, value) {
+                (_, Value::Null) => self.buf.extend_from_slice(b"\\N"),
+                (ColumnType::Integer, Value::Integer(v)) => {
+                    let _ = write!(Fmt(&mut self.buf), "{v}");
+                }
+                (ColumnType::Real, Value::Real(v)) => {
+                    self.buf.extend_from_slice(float(*v).as_bytes());
+                }
+                (ColumnType::Real, Value::Integer(v)) => {
+                    self.buf.extend_from_slice(float(*v as f64).as_bytes());
+                }
+                (ColumnType::Text, Value::Text(s)) => copy_escape(&mut self.buf, s),
+                (expected, other) => {
+                    self.buf.truncate(start);
+                    return Err(StoreError::ValueType {
+                        layer: layer.clone(),
+                        column: col.name.clone(),
+                        expected,
+                        got: other.kind(),
+                    });
+                }
+            }
+        }
+        self.buf.push(b'\n');
+        self.rows += 1;
+        self.max_fid = self.max_fid.max(fid);
+        self.next_fid = self.next_fid.max(fid + 1);
+        if self.buf.len() >= COPY_CHUNK {
+            self.flush()?;
+        }
+        Ok(fid)
+    }
+
+    /// Number of features inserted so far.
+    pub fn rows(&self) -> u64 {
+        self.rows
+    }
+
+    fn flush(&mut self) -> Result<(), StoreError> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let store = self.store;
+        let mut client = store.client.borrow_mut();
+        let mut w = client.copy_in(&self.copy).map_err(|e| store.error(e))?;
+        // A write error is the connection's; finish reports it.
+        let _ = w.write_all(&self.buf);
+        w.finish().map_err(|e| store.error(e))?;
+        self.buf.clear();
+        Ok(())
+    }
+
+    /// Sends what is buffered, rebuilds the spatial index of a layer that
+    /// was empty, moves the fid sequence past the largest fid, commits,
+    /// and returns the number of rows written.
+    pub fn commit(mut self) -> Result<u64, StoreError> {
+        self.flush()?;
+        let store = self.store;
+        let layer = self.schema.name.clone();
+        let mut client = store.client.borrow_mut();
+        let mut sql = String::new();
+        if self.rebuild_index {
+            let _ = write!(
+                sql,
+                "CREATE INDEX {} ON {} USING GIST (geom);",
+                quote(&gist_name(&layer)),
+                quote(&layer)
+            );
+        }
+        if self.max_fid > 0 {
+            let _ = write!(
+                sql,
+                "SELECT setval(pg_get_serial_sequence('{}', 'fid'), {});",
+                quote(&layer).replace('\'', "''"),
+                self.max_fid
+            );
+        }
+        sql.push_str("COMMIT");
+        client.batch_execute(&sql).map_err(|e| store.error(e))?;
+        self.open = false;
+        Ok(self.rows)
+    }
+}
+
+impl Drop for PgLayerWriter<'_> {
+    fn drop(&mut self) {
+        if self.open
+            && let Ok(mut client) = self.store.client.try_borrow_mut()
+        {
+            let _ = client.batch_execute("ROLLBACK");
+        }
+    }
+}
+
+/// `write!` into a byte buffer.
+struct Fmt<'a>(&'a mut Vec<u8>);
+
+impl std::fmt::Write for Fmt<'_> {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        self.0.extend_from_slice(s.as_bytes());
+        Ok(())
+    }
+}
+
+/// A store location as the command line gives it: a GeoPackage path or a
+/// PostgreSQL URL.
+pub fn location_of(path: &Path) -> String {
+    path.to_string_lossy().into_owned()
+}
+
+/// Whether a path-typed store argument holds a PostgreSQL URL.
+pub fn is_postgres_path(path: &Path) -> bool {
+    is_postgres_url(&location_of(path))
+}

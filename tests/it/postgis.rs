@@ -1,0 +1,290 @@
+//! The PostgreSQL + PostGIS backend: `wangge copy` both ways on a
+//! partitioned, edited city, checked by GDAL reading the GeoPackage and the
+//! PostGIS tables independently (`ogr2ogr PG:…`), by PostGIS itself
+//! (`ST_IsValid`, `ST_SRID`, GiST indexes) and by psql counts; and every
+//! kind of bad URL or database refused with a clear message and nothing
+//! written.
+
+use std::path::Path;
+
+use serde_json::Value;
+
+use crate::partition::{city, partition_ok};
+use crate::support::{PgCluster, gdal, gdal_sql, s, wangge, wangge_ok};
+
+/// Every feature of `layer` as GDAL reads it from `source` (a GeoPackage
+/// path or `PG:…`), sorted by fid, with the fid as `id`.
+fn gdal_features(source: &str, layer: &str) -> Vec<Value> {
+    let json = gdal(
+        "ogr2ogr",
+        &[
+            "-f",
+            "GeoJSON",
+            "/vsistdout/",
+            source,
+            layer,
+            "-preserve_fid",
+        ],
+    );
+    let v: Value = serde_json::from_str(&json).unwrap();
+    let mut features = v["features"].as_array().unwrap().clone();
+    features.sort_by_key(|f| f["id"].as_i64().expect("GDAL writes the fid as id"));
+    features
+}
+
+/// `SELECT count(*) FROM table` on a GeoPackage, through GDAL.
+fn gpkg_count(store: &Path, table: &str) -> String {
+    let out = gdal(
+        "ogrinfo",
+        &[
+            s(store),
+            "-q",
+            "-sql",
+            &format!("SELECT count(*) AS n FROM {table}"),
+        ],
+    );
+    out.lines()
+        .find_map(|l| l.trim().strip_prefix("n (Integer) = "))
+        .unwrap_or_else(|| panic!("no count in {out}"))
+        .to_owned()
+}
+
+fn fails(args: &[&str]) -> String {
+    let out = wangge(args);
+    assert_eq!(out.status.code(), Some(1), "{args:?} did not fail: {out:?}");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn copy_moves_a_store_to_postgis_and_back_keeping_everything() {
+    let pg = PgCluster::start();
+    let url = pg.database("city", true);
+    let dir = tempfile::tempdir().unwrap();
+    let store = city(dir.path());
+    partition_ok(&store, &[]);
+    // A store as users leave it: a grid locked and a column added in QGIS.
+    let first = gdal_features(s(&store), "grids")[0]["properties"]["code"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    wangge_ok(&["edit", "--store", s(&store), "--quiet", "lock", &first]);
+    gdal_sql(&store, "ALTER TABLE grids ADD COLUMN note TEXT");
+    gdal_sql(
+        &store,
+        &format!("UPDATE grids SET note = '待核查\t\\ \"x\"' WHERE code = '{first}'"),
+    );
+
+    wangge_ok(&["copy", "--from", s(&store), "--to", &url, "--quiet"]);
+    let back = dir.path().join("back.gpkg");
+    wangge_ok(&["copy", "--from", &url, "--to", s(&back), "--quiet"]);
+
+    // GDAL reads the same features, fids and values from all three.
+    let ogr = pg.ogr("city");
+    let layers = [
+        "districts",
+        "streets",
+        "communities",
+        "grids",
+        "buildings",
+        "roads",
+        "persons",
+        "places",
+        "objects",
+        "events",
+        "organizations",
+    ];
+    for layer in layers {
+        let source = gdal_features(s(&store), layer);
+        assert!(!source.is_empty(), "{layer} is empty");
+        assert_eq!(gdal_features(&ogr, layer), source, "{layer} in PostGIS");
+        assert_eq!(
+            gdal_features(s(&back), layer),
+            source,
+            "{layer} copied back"
+        );
+    }
+    let grids = gdal_features(&ogr, "grids");
+    assert!(
+        grids
+            .iter()
+            .any(|f| f["properties"]["note"] == "待核查\t\\ \"x\"")
+    );
+
+    // PostGIS's own view: valid grids in EPSG:4326, a GiST index per layer.
+    assert_eq!(
+        pg.psql("city", "SELECT count(*) FILTER (WHERE NOT ST_IsValid(geom)), min(ST_SRID(geom)), max(ST_SRID(geom)) FROM grids"),
+        "0|4326|4326"
+    );
+    for layer in layers {
+        let gist = pg.psql(
+            "city",
+            &format!(
+                "SELECT count(*) FROM pg_indexes WHERE tablename = '{layer}'
+                   AND indexdef LIKE '%USING gist (geom)%'"
+            ),
+        );
+        assert_eq!(gist, "1", "the GiST index of {layer}");
+    }
+
+    // Versions, their grids and buildings, and the lock survive both ways.
+    for table in [
+        "wangge_versions",
+        "wangge_version_grids",
+        "wangge_version_buildings",
+        "wangge_grid_locks",
+    ] {
+        let n = gpkg_count(&store, table);
+        assert_ne!(n, "0", "{table}");
+        assert_eq!(
+            pg.psql("city", &format!("SELECT count(*) FROM {table}")),
+            n,
+            "{table}"
+        );
+        assert_eq!(gpkg_count(&back, table), n, "{table} copied back");
+    }
+    assert_eq!(pg.psql("city", "SELECT code FROM wangge_grid_locks"), first);
+    let community = &first[..12];
+    let history = |store: &str| {
+        wangge_ok(&[
+            "history",
+            "--store",
+            store,
+            "--community",
+            community,
+            "--json",
+        ])
+    };
+    assert_eq!(history(s(&back)), history(s(&store)));
+
+    // `info` and `export` read the PostgreSQL store directly.
+    let info: Value = serde_json::from_str(&wangge_ok(&["info", &url, "--json"])).unwrap();
+    let local: Value = serde_json::from_str(&wangge_ok(&["info", s(&store), "--json"])).unwrap();
+    assert_eq!(info["features"], local["features"]);
+    for layer in layers {
+        assert_eq!(
+            info["layers"][layer]["count"],
+            local["layers"][layer]["count"]
+        );
+    }
+    let from_pg = dir.path().join("pg.geojson");
+    let from_gpkg = dir.path().join("gpkg.geojson");
+    wangge_ok(&[
+        "export",
+        &url,
+        "--layer",
+        "grids",
+        "--out",
+        s(&from_pg),
+        "--quiet",
+    ]);
+    wangge_ok(&[
+        "export",
+        s(&store),
+        "--layer",
+        "grids",
+        "--out",
+        s(&from_gpkg),
+        "--quiet",
+    ]);
+    assert_eq!(
+        std::fs::read_to_string(&from_pg).unwrap(),
+        std::fs::read_to_string(&from_gpkg).unwrap()
+    );
+}
+
+#[test]
+fn bad_postgres_stores_are_refused_clearly_and_nothing_is_written() {
+    let pg = PgCluster::start();
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("small.gpkg");
+    wangge_ok(&[
+        "synth",
+        "--out",
+        s(&store),
+        "--scale",
+        "0.002",
+        "--quiet",
+        "--districts",
+        s(&crate::support::repo(
+            "tests/fixtures/districts-subset.geojson",
+        )),
+    ]);
+    let copy_to = |url: &str| fails(&["copy", "--from", s(&store), "--to", url]);
+
+    let msg = copy_to("postgres://postgres@127.0.0.1:notaport/x");
+    assert!(msg.contains("not a valid PostgreSQL URL"), "{msg}");
+    let msg = copy_to(&format!("postgres://postgres@127.0.0.1:{}", pg.port));
+    assert!(msg.contains("names no database"), "{msg}");
+
+    // A port nobody listens on.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let msg = copy_to(&format!("postgres://postgres@127.0.0.1:{closed}/x"));
+    assert!(msg.contains("error connecting to server"), "{msg}");
+    assert!(!msg.contains("panicked"), "{msg}");
+
+    let msg = copy_to(&format!(
+        "postgres://postgres@127.0.0.1:{}/missing",
+        pg.port
+    ));
+    assert!(msg.contains("\"missing\" does not exist"), "{msg}");
+
+    let plain = pg.database("plain", false);
+    let msg = copy_to(&plain);
+    assert!(msg.contains("no PostGIS extension"), "{msg}");
+    assert_eq!(
+        pg.psql(
+            "plain",
+            "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'"
+        ),
+        "0"
+    );
+
+    let other = pg.database("other", true);
+    pg.psql(
+        "other",
+        "CREATE TABLE customers (id int); INSERT INTO customers VALUES (1)",
+    );
+    let msg = copy_to(&other);
+    assert!(msg.contains("of another application (customers)"), "{msg}");
+    assert_eq!(
+        pg.psql(
+            "other",
+            "SELECT string_agg(tablename, ',' ORDER BY tablename) FROM pg_tables WHERE schemaname = 'public'"
+        ),
+        "customers,spatial_ref_sys"
+    );
+    let msg = fails(&["info", &other]);
+    assert!(msg.contains("holds no wangge store"), "{msg}");
+
+    let empty = pg.database("empty", true);
+    let msg = fails(&["info", &empty]);
+    assert!(
+        msg.contains("holds no wangge store (it has no tables)"),
+        "{msg}"
+    );
+
+    // A password never reaches a message.
+    let msg = fails(&[
+        "info",
+        &format!("postgres://postgres:s3cret@127.0.0.1:{closed}/x"),
+    ]);
+    assert!(
+        !msg.contains("s3cret") && msg.contains("postgres:***@"),
+        "{msg}"
+    );
+
+    // A store is made once; commands not yet on PostgreSQL say so.
+    let url = pg.database("city", true);
+    wangge_ok(&["copy", "--from", s(&store), "--to", &url, "--quiet"]);
+    let msg = copy_to(&url);
+    assert!(msg.contains("already holds a wangge store"), "{msg}");
+    let msg = fails(&["partition", "--store", &url]);
+    assert!(
+        msg.contains("not yet read on PostgreSQL") && msg.contains("wangge copy --from"),
+        "{msg}"
+    );
+}
