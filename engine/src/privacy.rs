@@ -29,7 +29,7 @@
 use std::collections::{HashMap, HashSet};
 
 use crate::model::Layer;
-use crate::store::{Store, StoreError};
+use crate::store::{AnyStore, StoreError};
 
 /// The default threshold: no public count below 10.
 pub const DEFAULT_K: u32 = 10;
@@ -163,7 +163,7 @@ impl Disclosure {
     ///
     /// # Errors
     /// Store errors.
-    pub fn load(store: &Store, privacy: Privacy) -> Result<Disclosure, StoreError> {
+    pub fn load(store: &AnyStore, privacy: Privacy) -> Result<Disclosure, StoreError> {
         let mut keys: Vec<Box<str>> = Vec::new();
         let mut fids: Vec<Option<i64>> = Vec::new();
         let mut units: Vec<Unit> = Vec::new();

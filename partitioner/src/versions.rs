@@ -16,7 +16,7 @@
 use wangge_engine::model::Layer;
 use wangge_engine::store::versions::{Tx, VersionBuilding, VersionGrid};
 pub use wangge_engine::store::versions::{VersionInfo, VersionMeta};
-use wangge_engine::store::{Store, StoreError};
+use wangge_engine::store::{AnyStore, Store, StoreError};
 
 use crate::city::{Community, Partition, grid_values};
 use crate::noding::Update;
@@ -184,7 +184,7 @@ pub struct Diff {
 ///
 /// # Errors
 /// [`StoreError::NotFound`] when a version does not exist; store errors.
-pub fn diff(store: &Store, community: &str, from: i64, to: i64) -> Result<Diff, StoreError> {
+pub fn diff(store: &AnyStore, community: &str, from: i64, to: i64) -> Result<Diff, StoreError> {
     let (ga, ba) = store.version(community, from)?;
     let (gb, bb) = store.version(community, to)?;
     let mut moved = Vec::new();

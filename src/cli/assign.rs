@@ -11,7 +11,7 @@ use wangge_engine::assign::{
 use wangge_engine::crs::Crs;
 use wangge_engine::io::sheet::is_sheet;
 use wangge_engine::model::Layer;
-use wangge_engine::store::{Selection, Store, StoreError};
+use wangge_engine::store::{AnyStore, Reads, Selection, StoreError};
 use wangge_engine::validate::{Action, ValidationReport};
 
 use crate::cli::{Bars, PointInput, Ui};
@@ -121,7 +121,7 @@ struct Loaded {
     read_s: f64,
     report: Option<ValidationReport>,
     /// The store the layer came from, if any.
-    store: Option<Store>,
+    store: Option<AnyStore>,
 }
 
 /// Loads the polygons; a store is completed first when the command writes
@@ -168,11 +168,11 @@ fn load(ui: &Ui, src: &Source, write: bool) -> Result<Loaded> {
         });
     }
     let path = src.store.as_ref().context("give --store or --grids")?;
-    let mut store = Store::open(path)?;
+    let mut store = AnyStore::open(path)?;
     if write {
-        crate::cli::complete_store(ui, &mut store)?;
-    } else {
-        crate::cli::require_store(&store)?;
+        crate::cli::complete_store(ui, store.gpkg_mut("assign --store")?)?;
+    } else if let AnyStore::Gpkg(s) = &store {
+        crate::cli::require_store(s)?;
     }
     let (mut l, mut level) = match src.level {
         Level::Grid => (Layer::Grids, "grid"),
@@ -280,7 +280,8 @@ pub(crate) fn assign_cmd(ui: &Ui, a: &AssignArgs) -> Result<()> {
     });
 
     if !a.layers.is_empty() {
-        let mut store = loaded.store.take().context("--layers needs --store")?;
+        let mut any = loaded.store.take().context("--layers needs --store")?;
+        let store = any.gpkg_mut("assign --store --layers")?;
         for l in &a.layers {
             if !Layer::POINT_ENTITIES.contains(l) {
                 bail!(
@@ -291,10 +292,10 @@ pub(crate) fn assign_cmd(ui: &Ui, a: &AssignArgs) -> Result<()> {
         }
         let bars = Bars::new(ui.quiet);
         let t = Instant::now();
-        let results = assign_store(&mut store, &loaded.layer, &a.layers, &bars)?;
+        let results = assign_store(store, &loaded.layer, &a.layers, &bars)?;
         drop(bars);
         // Counts that derive from the codes just written.
-        crate::cli::complete_store(ui, &mut store)?;
+        crate::cli::complete_store(ui, store)?;
         if a.json {
             let mut v = common;
             v["layers"] = serde_json::to_value(&results)?;
@@ -486,7 +487,7 @@ pub(crate) fn locate_cmd(ui: &Ui, a: &LocateArgs) -> Result<()> {
 }
 
 /// Code → name of every district, street, community and grid of a store.
-pub(crate) fn admin_names(store: &Store) -> Result<std::collections::HashMap<String, String>> {
+pub(crate) fn admin_names(store: &impl Reads) -> Result<std::collections::HashMap<String, String>> {
     let mut m = std::collections::HashMap::new();
     for l in Layer::ADMIN {
         if !store.has_layer(l.name())? {

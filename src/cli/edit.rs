@@ -3,11 +3,11 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, anyhow, bail};
-use wangge_engine::store::{Store, StoreError};
+use wangge_engine::store::{AnyStore, Store, StoreError};
 use wangge_partitioner::edit::{self, Op, Request};
 use wangge_partitioner::versions;
 
-use crate::cli::Ui;
+use crate::cli::{Ui, shown};
 
 /// `wangge edit`.
 #[derive(Debug, clap::Args)]
@@ -144,6 +144,11 @@ fn open(path: &std::path::Path) -> Result<Store> {
     Store::open(path).with_context(|| format!("opening {}", path.display()))
 }
 
+/// Opens a store of either backend for reading.
+fn open_any(path: &std::path::Path) -> Result<AnyStore> {
+    AnyStore::open(path).with_context(|| format!("opening {}", shown(path)))
+}
+
 /// Runs `wangge edit`.
 pub(crate) fn edit_cmd(ui: &Ui, a: &EditArgs) -> Result<()> {
     let mut store = open(&a.store)?;
@@ -191,10 +196,10 @@ pub(crate) fn edit_cmd(ui: &Ui, a: &EditArgs) -> Result<()> {
 
 /// Runs `wangge history`.
 pub(crate) fn history_cmd(a: &HistoryArgs) -> Result<()> {
-    let store = open(&a.store)?;
+    let store = open_any(&a.store)?;
     let rows = store
         .history(a.community.as_deref(), a.limit)
-        .with_context(|| format!("reading the history of {}", a.store.display()))?;
+        .with_context(|| format!("reading the history of {}", shown(&a.store)))?;
     if let Some(c) = &a.community
         && rows.is_empty()
     {
@@ -230,7 +235,7 @@ pub(crate) fn history_cmd(a: &HistoryArgs) -> Result<()> {
 
 /// Runs `wangge diff`.
 pub(crate) fn diff_cmd(a: &DiffArgs) -> Result<()> {
-    let store = open(&a.store)?;
+    let store = open_any(&a.store)?;
     let latest = store.latest_version(&a.community)?;
     if latest == 0 {
         bail!(

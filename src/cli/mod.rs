@@ -230,6 +230,11 @@ pub(crate) fn require_store(store: &Store) -> Result<()> {
     Ok(project::require(store)?)
 }
 
+/// A store argument for messages: a path, or a URL without its password.
+pub(crate) fn shown(store: &Path) -> String {
+    wangge_engine::store::postgis::redact(&store.to_string_lossy())
+}
+
 /// indicatif bars for engine progress.
 pub(crate) struct Bars {
     bar: ProgressBar,

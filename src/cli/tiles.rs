@@ -42,13 +42,13 @@ pub struct ExportTilesArgs {
 
 /// Runs `wangge export-tiles`.
 pub(crate) fn export_tiles_cmd(ui: &Ui, a: &ExportTilesArgs) -> Result<()> {
-    ui.say(format!("loading {} …", a.store.display()));
+    ui.say(format!("loading {} …", crate::cli::shown(&a.store)));
     let options = TilerOptions {
         simplify: !a.no_simplify,
         privacy: wangge_engine::privacy::Privacy::new(a.privacy_k)?,
     };
     let tiler = Tiler::open_with(&a.store, options)
-        .with_context(|| format!("opening {}", a.store.display()))?;
+        .with_context(|| format!("opening {}", crate::cli::shown(&a.store)))?;
     for w in tiler.warnings() {
         ui.say(format!("  warning: {w}"));
     }

@@ -48,6 +48,10 @@ pub enum ApiError {
         /// The current version, so the client can retry.
         current: i64,
     },
+    /// 501: an operation the store's backend does not offer yet (an edit
+    /// on a PostgreSQL store).
+    #[error("{0}")]
+    NotImplemented(String),
     /// 500: anything else; the detail is logged, not sent.
     #[error("internal error: {0}")]
     Internal(String),
@@ -67,6 +71,7 @@ impl ApiError {
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::PreconditionRequired { .. } => StatusCode::PRECONDITION_REQUIRED,
+            ApiError::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -101,7 +106,12 @@ impl IntoResponse for ApiError {
 
 impl From<wangge_engine::store::StoreError> for ApiError {
     fn from(e: wangge_engine::store::StoreError) -> Self {
-        ApiError::internal(e)
+        match e {
+            wangge_engine::store::StoreError::Unsupported { what } => {
+                ApiError::NotImplemented(what)
+            }
+            e => ApiError::internal(e),
+        }
     }
 }
 

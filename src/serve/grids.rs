@@ -24,7 +24,7 @@ use wangge_engine::codes::{CommunityCode, GridCode};
 use wangge_engine::io::geojson::geometry_to_json;
 use wangge_engine::model::Layer;
 use wangge_engine::privacy::{Disclosure, Privacy};
-use wangge_engine::store::{Selection, Store, StoreError, Value};
+use wangge_engine::store::{AnyStore, Selection, StoreError, Value};
 
 use super::AppState;
 use super::error::{ApiError, blocking};
@@ -121,7 +121,7 @@ impl Directory {
     ///
     /// # Errors
     /// Store errors.
-    pub fn load(store: &Store, privacy: Privacy) -> Result<Directory, ApiError> {
+    pub fn load(store: &AnyStore, privacy: Privacy) -> Result<Directory, ApiError> {
         let mut d = Directory {
             disclosure: Disclosure::load(store, privacy)?,
             ..Directory::default()
@@ -208,7 +208,7 @@ impl Directory {
 type Row = (Geometry<f64>, Map<String, Json>);
 
 /// One feature of `layer` by fid.
-fn read_row(store: &Store, layer: Layer, fid: i64) -> Result<Option<Row>, ApiError> {
+fn read_row(store: &AnyStore, layer: Layer, fid: i64) -> Result<Option<Row>, ApiError> {
     let schema = store.schema(layer.name())?;
     let cols: Vec<&str> = schema.columns.iter().map(|c| c.name.as_str()).collect();
     let mut row = None;
@@ -242,17 +242,17 @@ fn read_row(store: &Store, layer: Layer, fid: i64) -> Result<Option<Row>, ApiErr
 }
 
 /// The latest version of a community, 0 when it has none.
-fn version(store: &Store, community: &str) -> Result<i64, ApiError> {
+fn version(store: &AnyStore, community: &str) -> Result<i64, ApiError> {
     Ok(store.latest_version(community)?)
 }
 
-fn locked(store: &Store, code: &str) -> Result<bool, ApiError> {
+fn locked(store: &AnyStore, code: &str) -> Result<bool, ApiError> {
     Ok(store.is_locked(code)?)
 }
 
 /// The GeoJSON Feature of a grid with its statistics.
 fn grid_feature(
-    store: &Store,
+    store: &AnyStore,
     dir: &Directory,
     code: &str,
     with_version: bool,

@@ -15,7 +15,7 @@ use wangge_engine::assign::{GridLayer, code_path};
 use wangge_engine::crs::Crs;
 use wangge_engine::io::csv::{check_lon_lat, coordinate_columns};
 use wangge_engine::model::Layer;
-use wangge_engine::store::Store;
+use wangge_engine::store::AnyStore;
 
 use super::AppState;
 use super::error::{ApiError, blocking};
@@ -37,7 +37,7 @@ impl Locator {
     ///
     /// # Errors
     /// Store errors, or a store with neither grids nor communities.
-    pub fn load(store: &Store) -> anyhow::Result<Locator> {
+    pub fn load(store: &AnyStore) -> anyhow::Result<Locator> {
         let (layer, level) = if store.has_features(Layer::Grids.name())? {
             (Layer::Grids, "grid")
         } else if store.has_features(Layer::Communities.name())? {
@@ -45,7 +45,7 @@ impl Locator {
         } else {
             anyhow::bail!(
                 "{}: neither grids nor communities to locate points in",
-                store.path().display()
+                store.location()
             );
         };
         let names = crate::cli::admin_names(store)?;

@@ -22,7 +22,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::{Value as Json, json};
 use wangge_engine::privacy::Privacy;
-use wangge_engine::store::Store;
+use wangge_engine::store::AnyStore;
 
 mod cache;
 mod edits;
@@ -115,14 +115,14 @@ impl Default for Options {
 #[derive(Debug)]
 pub(crate) struct ReadPool {
     path: PathBuf,
-    idle: Mutex<Vec<Store>>,
+    idle: Mutex<Vec<AnyStore>>,
 }
 
 impl ReadPool {
     /// Runs `f` with a connection (call from the blocking pool).
     pub(crate) fn with<T>(
         &self,
-        f: impl FnOnce(&Store) -> Result<T, ApiError>,
+        f: impl FnOnce(&AnyStore) -> Result<T, ApiError>,
     ) -> Result<T, ApiError> {
         let taken = self.idle.lock().ok().and_then(|mut v| v.pop());
         let store = match taken {
@@ -142,8 +142,8 @@ impl ReadPool {
 /// Opens the store (a reader waits for an edit's write transaction, as
 /// [`Store::open`] sets a busy timeout, instead of failing with "database is
 /// locked").
-pub(crate) fn open_reader(path: &std::path::Path) -> Result<Store, ApiError> {
-    Ok(Store::open(path)?)
+pub(crate) fn open_reader(path: &std::path::Path) -> Result<AnyStore, ApiError> {
+    Ok(AnyStore::open(path)?)
 }
 
 /// Everything the handlers share.
@@ -256,13 +256,13 @@ impl AppState {
     ///
     /// # Errors
     /// Store failures (every cached tile is dropped then).
-    pub(crate) fn catch_up(&self, store: &Store) -> Result<usize, ApiError> {
+    pub(crate) fn catch_up(&self, store: &AnyStore) -> Result<usize, ApiError> {
         self.catch_up_timed(store).map(|(n, _)| n)
     }
 
     /// [`AppState::catch_up`], with the seconds it took to rebuild the
     /// index and directory and to reload the tiles.
-    fn catch_up_timed(&self, store: &Store) -> Result<(usize, [f64; 2]), ApiError> {
+    fn catch_up_timed(&self, store: &AnyStore) -> Result<(usize, [f64; 2]), ApiError> {
         use std::sync::atomic::Ordering::SeqCst;
         let after = self.seen.load(SeqCst);
         let new = store.versions_after(after)?;
@@ -286,7 +286,7 @@ impl AppState {
     }
 
     /// Rebuilds the point index and the grid directory from the store.
-    fn reload_index(&self, store: &Store) -> Result<(), ApiError> {
+    fn reload_index(&self, store: &AnyStore) -> Result<(), ApiError> {
         let locator = Locator::load(store).map_err(ApiError::internal)?;
         let directory = Directory::load(store, self.privacy)?;
         *self.locator.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(locator);
@@ -300,7 +300,7 @@ impl AppState {
     /// at the zooms of its changed layers, the tiles whose buffered square
     /// meets a changed feature's old or new geometry (see
     /// [`wangge_tiler::changes`]). A failed reload drops every tile.
-    fn reload_tiles(&self, store: &Store, community: &str) -> Result<(), ApiError> {
+    fn reload_tiles(&self, store: &AnyStore, community: &str) -> Result<(), ApiError> {
         let mut failed = None;
         let mut changes: std::collections::HashMap<&str, TileChanges> =
             std::collections::HashMap::new();
@@ -524,8 +524,12 @@ fn tile_sources(ui: &Ui, a: &ServeArgs) -> Result<Vec<Arc<dyn TileSource>>> {
         privacy: Privacy::new(a.privacy_k)?,
         ..wangge_tiler::TilerOptions::default()
     };
-    let tiles = StoreTiles::open_with(&a.store, options)
-        .with_context(|| format!("cannot read the tile layers of {}", a.store.display()))?;
+    let tiles = StoreTiles::open_with(&a.store, options).with_context(|| {
+        format!(
+            "cannot read the tile layers of {}",
+            crate::cli::shown(&a.store)
+        )
+    })?;
     let warnings = tiles.warnings();
     ui.say(format!(
         "tiles: {} layers loaded in {:.1} s{}",
@@ -560,9 +564,11 @@ pub(crate) fn serve_cmd(ui: &Ui, a: &ServeArgs) -> Result<()> {
     // A store another tool wrote or edited: name every missing or retyped
     // column now, not as an SQL error on the first request.
     {
-        let store =
-            Store::open(&a.store).with_context(|| format!("cannot serve {}", a.store.display()))?;
-        crate::cli::require_store(&store)?;
+        let store = AnyStore::open(&a.store)
+            .with_context(|| format!("cannot serve {}", crate::cli::shown(&a.store)))?;
+        if let AnyStore::Gpkg(store) = &store {
+            crate::cli::require_store(store)?;
+        }
     }
     let sources = tile_sources(ui, a)?;
     let state = AppState::open(
@@ -577,10 +583,10 @@ pub(crate) fn serve_cmd(ui: &Ui, a: &ServeArgs) -> Result<()> {
             privacy: Privacy::new(a.privacy_k)?,
         },
     )
-    .with_context(|| format!("cannot serve {}", a.store.display()))?;
+    .with_context(|| format!("cannot serve {}", crate::cli::shown(&a.store)))?;
     ui.say(format!(
         "{}: {} {}s indexed, {} tile source(s), in {:.1} s; edits {}",
-        a.store.display(),
+        crate::cli::shown(&a.store),
         state.locator().len(),
         state.locator().level(),
         state.sources.len(),

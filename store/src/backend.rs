@@ -7,10 +7,28 @@
 //! every layer with its columns, every fid, the metadata, versions and
 //! locks.
 
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
+use geo_types::{Geometry, Rect};
+
+use crate::model::Layer;
 use crate::postgis::{PgStore, is_postgres_url};
-use crate::{Feature, LayerInfo, LayerSchema, Store, StoreError};
+use crate::versions::{VersionContents, VersionInfo};
+use crate::{
+    AdminCounts, BuildingCounts, Feature, LayerInfo, LayerSchema, Selection, Store, StoreError,
+    Value,
+};
+
+/// Calls the same method on whichever backend `$self` is.
+macro_rules! both {
+    ($self:expr, $s:ident => $call:expr) => {
+        match $self {
+            AnyStore::Gpkg($s) => $call,
+            AnyStore::Postgis($s) => $call,
+        }
+    };
+}
 
 /// A store on one of the two backends.
 #[derive(Debug)]
@@ -98,6 +116,28 @@ impl AnyStore {
         }
     }
 
+    /// Like [`AnyStore::for_each_in`], but [`Feature::values`] holds the
+    /// named `columns` (NULL for one the layer lacks).
+    pub fn for_each_columns(
+        &self,
+        layer: &str,
+        columns: &[&str],
+        bbox: Option<[f64; 4]>,
+        f: impl FnMut(Feature) -> Result<(), StoreError>,
+    ) -> Result<u64, StoreError> {
+        both!(self, s => s.for_each_columns(layer, columns, bbox, f))
+    }
+
+    /// A number that changes whenever another process commits a write a
+    /// server must follow: SQLite's `PRAGMA data_version` on a GeoPackage,
+    /// the position of the last recorded version on PostgreSQL.
+    pub fn data_version(&self) -> Result<i64, StoreError> {
+        match self {
+            AnyStore::Gpkg(s) => s.data_version(),
+            AnyStore::Postgis(p) => p.last_version_position(),
+        }
+    }
+
     /// Every project metadata entry, sorted by key.
     pub fn meta_entries(&self) -> Result<Vec<(String, String)>, StoreError> {
         match self {
@@ -122,6 +162,266 @@ impl AnyStore {
         }
     }
 }
+
+impl AnyStore {
+    /// Whether a feature layer of this name exists.
+    pub fn has_layer(&self, name: &str) -> Result<bool, StoreError> {
+        both!(self, s => s.has_layer(name))
+    }
+
+    /// True when `layer` exists and holds at least one feature.
+    pub fn has_features(&self, layer: &str) -> Result<bool, StoreError> {
+        both!(self, s => s.has_features(layer))
+    }
+
+    /// Every selected feature of `layer` in fid order, with its geometry
+    /// and the values of `columns` (see [`Store::read_features`]).
+    pub fn read_features<E: From<StoreError>>(
+        &self,
+        layer: &str,
+        columns: &[&str],
+        selection: Selection<'_>,
+        f: impl FnMut(i64, Option<Result<Geometry<f64>, String>>, &[Value]) -> Result<(), E>,
+    ) -> Result<u64, E> {
+        both!(self, s => s.read_features(layer, columns, selection, f))
+    }
+
+    /// Like [`AnyStore::read_features`] without the geometries.
+    pub fn read_rows<E: From<StoreError>>(
+        &self,
+        layer: &str,
+        columns: &[&str],
+        selection: Selection<'_>,
+        f: impl FnMut(i64, &[Value]) -> Result<(), E>,
+    ) -> Result<u64, E> {
+        both!(self, s => s.read_rows(layer, columns, selection, f))
+    }
+
+    /// The box of the feature of admin `layer` with `code`.
+    pub fn bbox_of(&self, layer: Layer, code: &str) -> Result<Option<Rect<f64>>, StoreError> {
+        both!(self, s => s.bbox_of(layer, code))
+    }
+
+    /// How many features of `layer` have each value of `column`, within
+    /// `region` when given.
+    pub fn count_values(
+        &self,
+        layer: Layer,
+        column: &str,
+        region: Option<Rect<f64>>,
+    ) -> Result<HashMap<String, u32>, StoreError> {
+        both!(self, s => s.count_values(layer, column, region))
+    }
+
+    /// The codes of the features of `layer` whose box meets `bbox`.
+    pub fn codes_in(&self, layer: Layer, bbox: Rect<f64>) -> Result<Vec<String>, StoreError> {
+        both!(self, s => s.codes_in(layer, bbox))
+    }
+
+    /// A community's grids as stored, `(code, geometry)` in code order.
+    pub fn grids_of(&self, community: &str) -> Result<Vec<(String, Geometry<f64>)>, StoreError> {
+        both!(self, s => s.grids_of(community))
+    }
+
+    /// The `grid_code` of features of `layer` by fid, in the order given.
+    pub fn grid_codes(
+        &self,
+        layer: Layer,
+        fids: &[i64],
+    ) -> Result<Vec<Option<String>>, StoreError> {
+        both!(self, s => s.grid_codes(layer, fids))
+    }
+
+    /// Code, parent, households and persons of every unit of admin
+    /// `layer`, in code order (see [`Store::admin_counts`]).
+    pub fn admin_counts(&self, layer: Layer) -> Result<Vec<AdminCounts>, StoreError> {
+        let p = match self {
+            AnyStore::Gpkg(s) => return s.admin_counts(layer),
+            AnyStore::Postgis(p) => p,
+        };
+        let name = layer.name();
+        if !p.has_layer(name)? || !p.schema(name)?.columns.iter().any(|c| c.name == "code") {
+            return Ok(Vec::new());
+        }
+        let mut out = Vec::new();
+        let cols = ["code", "parent_code", "households", "persons"];
+        p.read_rows(name, &cols, Selection::All, |_, v| {
+            let text = |v: &Value| match v {
+                Value::Text(s) if !s.is_empty() => Some(s.clone()),
+                Value::Integer(i) => Some(i.to_string()),
+                _ => None,
+            };
+            if let Some(code) = text(&v[0]) {
+                out.push(AdminCounts {
+                    code,
+                    parent: text(&v[1]),
+                    households: v[2].as_i64().unwrap_or(0),
+                    persons: v[3].as_i64().unwrap_or(0),
+                });
+            }
+            Ok::<(), StoreError>(())
+        })?;
+        out.sort_by(|a, b| a.code.cmp(&b.code));
+        Ok(out)
+    }
+
+    /// `fid, grid_code, community_code, households` of every building, in
+    /// fid order (see [`Store::building_counts`]).
+    pub fn building_counts(&self) -> Result<Vec<BuildingCounts>, StoreError> {
+        let p = match self {
+            AnyStore::Gpkg(s) => return s.building_counts(),
+            AnyStore::Postgis(p) => p,
+        };
+        let name = Layer::Buildings.name();
+        if !p.has_layer(name)? {
+            return Ok(Vec::new());
+        }
+        let mut out = Vec::new();
+        let cols = ["grid_code", "community_code", "households"];
+        p.read_rows(name, &cols, Selection::All, |fid, v| {
+            let text = |v: &Value| v.as_str().filter(|s| !s.is_empty()).map(str::to_owned);
+            out.push(BuildingCounts {
+                fid,
+                grid_code: text(&v[0]),
+                community_code: text(&v[1]),
+                households: v[2].as_i64().unwrap_or(0),
+            });
+            Ok::<(), StoreError>(())
+        })?;
+        Ok(out)
+    }
+
+    /// The latest version of a community (0 when it has none).
+    pub fn latest_version(&self, community: &str) -> Result<i64, StoreError> {
+        both!(self, s => s.latest_version(community))
+    }
+
+    /// The locked grids of a community.
+    pub fn locks(&self, community: &str) -> Result<HashSet<String>, StoreError> {
+        both!(self, s => s.locks(community))
+    }
+
+    /// True when the grid is locked.
+    pub fn is_locked(&self, grid: &str) -> Result<bool, StoreError> {
+        both!(self, s => s.is_locked(grid))
+    }
+
+    /// The position of the last recorded version in the store's log.
+    pub fn last_version_position(&self) -> Result<i64, StoreError> {
+        both!(self, s => s.last_version_position())
+    }
+
+    /// The versions recorded after log position `after`.
+    pub fn versions_after(&self, after: i64) -> Result<Vec<(i64, String)>, StoreError> {
+        both!(self, s => s.versions_after(after))
+    }
+
+    /// Every grid code a community ever had in a recorded version.
+    pub fn past_grid_codes(&self, community: &str) -> Result<Vec<String>, StoreError> {
+        both!(self, s => s.past_grid_codes(community))
+    }
+
+    /// The versions of one community (or of all), newest first.
+    pub fn history(
+        &self,
+        community: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<VersionInfo>, StoreError> {
+        both!(self, s => s.history(community, limit))
+    }
+
+    /// The grids and buildings of one version of a community.
+    pub fn version(&self, community: &str, version: i64) -> Result<VersionContents, StoreError> {
+        both!(self, s => s.version(community, version))
+    }
+
+    /// The GeoPackage behind this store, or a clear error naming `what`
+    /// needs one (the operations not yet on PostgreSQL).
+    pub fn gpkg(&self, what: &str) -> Result<&Store, StoreError> {
+        match self {
+            AnyStore::Gpkg(s) => Ok(s),
+            AnyStore::Postgis(p) => Err(not_yet(p, what)),
+        }
+    }
+
+    /// Like [`AnyStore::gpkg`], mutably.
+    pub fn gpkg_mut(&mut self, what: &str) -> Result<&mut Store, StoreError> {
+        match self {
+            AnyStore::Gpkg(s) => Ok(s),
+            AnyStore::Postgis(p) => Err(not_yet(p, what)),
+        }
+    }
+}
+
+fn not_yet(p: &PgStore, what: &str) -> StoreError {
+    StoreError::Unsupported {
+        what: format!(
+            "{}: {what} is not yet available on a PostgreSQL store; work on a GeoPackage copy \
+             (wangge copy --from {} --to store.gpkg) and copy it back",
+            p.url(),
+            p.url()
+        ),
+    }
+}
+
+/// The reads every backend offers, for code that takes either a
+/// GeoPackage [`Store`], a [`PgStore`] or an [`AnyStore`].
+pub trait Reads {
+    /// The schema of one layer.
+    fn schema(&self, layer: &str) -> Result<LayerSchema, StoreError>;
+    /// Whether a feature layer of this name exists.
+    fn has_layer(&self, name: &str) -> Result<bool, StoreError>;
+    /// The features of `layer` meeting `bbox` (all without), in fid order,
+    /// with the values of the named `columns`.
+    fn for_each_columns(
+        &self,
+        layer: &str,
+        columns: &[&str],
+        bbox: Option<[f64; 4]>,
+        f: impl FnMut(Feature) -> Result<(), StoreError>,
+    ) -> Result<u64, StoreError>;
+    /// The selected rows of `layer` in fid order, without geometries.
+    fn read_rows<E: From<StoreError>>(
+        &self,
+        layer: &str,
+        columns: &[&str],
+        selection: Selection<'_>,
+        f: impl FnMut(i64, &[Value]) -> Result<(), E>,
+    ) -> Result<u64, E>;
+}
+
+macro_rules! reads {
+    ($($t:ty),*) => {$(
+        impl Reads for $t {
+            fn schema(&self, layer: &str) -> Result<LayerSchema, StoreError> {
+                <$t>::schema(self, layer)
+            }
+            fn has_layer(&self, name: &str) -> Result<bool, StoreError> {
+                <$t>::has_layer(self, name)
+            }
+            fn for_each_columns(
+                &self,
+                layer: &str,
+                columns: &[&str],
+                bbox: Option<[f64; 4]>,
+                f: impl FnMut(Feature) -> Result<(), StoreError>,
+            ) -> Result<u64, StoreError> {
+                <$t>::for_each_columns(self, layer, columns, bbox, f)
+            }
+            fn read_rows<E: From<StoreError>>(
+                &self,
+                layer: &str,
+                columns: &[&str],
+                selection: Selection<'_>,
+                f: impl FnMut(i64, &[Value]) -> Result<(), E>,
+            ) -> Result<u64, E> {
+                <$t>::read_rows(self, layer, columns, selection, f)
+            }
+        }
+    )*};
+}
+
+reads!(Store, PgStore, AnyStore);
 
 /// The URL in a store argument, if it is one.
 fn url(location: &Path) -> Option<String> {

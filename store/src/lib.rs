@@ -22,11 +22,12 @@ pub mod gpkg;
 pub mod mbtiles;
 pub mod model;
 pub mod postgis;
+mod postgis_reads;
 pub mod project;
 mod queries;
 pub mod versions;
 
-pub use backend::{AnyStore, CopyReport, copy};
+pub use backend::{AnyStore, CopyReport, Reads, copy};
 pub use gpkg::*;
 pub use postgis::{PgLayerWriter, PgStore};
 pub use queries::Selection;

@@ -13,7 +13,8 @@
 //!   geometry(<type>, 4326)` with a GiST index `<layer>_geom_gist`, then the
 //!   attribute columns as `bigint`, `double precision` and `text`;
 //! * the version and lock tables of [`crate::versions`], with the same
-//!   names and columns (`geom` as `geometry(Geometry, 4326)`).
+//!   names and columns (`geom` as `geometry(Geometry, 4326)`); the log
+//!   position of a version (a GeoPackage's `rowid`) is `wangge_versions.seq`.
 //!
 //! PostGIS, GDAL (`ogrinfo PG:…`) and QGIS read these tables as they are.
 //! Columns added by other tools survive: readers map integer and boolean
@@ -44,7 +45,7 @@ use crate::{
 const STORE_FORMAT: &str = "wangge-postgis-1";
 
 /// Rows per page of a full-layer scan.
-const PAGE: i64 = 10_000;
+pub(crate) const PAGE: i64 = 10_000;
 
 /// Bytes of COPY data buffered before they are sent.
 const COPY_CHUNK: usize = 8 << 20;
@@ -55,6 +56,7 @@ CREATE TABLE wangge_layers (name text PRIMARY KEY, geometry_type text NOT NULL);
 CREATE TABLE wangge_versions (
   community text NOT NULL, version bigint NOT NULL, author text NOT NULL,
   created text NOT NULL, reason text NOT NULL, op text NOT NULL,
+  seq bigint GENERATED ALWAYS AS IDENTITY UNIQUE,
   PRIMARY KEY (community, version));
 CREATE TABLE wangge_version_grids (
   community text NOT NULL, version bigint NOT NULL, code text NOT NULL,
@@ -109,11 +111,11 @@ pub(crate) fn refuse_url(path: &Path, verb: &str) -> Result<(), StoreError> {
 
 /// A layer's table as [`PgStore`] reads it.
 #[derive(Debug, Clone)]
-struct PgLayer {
-    schema: LayerSchema,
+pub(crate) struct PgLayer {
+    pub(crate) schema: LayerSchema,
     /// The SQL that reads each column of `schema.columns` as `bigint`,
     /// `double precision` or `text`.
-    reads: Vec<String>,
+    pub(crate) reads: Vec<String>,
 }
 
 /// An open PostgreSQL + PostGIS store.
@@ -280,7 +282,7 @@ impl PgStore {
         Ok(out)
     }
 
-    fn query(
+    pub(crate) fn query(
         &self,
         sql: &str,
         params: &[&(dyn postgres::types::ToSql + Sync)],
@@ -371,7 +373,7 @@ impl PgStore {
         Ok(self.layer_names()?.iter().any(|n| n == name))
     }
 
-    fn layer(&self, layer: &str) -> Result<PgLayer, StoreError> {
+    pub(crate) fn layer_def(&self, layer: &str) -> Result<PgLayer, StoreError> {
         let rows = self.query(
             "SELECT l.geometry_type FROM wangge_layers l
               WHERE l.name = $1 AND to_regclass(quote_ident(l.name)) IS NOT NULL",
@@ -423,12 +425,12 @@ impl PgStore {
     /// The schema of one layer: every column of its table in table order,
     /// those added by other tools too.
     pub fn schema(&self, layer: &str) -> Result<LayerSchema, StoreError> {
-        Ok(self.layer(layer)?.schema)
+        Ok(self.layer_def(layer)?.schema)
     }
 
     /// Number of features in one layer.
     pub fn count(&self, layer: &str) -> Result<u64, StoreError> {
-        self.layer(layer)?;
+        self.layer_def(layer)?;
         let rows = self.query(&format!("SELECT count(*) FROM {}", quote(layer)), &[])?;
         Ok(rows[0].get::<_, i64>(0) as u64)
     }
@@ -437,7 +439,7 @@ impl PgStore {
     pub fn layers(&self) -> Result<Vec<LayerInfo>, StoreError> {
         let mut out = Vec::new();
         for name in self.layer_names()? {
-            let layer = self.layer(&name)?;
+            let layer = self.layer_def(&name)?;
             let rows = self.query(
                 &format!(
                     "SELECT n, ST_XMin(e), ST_YMin(e), ST_XMax(e), ST_YMax(e)
@@ -487,7 +489,7 @@ impl PgStore {
         bbox: Option<[f64; 4]>,
         f: impl FnMut(Feature) -> Result<(), StoreError>,
     ) -> Result<u64, StoreError> {
-        let def = self.layer(layer)?;
+        let def = self.layer_def(layer)?;
         let reads = def.reads.clone();
         let names = def.schema.columns.iter().map(|c| c.name.clone()).collect();
         self.scan(&def, reads, names, bbox, f)
@@ -503,7 +505,7 @@ impl PgStore {
         bbox: Option<[f64; 4]>,
         f: impl FnMut(Feature) -> Result<(), StoreError>,
     ) -> Result<u64, StoreError> {
-        let def = self.layer(layer)?;
+        let def = self.layer_def(layer)?;
         let reads = columns
             .iter()
             .map(|c| {
@@ -570,7 +572,7 @@ impl PgStore {
     /// It opens a transaction and locks the table against other writers
     /// (readers go on) until it commits or is dropped.
     pub fn writer(&mut self, layer: &str) -> Result<PgLayerWriter<'_>, StoreError> {
-        let def = self.layer(layer)?;
+        let def = self.layer_def(layer)?;
         let table = quote(layer);
         let mut client = self.client.borrow_mut();
         let begin = (|| -> Result<(i64, bool), postgres::Error> {
@@ -763,7 +765,11 @@ impl PgStore {
         }
         self.transaction(|c| {
             for (sql, data) in [
-                ("COPY wangge_versions FROM STDIN", &versions),
+                (
+                    "COPY wangge_versions (community, version, author, created, reason, op) \
+                     FROM STDIN",
+                    &versions,
+                ),
                 ("COPY wangge_version_grids FROM STDIN", &grids),
                 (
                     "COPY wangge_version_buildings (community, version, building, grid, \
@@ -816,20 +822,7 @@ fn read_feature(row: &Row, layer: &str, names: &[String]) -> Result<Feature, Sto
             column: column.clone(),
             reason: e.to_string(),
         };
-        let ty = row.columns()[at].type_();
-        let value = if *ty == postgres::types::Type::INT8 {
-            row.try_get::<_, Option<i64>>(at)
-                .map_err(bad_value)?
-                .map_or(Value::Null, Value::Integer)
-        } else if *ty == postgres::types::Type::FLOAT8 {
-            row.try_get::<_, Option<f64>>(at)
-                .map_err(bad_value)?
-                .map_or(Value::Null, Value::Real)
-        } else {
-            row.try_get::<_, Option<String>>(at)
-                .map_err(bad_value)?
-                .map_or(Value::Null, Value::Text)
-        };
+        let value = crate::postgis_reads::row_value(row, at).map_err(bad_value)?;
         values.push(value);
     }
     Ok(Feature {

@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 use crate::partition::{city, partition_ok};
 use crate::support::{exported, s, wangge_ok};
 
-const TOKEN: &str = "s3cret-token";
+pub(crate) const TOKEN: &str = "s3cret-token";
 
 /// One partitioned city for every test of this module (built once).
 fn shared_city() -> &'static Path {
@@ -54,7 +54,7 @@ pub(crate) fn city_copy(dir: &Path) -> PathBuf {
 
 /// The grid codes of each community of a store, in the order
 /// `wangge export` writes them.
-fn grids_by_community(store: &Path, dir: &Path) -> BTreeMap<String, Vec<String>> {
+pub(crate) fn grids_by_community(store: &Path, dir: &Path) -> BTreeMap<String, Vec<String>> {
     let mut by: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for g in &exported(store, "grids", dir) {
         let p = &g["properties"];
@@ -195,7 +195,7 @@ pub(crate) fn get(url: &str, headers: &[(&str, &str)]) -> Answer {
     answer(req.call().unwrap())
 }
 
-fn post(url: &str, headers: &[(&str, &str)], body: &[u8]) -> Answer {
+pub(crate) fn post(url: &str, headers: &[(&str, &str)], body: &[u8]) -> Answer {
     let mut req = agent().post(url);
     for (k, v) in headers {
         req = req.header(*k, *v);
@@ -203,7 +203,7 @@ fn post(url: &str, headers: &[(&str, &str)], body: &[u8]) -> Answer {
     answer(req.send(body).unwrap())
 }
 
-const JSON_CT: (&str, &str) = ("content-type", "application/json");
+pub(crate) const JSON_CT: (&str, &str) = ("content-type", "application/json");
 
 /// POSTs a JSON body to /v1/locate over a raw socket, ignoring write
 /// errors, and returns the whole answer as text.
@@ -226,7 +226,7 @@ fn raw_post(addr: &str, framing: &str, parts: &[&[u8]]) -> String {
 }
 
 /// Deterministic points over the city's extent and a margin around it.
-fn sample_points(grids: &[Value], n: usize) -> Vec<[f64; 2]> {
+pub(crate) fn sample_points(grids: &[Value], n: usize) -> Vec<[f64; 2]> {
     let mut b = [f64::MAX, f64::MAX, f64::MIN, f64::MIN];
     let mut visit = |c: &Value| {
         let (x, y) = (c[0].as_f64().unwrap(), c[1].as_f64().unwrap());
@@ -1100,7 +1100,7 @@ impl wangge::serve::TileSource for FakeSource {
     }
     fn reload_grids(
         &self,
-        _store: &wangge_engine::store::Store,
+        _store: &wangge_engine::store::AnyStore,
         _community: &str,
     ) -> Result<wangge::serve::TileChanges, String> {
         Ok(wangge::serve::TileChanges::everything())
@@ -1288,7 +1288,7 @@ async fn serve_tiles_negotiate_cache_and_invalidate() {
 // ---------------------------------------------------------------------------
 
 /// The XYZ tile holding a lon/lat at zoom z.
-fn tile_of(lon: f64, lat: f64, z: u8) -> (u32, u32) {
+pub(crate) fn tile_of(lon: f64, lat: f64, z: u8) -> (u32, u32) {
     let n = f64::from(1u32 << z);
     let x = ((lon + 180.0) / 360.0 * n).floor() as u32;
     let r = lat.to_radians();

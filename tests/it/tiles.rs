@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use geo_types::{Geometry, LineString, Point, Polygon, polygon};
 use serde_json::Value as Json;
 use wangge_engine::model::Layer;
-use wangge_engine::store::{Store, Value};
+use wangge_engine::store::{AnyStore, Store, Value};
 use wangge_tiler::mvt::{self, GeomKind, PropValue};
 use wangge_tiler::tile::{TileCoord, tiles_covering};
 use wangge_tiler::{Tiler, TilerOptions};
@@ -540,7 +540,9 @@ fn reload_grids_after_an_edit() {
             .unwrap()
     };
     assert_eq!(place_grid(&tiler), Json::from("110101001001001"));
-    let changes = tiler.reload_grids(&st, "110101001001").unwrap();
+    let changes = tiler
+        .reload_grids(&AnyStore::Gpkg(Store::open(&path).unwrap()), "110101001001")
+        .unwrap();
     // What changed: the removed grid and the one that gained its
     // households (ids are the codes), the place with its new grid code.
     let changed: Vec<(&str, Vec<u64>)> = changes
@@ -575,7 +577,9 @@ fn reload_grids_after_an_edit() {
     assert_eq!(after[0].1["households"], Json::from(20));
     assert_eq!(after[0].1["deviation"], Json::from(1.0));
     // Another community's reload leaves these alone.
-    let changes = tiler.reload_grids(&st, "110101001002").unwrap();
+    let changes = tiler
+        .reload_grids(&AnyStore::Gpkg(Store::open(&path).unwrap()), "110101001002")
+        .unwrap();
     assert!(changes.is_empty(), "{changes:?}");
     assert_eq!(grids(&tiler), after);
     // The reloaded tiler writes every tile as a fresh one does.

@@ -8,7 +8,7 @@ use std::path::Path;
 use std::sync::{Arc, RwLock};
 
 use serde::Serialize;
-use wangge_engine::store::Store;
+use wangge_engine::store::AnyStore;
 
 use crate::{Changes, FieldType, TileCoord, Tiler};
 
@@ -60,7 +60,7 @@ pub trait TileSource: Send + Sync {
     ///
     /// # Errors
     /// Store failures (the server then drops every cached tile).
-    fn reload_grids(&self, store: &Store, community: &str) -> Result<Changes, String>;
+    fn reload_grids(&self, store: &AnyStore, community: &str) -> Result<Changes, String>;
     /// The id of the source whose data this one shows part of (its
     /// [`TileSource::layers`]), when it shares that source's data: it is not
     /// reloaded itself, and that source's [`Changes`], restricted to this
@@ -213,7 +213,7 @@ impl TileSource for StoreTiles {
         Ok(self.read().encode_only(t, self.layer.as_deref()))
     }
 
-    fn reload_grids(&self, store: &Store, community: &str) -> Result<Changes, String> {
+    fn reload_grids(&self, store: &AnyStore, community: &str) -> Result<Changes, String> {
         if self.layer.is_some() {
             // The main source reloads the shared tiler.
             return Ok(Changes::default());

@@ -59,7 +59,7 @@ use rstar::primitives::{GeomWithData, Rectangle};
 use rstar::{AABB, RTree};
 use serde::Serialize;
 use wangge_engine::privacy::{Disclosure, Privacy};
-use wangge_engine::store::{Selection, Store, Value};
+use wangge_engine::store::{AnyStore, Selection, Value};
 
 use crate::TilerError;
 use crate::changes::{Changes, Version};
@@ -441,7 +441,7 @@ impl Tiler {
     /// [`Tiler::open`] with options. Layers load in parallel, each on its own
     /// connection.
     pub fn open_with(store: &Path, options: TilerOptions) -> Result<Tiler, TilerError> {
-        let s = Store::open(store)?;
+        let s = AnyStore::open(store)?;
         let target = read_target(&s)?;
         let disclosure = Disclosure::load(&s, options.privacy)?;
         drop(s);
@@ -453,7 +453,7 @@ impl Tiler {
         let loaded: Vec<Loaded> = (0..=SPECS.len())
             .into_par_iter()
             .map(|i| -> Result<Loaded, TilerError> {
-                let s = Store::open(store)?;
+                let s = AnyStore::open(store)?;
                 if i == SPECS.len() {
                     let (hex, w) = load_hex(&s, k)?;
                     return Ok(Loaded::Hex(hex, w));
@@ -750,7 +750,11 @@ impl Tiler {
     /// Returns what changed: the features whose geometry, attributes or
     /// presence differ, with their old and new geometries and the zooms of
     /// their layers (see [`Changes`]).
-    pub fn reload_grids(&mut self, store: &Store, community: &str) -> Result<Changes, TilerError> {
+    pub fn reload_grids(
+        &mut self,
+        store: &AnyStore,
+        community: &str,
+    ) -> Result<Changes, TilerError> {
         let target = read_target(store)?;
         let target_changed = target != self.target;
         self.target = target;
@@ -830,7 +834,7 @@ impl Tiler {
     /// with the store's, recording the difference.
     fn replace(
         &mut self,
-        store: &Store,
+        store: &AnyStore,
         spec: &Spec,
         filter: Filter<'_>,
         changes: &mut Changes,
@@ -920,7 +924,7 @@ fn info(
     }
 }
 
-fn read_target(store: &Store) -> Result<Option<f64>, TilerError> {
+fn read_target(store: &AnyStore) -> Result<Option<f64>, TilerError> {
     Ok(store
         .meta("partition_target")?
         .and_then(|v| v.trim().parse::<f64>().ok())
@@ -941,7 +945,7 @@ enum Filter<'a> {
 
 /// Reads a layer's features, skipping and counting bad ones.
 fn read_items(
-    store: &Store,
+    store: &AnyStore,
     spec: &Spec,
     filter: Filter<'_>,
     target: Option<f64>,
@@ -1184,7 +1188,7 @@ fn project(g: &Geometry<f64>, kind: Kind) -> Result<Shape, String> {
 /// Counts the persons with `a <= rowid <= b` per H3 cell of the finest
 /// resolution; only the counts leave this function.
 fn bin_persons(
-    store: &Store,
+    store: &AnyStore,
     a: i64,
     b: i64,
 ) -> Result<(HashMap<CellIndex, u32>, Warnings), TilerError> {
@@ -1226,7 +1230,7 @@ fn bin_persons(
 /// `persons_hex` per H3 resolution.
 type HexLevels = Vec<(u8, LayerData)>;
 
-fn load_hex(store: &Store, k: u32) -> Result<(HexLevels, Vec<String>), TilerError> {
+fn load_hex(store: &AnyStore, k: u32) -> Result<(HexLevels, Vec<String>), TilerError> {
     let mut w = Warnings::default();
     if !store.has_layer("persons")? {
         return Ok((Vec::new(), Vec::new()));

@@ -35,7 +35,7 @@ use crate::io::sheet::{self, Sheet, SheetOptions, SheetRecords};
 use crate::io::{FeatureError, ReadError};
 use crate::model::Layer;
 use crate::progress::Progress;
-use crate::store::{Store, StoreError};
+use crate::store::{Reads, Store, StoreError};
 use crate::validate::{PolygonInput, ValidationReport, validate_polygons};
 
 mod parquet;
@@ -199,7 +199,7 @@ impl GridLayer {
     }
 
     /// Reads an admin or grid layer (`code`, `name`, polygon) of a store.
-    pub fn from_store(store: &Store, layer: Layer) -> Result<GridLayer, StoreError> {
+    pub fn from_store(store: &impl Reads, layer: Layer) -> Result<GridLayer, StoreError> {
         let schema = store.schema(layer.name())?;
         let col = |name: &str| schema.columns.iter().position(|c| c.name == name);
         if col("code").is_none() || col("name").is_none() {
