@@ -605,13 +605,22 @@ mod tests {
         #![proptest_config(ProptestConfig::with_cases(4000))]
         /// The same verdict as geo's (quadratic, independent) `Validation`,
         /// where geo follows GEOS: geo calls a ring of zero area (all its
-        /// positions on one line) valid, GEOS and this check do not.
+        /// positions on one line) valid, GEOS and this check do not; and
+        /// geo does not look for an interior cut in two by rings that
+        /// touch at two or more points (GEOS: "Interior is disconnected",
+        /// e.g. a hole touching its shell at (2, 5) and (0, 1), the case
+        /// in proptest-regressions), so there only this check may object.
         #[test]
         fn agrees_with_geo(m in small_polygon()) {
             use geo::Area;
             prop_assume!(m.0.iter().all(|p| std::iter::once(p.exterior()).chain(p.interiors())
                 .all(|r| Polygon::new(r.clone(), vec![]).unsigned_area() > 0.0)));
-            prop_assert_eq!(is_valid(&m), m.is_valid(), "{:?}: ours {:?}, geo {:?}", m, problems(&m, 3), m.validation_errors());
+            let ours = problems(&m, 3);
+            let disconnected = !ours.is_empty()
+                && ours.iter().all(|p| p.contains("which cuts the interior"));
+            if !(disconnected && m.is_valid()) {
+                prop_assert_eq!(is_valid(&m), m.is_valid(), "{:?}: ours {:?}, geo {:?}", m, ours, m.validation_errors());
+            }
         }
     }
 }

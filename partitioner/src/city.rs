@@ -11,7 +11,7 @@ use wangge_engine::geom::reading_order;
 use wangge_engine::geom::{self, Frame};
 use wangge_engine::model::Layer;
 use wangge_engine::progress::Progress;
-use wangge_engine::store::{Store, StoreError, Value};
+use wangge_engine::store::{AnyStore, StoreError, Value};
 
 use crate::balance::{self, Params, Unit};
 use crate::units::Territories;
@@ -71,7 +71,7 @@ pub struct LoadReport {
 ///
 /// # Errors
 /// Store errors, or an unknown code in `only`.
-pub fn load(store: &Store, only: &[String]) -> Result<(Vec<Community>, LoadReport), StoreError> {
+pub fn load(store: &AnyStore, only: &[String]) -> Result<(Vec<Community>, LoadReport), StoreError> {
     load_in(store, only, None)
 }
 
@@ -80,7 +80,7 @@ pub fn load(store: &Store, only: &[String]) -> Result<(Vec<Community>, LoadRepor
 ///
 /// # Errors
 /// Store errors, or no community with that code.
-pub fn load_community(store: &Store, code: &str) -> Result<Community, StoreError> {
+pub fn load_community(store: &AnyStore, code: &str) -> Result<Community, StoreError> {
     let bbox: Option<[f64; 4]> = store
         .bbox_of(Layer::Communities, code)?
         .map(|r| [r.min().x, r.min().y, r.max().x, r.max().y]);
@@ -93,7 +93,7 @@ pub fn load_community(store: &Store, code: &str) -> Result<Community, StoreError
 /// [`load`], reading only the buildings that meet `region` and the
 /// communities near it when given.
 fn load_in(
-    store: &Store,
+    store: &AnyStore,
     only: &[String],
     region: Option<[f64; 4]>,
 ) -> Result<(Vec<Community>, LoadReport), StoreError> {
@@ -229,7 +229,7 @@ fn home(
 /// Persons per building id (from the persons layer's `building_id`).
 /// With `region`, only persons whose point meets it.
 fn persons_per_building(
-    store: &Store,
+    store: &AnyStore,
     region: Option<[f64; 4]>,
 ) -> Result<HashMap<String, u32>, StoreError> {
     if !store.has_layer(Layer::Persons.name())? {

@@ -27,7 +27,7 @@ use wangge_engine::assign::{GridLayer, GridPolygon};
 use wangge_engine::geom;
 use wangge_engine::model::Layer;
 use wangge_engine::store::versions::Tx;
-use wangge_engine::store::{Store, StoreError, merge_bbox};
+use wangge_engine::store::{AnyStore, StoreError, merge_bbox};
 
 use crate::balance::{self, Params, Unit};
 use crate::city::{self, Community};
@@ -224,7 +224,7 @@ fn refused<T>(reason: impl Into<String>) -> Result<T, EditError> {
 }
 
 /// The community's grids as stored, in code order.
-fn stored_grids(store: &Store, community: &str) -> Result<Vec<Stored>, EditError> {
+fn stored_grids(store: &AnyStore, community: &str) -> Result<Vec<Stored>, EditError> {
     Ok(store
         .grids_of(community)?
         .into_iter()
@@ -237,7 +237,7 @@ fn stored_grids(store: &Store, community: &str) -> Result<Vec<Stored>, EditError
 
 /// The next grid number never used in the community (current grids and
 /// every recorded version).
-fn next_number(store: &Store, community: &str, current: &[String]) -> Result<u32, StoreError> {
+fn next_number(store: &AnyStore, community: &str, current: &[String]) -> Result<u32, StoreError> {
     let past = store.past_grid_codes(community)?;
     Ok(past
         .iter()
@@ -532,7 +532,7 @@ pub fn plan(op: &Op, cx: &Context<'_>) -> Result<Plan, EditError> {
 ///
 /// # Errors
 /// See [`EditError`].
-pub fn apply(store: &mut Store, req: &Request) -> Result<Outcome, EditError> {
+pub fn apply(store: &mut AnyStore, req: &Request) -> Result<Outcome, EditError> {
     let community = req.op.community()?;
     if !store.has_layer(Layer::Grids.name())? {
         return refused("the store has no grids: run `wangge partition` first");
@@ -777,7 +777,11 @@ pub fn apply(store: &mut Store, req: &Request) -> Result<Outcome, EditError> {
 }
 
 /// The stored grid (index into `codes`) of each building of `c`.
-fn current_grouping(store: &Store, c: &Community, codes: &[String]) -> Result<Vec<u32>, EditError> {
+fn current_grouping(
+    store: &AnyStore,
+    c: &Community,
+    codes: &[String],
+) -> Result<Vec<u32>, EditError> {
     let fids: Vec<i64> = c.buildings.iter().map(|b| b.fid).collect();
     let stored = store.grid_codes(Layer::Buildings, &fids)?;
     let at: HashMap<&str, u32> = codes

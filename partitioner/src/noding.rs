@@ -15,7 +15,7 @@ use geo::CoordsIter;
 use geo_types::MultiPolygon;
 use wangge_engine::geom;
 use wangge_engine::model::Layer;
-use wangge_engine::store::{Store, StoreError};
+use wangge_engine::store::{AnyStore, StoreError};
 
 use crate::city::Partition;
 
@@ -42,7 +42,7 @@ pub struct Update {
 /// # Errors
 /// Store errors.
 pub fn node_with_store(
-    store: &Store,
+    store: &AnyStore,
     parts: &mut [Partition],
     region: Option<[f64; 4]>,
 ) -> Result<Vec<Update>, StoreError> {

@@ -13,7 +13,7 @@ use rayon::prelude::*;
 use serde::Serialize;
 use wangge_engine::geom::{self, Frame};
 use wangge_engine::model::Layer;
-use wangge_engine::store::{Store, StoreError};
+use wangge_engine::store::{AnyStore, StoreError};
 
 /// Quality of one community's grids.
 #[derive(Debug, Clone, Serialize)]
@@ -155,7 +155,7 @@ fn quantile(v: &mut [f64], q: f64) -> f64 {
 /// # Errors
 /// Store errors, or an unknown community code.
 pub fn report(
-    store: &Store,
+    store: &AnyStore,
     only: &[String],
     target: f64,
     tolerance: f64,

@@ -16,7 +16,7 @@
 use wangge_engine::model::Layer;
 use wangge_engine::store::versions::{Tx, VersionBuilding, VersionGrid};
 pub use wangge_engine::store::versions::{VersionInfo, VersionMeta};
-use wangge_engine::store::{AnyStore, Store, StoreError};
+use wangge_engine::store::{AnyStore, StoreError};
 
 use crate::city::{Community, Partition, grid_values};
 use crate::noding::Update;
@@ -43,7 +43,7 @@ pub enum Replace {
 /// # Errors
 /// Store errors; nothing is written then.
 pub fn write(
-    store: &mut Store,
+    store: &mut AnyStore,
     comms: &[&Community],
     parts: &[Partition],
     replace: Replace,

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, anyhow, bail};
-use wangge_engine::store::{AnyStore, Store, StoreError};
+use wangge_engine::store::{AnyStore, StoreError};
 use wangge_partitioner::edit::{self, Op, Request};
 use wangge_partitioner::versions;
 
@@ -140,19 +140,15 @@ pub struct DiffArgs {
     pub json: bool,
 }
 
-fn open(path: &std::path::Path) -> Result<Store> {
-    Store::open(path).with_context(|| format!("opening {}", path.display()))
-}
-
-/// Opens a store of either backend for reading.
+/// Opens a store of either backend.
 fn open_any(path: &std::path::Path) -> Result<AnyStore> {
     AnyStore::open(path).with_context(|| format!("opening {}", shown(path)))
 }
 
 /// Runs `wangge edit`.
 pub(crate) fn edit_cmd(ui: &Ui, a: &EditArgs) -> Result<()> {
-    let mut store = open(&a.store)?;
-    crate::cli::require_store(&store)?;
+    let mut store = open_any(&a.store)?;
+    crate::cli::require_any(&store)?;
     let req = Request {
         op: Op::from(&a.op),
         author: a.author.clone(),

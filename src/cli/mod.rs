@@ -15,7 +15,7 @@ use wangge_engine::io::encoding::Encoding;
 use wangge_engine::io::geojson::{GeoFeature, read_geojson};
 use wangge_engine::progress::Progress;
 use wangge_engine::project;
-use wangge_engine::store::Store;
+use wangge_engine::store::{AnyStore, Store};
 
 mod assign;
 mod copy;
@@ -228,6 +228,30 @@ pub(crate) fn complete_store(ui: &Ui, store: &mut Store) -> Result<()> {
 /// ([`wangge_engine::project::require`]): what reading commands check.
 pub(crate) fn require_store(store: &Store) -> Result<()> {
     Ok(project::require(store)?)
+}
+
+/// Opens a store of either backend, naming it in the error.
+pub(crate) fn open_store(path: &Path) -> Result<AnyStore> {
+    use anyhow::Context;
+    AnyStore::open(path).with_context(|| format!("opening {}", shown(path)))
+}
+
+/// [`require_store`] for either backend (a PostgreSQL store is not
+/// checked against the schemas yet: it is written by wangge only).
+pub(crate) fn require_any(store: &AnyStore) -> Result<()> {
+    match store {
+        AnyStore::Gpkg(s) => require_store(s),
+        AnyStore::Postgis(_) => Ok(()),
+    }
+}
+
+/// [`complete_store`] for either backend (nothing to complete on a
+/// PostgreSQL store, which wangge writes whole).
+pub(crate) fn complete_any(ui: &Ui, store: &mut AnyStore) -> Result<()> {
+    match store {
+        AnyStore::Gpkg(s) => complete_store(ui, s),
+        AnyStore::Postgis(_) => Ok(()),
+    }
 }
 
 /// A store argument for messages: a path, or a URL without its password.

@@ -8,7 +8,6 @@ use serde_json::json;
 use wangge_engine::assign::{GridLayer, assign_store};
 use wangge_engine::model::Layer;
 use wangge_engine::progress::Progress;
-use wangge_engine::store::Store;
 use wangge_partitioner::balance::Params;
 use wangge_partitioner::city::{self, Partition};
 use wangge_partitioner::quality::{self, Report};
@@ -92,12 +91,11 @@ pub(crate) fn check_params(target: f64, tolerance: f64) -> Result<()> {
 pub(crate) fn partition_cmd(ui: &Ui, a: &PartitionArgs) -> Result<Vec<Partition>> {
     check_params(a.target, a.tolerance)?;
     let t0 = Instant::now();
-    let mut store =
-        Store::open(&a.store).with_context(|| format!("opening {}", a.store.display()))?;
+    let mut store = crate::cli::open_store(&a.store)?;
     if a.dry_run {
-        crate::cli::require_store(&store)?;
+        crate::cli::require_any(&store)?;
     } else {
-        crate::cli::complete_store(ui, &mut store)?;
+        crate::cli::complete_any(ui, &mut store)?;
     }
     ui.say("reading communities, buildings and persons per building …");
     let (comms, load) = city::load(&store, &a.community)?;
@@ -211,7 +209,12 @@ pub(crate) fn partition_cmd(ui: &Ui, a: &PartitionArgs) -> Result<Vec<Partition>
             .into_iter()
             .filter(|l| store.has_layer(l.name()).unwrap_or(false))
             .collect();
-        assigned = assign_store(&mut store, &layer, &present, &bars)?;
+        assigned = assign_store(
+            store.gpkg_mut("partition --assign")?,
+            &layer,
+            &present,
+            &bars,
+        )?;
         drop(bars);
         for r in &assigned {
             ui.say(format!(
@@ -224,13 +227,13 @@ pub(crate) fn partition_cmd(ui: &Ui, a: &PartitionArgs) -> Result<Vec<Partition>
     } else {
         ui.say(format!(
             "entity layers keep their old grid codes: run `wangge assign --store {} --layers persons,places,objects,events,organizations`",
-            a.store.display()
+            crate::cli::shown(&a.store)
         ));
     }
     if !a.dry_run {
         // Counts of units that derive from what was just written (a store
         // another tool wrote had none).
-        crate::cli::complete_store(ui, &mut store)?;
+        crate::cli::complete_any(ui, &mut store)?;
     }
     if a.json {
         println!(
@@ -253,8 +256,8 @@ pub(crate) fn partition_cmd(ui: &Ui, a: &PartitionArgs) -> Result<Vec<Partition>
 
 /// Runs `wangge report`.
 pub(crate) fn report_cmd(ui: &Ui, a: &ReportArgs) -> Result<()> {
-    let store = Store::open(&a.store).with_context(|| format!("opening {}", a.store.display()))?;
-    crate::cli::require_store(&store)?;
+    let store = crate::cli::open_store(&a.store)?;
+    crate::cli::require_any(&store)?;
     let meta_f =
         |k: &str| -> Option<f64> { store.meta(k).ok().flatten().and_then(|v| v.parse().ok()) };
     let target = a

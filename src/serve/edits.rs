@@ -202,7 +202,7 @@ pub(crate) async fn post_edit(
             reason: who.reason.unwrap_or_default(),
             if_version: Some(v),
         };
-        let out = edit::apply(store.gpkg_mut("an edit")?, &req).map_err(edit_error)?;
+        let out = edit::apply(&mut store, &req).map_err(edit_error)?;
         // The edit's own version, and any another process recorded since
         // the last catch-up.
         st.catch_up(&store)?;

@@ -124,13 +124,19 @@ impl ReadPool {
         &self,
         f: impl FnOnce(&AnyStore) -> Result<T, ApiError>,
     ) -> Result<T, ApiError> {
-        let taken = self.idle.lock().ok().and_then(|mut v| v.pop());
+        // Connections the database dropped (a restart) are left behind.
+        let taken = self.idle.lock().ok().and_then(|mut v| {
+            v.retain(|s| !s.is_broken());
+            v.pop()
+        });
         let store = match taken {
             Some(s) => s,
             None => open_reader(&self.path)?,
         };
         let out = f(&store);
-        if let Ok(mut v) = self.idle.lock()
+        // A connection the database dropped is not kept.
+        if !store.is_broken()
+            && let Ok(mut v) = self.idle.lock()
             && v.len() < 8
         {
             v.push(store);
@@ -632,46 +638,85 @@ const WATCH_EVERY: Duration = Duration::from_millis(250);
 fn watch_store(state: Arc<AppState>) {
     let spawned = std::thread::Builder::new()
         .name("wangge-watch".into())
-        .spawn(move || {
-            let store = match open_reader(&state.store_path) {
-                Ok(s) => s,
-                Err(e) => {
-                    eprintln!("wangge serve: not watching the store for other writers: {e}");
-                    return;
-                }
-            };
-            let mut last = store.data_version().ok();
-            loop {
-                std::thread::sleep(WATCH_EVERY);
-                let now = match store.data_version() {
-                    Ok(v) => Some(v),
-                    Err(e) => {
-                        eprintln!("wangge serve: watching the store: {e}");
-                        continue;
-                    }
-                };
-                if now == last {
-                    continue;
-                }
-                last = now;
-                let _writer = state.edits.blocking_lock();
-                match state.catch_up_timed(&store) {
-                    Ok((0, _)) => {}
-                    Ok((n, [index_s, tiles_s])) => eprintln!(
-                        "store changed by another process: {n} communit{} reloaded \
-                         (index and directory {:.0} ms, tiles {:.0} ms)",
-                        if n == 1 { "y" } else { "ies" },
-                        index_s * 1e3,
-                        tiles_s * 1e3
-                    ),
-                    Err(e) => {
-                        eprintln!("wangge serve: reloading after another process's write: {e}")
-                    }
-                }
-            }
-        });
+        .spawn(move || watch(&state));
     if let Err(e) = spawned {
         eprintln!("wangge serve: not watching the store for other writers: {e}");
+    }
+}
+
+/// The watcher's loop. On PostgreSQL it `LISTEN`s, so a notice wakes it
+/// at once; a lost connection (the database restarted) is opened again
+/// and the catch-up continues from the last version seen, so no change is
+/// missed even though NOTIFY is not a queue.
+fn watch(state: &AppState) {
+    let open = || -> Result<AnyStore, ApiError> {
+        let s = open_reader(&state.store_path)?;
+        s.listen()?;
+        Ok(s)
+    };
+    let mut store = match open() {
+        Ok(s) => Some(s),
+        Err(e) => {
+            eprintln!("wangge serve: not watching the store for other writers: {e}");
+            return;
+        }
+    };
+    let mut last = store.as_ref().and_then(|s| s.data_version().ok());
+    let mut failing = false;
+    loop {
+        let now = match &store {
+            Some(s) if !s.is_broken() => s
+                .wait_for_change(WATCH_EVERY)
+                .and_then(|()| s.data_version())
+                .map_err(ApiError::from),
+            _ => {
+                std::thread::sleep(WATCH_EVERY);
+                match open() {
+                    Ok(s) => {
+                        eprintln!("wangge serve: watching the store again");
+                        store = Some(s);
+                        failing = false;
+                        // Catch up with whatever was written meanwhile.
+                        last = None;
+                    }
+                    Err(_) => {}
+                }
+                continue;
+            }
+        };
+        let now = match now {
+            Ok(v) => Some(v),
+            Err(e) => {
+                if !failing {
+                    eprintln!("wangge serve: watching the store: {e}");
+                    failing = true;
+                }
+                if store.as_ref().is_some_and(AnyStore::is_broken) {
+                    store = None;
+                }
+                continue;
+            }
+        };
+        failing = false;
+        if now == last {
+            continue;
+        }
+        last = now;
+        let Some(s) = &store else { continue };
+        let _writer = state.edits.blocking_lock();
+        match state.catch_up_timed(s) {
+            Ok((0, _)) => {}
+            Ok((n, [index_s, tiles_s])) => eprintln!(
+                "store changed by another process: {n} communit{} reloaded \
+                 (index and directory {:.0} ms, tiles {:.0} ms)",
+                if n == 1 { "y" } else { "ies" },
+                index_s * 1e3,
+                tiles_s * 1e3
+            ),
+            Err(e) => {
+                eprintln!("wangge serve: reloading after another process's write: {e}")
+            }
+        }
     }
 }
 

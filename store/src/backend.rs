@@ -13,11 +13,11 @@ use std::path::Path;
 use geo_types::{Geometry, Rect};
 
 use crate::model::Layer;
-use crate::postgis::{PgStore, is_postgres_url};
-use crate::versions::{VersionContents, VersionInfo};
+use crate::postgis::{PgLayerWriter, PgStore, is_postgres_url};
+use crate::versions::{Tx, VersionContents, VersionInfo};
 use crate::{
-    AdminCounts, BuildingCounts, Feature, LayerInfo, LayerSchema, Selection, Store, StoreError,
-    Value,
+    AdminCounts, BuildingCounts, Feature, LayerInfo, LayerSchema, LayerWriter, Selection, Store,
+    StoreError, Value,
 };
 
 /// Calls the same method on whichever backend `$self` is.
@@ -26,6 +26,12 @@ macro_rules! both {
         match $self {
             AnyStore::Gpkg($s) => $call,
             AnyStore::Postgis($s) => $call,
+        }
+    };
+    ($self:expr, $s:ident => $call:expr, AnyWriter) => {
+        match $self {
+            AnyWriter::Gpkg($s) => $call,
+            AnyWriter::Pg($s) => $call,
         }
     };
 }
@@ -335,6 +341,37 @@ impl AnyStore {
         both!(self, s => s.version(community, version))
     }
 
+    /// Prepares this connection for [`AnyStore::wait_for_change`]
+    /// (PostgreSQL: `LISTEN`).
+    pub fn listen(&self) -> Result<(), StoreError> {
+        match self {
+            AnyStore::Gpkg(_) => Ok(()),
+            AnyStore::Postgis(p) => p.listen(),
+        }
+    }
+
+    /// Waits up to `timeout` for a sign that another process wrote:
+    /// a PostgreSQL notice (returning early), or just the time on a
+    /// GeoPackage, which has no notices (poll [`AnyStore::data_version`]).
+    pub fn wait_for_change(&self, timeout: std::time::Duration) -> Result<(), StoreError> {
+        match self {
+            AnyStore::Gpkg(_) => {
+                std::thread::sleep(timeout);
+                Ok(())
+            }
+            AnyStore::Postgis(p) => p.wait_for_notice(timeout).map(drop),
+        }
+    }
+
+    /// Whether the connection is gone and the store must be opened again
+    /// (a PostgreSQL server restarted); a GeoPackage never is.
+    pub fn is_broken(&self) -> bool {
+        match self {
+            AnyStore::Gpkg(_) => false,
+            AnyStore::Postgis(p) => p.is_closed(),
+        }
+    }
+
     /// The GeoPackage behind this store, or a clear error naming `what`
     /// needs one (the operations not yet on PostgreSQL).
     pub fn gpkg(&self, what: &str) -> Result<&Store, StoreError> {
@@ -350,6 +387,76 @@ impl AnyStore {
             AnyStore::Gpkg(s) => Ok(s),
             AnyStore::Postgis(p) => Err(not_yet(p, what)),
         }
+    }
+}
+
+/// A writer into one layer of either backend: one transaction, committed
+/// by [`AnyWriter::commit`], rolled back when dropped.
+#[derive(Debug)]
+pub enum AnyWriter<'a> {
+    /// A GeoPackage writer.
+    Gpkg(LayerWriter<'a>),
+    /// A PostgreSQL writer.
+    Pg(PgLayerWriter<'a>),
+}
+
+impl AnyWriter<'_> {
+    /// Inserts one feature and returns its fid (see [`LayerWriter::insert`]).
+    pub fn insert(
+        &mut self,
+        geometry: &Geometry<f64>,
+        values: &[Value],
+    ) -> Result<i64, StoreError> {
+        both!(self, w => w.insert(geometry, values), AnyWriter)
+    }
+
+    /// The other statements of this writer's transaction.
+    pub fn tx(&self) -> Tx<'_> {
+        both!(self, w => w.tx(), AnyWriter)
+    }
+
+    /// Number of features inserted so far.
+    pub fn rows(&self) -> u64 {
+        both!(self, w => w.rows(), AnyWriter)
+    }
+
+    /// Commits everything written; returns the number of features.
+    pub fn commit(self) -> Result<u64, StoreError> {
+        both!(self, w => w.commit(), AnyWriter)
+    }
+}
+
+impl AnyStore {
+    /// Creates the version and lock tables when missing (a PostgreSQL
+    /// store has them from the start).
+    pub fn ensure_version_tables(&self) -> Result<(), StoreError> {
+        match self {
+            AnyStore::Gpkg(s) => s.ensure_version_tables(),
+            AnyStore::Postgis(_) => Ok(()),
+        }
+    }
+
+    /// Creates an empty feature layer.
+    pub fn create_layer(&mut self, schema: &LayerSchema) -> Result<(), StoreError> {
+        both!(self, s => s.create_layer(schema))
+    }
+
+    /// A writer for the columns of `schema`, carrying the table's other
+    /// columns over by `carry_key` (see [`Store::writer_for`]).
+    pub fn writer_for(
+        &mut self,
+        schema: &LayerSchema,
+        carry_key: Option<&str>,
+    ) -> Result<AnyWriter<'_>, StoreError> {
+        Ok(match self {
+            AnyStore::Gpkg(s) => AnyWriter::Gpkg(s.writer_for(schema, carry_key)?),
+            AnyStore::Postgis(p) => AnyWriter::Pg(p.writer_for(schema, carry_key)?),
+        })
+    }
+
+    /// Sets a project metadata entry.
+    pub fn set_meta(&mut self, key: &str, value: &str) -> Result<(), StoreError> {
+        both!(self, s => s.set_meta(key, value))
     }
 }
 

@@ -23,11 +23,12 @@ pub mod mbtiles;
 pub mod model;
 pub mod postgis;
 mod postgis_reads;
+mod postgis_tx;
 pub mod project;
 mod queries;
 pub mod versions;
 
-pub use backend::{AnyStore, CopyReport, Reads, copy};
+pub use backend::{AnyStore, AnyWriter, CopyReport, Reads, copy};
 pub use gpkg::*;
 pub use postgis::{PgLayerWriter, PgStore};
 pub use queries::Selection;

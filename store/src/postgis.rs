@@ -27,12 +27,14 @@
 //! lost.
 
 use std::cell::RefCell;
+use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::io::Write as _;
 use std::path::Path;
 use std::time::Duration;
 
 use geo_types::Geometry;
+use postgres::fallible_iterator::FallibleIterator;
 use postgres::{Client, Config, NoTls, Row};
 
 use crate::gpkg::{check_schema, decode_wkb, encode_ewkb, quote};
@@ -43,6 +45,10 @@ use crate::{
 
 /// The value of `store_format` in `wangge_meta`.
 const STORE_FORMAT: &str = "wangge-postgis-1";
+
+/// The channel every committed write notifies (payload: the layer), for
+/// the servers that `LISTEN`.
+pub const CHANNEL: &str = "wangge_changes";
 
 /// Rows per page of a full-layer scan.
 pub(crate) const PAGE: i64 = 10_000;
@@ -248,6 +254,35 @@ impl PgStore {
             ));
         }
         Ok(store)
+    }
+
+    /// Subscribes this connection to the [`CHANNEL`] every committed
+    /// write notifies.
+    pub fn listen(&self) -> Result<(), StoreError> {
+        self.execute(&format!("LISTEN {CHANNEL}"))
+    }
+
+    /// Waits up to `timeout` for a notice on [`CHANNEL`] (after
+    /// [`PgStore::listen`]) and takes every one pending; returns whether
+    /// any came. A notice only says "look now": NOTIFY is not a queue, so
+    /// readers catch up from the version log, not from the notices.
+    pub fn wait_for_notice(&self, timeout: Duration) -> Result<bool, StoreError> {
+        let mut client = self.client.borrow_mut();
+        let mut notices = client.notifications();
+        let got = notices
+            .timeout_iter(timeout)
+            .next()
+            .map_err(|e| self.error(e))?
+            .is_some();
+        // Drain what else is pending without waiting.
+        while notices.iter().next().map_err(|e| self.error(e))?.is_some() {}
+        Ok(got)
+    }
+
+    /// Whether the connection is gone (the server restarted or closed
+    /// it): the store must be opened again.
+    pub fn is_closed(&self) -> bool {
+        self.client.borrow().is_closed()
     }
 
     /// The store's URL, without its password.
@@ -573,40 +608,120 @@ impl PgStore {
     /// (readers go on) until it commits or is dropped.
     pub fn writer(&mut self, layer: &str) -> Result<PgLayerWriter<'_>, StoreError> {
         let def = self.layer_def(layer)?;
+        let schema = def.schema.clone();
+        self.start_writer(&def, schema, None)
+    }
+
+    /// Like [`crate::Store::writer_for`]: a writer for the columns of
+    /// `schema` only; with `carry_key`, the table's other columns (added by
+    /// QGIS or GDAL) are carried over by key from the rows the layer had
+    /// when the writer started.
+    pub fn writer_for(
+        &mut self,
+        schema: &LayerSchema,
+        carry_key: Option<&str>,
+    ) -> Result<PgLayerWriter<'_>, StoreError> {
+        let def = self.layer_def(&schema.name)?;
+        for c in &schema.columns {
+            if !def.schema.columns.iter().any(|d| d.name == c.name) {
+                return Err(StoreError::BadSchema {
+                    layer: schema.name.clone(),
+                    reason: format!("column {:?} is missing from the PostgreSQL table", c.name),
+                });
+            }
+        }
+        let key =
+            match carry_key {
+                Some(k) => Some(schema.columns.iter().position(|c| c.name == k).ok_or_else(
+                    || StoreError::BadSchema {
+                        layer: schema.name.clone(),
+                        reason: format!("the carry key {k:?} is not a column of the schema"),
+                    },
+                )?),
+                None => None,
+            };
+        self.start_writer(&def, schema.clone(), key)
+    }
+
+    fn start_writer(
+        &self,
+        def: &PgLayer,
+        written: LayerSchema,
+        carry_key: Option<usize>,
+    ) -> Result<PgLayerWriter<'_>, StoreError> {
+        let layer = def.schema.name.as_str();
         let table = quote(layer);
-        let mut client = self.client.borrow_mut();
-        let begin = (|| -> Result<(i64, bool), postgres::Error> {
-            client.batch_execute(&format!(
+        // The other columns, carried over by key.
+        let extra: Vec<usize> = (0..def.schema.columns.len())
+            .filter(|&i| {
+                !written
+                    .columns
+                    .iter()
+                    .any(|c| c.name == def.schema.columns[i].name)
+            })
+            .collect();
+        let carry_key = carry_key.filter(|_| !extra.is_empty());
+        let begin = || -> Result<(i64, bool, HashMap<String, Vec<Value>>), StoreError> {
+            self.execute(&format!(
                 "BEGIN; LOCK TABLE {table} IN SHARE ROW EXCLUSIVE MODE"
             ))?;
-            let row = client.query_one(&format!("SELECT max(fid) FROM {table}"), &[])?;
-            let max: Option<i64> = row.get(0);
+            let max: Option<i64> =
+                self.query(&format!("SELECT max(fid) FROM {table}"), &[])?[0].get(0);
             // An empty table gets its index built once at commit, which is
             // much faster than growing it row by row.
             if max.is_none() {
-                client.batch_execute(&format!(
+                self.execute(&format!(
                     "DROP INDEX IF EXISTS {}",
                     quote(&gist_name(layer))
                 ))?;
             }
-            Ok((max.unwrap_or(0), max.is_none()))
-        })();
-        let (max, rebuild_index) = match begin {
+            let mut carried = HashMap::new();
+            if let Some(k) = carry_key {
+                let key = &written.columns[k].name;
+                let mut sql = format!("SELECT {}::text", quote(key));
+                for &i in &extra {
+                    sql.push_str(", ");
+                    sql.push_str(&def.reads[i]);
+                }
+                let any: Vec<String> = extra
+                    .iter()
+                    .map(|&i| format!("{} IS NOT NULL", quote(&def.schema.columns[i].name)))
+                    .collect();
+                sql.push_str(&format!(
+                    " FROM {table} WHERE {} IS NOT NULL AND ({}) ORDER BY fid",
+                    quote(key),
+                    any.join(" OR ")
+                ));
+                for row in self.query(&sql, &[])? {
+                    let values = (1..=extra.len())
+                        .map(|i| crate::postgis_reads::row_value(&row, i).unwrap_or(Value::Null))
+                        .collect();
+                    carried.entry(row.get(0)).or_insert(values);
+                }
+            }
+            Ok((max.unwrap_or(0), max.is_none(), carried))
+        };
+        let (max, rebuild_index, carried) = match begin() {
             Ok(v) => v,
             Err(e) => {
-                let _ = client.batch_execute("ROLLBACK");
-                return Err(self.error(e));
+                let _ = self.execute("ROLLBACK");
+                return Err(e);
             }
         };
-        drop(client);
         let mut copy = format!("COPY {table} (fid, geom");
-        for c in &def.schema.columns {
+        for c in &written.columns {
             let _ = write!(copy, ", {}", quote(&c.name));
+        }
+        if carry_key.is_some() {
+            for &i in &extra {
+                let _ = write!(copy, ", {}", quote(&def.schema.columns[i].name));
+            }
         }
         copy.push_str(") FROM STDIN");
         Ok(PgLayerWriter {
             store: self,
-            schema: def.schema,
+            schema: written,
+            carry: carry_key.map(|k| (k, extra.len(), carried)),
             copy,
             buf: Vec::with_capacity(COPY_CHUNK + (64 << 10)),
             ewkb: Vec::with_capacity(256),
@@ -717,6 +832,50 @@ impl PgStore {
     /// Writes every row of `dump` into the version and lock tables, in one
     /// transaction.
     pub fn load_versions(&mut self, dump: &VersionDump) -> Result<(), StoreError> {
+        self.atomically(|| self.tx_load_versions(dump))
+    }
+
+    /// Runs `f` between `BEGIN` and `COMMIT` (`ROLLBACK` when it fails).
+    pub(crate) fn atomically<T>(
+        &self,
+        f: impl FnOnce() -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        self.execute("BEGIN")?;
+        match f() {
+            Ok(v) => {
+                self.execute("COMMIT")?;
+                Ok(v)
+            }
+            Err(e) => {
+                let _ = self.execute("ROLLBACK");
+                Err(e)
+            }
+        }
+    }
+
+    /// Runs statements with no results (`batch_execute`).
+    pub(crate) fn execute(&self, sql: &str) -> Result<(), StoreError> {
+        self.client
+            .borrow_mut()
+            .batch_execute(sql)
+            .map_err(|e| self.error(e))
+    }
+
+    /// `COPY … FROM STDIN` of text-format `data`.
+    pub(crate) fn copy_in(&self, sql: &str, data: &[u8]) -> Result<(), StoreError> {
+        if data.is_empty() {
+            return Ok(());
+        }
+        let mut client = self.client.borrow_mut();
+        let mut w = client.copy_in(sql).map_err(|e| self.error(e))?;
+        // A write error is the connection's; finish reports it.
+        let _ = w.write_all(data);
+        w.finish().map_err(|e| self.error(e)).map(drop)
+    }
+
+    /// Writes every row of `dump` into the version and lock tables, inside
+    /// the transaction open on this connection.
+    pub(crate) fn tx_load_versions(&self, dump: &VersionDump) -> Result<(), StoreError> {
         let mut versions = Vec::new();
         for v in &dump.versions {
             let fields = [
@@ -763,28 +922,17 @@ impl PgStore {
         for code in &dump.locks {
             copy_line(&mut locks, &[Some(code.clone())]);
         }
-        self.transaction(|c| {
-            for (sql, data) in [
-                (
-                    "COPY wangge_versions (community, version, author, created, reason, op) \
-                     FROM STDIN",
-                    &versions,
-                ),
-                ("COPY wangge_version_grids FROM STDIN", &grids),
-                (
-                    "COPY wangge_version_buildings (community, version, building, grid, \
-                     households) FROM STDIN",
-                    &buildings,
-                ),
-                ("COPY wangge_grid_locks FROM STDIN", &locks),
-            ] {
-                let mut w = c.copy_in(sql)?;
-                // An I/O error here is the connection's; finish reports it.
-                let _ = w.write_all(data);
-                w.finish()?;
-            }
-            Ok(())
-        })
+        self.copy_in(
+            "COPY wangge_versions (community, version, author, created, reason, op) FROM STDIN",
+            &versions,
+        )?;
+        self.copy_in("COPY wangge_version_grids FROM STDIN", &grids)?;
+        self.copy_in(
+            "COPY wangge_version_buildings (community, version, building, grid, households) \
+             FROM STDIN",
+            &buildings,
+        )?;
+        self.copy_in("COPY wangge_grid_locks FROM STDIN", &locks)
     }
 }
 
@@ -833,7 +981,7 @@ fn read_feature(row: &Row, layer: &str, names: &[String]) -> Result<Feature, Sto
 }
 
 /// A float as PostgreSQL reads it back exactly (shortest round-trip form).
-fn float(v: f64) -> String {
+pub(crate) fn float(v: f64) -> String {
     if v.is_nan() {
         "NaN".into()
     } else if v.is_infinite() {
@@ -843,7 +991,7 @@ fn float(v: f64) -> String {
     }
 }
 
-fn hex(bytes: &[u8]) -> String {
+pub(crate) fn hex(bytes: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789ABCDEF";
     let mut s = String::with_capacity(bytes.len() * 2);
     for b in bytes {
@@ -855,7 +1003,7 @@ fn hex(bytes: &[u8]) -> String {
 
 /// Appends one row in COPY text format: tab-separated, `\N` for NULL,
 /// backslash escapes for backslash, tab, newline and carriage return.
-fn copy_line(out: &mut Vec<u8>, fields: &[Option<String>]) {
+pub(crate) fn copy_line(out: &mut Vec<u8>, fields: &[Option<String>]) {
     for (i, field) in fields.iter().enumerate() {
         if i > 0 {
             out.push(b'\t');
@@ -868,7 +1016,7 @@ fn copy_line(out: &mut Vec<u8>, fields: &[Option<String>]) {
     out.push(b'\n');
 }
 
-fn copy_escape(out: &mut Vec<u8>, s: &str) {
+pub(crate) fn copy_escape(out: &mut Vec<u8>, s: &str) {
     for &b in s.as_bytes() {
         match b {
             b'\\' => out.extend_from_slice(b"\\\\"),
@@ -886,6 +1034,9 @@ fn copy_escape(out: &mut Vec<u8>, s: &str) {
 pub struct PgLayerWriter<'a> {
     store: &'a PgStore,
     schema: LayerSchema,
+    /// With a carry key: its position in `schema`, how many other columns
+    /// follow in the COPY, and their values by key.
+    carry: Option<(usize, usize, HashMap<String, Vec<Value>>)>,
     copy: String,
     buf: Vec<u8>,
     ewkb: Vec<u8>,
@@ -971,6 +1122,23 @@ impl PgLayerWriter<'_> {
                 }
             }
         }
+        if let Some((key, n, carried)) = &self.carry {
+            let key = match &values[*key] {
+                Value::Text(s) => Some(s.clone()),
+                Value::Integer(i) => Some(i.to_string()),
+                _ => None,
+            };
+            let extra = key.and_then(|k| carried.get(&k));
+            for i in 0..*n {
+                self.buf.push(b'\t');
+                match extra.map(|e| &e[i]) {
+                    None | Some(Value::Null) => self.buf.extend_from_slice(b"\\N"),
+                    Some(Value::Integer(v)) => self.buf.extend_from_slice(v.to_string().as_bytes()),
+                    Some(Value::Real(v)) => self.buf.extend_from_slice(float(*v).as_bytes()),
+                    Some(Value::Text(t)) => copy_escape(&mut self.buf, t),
+                }
+            }
+        }
         self.buf.push(b'\n');
         self.rows += 1;
         self.max_fid = self.max_fid.max(fid);
@@ -986,16 +1154,17 @@ impl PgLayerWriter<'_> {
         self.rows
     }
 
+    /// The statements of this writer's transaction (they run at once; the
+    /// inserted features are sent at the latest at commit).
+    pub fn tx(&self) -> crate::versions::Tx<'_> {
+        crate::versions::Tx::pg(self.store)
+    }
+
     fn flush(&mut self) -> Result<(), StoreError> {
         if self.buf.is_empty() {
             return Ok(());
         }
-        let store = self.store;
-        let mut client = store.client.borrow_mut();
-        let mut w = client.copy_in(&self.copy).map_err(|e| store.error(e))?;
-        // A write error is the connection's; finish reports it.
-        let _ = w.write_all(&self.buf);
-        w.finish().map_err(|e| store.error(e))?;
+        self.store.copy_in(&self.copy, &self.buf)?;
         self.buf.clear();
         Ok(())
     }
@@ -1025,6 +1194,8 @@ impl PgLayerWriter<'_> {
                 self.max_fid
             );
         }
+        // Replicas LISTEN on this channel; the notice goes out with the commit.
+        let _ = write!(sql, "NOTIFY {CHANNEL}, '{}';", layer.replace('\'', "''"));
         sql.push_str("COMMIT");
         client.batch_execute(&sql).map_err(|e| store.error(e))?;
         self.open = false;

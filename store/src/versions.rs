@@ -26,6 +26,7 @@ use serde::Serialize;
 
 use crate::gpkg::{At, quote, rtree_name, table_exists, where_in_box};
 use crate::model::Layer;
+use crate::postgis::PgStore;
 use crate::{LayerWriter, Store, StoreError, decode_geometry, encode_geometry};
 
 const SCHEMA: &str = "
@@ -159,28 +160,44 @@ pub struct PointEntity {
 /// an edit writes besides the features it inserts. Get one from
 /// [`LayerWriter::tx`]; it commits or rolls back with the writer.
 #[derive(Debug, Clone, Copy)]
-pub struct Tx<'a> {
-    conn: &'a Connection,
-    path: &'a Path,
+pub struct Tx<'a>(TxOn<'a>);
+
+/// The backend a [`Tx`] writes to.
+#[derive(Debug, Clone, Copy)]
+enum TxOn<'a> {
+    /// The open SQLite transaction of a GeoPackage writer.
+    Gpkg {
+        conn: &'a Connection,
+        path: &'a Path,
+    },
+    /// The open transaction of a PostgreSQL writer.
+    Pg(&'a PgStore),
+}
+
+impl<'a> Tx<'a> {
+    /// The statements of a GeoPackage transaction open on `conn`.
+    fn gpkg(conn: &'a Connection, path: &'a Path) -> Tx<'a> {
+        Tx(TxOn::Gpkg { conn, path })
+    }
+
+    /// The statements of the transaction a PostgreSQL writer has open on
+    /// `store`'s connection.
+    pub(crate) fn pg(store: &'a PgStore) -> Tx<'a> {
+        Tx(TxOn::Pg(store))
+    }
 }
 
 impl LayerWriter<'_> {
     /// The statements of this writer's transaction.
     pub fn tx(&self) -> Tx<'_> {
-        Tx {
-            conn: self.connection(),
-            path: self.path(),
-        }
+        Tx::gpkg(self.connection(), self.path())
     }
 }
 
 impl Store {
     /// Read-only statements on the store, outside any write transaction.
     fn reads(&self) -> Tx<'_> {
-        Tx {
-            conn: self.connection(),
-            path: self.path(),
-        }
+        Tx::gpkg(self.connection(), self.path())
     }
 
     /// Creates the version and lock tables when missing.
@@ -527,7 +544,7 @@ impl Store {
             rusqlite::TransactionBehavior::Immediate,
         )
         .at(path)?;
-        Tx { conn: &tx, path }.load_versions(dump)?;
+        Tx::gpkg(&tx, path).load_versions(dump)?;
         tx.commit().at(path)
     }
 }
@@ -539,7 +556,10 @@ impl Tx<'_> {
     /// # Errors
     /// SQLite errors, e.g. a version that is already there.
     pub fn load_versions(&self, dump: &VersionDump) -> Result<(), StoreError> {
-        let (conn, path) = (self.conn, self.path);
+        let (conn, path) = match self.0 {
+            TxOn::Gpkg { conn, path } => (conn, path),
+            TxOn::Pg(p) => return p.tx_load_versions(dump),
+        };
         self.ensure_version_tables()?;
         let mut stmt = conn
             .prepare("INSERT INTO wangge_versions VALUES (?1, ?2, ?3, ?4, ?5, ?6)")
@@ -601,7 +621,11 @@ impl Tx<'_> {
     /// # Errors
     /// SQLite errors.
     pub fn ensure_version_tables(&self) -> Result<(), StoreError> {
-        self.conn.execute_batch(SCHEMA).at(self.path)
+        let (conn, path) = match self.0 {
+            TxOn::Gpkg { conn, path } => (conn, path),
+            TxOn::Pg(p) => return p.tx_ensure_version_tables(),
+        };
+        conn.execute_batch(SCHEMA).at(path)
     }
 
     /// The latest version of a community (0 when it has none), as this
@@ -610,15 +634,18 @@ impl Tx<'_> {
     /// # Errors
     /// SQLite errors.
     pub fn latest_version(&self, community: &str) -> Result<i64, StoreError> {
-        let v: Option<i64> = self
-            .conn
+        let (conn, path) = match self.0 {
+            TxOn::Gpkg { conn, path } => (conn, path),
+            TxOn::Pg(p) => return p.tx_latest_version(community),
+        };
+        let v: Option<i64> = conn
             .query_row(
                 "SELECT max(version) FROM wangge_versions WHERE community = ?1",
                 [community],
                 |r| r.get(0),
             )
             .optional()
-            .at(self.path)?
+            .at(path)?
             .flatten();
         Ok(v.unwrap_or(0))
     }
@@ -628,12 +655,15 @@ impl Tx<'_> {
     /// # Errors
     /// SQLite errors.
     pub fn locks(&self, community: &str) -> Result<HashSet<String>, StoreError> {
-        let mut stmt = self
-            .conn
+        let (conn, path) = match self.0 {
+            TxOn::Gpkg { conn, path } => (conn, path),
+            TxOn::Pg(p) => return p.tx_locks(community),
+        };
+        let mut stmt = conn
             .prepare("SELECT code FROM wangge_grid_locks WHERE substr(code, 1, 12) = ?1")
-            .at(self.path)?;
-        let rows = stmt.query_map([community], |r| r.get(0)).at(self.path)?;
-        rows.collect::<rusqlite::Result<_>>().at(self.path)
+            .at(path)?;
+        let rows = stmt.query_map([community], |r| r.get(0)).at(path)?;
+        rows.collect::<rusqlite::Result<_>>().at(path)
     }
 
     /// Locks a grid.
@@ -641,9 +671,12 @@ impl Tx<'_> {
     /// # Errors
     /// SQLite errors (a grid locked twice is one).
     pub fn lock(&self, grid: &str) -> Result<(), StoreError> {
-        self.conn
-            .execute("INSERT INTO wangge_grid_locks VALUES (?1)", [grid])
-            .at(self.path)
+        let (conn, path) = match self.0 {
+            TxOn::Gpkg { conn, path } => (conn, path),
+            TxOn::Pg(p) => return p.tx_lock(grid),
+        };
+        conn.execute("INSERT INTO wangge_grid_locks VALUES (?1)", [grid])
+            .at(path)
             .map(drop)
     }
 
@@ -652,9 +685,12 @@ impl Tx<'_> {
     /// # Errors
     /// SQLite errors.
     pub fn unlock(&self, grid: &str) -> Result<(), StoreError> {
-        self.conn
-            .execute("DELETE FROM wangge_grid_locks WHERE code = ?1", [grid])
-            .at(self.path)
+        let (conn, path) = match self.0 {
+            TxOn::Gpkg { conn, path } => (conn, path),
+            TxOn::Pg(p) => return p.tx_unlock(grid),
+        };
+        conn.execute("DELETE FROM wangge_grid_locks WHERE code = ?1", [grid])
+            .at(path)
             .map(drop)
     }
 
@@ -663,9 +699,12 @@ impl Tx<'_> {
     /// # Errors
     /// SQLite errors.
     pub fn delete_all_grids(&self) -> Result<(), StoreError> {
-        self.conn
-            .execute_batch("DELETE FROM grids; DELETE FROM wangge_grid_locks;")
-            .at(self.path)
+        let (conn, path) = match self.0 {
+            TxOn::Gpkg { conn, path } => (conn, path),
+            TxOn::Pg(p) => return p.tx_delete_all_grids(),
+        };
+        conn.execute_batch("DELETE FROM grids; DELETE FROM wangge_grid_locks;")
+            .at(path)
     }
 
     /// Deletes a community's grids, and with `unlock` their locks.
@@ -673,16 +712,18 @@ impl Tx<'_> {
     /// # Errors
     /// SQLite errors.
     pub fn delete_grids_of(&self, community: &str, unlock: bool) -> Result<(), StoreError> {
-        self.conn
-            .execute("DELETE FROM grids WHERE parent_code = ?1", [community])
-            .at(self.path)?;
+        let (conn, path) = match self.0 {
+            TxOn::Gpkg { conn, path } => (conn, path),
+            TxOn::Pg(p) => return p.tx_delete_grids_of(community, unlock),
+        };
+        conn.execute("DELETE FROM grids WHERE parent_code = ?1", [community])
+            .at(path)?;
         if unlock {
-            self.conn
-                .execute(
-                    "DELETE FROM wangge_grid_locks WHERE substr(code, 1, 12) = ?1",
-                    [community],
-                )
-                .at(self.path)?;
+            conn.execute(
+                "DELETE FROM wangge_grid_locks WHERE substr(code, 1, 12) = ?1",
+                [community],
+            )
+            .at(path)?;
         }
         Ok(())
     }
@@ -692,11 +733,14 @@ impl Tx<'_> {
     /// # Errors
     /// SQLite errors.
     pub fn now(&self) -> Result<String, StoreError> {
-        self.conn
-            .query_row("SELECT strftime('%Y-%m-%dT%H:%M:%fZ','now')", [], |r| {
-                r.get(0)
-            })
-            .at(self.path)
+        let (conn, path) = match self.0 {
+            TxOn::Gpkg { conn, path } => (conn, path),
+            TxOn::Pg(p) => return p.tx_now(),
+        };
+        conn.query_row("SELECT strftime('%Y-%m-%dT%H:%M:%fZ','now')", [], |r| {
+            r.get(0)
+        })
+        .at(path)
     }
 
     /// Replaces the geometry of feature `fid` of `layer`.
@@ -709,16 +753,19 @@ impl Tx<'_> {
         fid: i64,
         geometry: &Geometry<f64>,
     ) -> Result<(), StoreError> {
-        self.conn
-            .execute(
-                &format!(
-                    "UPDATE {} SET geom = ?1 WHERE fid = ?2",
-                    quote(layer.name())
-                ),
-                params![encode_geometry(geometry, 4326), fid],
-            )
-            .at(self.path)
-            .map(drop)
+        let (conn, path) = match self.0 {
+            TxOn::Gpkg { conn, path } => (conn, path),
+            TxOn::Pg(p) => return p.tx_set_geometry(layer, fid, geometry),
+        };
+        conn.execute(
+            &format!(
+                "UPDATE {} SET geom = ?1 WHERE fid = ?2",
+                quote(layer.name())
+            ),
+            params![encode_geometry(geometry, 4326), fid],
+        )
+        .at(path)
+        .map(drop)
     }
 
     /// Sets the `grid_code` (and, with `community` for every row and
@@ -733,16 +780,19 @@ impl Tx<'_> {
         rows: &[(i64, &str, &str)],
         with_community: bool,
     ) -> Result<(), StoreError> {
-        let mut upd = self
-            .conn
+        let (conn, path) = match self.0 {
+            TxOn::Gpkg { conn, path } => (conn, path),
+            TxOn::Pg(p) => return p.tx_place_buildings(rows, with_community),
+        };
+        let mut upd = conn
             .prepare_cached(if with_community {
                 "UPDATE buildings SET grid_code = ?1, community_code = ?3 WHERE fid = ?2"
             } else {
                 "UPDATE buildings SET grid_code = ?1 WHERE fid = ?2 AND ?3 IS NOT NULL"
             })
-            .at(self.path)?;
+            .at(path)?;
         for (fid, grid, community) in rows {
-            upd.execute(params![grid, fid, community]).at(self.path)?;
+            upd.execute(params![grid, fid, community]).at(path)?;
         }
         Ok(())
     }
@@ -761,9 +811,14 @@ impl Tx<'_> {
         grids: &[(VersionGrid, Geometry<f64>)],
         buildings: &[VersionBuilding],
     ) -> Result<(), StoreError> {
-        let path = self.path;
-        self.conn
-            .prepare_cached("INSERT INTO wangge_versions VALUES (?1, ?2, ?3, ?4, ?5, ?6)")
+        let (conn, path) = match self.0 {
+            TxOn::Gpkg { conn, path } => (conn, path),
+            TxOn::Pg(p) => {
+                return p.tx_record_version(community, version, meta, created, grids, buildings);
+            }
+        };
+        let path = path;
+        conn.prepare_cached("INSERT INTO wangge_versions VALUES (?1, ?2, ?3, ?4, ?5, ?6)")
             .at(path)?
             .execute(params![
                 community,
@@ -774,8 +829,7 @@ impl Tx<'_> {
                 meta.op
             ])
             .at(path)?;
-        let mut vg = self
-            .conn
+        let mut vg = conn
             .prepare_cached(
                 "INSERT INTO wangge_version_grids VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             )
@@ -793,8 +847,7 @@ impl Tx<'_> {
             ])
             .at(path)?;
         }
-        let mut vb = self
-            .conn
+        let mut vb = conn
             .prepare_cached("INSERT INTO wangge_version_buildings VALUES (?1, ?2, ?3, ?4, ?5)")
             .at(path)?;
         for b in buildings {
@@ -820,19 +873,22 @@ impl Tx<'_> {
         layer: Layer,
         bbox: Rect<f64>,
     ) -> Result<Option<Vec<PointEntity>>, StoreError> {
+        let (conn, path) = match self.0 {
+            TxOn::Gpkg { conn, path } => (conn, path),
+            TxOn::Pg(p) => return p.tx_points_in(layer, bbox),
+        };
         let name = layer.name();
         let rtree = rtree_name(name, "geom");
-        if !table_exists(self.conn, &rtree).at(self.path)? {
+        if !table_exists(conn, &rtree).at(path)? {
             return Ok(None);
         }
-        let mut stmt = self
-            .conn
+        let mut stmt = conn
             .prepare(&format!(
                 "SELECT fid, geom, grid_code FROM {}{}",
                 quote(name),
                 where_in_box("fid", &rtree)
             ))
-            .at(self.path)?;
+            .at(path)?;
         let (min, max) = (bbox.min(), bbox.max());
         let rows = stmt
             .query_map(params![min.x, min.y, max.x, max.y], |r| {
@@ -843,10 +899,8 @@ impl Tx<'_> {
                     grid_code: r.get(2)?,
                 })
             })
-            .at(self.path)?;
-        rows.collect::<rusqlite::Result<_>>()
-            .at(self.path)
-            .map(Some)
+            .at(path)?;
+        rows.collect::<rusqlite::Result<_>>().at(path).map(Some)
     }
 
     /// Sets the `grid_code` of features of `layer` by fid (`None` clears
@@ -859,15 +913,18 @@ impl Tx<'_> {
         layer: Layer,
         rows: &[(i64, Option<&str>)],
     ) -> Result<(), StoreError> {
-        let mut upd = self
-            .conn
+        let (conn, path) = match self.0 {
+            TxOn::Gpkg { conn, path } => (conn, path),
+            TxOn::Pg(p) => return p.tx_set_grid_codes(layer, rows),
+        };
+        let mut upd = conn
             .prepare(&format!(
                 "UPDATE {} SET grid_code = ?1 WHERE fid = ?2",
                 quote(layer.name())
             ))
-            .at(self.path)?;
+            .at(path)?;
         for (fid, code) in rows {
-            upd.execute(params![code, fid]).at(self.path)?;
+            upd.execute(params![code, fid]).at(path)?;
         }
         Ok(())
     }

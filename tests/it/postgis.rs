@@ -282,16 +282,23 @@ fn bad_postgres_stores_are_refused_clearly_and_nothing_is_written() {
     wangge_ok(&["copy", "--from", s(&store), "--to", &url, "--quiet"]);
     let msg = copy_to(&url);
     assert!(msg.contains("already holds a wangge store"), "{msg}");
-    let msg = fails(&["partition", "--store", &url]);
+    let msg = fails(&["assign", "--store", &url, "--layers", "persons"]);
     assert!(
-        msg.contains("not yet read on PostgreSQL") && msg.contains("wangge copy --from"),
+        msg.contains("not yet available on a PostgreSQL store")
+            && msg.contains("wangge copy --from"),
+        "{msg}"
+    );
+    let districts = crate::support::repo("data/beijing-districts.geojson");
+    let msg = fails(&["import", &url, "--layer", "districts", s(&districts)]);
+    assert!(
+        msg.contains("is a PostgreSQL store, and this command is not yet"),
         "{msg}"
     );
 }
 
 #[test]
 fn a_server_on_postgis_answers_byte_for_byte_like_one_on_the_geopackage() {
-    use crate::serve::{JSON_CT, Server, TOKEN, city_copy, get, grids_by_community, post};
+    use crate::serve::{Server, TOKEN, city_copy, get, grids_by_community};
     use crate::serve::{sample_points, tile_of};
     let pg = PgCluster::start();
     let url = pg.database("city", true);
@@ -327,27 +334,245 @@ fn a_server_on_postgis_answers_byte_for_byte_like_one_on_the_geopackage() {
         let (a, b) = (get(&local.url(&path), &[]), get(&remote.url(&path), &[]));
         assert_eq!((a.status, a.json()), (b.status, b.json()), "{path}");
     }
-
-    // Edits need a GeoPackage so far: a clear 501, nothing changed.
-    let edit = json_body(codes[0].as_str());
-    let auth = format!("Bearer {TOKEN}");
-    let path = format!("/v1/communities/{community}/edits");
-    let a = post(
-        &remote.url(&path),
-        &[JSON_CT, ("authorization", &auth), ("if-match", "1")],
-        edit.as_bytes(),
-    );
-    let msg = a.error(501);
-    assert!(
-        msg.contains("not yet available on a PostgreSQL store"),
-        "{msg}"
-    );
-    assert_eq!(
-        pg.psql("city", "SELECT count(*) FROM wangge_grid_locks"),
-        "0"
-    );
 }
 
-fn json_body(grid: &str) -> String {
-    serde_json::json!({"op": "lock", "grid": grid, "reason": "test"}).to_string()
+/// `wangge partition` and `wangge edit` on PostGIS write what they write
+/// on a GeoPackage (the same deterministic partition, the same split),
+/// GEOS finds every hard constraint kept, and of two edits raced with
+/// `--if-version` on one community exactly one wins.
+#[test]
+fn partition_and_edits_on_postgis_equal_the_geopackage_and_one_racer_wins() {
+    use crate::partition::TARGET;
+    let pg = PgCluster::start();
+    let url = pg.database("city", true);
+    let dir = tempfile::tempdir().unwrap();
+    let store = city(dir.path());
+    wangge_ok(&["copy", "--from", s(&store), "--to", &url, "--quiet"]);
+    partition_ok(&store, &[]);
+    wangge_ok(&["partition", "--store", &url, "--target", TARGET, "--quiet"]);
+    let same = |what: &str| {
+        for layer in ["grids", "buildings"] {
+            let a = dir.path().join("a.geojson");
+            let b = dir.path().join("b.geojson");
+            wangge_ok(&[
+                "export",
+                s(&store),
+                "--layer",
+                layer,
+                "--out",
+                s(&a),
+                "--quiet",
+            ]);
+            wangge_ok(&["export", &url, "--layer", layer, "--out", s(&b), "--quiet"]);
+            assert!(
+                std::fs::read(&a).unwrap() == std::fs::read(&b).unwrap(),
+                "{layer} differ {what}"
+            );
+        }
+    };
+    same("after the partition");
+
+    let by = crate::serve::grids_by_community(&store, dir.path());
+    let (community, codes) = by.iter().find(|(_, v)| v.len() >= 2).unwrap();
+    let history = |store: &str| -> Vec<Value> {
+        let h: Value = serde_json::from_str(&wangge_ok(&[
+            "history",
+            "--store",
+            store,
+            "--community",
+            community,
+            "--json",
+        ]))
+        .unwrap();
+        // Same versions, ops and counts; the times differ.
+        h.as_array()
+            .unwrap()
+            .iter()
+            .map(|v| {
+                let mut v = v.clone();
+                v.as_object_mut().unwrap().remove("created");
+                v
+            })
+            .collect()
+    };
+    for target in [s(&store), url.as_str()] {
+        wangge_ok(&[
+            "edit", "--store", target, "--quiet", "split", &codes[0], "--parts", "2",
+        ]);
+    }
+    same("after a split");
+    assert_eq!(history(&url), history(s(&store)));
+
+    // GEOS checks the edited community as PostGIS holds it.
+    let back = dir.path().join("back.gpkg");
+    wangge_ok(&["copy", "--from", &url, "--to", s(&back), "--quiet"]);
+    let truth = crate::support::python_json(
+        "check_partition.py",
+        &[
+            s(&back),
+            TARGET,
+            "0.15",
+            "--communities",
+            community,
+            "--stable-codes",
+        ],
+    );
+    // (Entities are not re-assigned by a partition without --assign, which
+    // needs a GeoPackage so far: they are not checked here.)
+    for key in [
+        "invalid_grids",
+        "noncontiguous",
+        "split_buildings",
+        "buildings_without_grid",
+        "bad_codes",
+        "households_mismatch",
+    ] {
+        assert_eq!(truth[key], 0, "{key}: {truth}");
+    }
+    assert!(truth["worst_cover_rel"].as_f64().unwrap() < 1e-6, "{truth}");
+    assert!(truth["overlap_rel"].as_f64().unwrap() < 1e-9, "{truth}");
+
+    // Two edits of one community from the same version, at once: the
+    // table lock orders them and the second finds the version moved on.
+    let version = history(&url)[0]["version"].as_i64().unwrap().to_string();
+    let now: Vec<String> = crate::support::exported(Path::new(&url), "grids", dir.path())
+        .iter()
+        .filter(|f| f["properties"]["parent_code"] == community.as_str())
+        .map(|f| f["properties"]["code"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(now.len() >= 2, "{now:?}");
+    let racers: Vec<_> = now[..2]
+        .iter()
+        .map(|g| {
+            let (url, version, g) = (url.clone(), version.clone(), g.clone());
+            std::thread::spawn(move || {
+                std::process::Command::new(env!("CARGO_BIN_EXE_wangge"))
+                    .args(["edit", "--store", &url, "--if-version", &version, "--quiet"])
+                    .args(["lock", &g])
+                    .output()
+                    .unwrap()
+            })
+        })
+        .collect();
+    let outs: Vec<_> = racers.into_iter().map(|h| h.join().unwrap()).collect();
+    let won = outs.iter().filter(|o| o.status.success()).count();
+    assert_eq!(won, 1, "{outs:?}");
+    let lost = outs.iter().find(|o| !o.status.success()).unwrap();
+    let msg = String::from_utf8_lossy(&lost.stderr);
+    assert!(msg.contains("version"), "{msg}");
+    assert_eq!(
+        pg.psql("city", "SELECT count(*) FROM wangge_grid_locks"),
+        "1"
+    );
+    let v: i64 = version.parse().unwrap();
+    assert_eq!(history(&url)[0]["version"], v + 1);
+}
+
+/// Two servers on one PostGIS store: an edit through one shows on the
+/// other, both keep serving through a PostgreSQL restart and catch up
+/// with a CLI edit made after it; their tiles stay byte-identical.
+#[test]
+fn replicas_on_postgis_follow_each_other_through_a_restart() {
+    use crate::serve::{JSON_CT, Server, TOKEN, city_copy, get, grids_by_community, post};
+    let pg = PgCluster::start();
+    let url = pg.database("city", true);
+    let dir = tempfile::tempdir().unwrap();
+    let store = city_copy(dir.path());
+    wangge_ok(&["copy", "--from", s(&store), "--to", &url, "--quiet"]);
+    let a = Server::start(Path::new(&url), &["--token", TOKEN]);
+    let b = Server::start(Path::new(&url), &["--token", TOKEN]);
+    let by = grids_by_community(&store, dir.path());
+    let mut multi = by.iter().filter(|(_, v)| v.len() >= 2);
+    let (first, first_codes) = multi.next().unwrap();
+    let (second, second_codes) = multi.next().unwrap();
+    let listed = |srv: &Server, community: &str| -> Vec<String> {
+        let fc = get(&srv.url(&format!("/v1/grids?community={community}")), &[]);
+        if fc.status != 200 {
+            return Vec::new();
+        }
+        fc.json()["features"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f["id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let wait_for = |srv: &Server, community: &str, codes: &[String]| {
+        // The deadline only turns a broken follower into a failure.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while !codes.iter().all(|c| listed(srv, community).contains(c)) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{} never showed {codes:?}:\n{}",
+                srv.url(""),
+                srv.log_text()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    };
+    let added = |v: &Value| -> Vec<String> {
+        v["added"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c.as_str().unwrap().to_owned())
+            .collect()
+    };
+
+    // An edit through A.
+    let split = serde_json::json!({"op": "split", "grid": first_codes[0], "parts": 2}).to_string();
+    let version =
+        get(&a.url(&format!("/v1/grids/{}", first_codes[0])), &[]).json()["properties"]["version"]
+            .as_i64()
+            .unwrap();
+    let answer = post(
+        &a.url(&format!("/v1/communities/{first}/edits")),
+        &[
+            JSON_CT,
+            ("authorization", &format!("Bearer {TOKEN}")),
+            ("if-match", &version.to_string()),
+        ],
+        split.as_bytes(),
+    );
+    assert_eq!(
+        answer.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&answer.body)
+    );
+    let new = added(&answer.json());
+    assert!(!new.is_empty());
+    wait_for(&b, first, &new);
+
+    // PostgreSQL goes down and comes back; then the CLI edits.
+    pg.restart();
+    let out: Value = serde_json::from_str(&wangge_ok(&[
+        "edit",
+        "--store",
+        &url,
+        "--json",
+        "--quiet",
+        "split",
+        &second_codes[0],
+        "--parts",
+        "2",
+    ]))
+    .unwrap();
+    let new2 = added(&out);
+    wait_for(&a, second, &new2);
+    wait_for(&b, second, &new2);
+
+    // Both serve the same tiles over the edited communities.
+    for code in new.iter().chain(&new2) {
+        let g = get(&a.url(&format!("/v1/grids/{code}")), &[]).json();
+        let c = &g["geometry"]["coordinates"][0][0][0];
+        let (lon, lat) = (c[0].as_f64().unwrap(), c[1].as_f64().unwrap());
+        for z in [12u8, 15] {
+            let (x, y) = crate::serve::tile_of(lon, lat, z);
+            let path = format!("/tiles/wangge/{z}/{x}/{y}.mvt");
+            let (ta, tb) = (get(&a.url(&path), &[]), get(&b.url(&path), &[]));
+            assert_eq!(ta.status, 200, "{path}");
+            assert!(ta.body == tb.body, "{path} differs between the replicas");
+        }
+    }
 }

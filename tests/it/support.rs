@@ -168,6 +168,16 @@ impl PgCluster {
         );
     }
 
+    /// Stops the server at once (as a crash would) and starts it again.
+    pub fn restart(&self) {
+        let data = self.dir.path().join("data");
+        self.pg_ctl(
+            &format!("{PG_BIN}/pg_ctl"),
+            &["-D", s(&data), "-m", "immediate", "stop"],
+        );
+        self.start_server();
+    }
+
     /// Creates database `name`, with the PostGIS extension when `postgis`,
     /// and returns its URL.
     pub fn database(&self, name: &str, postgis: bool) -> String {
