@@ -6,7 +6,7 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use serde_json::{Map, json};
 use wangge_engine::io::geojson::read_geojson_from;
-use wangge_engine::store::Store;
+use wangge_engine::store::{AnyStore, PgStore, Store, copy, postgis};
 use wangge_synth::{self as synth, SynthOptions};
 
 use super::{Bars, Ui, read_features};
@@ -14,7 +14,10 @@ use super::{Bars, Ui, read_features};
 /// `wangge synth`.
 #[derive(Debug, clap::Args)]
 pub struct SynthArgs {
-    /// The GeoPackage to create (replaced if it exists, atomically).
+    /// The store to create: a GeoPackage (replaced if it exists,
+    /// atomically) or an empty PostgreSQL database with PostGIS
+    /// (postgres://user@host:port/db; built as a GeoPackage in the temp
+    /// folder, then copied in).
     #[arg(long)]
     pub out: PathBuf,
     /// Population scale (1.0 = census totals, 21.9 M persons).
@@ -77,12 +80,20 @@ pub(crate) fn synth_cmd(ui: &Ui, a: &SynthArgs) -> Result<synth::SynthSummary> {
         seed: a.seed,
         ..SynthOptions::default()
     };
-    if let Some(dir) = a.out.parent().filter(|d| !d.as_os_str().is_empty()) {
+    let postgres = postgis::is_postgres_path(&a.out);
+    if postgres {
+        // Fail now, not after the city is built.
+        PgStore::check_new(&a.out.to_string_lossy())?;
+    } else if let Some(dir) = a.out.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
     // Build next to the target and rename at the end: a crash leaves the
     // previous store untouched.
-    let partial = a.out.with_extension("gpkg.partial");
+    let partial = if postgres {
+        std::env::temp_dir().join(format!("wangge-synth-{}.gpkg.partial", std::process::id()))
+    } else {
+        a.out.with_extension("gpkg.partial")
+    };
     let _ = std::fs::remove_file(&partial);
     let summary = {
         let mut store = Store::create(&partial)?;
@@ -101,13 +112,22 @@ pub(crate) fn synth_cmd(ui: &Ui, a: &SynthArgs) -> Result<synth::SynthSummary> {
             }
         }
     };
-    std::fs::rename(&partial, &a.out)
-        .with_context(|| format!("cannot move the new store to {}", a.out.display()))?;
+    if postgres {
+        let copied = AnyStore::open(&partial).and_then(|from| {
+            let mut to = AnyStore::create(&a.out)?;
+            copy(&from, &mut to, |_, _| {})
+        });
+        let _ = std::fs::remove_file(&partial);
+        copied?;
+    } else {
+        std::fs::rename(&partial, &a.out)
+            .with_context(|| format!("cannot move the new store to {}", a.out.display()))?;
+    }
     if a.json {
         println!(
             "{}",
             serde_json::to_string_pretty(&json!({
-                "store": a.out,
+                "store": super::shown(&a.out),
                 "seed": a.seed,
                 "scale": a.scale,
                 "layers": summary.layers.iter().map(|(k, v)| (k.clone(), json!(v))).collect::<Map<_, _>>(),
@@ -119,7 +139,7 @@ pub(crate) fn synth_cmd(ui: &Ui, a: &SynthArgs) -> Result<synth::SynthSummary> {
     } else {
         ui.say(format!(
             "wrote {} in {:.1} s",
-            a.out.display(),
+            super::shown(&a.out),
             t0.elapsed().as_secs_f64()
         ));
         for (layer, n) in &summary.layers {

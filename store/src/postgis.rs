@@ -107,8 +107,8 @@ pub(crate) fn refuse_url(path: &Path, verb: &str) -> Result<(), StoreError> {
     Err(StoreError::Unsupported {
         what: format!(
             "{} is a PostgreSQL store, and this command is not yet {verb} on PostgreSQL \
-             (so far `wangge copy`, `info` and `export` take one); work on a GeoPackage \
-             copy: wangge copy --from {} --to store.gpkg",
+             (import, assign --layers and demo need a GeoPackage so far); work on a \
+             GeoPackage copy: wangge copy --from {} --to store.gpkg",
             redact(&location),
             redact(&location)
         ),
@@ -148,6 +148,27 @@ impl PgStore {
     /// application's).
     pub fn create(url: &str) -> Result<PgStore, StoreError> {
         let store = PgStore::connect(url)?;
+        store.check_empty()?;
+        store.transaction(|c| {
+            c.batch_execute(SCHEMA)?;
+            c.execute(
+                "INSERT INTO wangge_meta VALUES ('store_format', $1)",
+                &[&STORE_FORMAT],
+            )?;
+            Ok(())
+        })?;
+        Ok(store)
+    }
+
+    /// Checks, writing nothing, that [`PgStore::create`] would succeed at
+    /// `url`: what a long job runs before its work, to fail at once.
+    pub fn check_new(url: &str) -> Result<(), StoreError> {
+        PgStore::connect(url)?.check_empty()
+    }
+
+    /// Fails unless the database holds no tables of its own.
+    fn check_empty(&self) -> Result<(), StoreError> {
+        let store = self;
         let tables = store.tables()?;
         if tables.iter().any(|t| t == "wangge_meta") {
             return Err(store.refused(
@@ -163,15 +184,7 @@ impl PgStore {
                 sample(&tables)
             )));
         }
-        store.transaction(|c| {
-            c.batch_execute(SCHEMA)?;
-            c.execute(
-                "INSERT INTO wangge_meta VALUES ('store_format', $1)",
-                &[&STORE_FORMAT],
-            )?;
-            Ok(())
-        })?;
-        Ok(store)
+        Ok(())
     }
 
     /// Opens the wangge store in the database at `url`.

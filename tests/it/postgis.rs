@@ -211,6 +211,47 @@ fn bad_postgres_stores_are_refused_clearly_and_nothing_is_written() {
     ]);
     let copy_to = |url: &str| fails(&["copy", "--from", s(&store), "--to", url]);
 
+    // synth builds straight into PostgreSQL: the same city as in a file.
+    let made = pg.database("made", true);
+    let synth = |out: &str| {
+        wangge_ok(&[
+            "synth",
+            "--out",
+            out,
+            "--scale",
+            "0.002",
+            "--quiet",
+            "--districts",
+            s(&crate::support::repo(
+                "tests/fixtures/districts-subset.geojson",
+            )),
+        ]);
+    };
+    synth(&made);
+    // Counts and types per layer (the extents differ: a GeoPackage's
+    // R-tree boxes are rounded outward to f32).
+    let layers = |store: &str| -> Value {
+        let info: Value = serde_json::from_str(&wangge_ok(&["info", store, "--json"])).unwrap();
+        let mut layers = info["layers"].clone();
+        for l in layers.as_object_mut().unwrap().values_mut() {
+            l.as_object_mut().unwrap().remove("bbox");
+        }
+        layers
+    };
+    assert_eq!(layers(&made), layers(s(&store)));
+    let msg = fails(&[
+        "synth",
+        "--out",
+        &made,
+        "--scale",
+        "0.002",
+        "--districts",
+        s(&crate::support::repo(
+            "tests/fixtures/districts-subset.geojson",
+        )),
+    ]);
+    assert!(msg.contains("already holds a wangge store"), "{msg}");
+
     let msg = copy_to("postgres://postgres@127.0.0.1:notaport/x");
     assert!(msg.contains("not a valid PostgreSQL URL"), "{msg}");
     let msg = copy_to(&format!("postgres://postgres@127.0.0.1:{}", pg.port));
