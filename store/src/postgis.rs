@@ -131,6 +131,32 @@ pub(crate) struct PgLayer {
 pub struct PgStore {
     client: RefCell<Client>,
     url: String,
+    /// Rows a writer's [`crate::versions::Tx`] buffered, sent before its
+    /// next statement that reads and at commit (one round trip per
+    /// table instead of several per community).
+    pub(crate) pending: RefCell<Pending>,
+}
+
+/// What [`PgStore::pending`] holds.
+#[derive(Debug, Default)]
+pub(crate) struct Pending {
+    /// COPY rows of `wangge_versions`, `wangge_version_grids`,
+    /// `wangge_version_buildings`.
+    pub(crate) versions: Vec<u8>,
+    pub(crate) grids: Vec<u8>,
+    pub(crate) buildings: Vec<u8>,
+    /// `(fid, grid, community)` of buildings placed, and whether their
+    /// community is written too.
+    pub(crate) placed: Vec<(i64, String, String)>,
+    pub(crate) placed_with_community: bool,
+    /// The newest version buffered per community.
+    pub(crate) latest: HashMap<String, i64>,
+    /// The newest stored version per community, read once per transaction
+    /// (every writer of versions holds the grids table's lock, so no
+    /// other can add one meanwhile).
+    pub(crate) stored_latest: Option<HashMap<String, i64>>,
+    /// New geometries: `(layer, fid, EWKB)`.
+    pub(crate) geometries: Vec<(String, i64, Vec<u8>)>,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -251,6 +277,7 @@ impl PgStore {
         let store = PgStore {
             client: RefCell::new(client),
             url: shown,
+            pending: RefCell::new(Pending::default()),
         };
         let postgis = store
             .client
@@ -674,6 +701,7 @@ impl PgStore {
             })
             .collect();
         let carry_key = carry_key.filter(|_| !extra.is_empty());
+        *self.pending.borrow_mut() = Pending::default();
         let begin = || -> Result<(i64, bool, HashMap<String, Vec<Value>>), StoreError> {
             self.execute(&format!(
                 "BEGIN; LOCK TABLE {table} IN SHARE ROW EXCLUSIVE MODE"
@@ -1188,6 +1216,7 @@ impl PgLayerWriter<'_> {
     pub fn commit(mut self) -> Result<u64, StoreError> {
         self.flush()?;
         let store = self.store;
+        store.flush_pending()?;
         let layer = self.schema.name.clone();
         let mut client = store.client.borrow_mut();
         let mut sql = String::new();
@@ -1209,7 +1238,12 @@ impl PgLayerWriter<'_> {
         }
         // Replicas LISTEN on this channel; the notice goes out with the commit.
         let _ = write!(sql, "NOTIFY {CHANNEL}, '{}';", layer.replace('\'', "''"));
-        sql.push_str("COMMIT");
+        sql.push_str("COMMIT;");
+        // Fresh statistics after a bulk load, or the planner reads a
+        // million-row table it thinks is empty with a sort per page.
+        if self.rows >= 1000 {
+            let _ = write!(sql, "ANALYZE {};", quote(&layer));
+        }
         client.batch_execute(&sql).map_err(|e| store.error(e))?;
         self.open = false;
         Ok(self.rows)
@@ -1222,6 +1256,9 @@ impl Drop for PgLayerWriter<'_> {
             && let Ok(mut client) = self.store.client.try_borrow_mut()
         {
             let _ = client.batch_execute("ROLLBACK");
+            if let Ok(mut p) = self.store.pending.try_borrow_mut() {
+                *p = Pending::default();
+            }
         }
     }
 }

@@ -2,7 +2,7 @@
 //! partition or an edit writes besides the grids, inside the transaction
 //! its [`crate::PgLayerWriter`] holds open.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use geo_types::{Geometry, Rect};
 
@@ -19,24 +19,49 @@ impl PgStore {
     }
 
     pub(crate) fn tx_latest_version(&self, community: &str) -> Result<i64, StoreError> {
-        self.latest_version(community)
+        // The versions buffered count too (no flush: this runs once per
+        // community of a partition).
+        if self.pending.borrow().stored_latest.is_none() {
+            let all: HashMap<String, i64> = self
+                .query(
+                    "SELECT community, max(version) FROM wangge_versions GROUP BY community",
+                    &[],
+                )?
+                .iter()
+                .map(|r| (r.get(0), r.get(1)))
+                .collect();
+            self.pending.borrow_mut().stored_latest = Some(all);
+        }
+        let p = self.pending.borrow();
+        let stored = p
+            .stored_latest
+            .as_ref()
+            .and_then(|m| m.get(community))
+            .copied()
+            .unwrap_or(0);
+        let buffered = p.latest.get(community).copied();
+        Ok(buffered.map_or(stored, |b| b.max(stored)))
     }
 
     pub(crate) fn tx_locks(&self, community: &str) -> Result<HashSet<String>, StoreError> {
+        self.flush_pending()?;
         self.locks(community)
     }
 
     pub(crate) fn tx_lock(&self, grid: &str) -> Result<(), StoreError> {
+        self.flush_pending()?;
         self.query("INSERT INTO wangge_grid_locks VALUES ($1)", &[&grid])
             .map(drop)
     }
 
     pub(crate) fn tx_unlock(&self, grid: &str) -> Result<(), StoreError> {
+        self.flush_pending()?;
         self.query("DELETE FROM wangge_grid_locks WHERE code = $1", &[&grid])
             .map(drop)
     }
 
     pub(crate) fn tx_delete_all_grids(&self) -> Result<(), StoreError> {
+        self.flush_pending()?;
         self.execute("DELETE FROM grids; DELETE FROM wangge_grid_locks;")
     }
 
@@ -45,6 +70,7 @@ impl PgStore {
         community: &str,
         unlock: bool,
     ) -> Result<(), StoreError> {
+        self.flush_pending()?;
         self.query("DELETE FROM grids WHERE parent_code = $1", &[&community])?;
         if unlock {
             self.query(
@@ -72,14 +98,11 @@ impl PgStore {
     ) -> Result<(), StoreError> {
         let mut ewkb = Vec::new();
         encode_ewkb(geometry, 4326, &mut ewkb);
-        self.query(
-            &format!(
-                "UPDATE {} SET geom = ST_GeomFromEWKB($1) WHERE fid = $2",
-                quote(layer.name())
-            ),
-            &[&ewkb, &fid],
-        )
-        .map(drop)
+        self.pending
+            .borrow_mut()
+            .geometries
+            .push((layer.name().to_owned(), fid, ewkb));
+        Ok(())
     }
 
     pub(crate) fn tx_place_buildings(
@@ -87,20 +110,71 @@ impl PgStore {
         rows: &[(i64, &str, &str)],
         with_community: bool,
     ) -> Result<(), StoreError> {
-        if rows.is_empty() {
-            return Ok(());
+        if self.pending.borrow().placed_with_community != with_community {
+            self.flush_pending()?;
         }
-        let fids: Vec<i64> = rows.iter().map(|r| r.0).collect();
-        let grids: Vec<&str> = rows.iter().map(|r| r.1).collect();
-        let communities: Vec<&str> = rows.iter().map(|r| r.2).collect();
-        let sql = if with_community {
-            "UPDATE buildings b SET grid_code = u.g, community_code = u.c
-               FROM unnest($1::bigint[], $2::text[], $3::text[]) AS u(f, g, c) WHERE b.fid = u.f"
-        } else {
-            "UPDATE buildings b SET grid_code = u.g
-               FROM unnest($1::bigint[], $2::text[], $3::text[]) AS u(f, g, c) WHERE b.fid = u.f"
+        let mut p = self.pending.borrow_mut();
+        p.placed_with_community = with_community;
+        p.placed.extend(
+            rows.iter()
+                .map(|(f, g, c)| (*f, (*g).to_owned(), (*c).to_owned())),
+        );
+        Ok(())
+    }
+
+    /// Sends what [`crate::postgis::Pending`] holds.
+    pub(crate) fn flush_pending(&self) -> Result<(), StoreError> {
+        let p = {
+            let mut pending = self.pending.borrow_mut();
+            let stored_latest = pending.stored_latest.take();
+            let p = std::mem::take(&mut *pending);
+            pending.stored_latest = stored_latest;
+            p
         };
-        self.query(sql, &[&fids, &grids, &communities]).map(drop)
+        let mut layers: Vec<&str> = p.geometries.iter().map(|g| g.0.as_str()).collect();
+        layers.sort_unstable();
+        layers.dedup();
+        for layer in layers {
+            let (fids, wkbs): (Vec<i64>, Vec<&[u8]>) = p
+                .geometries
+                .iter()
+                .filter(|g| g.0 == layer)
+                .map(|g| (g.1, g.2.as_slice()))
+                .unzip();
+            self.query(
+                &format!(
+                    "UPDATE {} t SET geom = ST_GeomFromEWKB(u.g)
+                       FROM unnest($1::bigint[], $2::bytea[]) AS u(f, g) WHERE t.fid = u.f",
+                    quote(layer)
+                ),
+                &[&fids, &wkbs],
+            )?;
+        }
+        if !p.placed.is_empty() {
+            let fids: Vec<i64> = p.placed.iter().map(|r| r.0).collect();
+            let grids: Vec<&str> = p.placed.iter().map(|r| r.1.as_str()).collect();
+            let communities: Vec<&str> = p.placed.iter().map(|r| r.2.as_str()).collect();
+            let sql = if p.placed_with_community {
+                "UPDATE buildings b SET grid_code = u.g, community_code = u.c
+                   FROM unnest($1::bigint[], $2::text[], $3::text[]) AS u(f, g, c)
+                  WHERE b.fid = u.f"
+            } else {
+                "UPDATE buildings b SET grid_code = u.g
+                   FROM unnest($1::bigint[], $2::text[], $3::text[]) AS u(f, g, c)
+                  WHERE b.fid = u.f"
+            };
+            self.query(sql, &[&fids, &grids, &communities])?;
+        }
+        self.copy_in(
+            "COPY wangge_versions (community, version, author, created, reason, op) FROM STDIN",
+            &p.versions,
+        )?;
+        self.copy_in("COPY wangge_version_grids FROM STDIN", &p.grids)?;
+        self.copy_in(
+            "COPY wangge_version_buildings (community, version, building, grid, households) \
+             FROM STDIN",
+            &p.buildings,
+        )
     }
 
     pub(crate) fn tx_record_version(
@@ -112,25 +186,26 @@ impl PgStore {
         grids: &[(VersionGrid, Geometry<f64>)],
         buildings: &[VersionBuilding],
     ) -> Result<(), StoreError> {
-        self.query(
-            "INSERT INTO wangge_versions (community, version, author, created, reason, op)
-             VALUES ($1, $2, $3, $4, $5, $6)",
-            &[
-                &community,
-                &version,
-                &meta.author,
-                &created,
-                &meta.reason,
-                &meta.op,
-            ],
-        )?;
+        let mut p = self.pending.borrow_mut();
+        let newest = p.latest.entry(community.to_owned()).or_insert(version);
+        *newest = (*newest).max(version);
         let (c, v) = (community.to_owned(), version.to_string());
-        let mut data = Vec::new();
+        copy_line(
+            &mut p.versions,
+            &[
+                Some(c.clone()),
+                Some(v.clone()),
+                Some(meta.author.clone()),
+                Some(created.to_owned()),
+                Some(meta.reason.clone()),
+                Some(meta.op.clone()),
+            ],
+        );
         let mut ewkb = Vec::new();
         for (g, geometry) in grids {
             encode_ewkb(geometry, 4326, &mut ewkb);
             copy_line(
-                &mut data,
+                &mut p.grids,
                 &[
                     Some(c.clone()),
                     Some(v.clone()),
@@ -143,11 +218,9 @@ impl PgStore {
                 ],
             );
         }
-        self.copy_in("COPY wangge_version_grids FROM STDIN", &data)?;
-        data.clear();
         for b in buildings {
             copy_line(
-                &mut data,
+                &mut p.buildings,
                 &[
                     Some(c.clone()),
                     Some(v.clone()),
@@ -157,11 +230,7 @@ impl PgStore {
                 ],
             );
         }
-        self.copy_in(
-            "COPY wangge_version_buildings (community, version, building, grid, households) \
-             FROM STDIN",
-            &data,
-        )
+        Ok(())
     }
 
     pub(crate) fn tx_points_in(
@@ -169,6 +238,7 @@ impl PgStore {
         layer: Layer,
         bbox: Rect<f64>,
     ) -> Result<Option<Vec<PointEntity>>, StoreError> {
+        self.flush_pending()?;
         if !self.has_layer(layer.name())? {
             return Ok(None);
         }
@@ -199,6 +269,7 @@ impl PgStore {
         layer: Layer,
         rows: &[(i64, Option<&str>)],
     ) -> Result<(), StoreError> {
+        self.flush_pending()?;
         if rows.is_empty() {
             return Ok(());
         }
