@@ -671,15 +671,12 @@ fn watch(state: &AppState) {
                 .map_err(ApiError::from),
             _ => {
                 std::thread::sleep(WATCH_EVERY);
-                match open() {
-                    Ok(s) => {
-                        eprintln!("wangge serve: watching the store again");
-                        store = Some(s);
-                        failing = false;
-                        // Catch up with whatever was written meanwhile.
-                        last = None;
-                    }
-                    Err(_) => {}
+                if let Ok(s) = open() {
+                    eprintln!("wangge serve: watching the store again");
+                    store = Some(s);
+                    failing = false;
+                    // Catch up with whatever was written meanwhile.
+                    last = None;
                 }
                 continue;
             }

@@ -42,7 +42,7 @@ pub enum AnyStore {
     /// A GeoPackage file.
     Gpkg(Store),
     /// A PostgreSQL + PostGIS database.
-    Postgis(PgStore),
+    Postgis(Box<PgStore>),
 }
 
 impl AnyStore {
@@ -50,7 +50,7 @@ impl AnyStore {
     /// a GeoPackage path.
     pub fn open(location: &Path) -> Result<AnyStore, StoreError> {
         match url(location) {
-            Some(u) => PgStore::open(&u).map(AnyStore::Postgis),
+            Some(u) => PgStore::open(&u).map(|p| AnyStore::Postgis(Box::new(p))),
             None => Store::open(location).map(AnyStore::Gpkg),
         }
     }
@@ -59,7 +59,7 @@ impl AnyStore {
     /// an empty PostgreSQL database made a store).
     pub fn create(location: &Path) -> Result<AnyStore, StoreError> {
         match url(location) {
-            Some(u) => PgStore::create(&u).map(AnyStore::Postgis),
+            Some(u) => PgStore::create(&u).map(|p| AnyStore::Postgis(Box::new(p))),
             None => Store::create(location).map(AnyStore::Gpkg),
         }
     }

@@ -11,7 +11,8 @@
 //!   feature layers (what `gpkg_contents` is to a GeoPackage);
 //! * one table per layer: `fid bigint` identity primary key, `geom
 //!   geometry(<type>, 4326)` with a GiST index `<layer>_geom_gist`, then the
-//!   attribute columns as `bigint`, `double precision` and `text`;
+//!   attribute columns as `bigint`, `double precision` and `text` (B-tree
+//!   indexes on `code`, `parent_code`, `community_code`, `grid_code`);
 //! * the version and lock tables of [`crate::versions`], with the same
 //!   names and columns (`geom` as `geometry(Geometry, 4326)`); the log
 //!   position of a version (a GeoPackage's `rowid`) is `wangge_versions.seq`.
@@ -49,6 +50,9 @@ const STORE_FORMAT: &str = "wangge-postgis-1";
 /// The channel every committed write notifies (payload: the layer), for
 /// the servers that `LISTEN`.
 pub const CHANNEL: &str = "wangge_changes";
+
+/// Columns that get a B-tree index when a layer is created.
+const KEYS: [&str; 4] = ["code", "parent_code", "community_code", "grid_code"];
 
 /// Rows per page of a full-layer scan.
 pub(crate) const PAGE: i64 = 10_000;
@@ -418,6 +422,21 @@ impl PgStore {
             quote(&gist_name(name)),
             quote(name)
         );
+        // The code columns reads select by (a community's grids, its
+        // entities for a tile reload, a unit by code).
+        for col in schema
+            .columns
+            .iter()
+            .filter(|c| KEYS.contains(&c.name.as_str()))
+        {
+            let _ = write!(
+                ddl,
+                "CREATE INDEX {} ON {} ({});",
+                quote(&format!("{name}_{}", col.name)),
+                quote(name),
+                quote(&col.name)
+            );
+        }
         let geometry_type = schema.geometry.gpkg_name();
         self.transaction(|c| {
             c.batch_execute(&ddl)?;
@@ -702,7 +721,10 @@ impl PgStore {
             .collect();
         let carry_key = carry_key.filter(|_| !extra.is_empty());
         *self.pending.borrow_mut() = Pending::default();
-        let begin = || -> Result<(i64, bool, HashMap<String, Vec<Value>>), StoreError> {
+        // The largest fid, whether the index is rebuilt at commit, the
+        // carried columns by key.
+        type Begun = (i64, bool, HashMap<String, Vec<Value>>);
+        let begin = || -> Result<Begun, StoreError> {
             self.execute(&format!(
                 "BEGIN; LOCK TABLE {table} IN SHARE ROW EXCLUSIVE MODE"
             ))?;

@@ -817,7 +817,6 @@ impl Tx<'_> {
                 return p.tx_record_version(community, version, meta, created, grids, buildings);
             }
         };
-        let path = path;
         conn.prepare_cached("INSERT INTO wangge_versions VALUES (?1, ?2, ?3, ?4, ?5, ?6)")
             .at(path)?
             .execute(params![

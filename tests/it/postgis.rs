@@ -641,3 +641,61 @@ fn replicas_on_postgis_follow_each_other_through_a_restart() {
         b.log_text()
     );
 }
+
+/// A connection lost in the middle of a write (the server ends the
+/// backend) rolls the whole write back: the partition fails with a clear
+/// message and the grids, buildings and versions are as before.
+#[test]
+fn a_connection_lost_mid_write_rolls_back() {
+    use crate::partition::TARGET;
+    let pg = PgCluster::start();
+    let url = pg.database("city", true);
+    let dir = tempfile::tempdir().unwrap();
+    let store = city(dir.path());
+    wangge_ok(&["copy", "--from", s(&store), "--to", &url, "--quiet"]);
+    wangge_ok(&["partition", "--store", &url, "--target", TARGET, "--quiet"]);
+    let state = || {
+        pg.psql(
+            "city",
+            "SELECT (SELECT count(*) FROM grids), (SELECT count(*) FROM wangge_versions),
+                    (SELECT md5(string_agg(fid || ':' || coalesce(grid_code, ''), ',' ORDER BY fid))
+                       FROM buildings)",
+        )
+    };
+    let before = state();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_wangge"))
+        .args(["partition", "--store", &url, "--target", "7", "--quiet"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until its write transaction has written (it has a transaction
+    // id; reads never get one), then end its backend.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    let killed = loop {
+        let pids = pg.psql(
+            "city",
+            "SELECT pid FROM pg_stat_activity WHERE application_name = 'wangge'
+               AND backend_xid IS NOT NULL AND pid <> pg_backend_pid()",
+        );
+        if let Some(pid) = pids.lines().next() {
+            break pg.psql("city", &format!("SELECT pg_terminate_backend({pid})"));
+        }
+        if child.try_wait().unwrap().is_some() || std::time::Instant::now() > deadline {
+            break String::new();
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    assert_eq!(
+        killed, "t",
+        "the partition's write transaction was never seen"
+    );
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let msg = String::from_utf8_lossy(&out.stderr);
+    assert!(msg.contains("PostgreSQL error on postgres://"), "{msg}");
+    assert!(!msg.contains("panicked"), "{msg}");
+    assert_eq!(state(), before);
+    // And the store works on.
+    wangge_ok(&["partition", "--store", &url, "--target", "7", "--quiet"]);
+    assert_ne!(state(), before);
+}
