@@ -2165,12 +2165,16 @@ fn the_server_follows_cli_edits_of_its_store() {
         assert_eq!(served["geometry"], f["geometry"]);
         assert_eq!(served["properties"]["version"], v0 + 1);
     }
-    assert!(
-        srv.log_text()
-            .contains("store changed by another process: 1 community reloaded ("),
-        "{}",
-        srv.log_text()
-    );
+    // The log line comes once the tiles are reloaded too, after the
+    // directory the listing reads.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !srv
+        .log_text()
+        .contains("store changed by another process: 1 community reloaded (")
+    {
+        assert!(std::time::Instant::now() < deadline, "{}", srv.log_text());
+        std::thread::sleep(Duration::from_millis(50));
+    }
     // An edit through the server continues from the CLI's version.
     let url = srv.url(&format!("/v1/communities/{comm}/edits"));
     let lock = json!({"op": "lock", "grid": added[0]}).to_string();
