@@ -33,7 +33,7 @@ pub enum Level {
 /// Where the polygons come from.
 #[derive(Debug, clap::Args)]
 pub struct Source {
-    /// A wangge store (GeoPackage).
+    /// A wangge store: a GeoPackage or a PostgreSQL URL (postgres://user@host:port/db).
     #[arg(long, conflicts_with = "grids", required_unless_present = "grids")]
     pub store: Option<PathBuf>,
     /// With --store: the level to assign to.

@@ -12,7 +12,7 @@ use crate::cli::{Ui, shown};
 /// `wangge edit`.
 #[derive(Debug, clap::Args)]
 pub struct EditArgs {
-    /// The store.
+    /// The store: a GeoPackage or a PostgreSQL URL (postgres://user@host:port/db).
     #[arg(long)]
     pub store: PathBuf,
     /// Author recorded in the history.
@@ -106,7 +106,7 @@ impl From<&EditOp> for Op {
 /// `wangge history`.
 #[derive(Debug, clap::Args)]
 pub struct HistoryArgs {
-    /// The store.
+    /// The store: a GeoPackage or a PostgreSQL URL (postgres://user@host:port/db).
     #[arg(long)]
     pub store: PathBuf,
     /// Only this community.
@@ -123,7 +123,7 @@ pub struct HistoryArgs {
 /// `wangge diff`.
 #[derive(Debug, clap::Args)]
 pub struct DiffArgs {
-    /// The store.
+    /// The store: a GeoPackage or a PostgreSQL URL (postgres://user@host:port/db).
     #[arg(long)]
     pub store: PathBuf,
     /// The community.

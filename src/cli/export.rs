@@ -15,7 +15,7 @@ use super::{Bars, Ui};
 /// `wangge export`.
 #[derive(Debug, clap::Args)]
 pub struct ExportArgs {
-    /// The store.
+    /// The store: a GeoPackage or a PostgreSQL URL (postgres://user@host:port/db).
     pub store: PathBuf,
     /// The layer to export.
     #[arg(long)]

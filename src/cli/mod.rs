@@ -61,7 +61,7 @@ pub enum Command {
     /// Build a synthetic Beijing into demo/beijing.gpkg, validate it,
     /// partition it into grids, assign every entity and print a summary.
     Demo(DemoArgs),
-    /// Generate a deterministic synthetic Beijing into a new GeoPackage store.
+    /// Generate a deterministic synthetic Beijing into a new store (GeoPackage or PostgreSQL).
     Synth(SynthArgs),
     /// Check a polygon GeoJSON layer; report and optionally repair every defect.
     Validate(ValidateArgs),

@@ -18,8 +18,8 @@ use crate::cli::{Bars, Ui};
 /// `wangge partition`.
 #[derive(Debug, clap::Args)]
 pub struct PartitionArgs {
-    /// The store (its communities, buildings and persons are read; its grids
-    /// layer is written).
+    /// The store, a GeoPackage or a PostgreSQL URL (its communities,
+    /// buildings and persons are read; its grids layer is written).
     #[arg(long)]
     pub store: PathBuf,
     /// Target households per grid.
@@ -56,7 +56,7 @@ pub struct PartitionArgs {
 /// `wangge report`.
 #[derive(Debug, clap::Args)]
 pub struct ReportArgs {
-    /// The store.
+    /// The store: a GeoPackage or a PostgreSQL URL (postgres://user@host:port/db).
     #[arg(long)]
     pub store: PathBuf,
     /// Only these communities (their rows are listed too).

@@ -10,7 +10,7 @@ use crate::cli::{Bars, Ui};
 /// `wangge export-tiles`.
 #[derive(Debug, clap::Args)]
 pub struct ExportTilesArgs {
-    /// The store.
+    /// The store: a GeoPackage or a PostgreSQL URL (postgres://user@host:port/db).
     #[arg(long)]
     pub store: PathBuf,
     /// The archive to write: `.pmtiles` (PMTiles v3) or `.mbtiles`. An

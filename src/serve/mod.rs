@@ -47,7 +47,8 @@ use crate::cli::Ui;
 /// `wangge serve`.
 #[derive(Debug, clap::Args)]
 pub struct ServeArgs {
-    /// The store (GeoPackage) to serve.
+    /// The store to serve: a GeoPackage or a PostgreSQL URL (postgres://user@host:port/db;
+    /// any number of servers may serve one database).
     #[arg(long)]
     pub store: PathBuf,
     /// Address to listen on (port 0 picks a free port; the address is printed).
