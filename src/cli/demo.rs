@@ -39,6 +39,12 @@ pub struct DemoArgs {
 }
 
 pub(crate) fn demo(ui: &Ui, a: &DemoArgs) -> Result<()> {
+    if wangge_engine::store::postgis::is_postgres_path(&a.out) {
+        anyhow::bail!(
+            "demo writes a GeoPackage (--out F.gpkg); for PostgreSQL run `wangge demo`, then \
+             `wangge copy --from demo/beijing.gpkg --to URL`, or `wangge synth --out URL`"
+        );
+    }
     let t0 = Instant::now();
     ui.say(format!(
         "wangge demo: a synthetic Beijing at scale {} (seed {})",

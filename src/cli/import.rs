@@ -9,10 +9,10 @@ use wangge_engine::codes::AdminCode;
 use wangge_engine::io::geojson::read_geojson;
 use wangge_engine::io::{FeatureError, csv as point_csv};
 use wangge_engine::model::Layer;
-use wangge_engine::store::{ColumnType, GeomType, Store, Value};
+use wangge_engine::store::{AnyStore, ColumnType, GeomType, PgStore, Value, postgis};
 use wangge_engine::validate::{self, Action, PolygonInput};
 
-use super::{PointInput, Ui, complete_store};
+use super::{PointInput, Ui, complete_any};
 
 /// `wangge import`.
 #[derive(Debug, clap::Args)]
@@ -73,12 +73,26 @@ impl Rejects {
 }
 
 pub(crate) fn import_cmd(ui: &Ui, a: &ImportArgs) -> Result<()> {
-    let mut store = if a.store.exists() {
-        Store::open(&a.store)?
+    let mut store = if postgis::is_postgres_path(&a.store) {
+        // An empty database becomes a store; anything else must be one.
+        let url = a.store.to_string_lossy();
+        if PgStore::check_new(&url).is_ok() {
+            AnyStore::create(&a.store)?
+        } else {
+            AnyStore::open(&a.store)?
+        }
+    } else if a.store.exists() {
+        AnyStore::open(&a.store)?
     } else {
-        Store::create(&a.store)?
+        AnyStore::create(&a.store)?
     };
-    complete_store(ui, &mut store)?;
+    complete_any(ui, &mut store)?;
+    if matches!(store, AnyStore::Postgis(_)) && a.layer.is_admin() {
+        ui.say(
+            "note: a PostgreSQL store is not completed yet: parent_code, area_m2 and the \
+             counts stay as imported",
+        );
+    }
     if !store.has_layer(a.layer.name())? {
         store.create_layer(&a.layer.schema())?;
     }
@@ -324,7 +338,7 @@ pub(crate) fn import_cmd(ui: &Ui, a: &ImportArgs) -> Result<()> {
     let written = w.commit()?;
     // What derives from the new rows (an admin unit's parent code and area,
     // counts from imported entities).
-    complete_store(ui, &mut store)?;
+    complete_any(ui, &mut store)?;
     let rejected = rejects.count;
     let rejects_path = rejects.path.clone();
     rejects.finish()?;

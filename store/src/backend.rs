@@ -454,6 +454,15 @@ impl AnyStore {
         })
     }
 
+    /// A writer for every column of `layer`, in table order (see
+    /// [`Store::writer`]).
+    pub fn writer(&mut self, layer: &str) -> Result<AnyWriter<'_>, StoreError> {
+        Ok(match self {
+            AnyStore::Gpkg(s) => AnyWriter::Gpkg(s.writer(layer)?),
+            AnyStore::Postgis(p) => AnyWriter::Pg(p.writer(layer)?),
+        })
+    }
+
     /// Sets a project metadata entry.
     pub fn set_meta(&mut self, key: &str, value: &str) -> Result<(), StoreError> {
         both!(self, s => s.set_meta(key, value))

@@ -111,8 +111,8 @@ pub(crate) fn refuse_url(path: &Path, verb: &str) -> Result<(), StoreError> {
     Err(StoreError::Unsupported {
         what: format!(
             "{} is a PostgreSQL store, and this command is not yet {verb} on PostgreSQL \
-             (import, assign --layers and demo need a GeoPackage so far); work on a \
-             GeoPackage copy: wangge copy --from {} --to store.gpkg",
+             (assign --store … --layers and partition --assign need a GeoPackage so far); \
+             work on a GeoPackage copy: wangge copy --from {} --to store.gpkg",
             redact(&location),
             redact(&location)
         ),

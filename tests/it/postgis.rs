@@ -361,12 +361,63 @@ fn bad_postgres_stores_are_refused_clearly_and_nothing_is_written() {
             && msg.contains("wangge copy --from"),
         "{msg}"
     );
-    let districts = crate::support::repo("data/beijing-districts.geojson");
-    let msg = fails(&["import", &url, "--layer", "districts", s(&districts)]);
-    assert!(
-        msg.contains("is a PostgreSQL store, and this command is not yet"),
-        "{msg}"
-    );
+    let msg = fails(&["demo", "--out", &url, "--no-serve"]);
+    assert!(msg.contains("demo writes a GeoPackage"), "{msg}");
+
+    // import into an empty database makes it a store; the rows land as in
+    // a GeoPackage, and the rejects are the same.
+    let places = dir.path().join("places.geojson");
+    wangge_ok(&[
+        "export",
+        s(&store),
+        "--layer",
+        "places",
+        "--out",
+        s(&places),
+        "--quiet",
+    ]);
+    let text = std::fs::read_to_string(&places).unwrap();
+    let text = text.replacen("\"type\":\"Point\"", "\"type\":\"LineString\"", 1);
+    std::fs::write(&places, text).unwrap();
+    let imported = pg.database("imported", true);
+    let fresh = dir.path().join("fresh.gpkg");
+    let mut outs = Vec::new();
+    for target in [imported.as_str(), s(&fresh)] {
+        let rejects = dir.path().join("rejects.ndjson");
+        let out = wangge(&[
+            "import",
+            target,
+            "--layer",
+            "places",
+            s(&places),
+            "--rejects",
+            s(&rejects),
+            "--json",
+            "--quiet",
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let exported = dir.path().join("again.geojson");
+        wangge_ok(&[
+            "export",
+            target,
+            "--layer",
+            "places",
+            "--out",
+            s(&exported),
+            "--quiet",
+        ]);
+        outs.push((
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            std::fs::read_to_string(&rejects).unwrap().lines().count(),
+            std::fs::read(&exported).unwrap(),
+        ));
+    }
+    assert_eq!(outs[0].1, 1, "the LineString is the one reject");
+    assert!(outs[0] == outs[1], "{} / {}", outs[0].0, outs[1].0);
 }
 
 #[test]
