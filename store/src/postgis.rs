@@ -179,9 +179,9 @@ impl PgStore {
     pub fn create(url: &str) -> Result<PgStore, StoreError> {
         let store = PgStore::connect(url)?;
         store.check_empty()?;
-        store.transaction(|c| {
-            c.batch_execute(SCHEMA)?;
-            c.execute(
+        store.atomically(|| {
+            store.execute(SCHEMA)?;
+            store.query(
                 "INSERT INTO wangge_meta VALUES ('store_format', $1)",
                 &[&STORE_FORMAT],
             )?;
@@ -348,19 +348,6 @@ impl PgStore {
         }
     }
 
-    /// Runs `f` in one transaction: committed when it returns `Ok`, rolled
-    /// back otherwise.
-    fn transaction<T>(
-        &self,
-        f: impl FnOnce(&mut postgres::Transaction<'_>) -> Result<T, postgres::Error>,
-    ) -> Result<T, StoreError> {
-        let mut client = self.client.borrow_mut();
-        let mut tx = client.transaction().map_err(|e| self.error(e))?;
-        let out = f(&mut tx).map_err(|e| self.error(e))?;
-        tx.commit().map_err(|e| self.error(e))?;
-        Ok(out)
-    }
-
     pub(crate) fn query(
         &self,
         sql: &str,
@@ -438,9 +425,9 @@ impl PgStore {
             );
         }
         let geometry_type = schema.geometry.gpkg_name();
-        self.transaction(|c| {
-            c.batch_execute(&ddl)?;
-            c.execute(
+        self.atomically(|| {
+            self.execute(&ddl)?;
+            self.query(
                 "INSERT INTO wangge_layers VALUES ($1, $2)",
                 &[&name, &geometry_type],
             )?;
@@ -939,62 +926,30 @@ impl PgStore {
     /// Writes every row of `dump` into the version and lock tables, inside
     /// the transaction open on this connection.
     pub(crate) fn tx_load_versions(&self, dump: &VersionDump) -> Result<(), StoreError> {
-        let mut versions = Vec::new();
-        for v in &dump.versions {
-            let fields = [
-                Some(v.community.clone()),
-                Some(v.version.to_string()),
-                Some(v.author.clone()),
-                Some(v.created.clone()),
-                Some(v.reason.clone()),
-                Some(v.op.clone()),
-            ];
-            copy_line(&mut versions, &fields);
+        {
+            let mut p = self.pending.borrow_mut();
+            for v in &dump.versions {
+                p.push_version(
+                    &v.community,
+                    v.version,
+                    &v.author,
+                    &v.created,
+                    &v.reason,
+                    &v.op,
+                );
+            }
+            for (community, version, g, geom) in &dump.grids {
+                p.push_grid(community, *version, g, geom.as_ref());
+            }
+            for (community, version, b) in &dump.buildings {
+                p.push_building(community, *version, b);
+            }
         }
-        let mut grids = Vec::new();
-        let mut ewkb = Vec::new();
-        for (community, version, g, geom) in &dump.grids {
-            let geom = geom.as_ref().map(|g| {
-                encode_ewkb(g, 4326, &mut ewkb);
-                hex(&ewkb)
-            });
-            let fields = [
-                Some(community.clone()),
-                Some(version.to_string()),
-                Some(g.code.clone()),
-                Some(g.households.to_string()),
-                Some(g.persons.to_string()),
-                Some(g.buildings.to_string()),
-                Some(float(g.area_m2)),
-                geom,
-            ];
-            copy_line(&mut grids, &fields);
-        }
-        let mut buildings = Vec::new();
-        for (community, version, b) in &dump.buildings {
-            let fields = [
-                Some(community.clone()),
-                Some(version.to_string()),
-                Some(b.building.clone()),
-                Some(b.grid.clone()),
-                Some(b.households.to_string()),
-            ];
-            copy_line(&mut buildings, &fields);
-        }
+        self.flush_pending()?;
         let mut locks = Vec::new();
         for code in &dump.locks {
             copy_line(&mut locks, &[Some(code.clone())]);
         }
-        self.copy_in(
-            "COPY wangge_versions (community, version, author, created, reason, op) FROM STDIN",
-            &versions,
-        )?;
-        self.copy_in("COPY wangge_version_grids FROM STDIN", &grids)?;
-        self.copy_in(
-            "COPY wangge_version_buildings (community, version, building, grid, households) \
-             FROM STDIN",
-            &buildings,
-        )?;
         self.copy_in("COPY wangge_grid_locks FROM STDIN", &locks)
     }
 }

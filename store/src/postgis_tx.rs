@@ -9,7 +9,7 @@ use geo_types::{Geometry, Rect};
 use crate::StoreError;
 use crate::gpkg::{decode_wkb, encode_ewkb, quote};
 use crate::model::Layer;
-use crate::postgis::{PgStore, copy_line, float, hex};
+use crate::postgis::{Pending, PgStore, copy_line, float, hex};
 use crate::versions::{PointEntity, VersionBuilding, VersionGrid, VersionMeta};
 
 impl PgStore {
@@ -187,48 +187,19 @@ impl PgStore {
         buildings: &[VersionBuilding],
     ) -> Result<(), StoreError> {
         let mut p = self.pending.borrow_mut();
-        let newest = p.latest.entry(community.to_owned()).or_insert(version);
-        *newest = (*newest).max(version);
-        let (c, v) = (community.to_owned(), version.to_string());
-        copy_line(
-            &mut p.versions,
-            &[
-                Some(c.clone()),
-                Some(v.clone()),
-                Some(meta.author.clone()),
-                Some(created.to_owned()),
-                Some(meta.reason.clone()),
-                Some(meta.op.clone()),
-            ],
+        p.push_version(
+            community,
+            version,
+            &meta.author,
+            created,
+            &meta.reason,
+            &meta.op,
         );
-        let mut ewkb = Vec::new();
         for (g, geometry) in grids {
-            encode_ewkb(geometry, 4326, &mut ewkb);
-            copy_line(
-                &mut p.grids,
-                &[
-                    Some(c.clone()),
-                    Some(v.clone()),
-                    Some(g.code.clone()),
-                    Some(g.households.to_string()),
-                    Some(g.persons.to_string()),
-                    Some(g.buildings.to_string()),
-                    Some(float(g.area_m2)),
-                    Some(hex(&ewkb)),
-                ],
-            );
+            p.push_grid(community, version, g, Some(geometry));
         }
         for b in buildings {
-            copy_line(
-                &mut p.buildings,
-                &[
-                    Some(c.clone()),
-                    Some(v.clone()),
-                    Some(b.building.clone()),
-                    Some(b.grid.clone()),
-                    Some(b.households.to_string()),
-                ],
-            );
+            p.push_building(community, version, b);
         }
         Ok(())
     }
@@ -284,5 +255,65 @@ impl PgStore {
             &[&fids, &codes],
         )
         .map(drop)
+    }
+}
+
+impl Pending {
+    /// Buffers a `wangge_versions` row.
+    pub(crate) fn push_version(
+        &mut self,
+        community: &str,
+        version: i64,
+        author: &str,
+        created: &str,
+        reason: &str,
+        op: &str,
+    ) {
+        let newest = self.latest.entry(community.to_owned()).or_insert(version);
+        *newest = (*newest).max(version);
+        let fields = [community, &version.to_string(), author, created, reason, op]
+            .map(|f| Some(f.to_owned()));
+        copy_line(&mut self.versions, &fields);
+    }
+
+    /// Buffers a `wangge_version_grids` row.
+    pub(crate) fn push_grid(
+        &mut self,
+        community: &str,
+        version: i64,
+        g: &VersionGrid,
+        geometry: Option<&Geometry<f64>>,
+    ) {
+        let geometry = geometry.map(|geometry| {
+            let mut ewkb = Vec::new();
+            encode_ewkb(geometry, 4326, &mut ewkb);
+            hex(&ewkb)
+        });
+        copy_line(
+            &mut self.grids,
+            &[
+                Some(community.to_owned()),
+                Some(version.to_string()),
+                Some(g.code.clone()),
+                Some(g.households.to_string()),
+                Some(g.persons.to_string()),
+                Some(g.buildings.to_string()),
+                Some(float(g.area_m2)),
+                geometry,
+            ],
+        );
+    }
+
+    /// Buffers a `wangge_version_buildings` row.
+    pub(crate) fn push_building(&mut self, community: &str, version: i64, b: &VersionBuilding) {
+        let fields = [
+            community,
+            &version.to_string(),
+            &b.building,
+            &b.grid,
+            &b.households.to_string(),
+        ]
+        .map(|f| Some(f.to_owned()));
+        copy_line(&mut self.buildings, &fields);
     }
 }
