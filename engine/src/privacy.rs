@@ -29,7 +29,7 @@
 use std::collections::{HashMap, HashSet};
 
 use crate::model::Layer;
-use crate::store::{AnyStore, StoreError};
+use crate::store::{AdminCounts, AnyStore, BuildingCounts, Selection, StoreError};
 
 /// The default threshold: no public count below 10.
 pub const DEFAULT_K: u32 = 10;
@@ -147,12 +147,94 @@ pub fn suppress(privacy: Privacy, units: &[Unit]) -> Vec<bool> {
 /// What may be published of a store's counts under one [`Privacy`] rule:
 /// the admin units (by code) and buildings (by fid) whose counts are
 /// withheld. Computed from the whole hierarchy at once
-/// ([`Disclosure::load`]).
-#[derive(Debug, Clone, Default)]
+/// ([`Disclosure::load`]), then kept current one community at a time
+/// ([`Disclosure::update`]).
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Disclosure {
     privacy: Privacy,
     codes: HashSet<Box<str>>,
     buildings: HashSet<i64>,
+    /// Every community of the hierarchy, with its withheld grids and
+    /// buildings: what [`Disclosure::update`] replaces.
+    below: HashMap<Box<str>, Below>,
+}
+
+/// The withheld units under one community.
+#[derive(Debug, Clone, Default, PartialEq)]
+struct Below {
+    grids: Vec<Box<str>>,
+    buildings: Vec<i64>,
+}
+
+/// What a unit of [`Disclosure`]'s hierarchy is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Admin(Layer),
+    Building(i64),
+}
+
+/// A hierarchy being put together for [`suppress`]: units, their keys and
+/// kinds, and their parents by code until [`Hierarchy::link`].
+#[derive(Debug, Default)]
+struct Hierarchy {
+    keys: Vec<Box<str>>,
+    kinds: Vec<Kind>,
+    units: Vec<Unit>,
+    pending: Vec<Option<String>>,
+    index: HashMap<Box<str>, usize>,
+}
+
+impl Hierarchy {
+    fn admin(&mut self, layer: Layer, r: AdminCounts) {
+        let code: Box<str> = r.code.into();
+        let parent = r.parent.or_else(|| {
+            let len = layer.code_len()?;
+            (len > 6 && code.len() == len).then(|| code[..len - 3].to_owned())
+        });
+        self.index.insert(code.clone(), self.units.len());
+        self.keys.push(code);
+        self.kinds.push(Kind::Admin(layer));
+        self.pending.push(parent);
+        self.units.push(Unit {
+            parent: None,
+            households: r.households,
+            persons: Some(r.persons),
+        });
+    }
+
+    /// A building: under its grid when the hierarchy holds it, else under
+    /// its community.
+    fn building(&mut self, b: BuildingCounts) {
+        let parent = b
+            .grid_code
+            .filter(|g| self.index.contains_key(g.as_str()))
+            .or(b.community_code);
+        self.keys.push("".into());
+        self.kinds.push(Kind::Building(b.fid));
+        self.pending.push(parent);
+        self.units.push(Unit {
+            parent: None,
+            households: b.households,
+            persons: None,
+        });
+    }
+
+    fn link(&mut self) {
+        for (u, p) in self.units.iter_mut().zip(&self.pending) {
+            u.parent = p.as_deref().and_then(|p| self.index.get(p).copied());
+        }
+    }
+
+    /// The community a unit is under (itself for a community).
+    fn community(&self, mut i: usize) -> Option<usize> {
+        for _ in 0..3 {
+            if self.kinds[i] == Kind::Admin(Layer::Communities) {
+                return Some(i);
+            }
+            i = self.units[i].parent?;
+        }
+        None
+    }
 }
 
 impl Disclosure {
@@ -164,70 +246,133 @@ impl Disclosure {
     /// # Errors
     /// Store errors.
     pub fn load(store: &AnyStore, privacy: Privacy) -> Result<Disclosure, StoreError> {
-        let mut keys: Vec<Box<str>> = Vec::new();
-        let mut fids: Vec<Option<i64>> = Vec::new();
-        let mut units: Vec<Unit> = Vec::new();
-        let mut index: HashMap<Box<str>, usize> = HashMap::new();
-        let mut pending: Vec<Option<String>> = Vec::new();
+        let mut h = Hierarchy::default();
         for layer in [
             Layer::Districts,
             Layer::Streets,
             Layer::Communities,
             Layer::Grids,
         ] {
-            for r in store.admin_counts(layer)? {
-                let code: Box<str> = r.code.into();
-                let parent = r.parent.or_else(|| {
-                    let len = layer.code_len()?;
-                    (len > 6 && code.len() == len).then(|| code[..len - 3].to_owned())
-                });
-                index.insert(code.clone(), units.len());
-                keys.push(code);
-                fids.push(None);
-                pending.push(parent);
-                units.push(Unit {
-                    parent: None,
-                    households: r.households,
-                    persons: Some(r.persons),
-                });
+            for r in store.admin_counts(layer, Selection::All)? {
+                h.admin(layer, r);
             }
         }
-        for b in store.building_counts()? {
-            let parent = b
-                .grid_code
-                .filter(|g| index.contains_key(g.as_str()))
-                .or(b.community_code);
-            keys.push("".into());
-            fids.push(Some(b.fid));
-            pending.push(parent);
-            units.push(Unit {
-                parent: None,
-                households: b.households,
-                persons: None,
-            });
+        for b in store.building_counts(Selection::All)? {
+            h.building(b);
         }
-        for (u, p) in units.iter_mut().zip(&pending) {
-            u.parent = p.as_deref().and_then(|p| index.get(p).copied());
-        }
-        let withheld = suppress(privacy, &units);
+        h.link();
+        let withheld = suppress(privacy, &h.units);
         let mut d = Disclosure {
             privacy,
             ..Disclosure::default()
         };
-        for ((w, key), fid) in withheld.into_iter().zip(keys).zip(fids) {
-            if !w {
-                continue;
+        for (i, k) in h.kinds.iter().enumerate() {
+            if *k == Kind::Admin(Layer::Communities) {
+                d.below.insert(h.keys[i].clone(), Below::default());
             }
-            match fid {
-                Some(f) => {
-                    d.buildings.insert(f);
-                }
-                None => {
-                    d.codes.insert(key);
-                }
+        }
+        for (i, w) in withheld.into_iter().enumerate() {
+            if w {
+                d.withhold(&h, i);
             }
         }
         Ok(d)
+    }
+
+    /// Records unit `i` of `h` as withheld.
+    fn withhold(&mut self, h: &Hierarchy, i: usize) {
+        let below = h
+            .community(i)
+            .filter(|&c| c != i)
+            .and_then(|c| self.below.get_mut(&h.keys[c]));
+        match h.kinds[i] {
+            Kind::Building(fid) => {
+                self.buildings.insert(fid);
+                if let Some(b) = below {
+                    b.buildings.push(fid);
+                }
+            }
+            Kind::Admin(layer) => {
+                if layer == Layer::Grids
+                    && let Some(b) = below
+                {
+                    b.grids.push(h.keys[i].clone());
+                }
+                self.codes.insert(h.keys[i].clone());
+            }
+        }
+    }
+
+    /// After a change inside `community` (an edit moving buildings between
+    /// its grids, splitting or merging them): re-reads just its grids (by
+    /// `parent_code`) and buildings (by `community_code`) and decides them
+    /// again under the community's own decision, which such a change
+    /// leaves alone, as does every decision outside it (see the module
+    /// documentation). The result equals a fresh [`Disclosure::load`].
+    /// When the community is not in the hierarchy, or one of its buildings
+    /// names a grid that is not one of the community's, the whole
+    /// hierarchy is read again.
+    ///
+    /// # Errors
+    /// Store errors.
+    pub fn update(&mut self, store: &AnyStore, community: &str) -> Result<(), StoreError> {
+        if !self.below.contains_key(community) {
+            *self = Disclosure::load(store, self.privacy)?;
+            return Ok(());
+        }
+        let mine = [community];
+        let grids = store.admin_counts(
+            Layer::Grids,
+            Selection::In {
+                column: "parent_code",
+                values: &mine,
+            },
+        )?;
+        let buildings = store.building_counts(Selection::In {
+            column: "community_code",
+            values: &mine,
+        })?;
+        let mut h = Hierarchy::default();
+        // The community first, with counts that give it the decision it
+        // has: nothing below it can change that.
+        let withheld = self.codes.contains(community);
+        h.admin(
+            Layer::Communities,
+            AdminCounts {
+                code: community.to_owned(),
+                parent: None,
+                households: if withheld { 0 } else { i64::MAX },
+                persons: if withheld { 0 } else { i64::MAX },
+            },
+        );
+        for r in grids {
+            h.admin(Layer::Grids, r);
+        }
+        for b in buildings {
+            if b.grid_code
+                .as_deref()
+                .is_some_and(|g| !h.index.contains_key(g))
+            {
+                *self = Disclosure::load(store, self.privacy)?;
+                return Ok(());
+            }
+            h.building(b);
+        }
+        h.link();
+        let decided = suppress(self.privacy, &h.units);
+        let old = self.below.insert(community.into(), Below::default());
+        for g in old.iter().flat_map(|b| &b.grids) {
+            self.codes.remove(g);
+        }
+        for f in old.iter().flat_map(|b| &b.buildings) {
+            self.buildings.remove(f);
+        }
+        for (i, w) in decided.into_iter().enumerate().skip(1) {
+            if w {
+                self.withhold(&h, i);
+            }
+        }
+        Ok(())
     }
 
     /// A disclosure that withholds nothing, for a store without counts.

@@ -2,9 +2,10 @@
 //! bearer token and optimistic concurrency on the community's version.
 //!
 //! Edits of one server are applied one at a time (one writer per store).
-//! After an edit the grid index and directory are rebuilt, every tile
-//! source re-reads the community's grids, and exactly the cached tiles that
-//! the changed features reach are dropped (see [`super::AppState`]).
+//! After an edit the grid directory, the tile sources and the point index
+//! re-read what changed in the community (and the neighbours its edit
+//! noded), and exactly the cached tiles that the changed features reach
+//! are dropped (see [`super::AppState`]).
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;

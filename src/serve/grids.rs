@@ -43,7 +43,7 @@ const MAX_LIMIT: usize = 10_000;
 
 /// Where each grid and community is, and the entity counts per grid: read
 /// once at start and after each edit, so lookups by code do not scan.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone, PartialEq)]
 pub struct Directory {
     grids: HashMap<String, GridEntry>,
     communities: HashMap<String, i64>,
@@ -54,7 +54,7 @@ pub struct Directory {
     disclosure: Disclosure,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 struct GridEntry {
     fid: i64,
     households: i64,
@@ -170,9 +170,64 @@ impl Directory {
             if !store.has_layer(l.name())? {
                 continue;
             }
-            for (code, n) in store.count_values(*l, "grid_code", None)? {
+            for (code, n) in store.count_codes(*l, "grid_code", Selection::All)? {
                 d.counts.entry(code).or_default()[i] = u64::from(n);
             }
+        }
+        Ok(d)
+    }
+
+    /// The directory after a change inside `community` (an edit or a
+    /// re-partition of it, which moves entities only between its own
+    /// grids): its grids and the entity counts of its old and new grid
+    /// codes are read again, and the privacy decisions below it
+    /// ([`Disclosure::update`]). Equal to a fresh [`Directory::load`].
+    ///
+    /// # Errors
+    /// Store errors.
+    pub fn updated(&self, store: &AnyStore, community: &str) -> Result<Directory, ApiError> {
+        let mut d = self.clone();
+        d.disclosure.update(store, community)?;
+        let old = d.community_grids.remove(community).unwrap_or_default();
+        for g in &old {
+            d.grids.remove(g);
+        }
+        let mut codes = Vec::new();
+        if store.has_layer(Layer::Grids.name())? {
+            let mine = [community];
+            let selection = Selection::In {
+                column: "parent_code",
+                values: &mine,
+            };
+            let columns = ["code", "households"];
+            store.read_rows(Layer::Grids.name(), &columns, selection, |fid, v| {
+                if let Some(code) = v[0].as_str() {
+                    codes.push(code.to_owned());
+                    let households = v[1].as_i64().unwrap_or(0);
+                    d.grids
+                        .insert(code.to_owned(), GridEntry { fid, households });
+                }
+                Ok::<(), ApiError>(())
+            })?;
+        }
+        codes.sort_unstable();
+        let mut keys: Vec<&str> = old.iter().chain(&codes).map(String::as_str).collect();
+        keys.sort_unstable();
+        keys.dedup();
+        for k in &keys {
+            d.counts.remove(*k);
+        }
+        for (i, l) in COUNTED.iter().enumerate() {
+            let selection = Selection::In {
+                column: "grid_code",
+                values: &keys,
+            };
+            for (code, n) in store.count_codes(*l, "grid_code", selection)? {
+                d.counts.entry(code).or_default()[i] = u64::from(n);
+            }
+        }
+        if !codes.is_empty() {
+            d.community_grids.insert(community.to_owned(), codes);
         }
         Ok(d)
     }

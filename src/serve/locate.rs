@@ -11,7 +11,7 @@ use axum::http::HeaderMap;
 use axum::http::header::CONTENT_TYPE;
 use rayon::prelude::*;
 use serde_json::{Map, Value as Json, json};
-use wangge_engine::assign::{GridLayer, code_path};
+use wangge_engine::assign::{GridLayer, GridPolygon, code_path};
 use wangge_engine::crs::Crs;
 use wangge_engine::io::csv::{check_lon_lat, coordinate_columns};
 use wangge_engine::model::Layer;
@@ -29,7 +29,15 @@ pub struct Locator {
     layer: GridLayer,
     level: &'static str,
     names: HashMap<String, String>,
+    /// The polygons indexed, kept to rebuild the index after an edit
+    /// ([`Locator::updated`]) without reading every grid again.
+    polygons: Vec<Arc<GridPolygon>>,
 }
+
+/// How far around a community [`Locator::updated`] reads grids again,
+/// degrees: well beyond what noding moves a neighbour's vertex (about
+/// 2 cm), so every grid an edit can have changed is read.
+const NODED_MARGIN_DEG: f64 = 1e-5;
 
 impl Locator {
     /// Indexes the grids of a store (its communities while it has no grids,
@@ -49,10 +57,69 @@ impl Locator {
             );
         };
         let names = crate::cli::admin_names(store)?;
+        let polygons: Vec<Arc<GridPolygon>> = GridLayer::polygons_of(store, layer, None)?
+            .into_iter()
+            .map(Arc::new)
+            .collect();
         Ok(Locator {
-            layer: GridLayer::from_store(store, layer)?,
+            layer: GridLayer::new_coverage_shared(&polygons),
             level,
             names,
+            polygons,
+        })
+    }
+
+    /// The index after a change inside `community` (an edit or a
+    /// re-partition of it): the grids whose box meets the community's
+    /// (its own, and the neighbours whose outlines the edit noded) are
+    /// read again and the index rebuilt from memory. Equal to a fresh
+    /// [`Locator::load`]; that is what it falls back to for a store that
+    /// had no grids before, or a community it cannot find.
+    ///
+    /// # Errors
+    /// Store errors.
+    pub fn updated(&self, store: &AnyStore, community: &str) -> anyhow::Result<Locator> {
+        let region = match store.bbox_of(Layer::Communities, community)? {
+            Some(b) if self.level == "grid" => b,
+            _ => return Locator::load(store),
+        };
+        let m = NODED_MARGIN_DEG;
+        let region = [
+            region.min().x - m,
+            region.min().y - m,
+            region.max().x + m,
+            region.max().y + m,
+        ];
+        let fresh = GridLayer::polygons_of(store, Layer::Grids, Some(region))?;
+        let fresh_codes: std::collections::HashSet<&str> =
+            fresh.iter().map(|p| p.code.as_str()).collect();
+        let meets = |p: &GridPolygon| {
+            use geo::BoundingRect;
+            p.geometry.bounding_rect().is_some_and(|b| {
+                b.min().x <= region[2]
+                    && b.max().x >= region[0]
+                    && b.min().y <= region[3]
+                    && b.max().y >= region[1]
+            })
+        };
+        let mut names = self.names.clone();
+        let mut polygons = Vec::with_capacity(self.polygons.len() + fresh.len());
+        for p in &self.polygons {
+            if fresh_codes.contains(p.code.as_str()) || meets(p) {
+                names.remove(&p.code);
+            } else {
+                polygons.push(Arc::clone(p));
+            }
+        }
+        for p in fresh {
+            names.insert(p.code.clone(), p.name.clone());
+            polygons.push(Arc::new(p));
+        }
+        Ok(Locator {
+            layer: GridLayer::new_coverage_shared(&polygons),
+            level: self.level,
+            names,
+            polygons,
         })
     }
 

@@ -256,10 +256,13 @@ impl AppState {
 
     /// Catches up with every version recorded since the last one seen, by
     /// this server's own edits or by other processes (a CLI `edit` or
-    /// `partition` on the file being served): the index and directory are
-    /// rebuilt once, then each changed community's tiles are re-read and
-    /// exactly their cached tiles dropped, as after an edit. Returns how
-    /// many communities changed. Callers hold the edit lock.
+    /// `partition` on the file being served), for just the changed
+    /// communities (from the whole store when more than
+    /// [`INCREMENTAL_MAX`] changed): the grid directory first, then each
+    /// changed community's tiles are re-read and exactly their cached tiles
+    /// dropped, and last the point index, the slowest to rebuild, so that
+    /// maps show the change as soon as they can. Returns how many
+    /// communities changed. Callers hold the edit lock.
     ///
     /// # Errors
     /// Store failures (every cached tile is dropped then).
@@ -267,41 +270,53 @@ impl AppState {
         self.catch_up_timed(store).map(|(n, _)| n)
     }
 
-    /// [`AppState::catch_up`], with the seconds it took to rebuild the
-    /// index and directory and to reload the tiles.
-    fn catch_up_timed(&self, store: &AnyStore) -> Result<(usize, [f64; 2]), ApiError> {
+    /// [`AppState::catch_up`], with the seconds it took to update the
+    /// directory, the tiles and the point index.
+    fn catch_up_timed(&self, store: &AnyStore) -> Result<(usize, [f64; 3]), ApiError> {
         use std::sync::atomic::Ordering::SeqCst;
         let after = self.seen.load(SeqCst);
         let new = store.versions_after(after)?;
         let Some(&(last, _)) = new.last() else {
-            return Ok((0, [0.0; 2]));
+            return Ok((0, [0.0; 3]));
         };
         let communities: std::collections::BTreeSet<&str> =
             new.iter().map(|(_, c)| c.as_str()).collect();
+        let whole = communities.len() > INCREMENTAL_MAX;
         let t = std::time::Instant::now();
-        self.reload_index(store)?;
-        let index_s = t.elapsed().as_secs_f64();
+        let directory = if whole {
+            Directory::load(store, self.privacy)?
+        } else {
+            let mut d = self.directory();
+            for c in &communities {
+                d = Arc::new(d.updated(store, c)?);
+            }
+            Arc::unwrap_or_clone(d)
+        };
+        *self.directory.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(directory);
+        let directory_s = t.elapsed().as_secs_f64();
         let mut result = Ok(());
         for c in &communities {
             if let Err(e) = self.reload_tiles(store, c) {
                 result = Err(e);
             }
         }
+        let tiles_s = t.elapsed().as_secs_f64() - directory_s;
+        let locator = if whole {
+            Arc::new(Locator::load(store).map_err(ApiError::internal)?)
+        } else {
+            let mut l = self.locator();
+            for c in &communities {
+                l = Arc::new(l.updated(store, c).map_err(ApiError::internal)?);
+            }
+            l
+        };
+        *self.locator.write().unwrap_or_else(|p| p.into_inner()) = locator;
+        let index_s = t.elapsed().as_secs_f64() - directory_s - tiles_s;
         self.seen.store(last, SeqCst);
-        let tiles_s = t.elapsed().as_secs_f64() - index_s;
-        result.map(|()| (communities.len(), [index_s, tiles_s]))
+        result.map(|()| (communities.len(), [directory_s, tiles_s, index_s]))
     }
 
-    /// Rebuilds the point index and the grid directory from the store.
-    fn reload_index(&self, store: &AnyStore) -> Result<(), ApiError> {
-        let locator = Locator::load(store).map_err(ApiError::internal)?;
-        let directory = Directory::load(store, self.privacy)?;
-        *self.locator.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(locator);
-        *self.directory.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(directory);
-        Ok(())
-    }
-
-    /// After an edit of `community` (the index and directory rebuilt): lets
+    /// After an edit of `community` (the directory updated): lets
     /// every tile source (not the views) re-read what the edit changed,
     /// then drops exactly the cached tiles those changes touch: per source,
     /// at the zooms of its changed layers, the tiles whose buffered square
@@ -628,8 +643,13 @@ pub(crate) fn serve_cmd(ui: &Ui, a: &ServeArgs) -> Result<()> {
     })
 }
 
+/// Most changed communities that [`AppState::catch_up`] brings up to
+/// date one by one; beyond, it reads the whole store again (a city-wide
+/// `partition`).
+const INCREMENTAL_MAX: usize = 16;
+
 /// How often the server looks for writes by other processes.
-const WATCH_EVERY: Duration = Duration::from_millis(250);
+const WATCH_EVERY: Duration = Duration::from_millis(100);
 
 /// Watches the store for commits by other processes (a CLI `edit`,
 /// `partition` or `apply` on the file being served), cheaply: one
@@ -704,12 +724,13 @@ fn watch(state: &AppState) {
         let _writer = state.edits.blocking_lock();
         match state.catch_up_timed(s) {
             Ok((0, _)) => {}
-            Ok((n, [index_s, tiles_s])) => eprintln!(
+            Ok((n, [directory_s, tiles_s, index_s])) => eprintln!(
                 "store changed by another process: {n} communit{} reloaded \
-                 (index and directory {:.0} ms, tiles {:.0} ms)",
+                 (directory {:.0} ms, tiles {:.0} ms, point index {:.0} ms)",
                 if n == 1 { "y" } else { "ies" },
-                index_s * 1e3,
-                tiles_s * 1e3
+                directory_s * 1e3,
+                tiles_s * 1e3,
+                index_s * 1e3
             ),
             Err(e) => {
                 eprintln!("wangge serve: reloading after another process's write: {e}")

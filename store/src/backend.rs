@@ -238,29 +238,27 @@ impl AnyStore {
         both!(self, s => s.grid_codes(layer, fids))
     }
 
-    /// Code, parent, households and persons of every unit of admin
-    /// `layer`, in code order (see [`Store::admin_counts`]).
-    pub fn admin_counts(&self, layer: Layer) -> Result<Vec<AdminCounts>, StoreError> {
-        let p = match self {
-            AnyStore::Gpkg(s) => return s.admin_counts(layer),
-            AnyStore::Postgis(p) => p,
-        };
+    /// `code, parent_code, households, persons` of the units of admin
+    /// `layer` (districts, streets, communities, grids) that `selection`
+    /// picks, in code order; empty when the layer is absent or has no
+    /// `code`. A missing column or NULL reads as none (parent) or 0
+    /// (counts), so a foreign store publishes nothing it cannot vouch for.
+    pub fn admin_counts(
+        &self,
+        layer: Layer,
+        selection: Selection<'_>,
+    ) -> Result<Vec<AdminCounts>, StoreError> {
         let name = layer.name();
-        if !p.has_layer(name)? || !p.schema(name)?.columns.iter().any(|c| c.name == "code") {
+        if !self.has_layer(name)? || !self.schema(name)?.columns.iter().any(|c| c.name == "code") {
             return Ok(Vec::new());
         }
         let mut out = Vec::new();
         let cols = ["code", "parent_code", "households", "persons"];
-        p.read_rows(name, &cols, Selection::All, |_, v| {
-            let text = |v: &Value| match v {
-                Value::Text(s) if !s.is_empty() => Some(s.clone()),
-                Value::Integer(i) => Some(i.to_string()),
-                _ => None,
-            };
-            if let Some(code) = text(&v[0]) {
+        self.read_rows(name, &cols, selection, |_, v| {
+            if let Some(code) = code_text(&v[0]) {
                 out.push(AdminCounts {
                     code,
-                    parent: text(&v[1]),
+                    parent: code_text(&v[1]),
                     households: v[2].as_i64().unwrap_or(0),
                     persons: v[3].as_i64().unwrap_or(0),
                 });
@@ -271,27 +269,46 @@ impl AnyStore {
         Ok(out)
     }
 
-    /// `fid, grid_code, community_code, households` of every building, in
-    /// fid order (see [`Store::building_counts`]).
-    pub fn building_counts(&self) -> Result<Vec<BuildingCounts>, StoreError> {
-        let p = match self {
-            AnyStore::Gpkg(s) => return s.building_counts(),
-            AnyStore::Postgis(p) => p,
-        };
+    /// `fid, grid_code, community_code, households` of the buildings that
+    /// `selection` picks, in fid order; empty without a `buildings` layer.
+    pub fn building_counts(
+        &self,
+        selection: Selection<'_>,
+    ) -> Result<Vec<BuildingCounts>, StoreError> {
         let name = Layer::Buildings.name();
-        if !p.has_layer(name)? {
+        if !self.has_layer(name)? {
             return Ok(Vec::new());
         }
         let mut out = Vec::new();
         let cols = ["grid_code", "community_code", "households"];
-        p.read_rows(name, &cols, Selection::All, |fid, v| {
-            let text = |v: &Value| v.as_str().filter(|s| !s.is_empty()).map(str::to_owned);
+        self.read_rows(name, &cols, selection, |fid, v| {
             out.push(BuildingCounts {
                 fid,
-                grid_code: text(&v[0]),
-                community_code: text(&v[1]),
+                grid_code: code_text(&v[0]),
+                community_code: code_text(&v[1]),
                 households: v[2].as_i64().unwrap_or(0),
             });
+            Ok::<(), StoreError>(())
+        })?;
+        Ok(out)
+    }
+
+    /// How many of the features of `layer` that `selection` picks have
+    /// each (non-empty) value of the code column `column`.
+    pub fn count_codes(
+        &self,
+        layer: Layer,
+        column: &str,
+        selection: Selection<'_>,
+    ) -> Result<HashMap<String, u32>, StoreError> {
+        let mut out: HashMap<String, u32> = HashMap::new();
+        if !self.has_layer(layer.name())? {
+            return Ok(out);
+        }
+        self.read_rows(layer.name(), &[column], selection, |_, v| {
+            if let Some(code) = code_text(&v[0]) {
+                *out.entry(code).or_default() += 1;
+            }
             Ok::<(), StoreError>(())
         })?;
         Ok(out)
@@ -637,4 +654,14 @@ pub fn copy(
     report.versions = dump.versions.len();
     report.locks = dump.locks.len();
     Ok(report)
+}
+
+/// A code column's value as text: none for NULL or empty, and an integer
+/// (a column retyped by QGIS) in decimal.
+fn code_text(v: &Value) -> Option<String> {
+    match v {
+        Value::Text(s) if !s.is_empty() => Some(s.clone()),
+        Value::Integer(i) => Some(i.to_string()),
+        _ => None,
+    }
 }

@@ -714,7 +714,7 @@ pub struct Feature {
     pub values: Vec<Value>,
 }
 
-/// One row of [`Store::admin_counts`].
+/// One row of [`crate::AnyStore::admin_counts`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AdminCounts {
     /// The unit's code.
@@ -727,7 +727,7 @@ pub struct AdminCounts {
     pub persons: i64,
 }
 
-/// One row of [`Store::building_counts`].
+/// One row of [`crate::AnyStore::building_counts`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BuildingCounts {
     /// The building's fid.
@@ -945,6 +945,18 @@ impl Store {
         )
         .at(path)?;
         tx.execute_batch(&rtree_ddl(name, "geom", "fid")).at(path)?;
+        for col in key_columns(schema) {
+            tx.execute(
+                &format!(
+                    "CREATE INDEX {} ON {} ({})",
+                    quote(&format!("{name}_{col}")),
+                    quote(name),
+                    quote(col)
+                ),
+                [],
+            )
+            .at(path)?;
+        }
         tx.execute(
             "INSERT INTO gpkg_extensions VALUES (?1, 'geom', 'gpkg_rtree_index',
              'http://www.geopackage.org/spec120/#extension_rtree', 'write-only')",
@@ -1577,77 +1589,6 @@ impl Store {
             })
             .at(&self.path)?;
         Ok(n as u64)
-    }
-
-    /// `code, parent_code, households, persons` of every feature of an admin
-    /// layer (districts, streets, communities, grids), in code order; empty
-    /// when the layer is absent. A missing column or NULL reads as none
-    /// (parent) or 0 (counts), so a foreign store publishes nothing it
-    /// cannot vouch for.
-    pub fn admin_counts(&self, layer: Layer) -> Result<Vec<AdminCounts>, StoreError> {
-        let name = layer.name();
-        if !self.has_layer(name)? {
-            return Ok(Vec::new());
-        }
-        let schema = self.schema(name)?;
-        let col = |c: &str| column_or_null(&schema, c);
-        if !schema.columns.iter().any(|x| x.name == "code") {
-            return Ok(Vec::new());
-        }
-        let sql = format!(
-            "SELECT code, {}, {}, {} FROM {} WHERE code IS NOT NULL ORDER BY code",
-            col("parent_code"),
-            col("households"),
-            col("persons"),
-            quote(name)
-        );
-        let mut stmt = self.conn.prepare(&sql).at(&self.path)?;
-        let rows = stmt
-            .query_map([], |r| {
-                Ok(AdminCounts {
-                    code: r.get::<_, rusqlite::types::Value>(0).map(text_of)?,
-                    parent: r
-                        .get::<_, Option<String>>(1)
-                        .ok()
-                        .flatten()
-                        .filter(|s| !s.is_empty()),
-                    households: r.get::<_, Option<i64>>(2).ok().flatten().unwrap_or(0),
-                    persons: r.get::<_, Option<i64>>(3).ok().flatten().unwrap_or(0),
-                })
-            })
-            .at(&self.path)?;
-        rows.collect::<Result<_, _>>().at(&self.path)
-    }
-
-    /// `fid, grid_code, community_code, households` of every building, in
-    /// fid order; empty without a `buildings` layer.
-    pub fn building_counts(&self) -> Result<Vec<BuildingCounts>, StoreError> {
-        let name = Layer::Buildings.name();
-        if !self.has_layer(name)? {
-            return Ok(Vec::new());
-        }
-        let schema = self.schema(name)?;
-        let col = |c: &str| column_or_null(&schema, c);
-        let sql = format!(
-            "SELECT fid, {}, {}, {} FROM {} ORDER BY fid",
-            col("grid_code"),
-            col("community_code"),
-            col("households"),
-            quote(name)
-        );
-        let mut stmt = self.conn.prepare(&sql).at(&self.path)?;
-        let text = |v: Option<String>| v.filter(|s| !s.is_empty());
-        let rows = stmt
-            .query_map([], |r| {
-                Ok(BuildingCounts {
-                    fid: r.get(0)?,
-                    grid_code: text(r.get::<_, Option<String>>(1).ok().flatten()),
-                    community_code: text(r.get::<_, Option<String>>(2).ok().flatten()),
-                    households: r.get::<_, Option<i64>>(3).ok().flatten().unwrap_or(0),
-                })
-            })
-            .at(&self.path)?;
-        rows.collect::<Result<_, _>>().at(&self.path)
     }
 
     /// True when `layer` exists and holds at least one feature (cheap, unlike
@@ -2331,14 +2272,17 @@ fn check_layer_name(name: &str) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// The quoted column name when `schema` has it, else `NULL` (for a SELECT
-/// that tolerates a column dropped by another tool).
-fn column_or_null(schema: &LayerSchema, c: &str) -> String {
-    if schema.columns.iter().any(|x| x.name == c) {
-        quote(c)
-    } else {
-        "NULL".to_owned()
-    }
+/// The code columns of a layer that get a B-tree index when it is created,
+/// on either backend: reads select by them (a community's grids, its
+/// entities for a tile reload or a server's catch-up, a unit by code).
+/// Not on `persons`, the registry: millions of rows, read whole.
+pub(crate) fn key_columns(schema: &LayerSchema) -> impl Iterator<Item = &str> {
+    const KEYS: [&str; 4] = ["code", "parent_code", "community_code", "grid_code"];
+    schema
+        .columns
+        .iter()
+        .map(|c| c.name.as_str())
+        .filter(move |c| schema.name != Layer::Persons.name() && KEYS.contains(c))
 }
 
 /// A code column's value as text (QGIS may have retyped it as a number).

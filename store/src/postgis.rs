@@ -51,9 +51,6 @@ const STORE_FORMAT: &str = "wangge-postgis-1";
 /// the servers that `LISTEN`.
 pub const CHANNEL: &str = "wangge_changes";
 
-/// Columns that get a B-tree index when a layer is created.
-const KEYS: [&str; 4] = ["code", "parent_code", "community_code", "grid_code"];
-
 /// Rows per page of a full-layer scan.
 pub(crate) const PAGE: i64 = 10_000;
 
@@ -409,19 +406,13 @@ impl PgStore {
             quote(&gist_name(name)),
             quote(name)
         );
-        // The code columns reads select by (a community's grids, its
-        // entities for a tile reload, a unit by code).
-        for col in schema
-            .columns
-            .iter()
-            .filter(|c| KEYS.contains(&c.name.as_str()))
-        {
+        for col in crate::gpkg::key_columns(schema) {
             let _ = write!(
                 ddl,
                 "CREATE INDEX {} ON {} ({});",
-                quote(&format!("{name}_{}", col.name)),
+                quote(&format!("{name}_{col}")),
                 quote(name),
-                quote(&col.name)
+                quote(col)
             );
         }
         let geometry_type = schema.geometry.gpkg_name();

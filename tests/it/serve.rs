@@ -2190,3 +2190,195 @@ fn the_server_follows_cli_edits_of_its_store() {
     assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
     assert_eq!(a.json()["version"], v0 + 2);
 }
+
+/// Asserts that a server that followed changes to its store answers as a
+/// server freshly started on it (which reads everything whole): for each
+/// community, its own answer and its grids, public and with the token
+/// (the privacy decisions below it), the grids in a box around it (the
+/// neighbours an edit noded), every tile over it at z12–z16 of every
+/// source, and the points of a lattice over it. Returns how many answers
+/// were compared and how many counts were withheld among them.
+pub(crate) fn assert_answers_equal(
+    follower: &Server,
+    fresh: &Server,
+    communities: &[&str],
+) -> (usize, usize) {
+    let staff = format!("Bearer {TOKEN}");
+    let audiences: [&[(&str, &str)]; 2] = [&[], &[("authorization", staff.as_str())]];
+    let mut compared = 0;
+    let mut withheld = 0;
+    let mut same = |path: &str, headers: &[(&str, &str)], body: Option<&[u8]>| {
+        let (a, b) = match body {
+            None => (
+                get(&follower.url(path), headers),
+                get(&fresh.url(path), headers),
+            ),
+            Some(body) => (
+                post(&follower.url(path), headers, body),
+                post(&fresh.url(path), headers, body),
+            ),
+        };
+        assert_eq!(
+            (a.status, String::from_utf8_lossy(&a.body)),
+            (b.status, String::from_utf8_lossy(&b.body)),
+            "{path} {headers:?}: the follower (left) and a fresh server (right) differ"
+        );
+        compared += 1;
+        withheld += String::from_utf8_lossy(&a.body).matches("\"<10\"").count();
+        a
+    };
+    let catalog = get(&fresh.url("/catalog"), &[]).json();
+    let sources: Vec<String> = catalog["tiles"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .cloned()
+        .collect();
+    for c in communities {
+        let mut bbox = [f64::MAX, f64::MAX, f64::MIN, f64::MIN];
+        for who in audiences {
+            let answer = same(&format!("/v1/communities/{c}"), who, None);
+            assert_eq!(answer.status, 200, "community {c}");
+            let grids = same(&format!("/v1/grids?community={c}"), who, None).json();
+            for g in grids["features"].as_array().unwrap() {
+                for poly in g["geometry"]["coordinates"].as_array().unwrap() {
+                    for p in poly[0].as_array().unwrap() {
+                        let (x, y) = (p[0].as_f64().unwrap(), p[1].as_f64().unwrap());
+                        bbox = [
+                            bbox[0].min(x),
+                            bbox[1].min(y),
+                            bbox[2].max(x),
+                            bbox[3].max(y),
+                        ];
+                    }
+                }
+            }
+        }
+        let m = 0.002;
+        let around = format!(
+            "/v1/grids?bbox={},{},{},{}",
+            bbox[0] - m,
+            bbox[1] - m,
+            bbox[2] + m,
+            bbox[3] + m
+        );
+        for who in audiences {
+            same(&around, who, None);
+        }
+        for z in 12..=16u8 {
+            let (x0, y0) = tile_of(bbox[0], bbox[3], z);
+            let (x1, y1) = tile_of(bbox[2], bbox[1], z);
+            for x in x0..=x1.min(x0 + 7) {
+                for y in y0..=y1.min(y0 + 7) {
+                    for source in &sources {
+                        same(&format!("/tiles/{source}/{z}/{x}/{y}"), &[], None);
+                    }
+                }
+            }
+        }
+        let mut points = Vec::new();
+        for i in 0..=20 {
+            for j in 0..=20 {
+                let x = bbox[0] - m + (bbox[2] - bbox[0] + 2.0 * m) * f64::from(i) / 20.0;
+                let y = bbox[1] - m + (bbox[3] - bbox[1] + 2.0 * m) * f64::from(j) / 20.0;
+                points.push(json!([x, y]));
+            }
+        }
+        let body = serde_json::to_vec(&points).unwrap();
+        same("/v1/locate", &[JSON_CT], Some(&body));
+    }
+    (compared, withheld)
+}
+
+/// A server following CLI edits of its store (split, merge, move,
+/// rebalance, lock) brings only the changed communities up to date, and
+/// then answers exactly as a server started afresh on the same file, which
+/// reads the whole store: grids, counts and their privacy decisions,
+/// neighbours' noded outlines, tiles and point lookups.
+#[test]
+fn a_following_server_answers_as_a_fresh_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = city_copy(dir.path());
+    let by = grids_by_community(&store, dir.path());
+    let multi: Vec<(&String, &Vec<String>)> = by.iter().filter(|(_, v)| v.len() >= 3).collect();
+    assert!(
+        multi.len() >= 3,
+        "{} communities with 3+ grids",
+        multi.len()
+    );
+    let srv = Server::start(&store, &["--token", TOKEN]);
+    // Its tile cache warm, so a tile it failed to drop would show.
+    let (c1, g1) = multi[0];
+    let (c2, _) = multi[1];
+    let (c3, g3) = multi[2];
+    assert_answers_equal(&srv, &srv, &[c1, c2, c3]);
+    let reloads = |srv: &Server| {
+        srv.log_text()
+            .matches("store changed by another process")
+            .count()
+    };
+    let edit = |args: &[&str]| -> Value {
+        let before = reloads(&srv);
+        let mut all = vec!["edit", "--store", s(&store), "--json", "--quiet"];
+        all.extend_from_slice(args);
+        let out: Value = serde_json::from_str(&wangge_ok(&all)).unwrap();
+        // The deadline only turns a broken watcher into a failure.
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while reloads(&srv) == before {
+            assert!(std::time::Instant::now() < deadline, "{}", srv.log_text());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        out
+    };
+    // A split into two, then a merge of the two halves it made.
+    let split = edit(&["split", &g1[0], "--parts", "2"]);
+    let mut halves: Vec<&str> = split["added"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .chain(split["changed"].as_array().into_iter().flatten())
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    halves.sort_unstable();
+    halves.dedup();
+    assert_eq!(halves.len(), 2, "{split}");
+    edit(&["merge", halves[0], halves[1]]);
+    // A rebalance to a smaller target: every grid of the community anew.
+    edit(&["rebalance", c2, "--target", "5"]);
+    // A building moved to a neighbouring grid (the first move that keeps
+    // its old grid connected), then a lock.
+    let buildings = exported(&store, "buildings", dir.path());
+    let candidates: Vec<String> = buildings
+        .iter()
+        .filter(|b| b["properties"]["grid_code"] == g3[0].as_str())
+        .map(|b| b["properties"]["id"].as_str().unwrap().to_owned())
+        .collect();
+    let mut moved_ok = false;
+    'found: for id in candidates.iter().take(40) {
+        for to in &g3[1..] {
+            let before = reloads(&srv);
+            let out = Command::new(env!("CARGO_BIN_EXE_wangge"))
+                .args(["edit", "--store", s(&store), "--quiet"])
+                .args(["move", "--building", id, "--to", to])
+                .output()
+                .unwrap();
+            if out.status.success() {
+                let deadline = std::time::Instant::now() + Duration::from_secs(60);
+                while reloads(&srv) == before {
+                    assert!(std::time::Instant::now() < deadline, "{}", srv.log_text());
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                moved_ok = true;
+                break 'found;
+            }
+        }
+    }
+    assert!(moved_ok, "no building of {} could move", g3[0]);
+    edit(&["lock", &g3[1]]);
+    let log = srv.log_text();
+    assert_eq!(reloads(&srv), 5, "{log}");
+    let fresh = Server::start(&store, &["--token", TOKEN]);
+    let (compared, withheld) = assert_answers_equal(&srv, &fresh, &[c1, c2, c3]);
+    assert!(compared > 100, "{compared} answers compared");
+    assert!(withheld > 0, "no withheld count among the answers compared");
+}

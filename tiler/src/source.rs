@@ -312,7 +312,12 @@ struct LayerData {
     minzoom: u8,
     maxzoom: u8,
     keys: Vec<&'static str>,
+    /// The features, in id order after a load; a reload puts new ones in
+    /// the slots of removed ones (an empty slot is [`Item::vacant`]), so
+    /// tiles sort what they draw by id.
     items: Vec<Item>,
+    /// Empty slots of `items`.
+    free: Vec<u32>,
     tree: Tree,
 }
 
@@ -334,10 +339,50 @@ impl LayerData {
             maxzoom,
             keys,
             items,
+            free: Vec::new(),
             tree: RTree::new(),
         };
         l.reindex();
         l
+    }
+
+    /// Replaces the items at `slots` (ascending) with `fresh`: in place in
+    /// the R-tree for a few, by a rebuild in id order when they are many.
+    fn swap(&mut self, slots: &[usize], fresh: Vec<Item>) {
+        if (slots.len() + fresh.len()) * 8 > self.items.len() {
+            let mut items: Vec<Item> = std::mem::take(&mut self.items)
+                .into_iter()
+                .enumerate()
+                .filter(|(i, it)| slots.binary_search(i).is_err() && !it.is_vacant())
+                .map(|(_, it)| it)
+                .collect();
+            items.extend(fresh);
+            items.sort_by_key(|it| it.id);
+            self.items = items;
+            self.free.clear();
+            self.reindex();
+            return;
+        }
+        for &i in slots {
+            let it = std::mem::replace(&mut self.items[i], Item::vacant());
+            if let Some(e) = entry(i, &it) {
+                self.tree.remove(&e);
+            }
+            self.free.push(i as u32);
+        }
+        for it in fresh {
+            let i = match self.free.pop() {
+                Some(i) => i as usize,
+                None => {
+                    self.items.push(Item::vacant());
+                    self.items.len() - 1
+                }
+            };
+            if let Some(e) = entry(i, &it) {
+                self.tree.insert(e);
+            }
+            self.items[i] = it;
+        }
     }
 
     fn reindex(&mut self) {
@@ -345,13 +390,7 @@ impl LayerData {
             .items
             .iter()
             .enumerate()
-            .filter_map(|(i, it)| {
-                let b = shape_bbox(&it.shape)?;
-                Some(GeomWithData::new(
-                    Rectangle::from_corners([b[0], b[1]], [b[2], b[3]]),
-                    i as u32,
-                ))
-            })
+            .filter_map(|(i, it)| entry(i, it))
             .collect();
         self.tree = RTree::bulk_load(entries);
     }
@@ -361,6 +400,32 @@ impl LayerData {
             let e = self.tree.root().envelope();
             [e.lower()[0], e.lower()[1], e.upper()[0], e.upper()[1]]
         })
+    }
+}
+
+/// The R-tree entry of the item in slot `i`; none for an empty shape.
+fn entry(i: usize, it: &Item) -> Option<GeomWithData<Rectangle<[f64; 2]>, u32>> {
+    let b = shape_bbox(&it.shape)?;
+    Some(GeomWithData::new(
+        Rectangle::from_corners([b[0], b[1]], [b[2], b[3]]),
+        i as u32,
+    ))
+}
+
+impl Item {
+    /// An empty slot of [`LayerData::items`].
+    fn vacant() -> Item {
+        Item {
+            id: u64::MAX,
+            minzoom: u8::MAX,
+            shape: Shape::Points(Vec::new()),
+            props: Box::new([]),
+            group: None,
+        }
+    }
+
+    fn is_vacant(&self) -> bool {
+        self.id == u64::MAX && self.minzoom == u8::MAX
     }
 }
 
@@ -666,7 +731,8 @@ impl Tiler {
         if hits.is_empty() {
             return;
         }
-        hits.sort_unstable();
+        // Id order, as a fresh load holds them.
+        hits.sort_unstable_by_key(|&i| l.items[i as usize].id);
         let enc = GeometryEncoder {
             extent: EXTENT,
             buffer: BUFFER,
@@ -758,10 +824,11 @@ impl Tiler {
         let target = read_target(store)?;
         let target_changed = target != self.target;
         self.target = target;
-        // The whole hierarchy again; an edit inside one community changes
-        // no decision outside it (see `wangge_engine::privacy`), so what
-        // is re-read below is all that can differ.
-        self.disclosure = Disclosure::load(store, self.options.privacy)?;
+        // The privacy decisions below the community; an edit inside one
+        // community changes no decision outside it (see
+        // `wangge_engine::privacy`), so what is re-read below is all that
+        // can differ.
+        self.disclosure.update(store, community)?;
         let mut changes = Changes::default();
         let mine = [community];
         // The area of the community before and after: its grids' box.
@@ -847,13 +914,14 @@ impl Tiler {
         self.warnings.extend(w.finish(spec.name));
         let l = &mut self.layers[pos];
         let selected = |it: &Item| match filter {
-            Filter::All => true,
+            Filter::All => !it.is_vacant(),
             Filter::Groups(g) => it.group.as_deref().is_some_and(|x| g.contains(&x)),
             // Only these layers are read by fid, and their ids are fids.
-            Filter::Fids(f) => f.binary_search(&(it.id as i64)).is_ok(),
+            Filter::Fids(f) => !it.is_vacant() && f.binary_search(&(it.id as i64)).is_ok(),
         };
-        let (old, kept): (Vec<Item>, Vec<Item>) =
-            std::mem::take(&mut l.items).into_iter().partition(selected);
+        let slots: Vec<usize> = (0..l.items.len())
+            .filter(|&i| selected(&l.items[i]))
+            .collect();
         fn version(it: &Item) -> Version<'_> {
             Version {
                 id: it.id,
@@ -866,14 +934,13 @@ impl Tiler {
             l.name,
             l.minzoom,
             l.maxzoom,
-            &old.iter().map(version).collect::<Vec<_>>(),
+            &slots
+                .iter()
+                .map(|&i| version(&l.items[i]))
+                .collect::<Vec<_>>(),
             &fresh.iter().map(version).collect::<Vec<_>>(),
         );
-        let mut items = kept;
-        items.extend(fresh);
-        items.sort_by_key(|it| it.id);
-        l.items = items;
-        l.reindex();
+        l.swap(&slots, fresh);
         Ok(())
     }
 

@@ -18,7 +18,7 @@ use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
 use std::io::{BufWriter, Write};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
+use std::sync::{Arc, mpsc};
 use std::time::Instant;
 
 use geo_types::{Geometry, MultiPolygon};
@@ -175,24 +175,34 @@ impl GridLayer {
         Self::build(polygons, true)
     }
 
-    fn build(mut polygons: Vec<GridPolygon>, coverage: bool) -> GridLayer {
+    /// [`GridLayer::new_coverage`] over shared polygons, which stay with
+    /// the caller (a server keeps them to rebuild the layer after an edit
+    /// without reading the store again).
+    #[must_use]
+    pub fn new_coverage_shared(polygons: &[Arc<GridPolygon>]) -> GridLayer {
+        Self::build_from(polygons, true)
+    }
+
+    fn build(polygons: Vec<GridPolygon>, coverage: bool) -> GridLayer {
+        Self::build_from(&polygons, coverage)
+    }
+
+    fn build_from<P: std::borrow::Borrow<GridPolygon>>(
+        polygons: &[P],
+        coverage: bool,
+    ) -> GridLayer {
         let t = Instant::now();
-        polygons.sort_by(|a, b| a.code.cmp(&b.code));
-        let geoms: Vec<MultiPolygon<f64>> = polygons
-            .iter_mut()
-            .map(|p| std::mem::replace(&mut p.geometry, MultiPolygon::new(Vec::new())))
-            .collect();
+        let mut sorted: Vec<&GridPolygon> = polygons.iter().map(P::borrow).collect();
+        sorted.sort_by(|a, b| a.code.cmp(&b.code));
+        let geoms: Vec<&MultiPolygon<f64>> = sorted.iter().map(|p| &p.geometry).collect();
         let index = if coverage {
             GridIndex::new_coverage(&geoms)
         } else {
             GridIndex::new(&geoms)
         };
         GridLayer {
-            codes: polygons
-                .iter_mut()
-                .map(|p| std::mem::take(&mut p.code))
-                .collect(),
-            names: polygons.into_iter().map(|p| p.name).collect(),
+            codes: sorted.iter().map(|p| p.code.clone()).collect(),
+            names: sorted.iter().map(|p| p.name.clone()).collect(),
             index,
             build_s: t.elapsed().as_secs_f64(),
         }
@@ -200,6 +210,22 @@ impl GridLayer {
 
     /// Reads an admin or grid layer (`code`, `name`, polygon) of a store.
     pub fn from_store(store: &impl Reads, layer: Layer) -> Result<GridLayer, StoreError> {
+        // A store's levels are coverages (validated and repaired on import,
+        // noded by the partitioner): the faster coverage build applies.
+        Ok(GridLayer::new_coverage(Self::polygons_of(
+            store, layer, None,
+        )?))
+    }
+
+    /// The polygons of an admin or grid layer of a store (`code`, `name`,
+    /// geometry; a feature that is not a polygon is an empty one): every
+    /// one, or those whose box meets `region` (`[west, south, east,
+    /// north]`), through the spatial index.
+    pub fn polygons_of(
+        store: &impl Reads,
+        layer: Layer,
+        region: Option<[f64; 4]>,
+    ) -> Result<Vec<GridPolygon>, StoreError> {
         let schema = store.schema(layer.name())?;
         let col = |name: &str| schema.columns.iter().position(|c| c.name == name);
         if col("code").is_none() || col("name").is_none() {
@@ -211,7 +237,7 @@ impl GridLayer {
         // Read by name: columns other tools added cannot get in the way.
         let (code, name) = (0, 1);
         let mut polygons = Vec::new();
-        store.for_each_columns(layer.name(), &["code", "name"], None, |f| {
+        store.for_each_columns(layer.name(), &["code", "name"], region, |f| {
             let geometry = match f.geometry {
                 Geometry::Polygon(p) => MultiPolygon::new(vec![p]),
                 Geometry::MultiPolygon(m) => m,
@@ -224,9 +250,7 @@ impl GridLayer {
             });
             Ok(())
         })?;
-        // A store's levels are coverages (validated and repaired on import,
-        // noded by the partitioner): the faster coverage build applies.
-        Ok(GridLayer::new_coverage(polygons))
+        Ok(polygons)
     }
 
     /// Reads a polygon GeoJSON layer whose codes are in `code_field`

@@ -50,6 +50,7 @@
 //! contains by the rule above is given to the nearest polygon, so no point
 //! on or next to the layer is lost to rounding.
 
+use std::borrow::Borrow;
 use std::sync::OnceLock;
 
 use geo_types::{LineString, MultiPolygon};
@@ -230,7 +231,7 @@ impl GridIndex {
     /// # Panics
     /// If there are 2³¹ polygons or 2³² edges or more.
     #[must_use]
-    pub fn new(polygons: &[MultiPolygon<f64>]) -> GridIndex {
+    pub fn new<P: Borrow<MultiPolygon<f64>>>(polygons: &[P]) -> GridIndex {
         Self::with_cells(polygons, None)
     }
 
@@ -240,7 +241,10 @@ impl GridIndex {
     /// # Panics
     /// As [`GridIndex::new`].
     #[must_use]
-    pub fn with_cells(polygons: &[MultiPolygon<f64>], cell_deg: Option<f64>) -> GridIndex {
+    pub fn with_cells<P: Borrow<MultiPolygon<f64>>>(
+        polygons: &[P],
+        cell_deg: Option<f64>,
+    ) -> GridIndex {
         Self::build(polygons, cell_deg, false)
     }
 
@@ -255,7 +259,7 @@ impl GridIndex {
     /// # Panics
     /// As [`GridIndex::new`].
     #[must_use]
-    pub fn new_coverage(polygons: &[MultiPolygon<f64>]) -> GridIndex {
+    pub fn new_coverage<P: Borrow<MultiPolygon<f64>>>(polygons: &[P]) -> GridIndex {
         Self::build(polygons, None, true)
     }
 
@@ -264,11 +268,18 @@ impl GridIndex {
     /// # Panics
     /// As [`GridIndex::new`].
     #[must_use]
-    pub fn coverage_with_cells(polygons: &[MultiPolygon<f64>], cell_deg: Option<f64>) -> GridIndex {
+    pub fn coverage_with_cells<P: Borrow<MultiPolygon<f64>>>(
+        polygons: &[P],
+        cell_deg: Option<f64>,
+    ) -> GridIndex {
         Self::build(polygons, cell_deg, true)
     }
 
-    fn build(polygons: &[MultiPolygon<f64>], cell_deg: Option<f64>, coverage: bool) -> GridIndex {
+    fn build<P: Borrow<MultiPolygon<f64>>>(
+        polygons: &[P],
+        cell_deg: Option<f64>,
+        coverage: bool,
+    ) -> GridIndex {
         assert!(polygons.len() < CLOSED as usize, "too many polygons");
         let mut edges = Vec::new();
         // Per edge: is the polygon's interior left of the ordered edge?
@@ -278,6 +289,7 @@ impl GridIndex {
         let mut band_edges: Vec<u32> = Vec::new();
         let mut edge_start: Vec<u32> = Vec::with_capacity(polygons.len() + 1);
         for mp in polygons {
+            let mp: &MultiPolygon<f64> = mp.borrow();
             let start = edges.len();
             let mut min = [f64::INFINITY; 2];
             let mut max = [f64::NEG_INFINITY; 2];
