@@ -170,7 +170,7 @@ fn load(ui: &Ui, src: &Source, write: bool) -> Result<Loaded> {
     let path = src.store.as_ref().context("give --store or --grids")?;
     let mut store = AnyStore::open(path)?;
     if write {
-        crate::cli::complete_store(ui, store.gpkg_mut("assign --store")?)?;
+        crate::cli::complete_any(ui, &mut store)?;
     } else if let AnyStore::Gpkg(s) = &store {
         crate::cli::require_store(s)?;
     }
@@ -280,8 +280,7 @@ pub(crate) fn assign_cmd(ui: &Ui, a: &AssignArgs) -> Result<()> {
     });
 
     if !a.layers.is_empty() {
-        let mut any = loaded.store.take().context("--layers needs --store")?;
-        let store = any.gpkg_mut("assign --store --layers")?;
+        let mut store = loaded.store.take().context("--layers needs --store")?;
         for l in &a.layers {
             if !Layer::POINT_ENTITIES.contains(l) {
                 bail!(
@@ -292,10 +291,10 @@ pub(crate) fn assign_cmd(ui: &Ui, a: &AssignArgs) -> Result<()> {
         }
         let bars = Bars::new(ui.quiet);
         let t = Instant::now();
-        let results = assign_store(store, &loaded.layer, &a.layers, &bars)?;
+        let results = assign_store(&mut store, &loaded.layer, &a.layers, &bars)?;
         drop(bars);
         // Counts that derive from the codes just written.
-        crate::cli::complete_store(ui, store)?;
+        crate::cli::complete_any(ui, &mut store)?;
         if a.json {
             let mut v = common;
             v["layers"] = serde_json::to_value(&results)?;

@@ -209,12 +209,7 @@ pub(crate) fn partition_cmd(ui: &Ui, a: &PartitionArgs) -> Result<Vec<Partition>
             .into_iter()
             .filter(|l| store.has_layer(l.name()).unwrap_or(false))
             .collect();
-        assigned = assign_store(
-            store.gpkg_mut("partition --assign")?,
-            &layer,
-            &present,
-            &bars,
-        )?;
+        assigned = assign_store(&mut store, &layer, &present, &bars)?;
         drop(bars);
         for r in &assigned {
             ui.say(format!(

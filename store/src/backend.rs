@@ -314,6 +314,19 @@ impl AnyStore {
         Ok(out)
     }
 
+    /// Rewrites `columns` of every feature of a point layer from its
+    /// position, `chunk` features at a time, in one transaction (see
+    /// [`Store::update_from_points`], [`PgStore::update_from_points`]).
+    pub fn update_from_points(
+        &mut self,
+        layer: &str,
+        columns: &[&str],
+        chunk: usize,
+        f: impl FnMut(&[(i64, f64, f64)]) -> Vec<Vec<Value>>,
+    ) -> Result<u64, StoreError> {
+        both!(self, s => s.update_from_points(layer, columns, chunk, f))
+    }
+
     /// The latest version of a community (0 when it has none).
     pub fn latest_version(&self, community: &str) -> Result<i64, StoreError> {
         both!(self, s => s.latest_version(community))

@@ -392,12 +392,7 @@ impl PgStore {
             quote(name)
         );
         for col in &schema.columns {
-            let ty = match col.ty {
-                ColumnType::Integer => "bigint",
-                ColumnType::Real => "double precision",
-                ColumnType::Text => "text",
-            };
-            let _ = write!(ddl, ", {} {ty}", quote(&col.name));
+            let _ = write!(ddl, ", {} {}", quote(&col.name), pg_type(col.ty));
         }
         ddl.push_str(");");
         let _ = write!(
@@ -876,6 +871,103 @@ impl PgStore {
         self.atomically(|| self.tx_load_versions(dump))
     }
 
+    /// Like [`crate::Store::update_from_points`]: streams `(fid, lon, lat)`
+    /// of every feature of a point layer in fid order, `chunk` at a time
+    /// (NaN for a geometry that is not a point), to `f`, which returns the
+    /// new values of `columns` for each, in order. One transaction holding
+    /// `SHARE ROW EXCLUSIVE` on the table: the values go into a temporary
+    /// table with COPY, then one `UPDATE … FROM` writes them, and the
+    /// commit notifies the replicas. Returns the number of rows updated.
+    ///
+    /// # Errors
+    /// An unknown layer or column, a value of the wrong type, PostgreSQL
+    /// errors (nothing is changed then).
+    pub fn update_from_points(
+        &mut self,
+        layer: &str,
+        columns: &[&str],
+        chunk: usize,
+        mut f: impl FnMut(&[(i64, f64, f64)]) -> Vec<Vec<Value>>,
+    ) -> Result<u64, StoreError> {
+        let def = self.layer_def(layer)?;
+        let mut types = Vec::with_capacity(columns.len());
+        for c in columns {
+            match def.schema.columns.iter().find(|x| x.name == *c) {
+                Some(col) => types.push(col.ty),
+                None => {
+                    return Err(StoreError::BadSchema {
+                        layer: layer.to_owned(),
+                        reason: format!("no column {c:?}"),
+                    });
+                }
+            }
+        }
+        let t = quote(layer);
+        let mut temp = String::from("fid bigint PRIMARY KEY");
+        let mut sets = Vec::new();
+        for (i, (c, ty)) in columns.iter().zip(&types).enumerate() {
+            let _ = write!(temp, ", v{i} {}", pg_type(*ty));
+            sets.push(format!("{} = u.v{i}", quote(c)));
+        }
+        let select = format!(
+            "SELECT fid, ST_X(g), ST_Y(g) FROM (SELECT fid, CASE WHEN ST_GeometryType(geom) = \
+             'ST_Point' THEN geom END AS g FROM {t} WHERE fid > $1 ORDER BY fid LIMIT $2) s \
+             ORDER BY fid"
+        );
+        let limit = i64::try_from(chunk.max(1)).unwrap_or(i64::MAX);
+        let n = self.atomically(|| {
+            self.execute(&format!(
+                "LOCK TABLE {t} IN SHARE ROW EXCLUSIVE MODE; \
+                 CREATE TEMP TABLE wangge_updates ({temp}) ON COMMIT DROP;"
+            ))?;
+            let mut last = i64::MIN;
+            let mut n = 0u64;
+            let mut points: Vec<(i64, f64, f64)> = Vec::with_capacity(chunk);
+            let mut buf = Vec::new();
+            loop {
+                points.clear();
+                for r in self.query(&select, &[&last, &limit])? {
+                    let fid: i64 = r.get(0);
+                    let x: Option<f64> = r.get(1);
+                    let y: Option<f64> = r.get(2);
+                    points.push((fid, x.unwrap_or(f64::NAN), y.unwrap_or(f64::NAN)));
+                }
+                let Some(&(fid, _, _)) = points.last() else {
+                    break;
+                };
+                last = fid;
+                let values = f(&points);
+                buf.clear();
+                for ((fid, _, _), vals) in points.iter().zip(&values) {
+                    let _ = write!(Fmt(&mut buf), "{fid}");
+                    for ((v, ty), c) in vals.iter().zip(&types).zip(columns) {
+                        buf.push(b'\t');
+                        copy_typed(&mut buf, *ty, v).map_err(|got| StoreError::ValueType {
+                            layer: layer.to_owned(),
+                            column: (*c).to_owned(),
+                            expected: *ty,
+                            got,
+                        })?;
+                    }
+                    buf.push(b'\n');
+                    n += 1;
+                }
+                self.copy_in("COPY wangge_updates FROM STDIN", &buf)?;
+            }
+            self.execute(&format!(
+                "UPDATE {t} SET {} FROM wangge_updates u WHERE {t}.fid = u.fid; \
+                 NOTIFY {CHANNEL}, '{}';",
+                sets.join(", "),
+                layer.replace('\'', "''")
+            ))?;
+            Ok(n)
+        })?;
+        if n >= 1000 {
+            self.execute(&format!("ANALYZE {t}"))?;
+        }
+        Ok(n)
+    }
+
     /// Runs `f` between `BEGIN` and `COMMIT` (`ROLLBACK` when it fails).
     pub(crate) fn atomically<T>(
         &self,
@@ -1025,6 +1117,33 @@ pub(crate) fn copy_line(out: &mut Vec<u8>, fields: &[Option<String>]) {
     out.push(b'\n');
 }
 
+/// The PostgreSQL type of a column type.
+fn pg_type(ty: ColumnType) -> &'static str {
+    match ty {
+        ColumnType::Integer => "bigint",
+        ColumnType::Real => "double precision",
+        ColumnType::Text => "text",
+    }
+}
+
+/// Appends one value of a column of type `ty` in COPY text format; the
+/// value's kind when it does not fit (an integer fits a real column).
+fn copy_typed(out: &mut Vec<u8>, ty: ColumnType, value: &Value) -> Result<(), &'static str> {
+    match (ty, value) {
+        (_, Value::Null) => out.extend_from_slice(b"\\N"),
+        (ColumnType::Integer, Value::Integer(v)) => {
+            let _ = write!(Fmt(out), "{v}");
+        }
+        (ColumnType::Real, Value::Real(v)) => out.extend_from_slice(float(*v).as_bytes()),
+        (ColumnType::Real, Value::Integer(v)) => {
+            out.extend_from_slice(float(*v as f64).as_bytes());
+        }
+        (ColumnType::Text, Value::Text(s)) => copy_escape(out, s),
+        (_, other) => return Err(other.kind()),
+    }
+    Ok(())
+}
+
 pub(crate) fn copy_escape(out: &mut Vec<u8>, s: &str) {
     for &b in s.as_bytes() {
         match b {
@@ -1108,27 +1227,14 @@ impl PgLayerWriter<'_> {
         self.buf.extend_from_slice(hex(&self.ewkb).as_bytes());
         for (value, col) in values.iter().zip(&self.schema.columns) {
             self.buf.push(b'\t');
-            match (col.ty, value) {
-                (_, Value::Null) => self.buf.extend_from_slice(b"\\N"),
-                (ColumnType::Integer, Value::Integer(v)) => {
-                    let _ = write!(Fmt(&mut self.buf), "{v}");
-                }
-                (ColumnType::Real, Value::Real(v)) => {
-                    self.buf.extend_from_slice(float(*v).as_bytes());
-                }
-                (ColumnType::Real, Value::Integer(v)) => {
-                    self.buf.extend_from_slice(float(*v as f64).as_bytes());
-                }
-                (ColumnType::Text, Value::Text(s)) => copy_escape(&mut self.buf, s),
-                (expected, other) => {
-                    self.buf.truncate(start);
-                    return Err(StoreError::ValueType {
-                        layer: layer.clone(),
-                        column: col.name.clone(),
-                        expected,
-                        got: other.kind(),
-                    });
-                }
+            if let Err(got) = copy_typed(&mut self.buf, col.ty, value) {
+                self.buf.truncate(start);
+                return Err(StoreError::ValueType {
+                    layer: layer.clone(),
+                    column: col.name.clone(),
+                    expected: col.ty,
+                    got,
+                });
             }
         }
         if let Some((key, n, carried)) = &self.carry {

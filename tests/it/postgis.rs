@@ -350,17 +350,11 @@ fn bad_postgres_stores_are_refused_clearly_and_nothing_is_written() {
         "{msg}"
     );
 
-    // A store is made once; commands not yet on PostgreSQL say so.
+    // A store is made once; demo builds a GeoPackage and says so.
     let url = pg.database("city", true);
     wangge_ok(&["copy", "--from", s(&store), "--to", &url, "--quiet"]);
     let msg = copy_to(&url);
     assert!(msg.contains("already holds a wangge store"), "{msg}");
-    let msg = fails(&["assign", "--store", &url, "--layers", "persons"]);
-    assert!(
-        msg.contains("not yet available on a PostgreSQL store")
-            && msg.contains("wangge copy --from"),
-        "{msg}"
-    );
     let msg = fails(&["demo", "--out", &url, "--no-serve"]);
     assert!(msg.contains("demo writes a GeoPackage"), "{msg}");
 
@@ -472,10 +466,26 @@ fn partition_and_edits_on_postgis_equal_the_geopackage_and_one_racer_wins() {
     let dir = tempfile::tempdir().unwrap();
     let store = city(dir.path());
     wangge_ok(&["copy", "--from", s(&store), "--to", &url, "--quiet"]);
-    partition_ok(&store, &[]);
-    wangge_ok(&["partition", "--store", &url, "--target", TARGET, "--quiet"]);
+    partition_ok(&store, &["--assign"]);
+    wangge_ok(&[
+        "partition",
+        "--store",
+        &url,
+        "--target",
+        TARGET,
+        "--assign",
+        "--quiet",
+    ]);
     let same = |what: &str| {
-        for layer in ["grids", "buildings"] {
+        for layer in [
+            "grids",
+            "buildings",
+            "persons",
+            "places",
+            "objects",
+            "events",
+            "organizations",
+        ] {
             let a = dir.path().join("a.geojson");
             let b = dir.path().join("b.geojson");
             wangge_ok(&[
@@ -527,9 +537,30 @@ fn partition_and_edits_on_postgis_equal_the_geopackage_and_one_racer_wins() {
     same("after a split");
     assert_eq!(history(&url), history(s(&store)));
 
-    // GEOS checks the edited community as PostGIS holds it (its grids:
-    // entities are re-assigned by `partition --assign`, which needs a
-    // GeoPackage so far).
+    // `assign --store … --layers` re-indexes the entity layers on both
+    // backends alike (the codes are already right, so it reports the same
+    // counts and changes nothing).
+    let assigned = |target: &str| -> Value {
+        let mut v: Value = serde_json::from_str(&wangge_ok(&[
+            "assign",
+            "--store",
+            target,
+            "--layers",
+            "persons,places,objects,events,organizations",
+            "--json",
+            "--quiet",
+        ]))
+        .unwrap();
+        let o = v.as_object_mut().unwrap();
+        o.retain(|k, _| k == "layers");
+        v
+    };
+    let (a, b) = (assigned(s(&store)), assigned(&url));
+    assert_eq!(a, b);
+    assert!(a["layers"][0]["assigned"].as_u64().unwrap() > 100, "{a}");
+    same("after assign --layers");
+
+    // GEOS checks the edited community as PostGIS holds it.
     let back = dir.path().join("back.gpkg");
     wangge_ok(&["copy", "--from", &url, "--to", s(&back), "--quiet"]);
     crate::edit::geos_clean_grids(&back, community);
@@ -701,6 +732,27 @@ fn replicas_on_postgis_follow_each_other_through_a_restart() {
         "{}",
         b.log_text()
     );
+    // Each replica's catch-ups are done (its point index comes last):
+    // then both answer as a server started afresh on the database.
+    let caught_up = |srv: &Server, n: usize| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while srv
+            .log_text()
+            .matches("store changed by another process")
+            .count()
+            < n
+        {
+            assert!(std::time::Instant::now() < deadline, "{}", srv.log_text());
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    };
+    caught_up(&a, 1);
+    caught_up(&b, 2);
+    let fresh = Server::start(Path::new(&url), &["--token", TOKEN]);
+    for replica in [&a, &b] {
+        let (compared, _) = crate::serve::assert_answers_equal(replica, &fresh, &[first, second]);
+        assert!(compared > 50, "{compared}");
+    }
 }
 
 /// A connection lost in the middle of a write (the server ends the

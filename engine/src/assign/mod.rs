@@ -35,7 +35,7 @@ use crate::io::sheet::{self, Sheet, SheetOptions, SheetRecords};
 use crate::io::{FeatureError, ReadError};
 use crate::model::Layer;
 use crate::progress::Progress;
-use crate::store::{Reads, Store, StoreError};
+use crate::store::{AnyStore, Reads, StoreError};
 use crate::validate::{PolygonInput, ValidationReport, validate_polygons};
 
 mod parquet;
@@ -1165,7 +1165,7 @@ pub struct LayerAssignment {
 /// locating in parallel chunk by chunk. Features outside every polygon
 /// keep their row, with both codes cleared, and are counted.
 pub fn assign_store(
-    store: &mut Store,
+    store: &mut AnyStore,
     layer: &GridLayer,
     entity_layers: &[Layer],
     progress: &dyn Progress,

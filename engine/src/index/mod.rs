@@ -1328,7 +1328,7 @@ mod tests {
 
     #[test]
     fn empty_index_answers_none() {
-        let idx = GridIndex::new(&[]);
+        let idx = GridIndex::new::<MultiPolygon<f64>>(&[]);
         assert!(idx.is_empty());
         assert_eq!(idx.locate(0.0, 0.0), None);
         assert_eq!(idx.nearest(0.0, 0.0), None);
