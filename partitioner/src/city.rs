@@ -4,9 +4,10 @@
 use std::collections::{BTreeMap, HashMap};
 
 use geo::{Area, Centroid, Contains, InteriorPoint};
-use geo_types::{Coord, Geometry, MultiPolygon, Point, Polygon};
+use geo_types::{Coord, Geometry, MultiPolygon, Point, Polygon, Rect};
 use rayon::prelude::*;
 use wangge_engine::assign::{GridLayer, GridPolygon};
+use wangge_engine::codes::CommunityCode;
 use wangge_engine::geom::reading_order;
 use wangge_engine::geom::{self, Frame};
 use wangge_engine::model::Layer;
@@ -80,11 +81,9 @@ pub fn load(store: &AnyStore, only: &[String]) -> Result<(Vec<Community>, LoadRe
 ///
 /// # Errors
 /// Store errors, or no community with that code.
-pub fn load_community(store: &AnyStore, code: &str) -> Result<Community, StoreError> {
-    let bbox: Option<[f64; 4]> = store
-        .bbox_of(Layer::Communities, code)?
-        .map(|r| [r.min().x, r.min().y, r.max().x, r.max().y]);
-    let (mut comms, _) = load_in(store, &[code.to_owned()], bbox)?;
+pub fn load_community(store: &AnyStore, code: CommunityCode) -> Result<Community, StoreError> {
+    let bbox = store.bbox_of(code.into())?;
+    let (mut comms, _) = load_in(store, &[code.to_string()], bbox)?;
     comms.pop().ok_or_else(|| StoreError::NotFound {
         what: format!("community {code:?}"),
     })
@@ -95,11 +94,16 @@ pub fn load_community(store: &AnyStore, code: &str) -> Result<Community, StoreEr
 fn load_in(
     store: &AnyStore,
     only: &[String],
-    region: Option<[f64; 4]>,
+    region: Option<Rect<f64>>,
 ) -> Result<(Vec<Community>, LoadReport), StoreError> {
     // Communities a building in `region` can touch (buildings are far
     // smaller than 0.005°, about 500 m).
-    let near = region.map(|b| [b[0] - 0.005, b[1] - 0.005, b[2] + 0.005, b[3] + 0.005]);
+    let near = region.map(|b| {
+        Rect::new(
+            (b.min().x - 0.005, b.min().y - 0.005),
+            (b.max().x + 0.005, b.max().y + 0.005),
+        )
+    });
     let mut comms: Vec<Community> = Vec::new();
     let mut by_code: HashMap<String, usize> = HashMap::new();
     let columns = ["code", "name"];
@@ -230,16 +234,12 @@ fn home(
 /// With `region`, only persons whose point meets it.
 fn persons_per_building(
     store: &AnyStore,
-    region: Option<[f64; 4]>,
+    region: Option<Rect<f64>>,
 ) -> Result<HashMap<String, u32>, StoreError> {
     if !store.has_layer(Layer::Persons.name())? {
         return Ok(HashMap::new());
     }
-    store.count_values(
-        Layer::Persons,
-        "building_id",
-        region.map(|b| geo_types::Rect::new((b[0], b[1]), (b[2], b[3]))),
-    )
+    store.count_values(Layer::Persons, "building_id", region)
 }
 
 /// One grid of a partition.

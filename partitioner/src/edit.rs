@@ -24,6 +24,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use geo_types::{Geometry, MultiPolygon};
 use wangge_engine::assign::{GridLayer, GridPolygon};
+use wangge_engine::codes::{CommunityCode, GridCode};
 use wangge_engine::geom;
 use wangge_engine::model::Layer;
 use wangge_engine::store::versions::Tx;
@@ -85,15 +86,11 @@ impl Op {
     ///
     /// # Errors
     /// [`EditError::NotFound`] for a malformed code.
-    pub fn community(&self) -> Result<String, EditError> {
-        let grid_code = |g: &str| -> Result<String, EditError> {
-            if g.len() == 15 && g.bytes().all(|b| b.is_ascii_digit()) {
-                Ok(g[..12].to_owned())
-            } else {
-                Err(EditError::NotFound(format!(
-                    "{g:?} is not a grid code (15 digits)"
-                )))
-            }
+    pub fn community(&self) -> Result<CommunityCode, EditError> {
+        let grid_code = |g: &str| -> Result<CommunityCode, EditError> {
+            g.parse::<GridCode>()
+                .map(GridCode::parent)
+                .map_err(|e| EditError::NotFound(format!("{g:?} is not a grid code: {e}")))
         };
         match self {
             Op::Move { to, .. } => grid_code(to),
@@ -108,15 +105,9 @@ impl Op {
                     )))
                 }
             }
-            Op::Rebalance { community, .. } => {
-                if community.len() == 12 && community.bytes().all(|b| b.is_ascii_digit()) {
-                    Ok(community.clone())
-                } else {
-                    Err(EditError::NotFound(format!(
-                        "{community:?} is not a community code (12 digits)"
-                    )))
-                }
-            }
+            Op::Rebalance { community, .. } => community.parse::<CommunityCode>().map_err(|e| {
+                EditError::NotFound(format!("{community:?} is not a community code: {e}"))
+            }),
         }
     }
 
@@ -224,7 +215,7 @@ fn refused<T>(reason: impl Into<String>) -> Result<T, EditError> {
 }
 
 /// The community's grids as stored, in code order.
-fn stored_grids(store: &AnyStore, community: &str) -> Result<Vec<Stored>, EditError> {
+fn stored_grids(store: &AnyStore, community: CommunityCode) -> Result<Vec<Stored>, EditError> {
     Ok(store
         .grids_of(community)?
         .into_iter()
@@ -237,7 +228,11 @@ fn stored_grids(store: &AnyStore, community: &str) -> Result<Vec<Stored>, EditEr
 
 /// The next grid number never used in the community (current grids and
 /// every recorded version).
-fn next_number(store: &AnyStore, community: &str, current: &[String]) -> Result<u32, StoreError> {
+fn next_number(
+    store: &AnyStore,
+    community: CommunityCode,
+    current: &[String],
+) -> Result<u32, StoreError> {
     let past = store.past_grid_codes(community)?;
     Ok(past
         .iter()
@@ -533,11 +528,12 @@ pub fn plan(op: &Op, cx: &Context<'_>) -> Result<Plan, EditError> {
 /// # Errors
 /// See [`EditError`].
 pub fn apply(store: &mut AnyStore, req: &Request) -> Result<Outcome, EditError> {
-    let community = req.op.community()?;
+    let code = req.op.community()?;
+    let community = code.to_string();
     if !store.has_layer(Layer::Grids.name())? {
         return refused("the store has no grids: run `wangge partition` first");
     }
-    let previous = store.latest_version(&community)?;
+    let previous = store.latest_version(code)?;
     if let Some(expected) = req.if_version
         && expected != previous
     {
@@ -547,17 +543,17 @@ pub fn apply(store: &mut AnyStore, req: &Request) -> Result<Outcome, EditError> 
             current: previous,
         });
     }
-    let stored = stored_grids(store, &community)?;
+    let stored = stored_grids(store, code)?;
     if stored.is_empty() {
         return Err(EditError::NotFound(format!(
             "community {community} has no grids (unknown code, or not partitioned yet)"
         )));
     }
-    let c = city::load_community(store, &community)?;
+    let c = city::load_community(store, code)?;
     let codes: Vec<String> = stored.iter().map(|g| g.code.clone()).collect();
     let group = current_grouping(store, &c, &codes)?;
-    let locked = store.locks(&community)?;
-    let next = next_number(store, &community, &codes)?;
+    let locked = store.locks(code)?;
+    let next = next_number(store, code, &codes)?;
     let (territories, units) = city::units(&c);
     let empty = vec![Vec::new(); c.buildings.len()];
     let adjacency = territories.as_ref().map_or(&empty, |t| &t.adjacency);
@@ -689,12 +685,10 @@ pub fn apply(store: &mut AnyStore, req: &Request) -> Result<Outcome, EditError> 
     let noded = if geometry_changed {
         let region = geom::bbox(&c.geometry).map(|r| {
             let pad = noding::TOL * 10.0;
-            [
-                r.min().x - pad,
-                r.min().y - pad,
-                r.max().x + pad,
-                r.max().y + pad,
-            ]
+            geo_types::Rect::new(
+                (r.min().x - pad, r.min().y - pad),
+                (r.max().x + pad, r.max().y + pad),
+            )
         });
         noding::node_with_store(store, std::slice::from_mut(&mut part), region)?
     } else {

@@ -44,7 +44,7 @@ pub struct Update {
 pub fn node_with_store(
     store: &AnyStore,
     parts: &mut [Partition],
-    region: Option<[f64; 4]>,
+    region: Option<geo_types::Rect<f64>>,
 ) -> Result<Vec<Update>, StoreError> {
     let replaced: HashMap<&str, ()> = parts.iter().map(|p| (p.community.as_str(), ())).collect();
     let mut keys: Vec<(Layer, i64)> = Vec::new();

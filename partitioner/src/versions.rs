@@ -13,6 +13,7 @@
 //!
 //! `wangge_grid_locks(code)` holds the grids a planner locked.
 
+use wangge_engine::codes::CommunityCode;
 use wangge_engine::model::Layer;
 use wangge_engine::store::versions::{Tx, VersionBuilding, VersionGrid};
 pub use wangge_engine::store::versions::{VersionInfo, VersionMeta};
@@ -88,6 +89,7 @@ pub fn write(
         for u in noded {
             tx.set_geometry(u.layer, u.fid, &u.geometry.clone().into())?;
         }
+        let mut placed: Vec<(i64, &str, &str)> = Vec::new();
         for (c, p) in comms.iter().zip(parts) {
             let v = tx.latest_version(&p.community)? + 1;
             versions.push(v);
@@ -107,13 +109,12 @@ pub fn write(
                     )
                 })
                 .collect();
-            let placed: Vec<(i64, &str, &str)> = c
-                .buildings
-                .iter()
-                .zip(&p.building_grid)
-                .map(|(b, &gi)| (b.fid, p.grids[gi].code.as_str(), p.community.as_str()))
-                .collect();
-            tx.place_buildings(&placed, has_community)?;
+            placed.extend(
+                c.buildings
+                    .iter()
+                    .zip(&p.building_grid)
+                    .map(|(b, &gi)| (b.fid, p.grids[gi].code.as_str(), p.community.as_str())),
+            );
             let buildings: Vec<VersionBuilding> = c
                 .buildings
                 .iter()
@@ -126,6 +127,7 @@ pub fn write(
                 .collect();
             tx.record_version(&p.community, v, meta, &now, &grids, &buildings)?;
         }
+        tx.place_buildings(&placed, has_community)?;
         extra(&tx)?;
     }
     w.commit()?;
@@ -184,7 +186,12 @@ pub struct Diff {
 ///
 /// # Errors
 /// [`StoreError::NotFound`] when a version does not exist; store errors.
-pub fn diff(store: &AnyStore, community: &str, from: i64, to: i64) -> Result<Diff, StoreError> {
+pub fn diff(
+    store: &AnyStore,
+    community: CommunityCode,
+    from: i64,
+    to: i64,
+) -> Result<Diff, StoreError> {
     let (ga, ba) = store.version(community, from)?;
     let (gb, bb) = store.version(community, to)?;
     let mut moved = Vec::new();
@@ -226,7 +233,7 @@ pub fn diff(store: &AnyStore, community: &str, from: i64, to: i64) -> Result<Dif
         })
         .collect();
     Ok(Diff {
-        community: community.to_owned(),
+        community: community.to_string(),
         from,
         to,
         added: gb

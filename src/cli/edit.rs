@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, anyhow, bail};
+use wangge_engine::codes::CommunityCode;
 use wangge_engine::store::{AnyStore, StoreError};
 use wangge_partitioner::edit::{self, Op, Request};
 use wangge_partitioner::versions;
@@ -111,7 +112,7 @@ pub struct HistoryArgs {
     pub store: PathBuf,
     /// Only this community.
     #[arg(long)]
-    pub community: Option<String>,
+    pub community: Option<CommunityCode>,
     /// At most this many versions, newest first.
     #[arg(long, default_value_t = 50)]
     pub limit: usize,
@@ -128,7 +129,7 @@ pub struct DiffArgs {
     pub store: PathBuf,
     /// The community.
     #[arg(long)]
-    pub community: String,
+    pub community: CommunityCode,
     /// The older version (default: the one before `--to`).
     #[arg(long)]
     pub from: Option<i64>,
@@ -194,7 +195,7 @@ pub(crate) fn edit_cmd(ui: &Ui, a: &EditArgs) -> Result<()> {
 pub(crate) fn history_cmd(a: &HistoryArgs) -> Result<()> {
     let store = open_any(&a.store)?;
     let rows = store
-        .history(a.community.as_deref(), a.limit)
+        .history(a.community, a.limit)
         .with_context(|| format!("reading the history of {}", shown(&a.store)))?;
     if let Some(c) = &a.community
         && rows.is_empty()
@@ -232,7 +233,7 @@ pub(crate) fn history_cmd(a: &HistoryArgs) -> Result<()> {
 /// Runs `wangge diff`.
 pub(crate) fn diff_cmd(a: &DiffArgs) -> Result<()> {
     let store = open_any(&a.store)?;
-    let latest = store.latest_version(&a.community)?;
+    let latest = store.latest_version(a.community)?;
     if latest == 0 {
         bail!(
             "community {} has no versions (unknown code, or never partitioned)",
@@ -241,7 +242,7 @@ pub(crate) fn diff_cmd(a: &DiffArgs) -> Result<()> {
     }
     let to = a.to.unwrap_or(latest);
     let from = a.from.unwrap_or(to - 1);
-    let d = versions::diff(&store, &a.community, from, to).map_err(|e| match e {
+    let d = versions::diff(&store, a.community, from, to).map_err(|e| match e {
         StoreError::NotFound { .. } => anyhow!(
             "community {} has versions 1..={latest}; there is no version {}",
             a.community,

@@ -151,10 +151,10 @@ pub(crate) async fn post_edit(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     authorize(&state, &headers)?;
-    let community = code
+    let parsed_code = code
         .parse::<CommunityCode>()
-        .map_err(|e| ApiError::BadRequest(e.to_string()))?
-        .to_string();
+        .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let community = parsed_code.to_string();
     match media_type(&headers) {
         Some(m) if is_json(&m) => {}
         other => {
@@ -168,7 +168,7 @@ pub(crate) async fn post_edit(
         .map_err(|e| ApiError::BadRequest(format!("malformed edit: {e}")))?;
     let (op, who) = parsed.into_op(&community);
     match op.community() {
-        Ok(c) if c == community => {}
+        Ok(c) if c == parsed_code => {}
         Ok(c) => {
             return Err(ApiError::BadRequest(format!(
                 "the edit is on community {c}, not {community}"
@@ -182,7 +182,7 @@ pub(crate) async fn post_edit(
     let st = Arc::clone(&state);
     let out = blocking(move || {
         let mut store = super::open_reader(&st.store_path)?;
-        let current = store.latest_version(&community)?;
+        let current = store.latest_version(parsed_code)?;
         let Some(v) = wanted else {
             return Err(ApiError::PreconditionRequired {
                 message: format!(

@@ -296,13 +296,21 @@ fn read_row(store: &AnyStore, layer: Layer, fid: i64) -> Result<Option<Row>, Api
     Ok(row)
 }
 
-/// The latest version of a community, 0 when it has none.
+/// The latest version of a community, 0 when it has none (or its code is
+/// not one wangge writes versions for).
 fn version(store: &AnyStore, community: &str) -> Result<i64, ApiError> {
-    Ok(store.latest_version(community)?)
+    match community.parse::<CommunityCode>() {
+        Ok(c) => Ok(store.latest_version(c)?),
+        Err(_) => Ok(0),
+    }
 }
 
+/// Whether a grid is locked (a code wangge cannot lock never is).
 fn locked(store: &AnyStore, code: &str) -> Result<bool, ApiError> {
-    Ok(store.is_locked(code)?)
+    match code.parse::<GridCode>() {
+        Ok(g) => Ok(store.is_locked(g)?),
+        Err(_) => Ok(false),
+    }
 }
 
 /// The GeoJSON Feature of a grid with its statistics.

@@ -12,6 +12,7 @@ use axum::http::header::CONTENT_TYPE;
 use rayon::prelude::*;
 use serde_json::{Map, Value as Json, json};
 use wangge_engine::assign::{GridLayer, GridPolygon, code_path};
+use wangge_engine::codes::CommunityCode;
 use wangge_engine::crs::Crs;
 use wangge_engine::io::csv::{check_lon_lat, coordinate_columns};
 use wangge_engine::model::Layer;
@@ -79,27 +80,29 @@ impl Locator {
     /// # Errors
     /// Store errors.
     pub fn updated(&self, store: &AnyStore, community: &str) -> anyhow::Result<Locator> {
-        let region = match store.bbox_of(Layer::Communities, community)? {
+        let bbox = match community.parse::<CommunityCode>() {
+            Ok(c) => store.bbox_of(c.into())?,
+            Err(_) => None,
+        };
+        let region = match bbox {
             Some(b) if self.level == "grid" => b,
             _ => return Locator::load(store),
         };
         let m = NODED_MARGIN_DEG;
-        let region = [
-            region.min().x - m,
-            region.min().y - m,
-            region.max().x + m,
-            region.max().y + m,
-        ];
+        let region = geo_types::Rect::new(
+            (region.min().x - m, region.min().y - m),
+            (region.max().x + m, region.max().y + m),
+        );
         let fresh = GridLayer::polygons_of(store, Layer::Grids, Some(region))?;
         let fresh_codes: std::collections::HashSet<&str> =
             fresh.iter().map(|p| p.code.as_str()).collect();
         let meets = |p: &GridPolygon| {
             use geo::BoundingRect;
             p.geometry.bounding_rect().is_some_and(|b| {
-                b.min().x <= region[2]
-                    && b.max().x >= region[0]
-                    && b.min().y <= region[3]
-                    && b.max().y >= region[1]
+                b.min().x <= region.max().x
+                    && b.max().x >= region.min().x
+                    && b.min().y <= region.max().y
+                    && b.max().y >= region.min().y
             })
         };
         let mut names = self.names.clone();

@@ -12,6 +12,7 @@ use std::path::Path;
 
 use geo_types::{Geometry, Rect};
 
+use crate::codes::{AdminCode, CommunityCode, GridCode};
 use crate::model::Layer;
 use crate::postgis::{PgLayerWriter, PgStore, is_postgres_url};
 use crate::versions::{Tx, VersionContents, VersionInfo};
@@ -113,9 +114,10 @@ impl AnyStore {
     pub fn for_each_in(
         &self,
         layer: &str,
-        bbox: Option<[f64; 4]>,
+        bbox: Option<Rect<f64>>,
         f: impl FnMut(Feature) -> Result<(), StoreError>,
     ) -> Result<u64, StoreError> {
+        let bbox = bbox.map(corners);
         match self {
             AnyStore::Gpkg(s) => s.for_each_in(layer, bbox, f),
             AnyStore::Postgis(p) => p.for_each_in(layer, bbox, f),
@@ -128,10 +130,10 @@ impl AnyStore {
         &self,
         layer: &str,
         columns: &[&str],
-        bbox: Option<[f64; 4]>,
+        bbox: Option<Rect<f64>>,
         f: impl FnMut(Feature) -> Result<(), StoreError>,
     ) -> Result<u64, StoreError> {
-        both!(self, s => s.for_each_columns(layer, columns, bbox, f))
+        both!(self, s => s.for_each_columns(layer, columns, bbox.map(corners), f))
     }
 
     /// A number that changes whenever another process commits a write a
@@ -203,9 +205,17 @@ impl AnyStore {
         both!(self, s => s.read_rows(layer, columns, selection, f))
     }
 
-    /// The box of the feature of admin `layer` with `code`.
-    pub fn bbox_of(&self, layer: Layer, code: &str) -> Result<Option<Rect<f64>>, StoreError> {
-        both!(self, s => s.bbox_of(layer, code))
+    /// The box of the district, street, community or grid with `code`
+    /// (from its level's layer), through the spatial index; `None` when
+    /// the store has no such unit.
+    pub fn bbox_of(&self, code: AdminCode) -> Result<Option<Rect<f64>>, StoreError> {
+        let layer = match code {
+            AdminCode::District(_) => Layer::Districts,
+            AdminCode::Street(_) => Layer::Streets,
+            AdminCode::Community(_) => Layer::Communities,
+            AdminCode::Grid(_) => Layer::Grids,
+        };
+        both!(self, s => s.bbox_of(layer, &code.to_string()))
     }
 
     /// How many features of `layer` have each value of `column`, within
@@ -225,8 +235,11 @@ impl AnyStore {
     }
 
     /// A community's grids as stored, `(code, geometry)` in code order.
-    pub fn grids_of(&self, community: &str) -> Result<Vec<(String, Geometry<f64>)>, StoreError> {
-        both!(self, s => s.grids_of(community))
+    pub fn grids_of(
+        &self,
+        community: CommunityCode,
+    ) -> Result<Vec<(String, Geometry<f64>)>, StoreError> {
+        both!(self, s => s.grids_of(&community.to_string()))
     }
 
     /// The `grid_code` of features of `layer` by fid, in the order given.
@@ -328,18 +341,18 @@ impl AnyStore {
     }
 
     /// The latest version of a community (0 when it has none).
-    pub fn latest_version(&self, community: &str) -> Result<i64, StoreError> {
-        both!(self, s => s.latest_version(community))
+    pub fn latest_version(&self, community: CommunityCode) -> Result<i64, StoreError> {
+        both!(self, s => s.latest_version(&community.to_string()))
     }
 
     /// The locked grids of a community.
-    pub fn locks(&self, community: &str) -> Result<HashSet<String>, StoreError> {
-        both!(self, s => s.locks(community))
+    pub fn locks(&self, community: CommunityCode) -> Result<HashSet<String>, StoreError> {
+        both!(self, s => s.locks(&community.to_string()))
     }
 
     /// True when the grid is locked.
-    pub fn is_locked(&self, grid: &str) -> Result<bool, StoreError> {
-        both!(self, s => s.is_locked(grid))
+    pub fn is_locked(&self, grid: GridCode) -> Result<bool, StoreError> {
+        both!(self, s => s.is_locked(&grid.to_string()))
     }
 
     /// The position of the last recorded version in the store's log.
@@ -353,22 +366,27 @@ impl AnyStore {
     }
 
     /// Every grid code a community ever had in a recorded version.
-    pub fn past_grid_codes(&self, community: &str) -> Result<Vec<String>, StoreError> {
-        both!(self, s => s.past_grid_codes(community))
+    pub fn past_grid_codes(&self, community: CommunityCode) -> Result<Vec<String>, StoreError> {
+        both!(self, s => s.past_grid_codes(&community.to_string()))
     }
 
     /// The versions of one community (or of all), newest first.
     pub fn history(
         &self,
-        community: Option<&str>,
+        community: Option<CommunityCode>,
         limit: usize,
     ) -> Result<Vec<VersionInfo>, StoreError> {
-        both!(self, s => s.history(community, limit))
+        let community = community.map(|c| c.to_string());
+        both!(self, s => s.history(community.as_deref(), limit))
     }
 
     /// The grids and buildings of one version of a community.
-    pub fn version(&self, community: &str, version: i64) -> Result<VersionContents, StoreError> {
-        both!(self, s => s.version(community, version))
+    pub fn version(
+        &self,
+        community: CommunityCode,
+        version: i64,
+    ) -> Result<VersionContents, StoreError> {
+        both!(self, s => s.version(&community.to_string(), version))
     }
 
     /// Prepares this connection for [`AnyStore::wait_for_change`]
@@ -401,28 +419,12 @@ impl AnyStore {
             AnyStore::Postgis(p) => p.is_closed(),
         }
     }
-
-    /// The GeoPackage behind this store, or a clear error naming `what`
-    /// needs one (the operations not yet on PostgreSQL).
-    pub fn gpkg(&self, what: &str) -> Result<&Store, StoreError> {
-        match self {
-            AnyStore::Gpkg(s) => Ok(s),
-            AnyStore::Postgis(p) => Err(not_yet(p, what)),
-        }
-    }
-
-    /// Like [`AnyStore::gpkg`], mutably.
-    pub fn gpkg_mut(&mut self, what: &str) -> Result<&mut Store, StoreError> {
-        match self {
-            AnyStore::Gpkg(s) => Ok(s),
-            AnyStore::Postgis(p) => Err(not_yet(p, what)),
-        }
-    }
 }
 
 /// A writer into one layer of either backend: one transaction, committed
 /// by [`AnyWriter::commit`], rolled back when dropped.
 #[derive(Debug)]
+#[allow(clippy::large_enum_variant)] // one per write, never in a collection
 pub enum AnyWriter<'a> {
     /// A GeoPackage writer.
     Gpkg(LayerWriter<'a>),
@@ -499,17 +501,6 @@ impl AnyStore {
     }
 }
 
-fn not_yet(p: &PgStore, what: &str) -> StoreError {
-    StoreError::Unsupported {
-        what: format!(
-            "{}: {what} is not yet available on a PostgreSQL store; work on a GeoPackage copy \
-             (wangge copy --from {} --to store.gpkg) and copy it back",
-            p.url(),
-            p.url()
-        ),
-    }
-}
-
 /// The reads every backend offers, for code that takes either a
 /// GeoPackage [`Store`], a [`PgStore`] or an [`AnyStore`].
 pub trait Reads {
@@ -523,7 +514,7 @@ pub trait Reads {
         &self,
         layer: &str,
         columns: &[&str],
-        bbox: Option<[f64; 4]>,
+        bbox: Option<Rect<f64>>,
         f: impl FnMut(Feature) -> Result<(), StoreError>,
     ) -> Result<u64, StoreError>;
     /// The selected rows of `layer` in fid order, without geometries.
@@ -537,7 +528,7 @@ pub trait Reads {
 }
 
 macro_rules! reads {
-    ($($t:ty),*) => {$(
+    ($($t:ty => $bbox:path),*) => {$(
         impl Reads for $t {
             fn schema(&self, layer: &str) -> Result<LayerSchema, StoreError> {
                 <$t>::schema(self, layer)
@@ -549,10 +540,10 @@ macro_rules! reads {
                 &self,
                 layer: &str,
                 columns: &[&str],
-                bbox: Option<[f64; 4]>,
+                bbox: Option<Rect<f64>>,
                 f: impl FnMut(Feature) -> Result<(), StoreError>,
             ) -> Result<u64, StoreError> {
-                <$t>::for_each_columns(self, layer, columns, bbox, f)
+                <$t>::for_each_columns(self, layer, columns, bbox.map($bbox), f)
             }
             fn read_rows<E: From<StoreError>>(
                 &self,
@@ -567,7 +558,12 @@ macro_rules! reads {
     )*};
 }
 
-reads!(Store, PgStore, AnyStore);
+reads!(Store => corners, PgStore => corners, AnyStore => std::convert::identity);
+
+/// `[west, south, east, north]` of a box, as the backends take it.
+fn corners(r: Rect<f64>) -> [f64; 4] {
+    [r.min().x, r.min().y, r.max().x, r.max().y]
+}
 
 /// The URL in a store argument, if it is one.
 fn url(location: &Path) -> Option<String> {

@@ -1156,6 +1156,21 @@ impl Store {
         } else {
             None
         };
+        // An empty layer being filled (a synth, an import, a copy) gets its
+        // key indexes built once at commit instead of row by row.
+        let empty: bool = self
+            .conn
+            .query_row(
+                &format!("SELECT NOT EXISTS (SELECT 1 FROM {})", quote(layer)),
+                [],
+                |r| r.get(0),
+            )
+            .at(path)?;
+        let suspended = if empty {
+            suspend_key_indexes(&self.conn, layer).at(path)?
+        } else {
+            Vec::new()
+        };
         let insert = |columns: &[&str]| {
             let mut sql = format!("INSERT INTO {} ({}", quote(layer), quote(&def.geom));
             for col in columns {
@@ -1203,6 +1218,7 @@ impl Store {
             bbox: None,
             rows: 0,
             index,
+            suspended,
             keep_fids,
         })
     }
@@ -1630,6 +1646,8 @@ impl Store {
         let path = self.path.clone();
         let path = &path;
         let tx = self.conn.transaction().at(path)?;
+        // Every row changes: the key indexes are built once at the end.
+        let suspended = suspend_key_indexes(&tx, layer).at(path)?;
         let select = format!(
             "SELECT {fid}, {geom} FROM {t} WHERE {fid} > ?1 ORDER BY {fid} LIMIT ?2",
             fid = quote(&def.fid),
@@ -1681,6 +1699,7 @@ impl Store {
                 n += 1;
             }
         }
+        restore_indexes(&tx, &suspended).at(path)?;
         tx.execute(
             &format!("UPDATE gpkg_contents SET last_change = {NOW} WHERE table_name = ?1"),
             [layer],
@@ -1984,6 +2003,9 @@ pub struct LayerWriter<'a> {
     bbox: Option<[f64; 4]>,
     rows: u64,
     index: Option<DeferredIndex>,
+    /// Key-column indexes dropped while the writer fills an empty layer,
+    /// re-created at commit.
+    suspended: Vec<String>,
     /// Whether the insert statement takes the fid as its last parameter
     /// ([`Store::writer_keeping_fids`]).
     keep_fids: bool,
@@ -2148,10 +2170,12 @@ impl LayerWriter<'_> {
             bbox,
             rows,
             index,
+            suspended,
             ..
         } = self;
         drop(stmt);
         drop(carry);
+        restore_indexes(&tx, &suspended).at(path)?;
         if let Some(DeferredIndex {
             rtree,
             trigger_sql,
@@ -2275,14 +2299,53 @@ fn check_layer_name(name: &str) -> Result<(), StoreError> {
 /// The code columns of a layer that get a B-tree index when it is created,
 /// on either backend: reads select by them (a community's grids, its
 /// entities for a tile reload or a server's catch-up, a unit by code).
-/// Not on `persons`, the registry: millions of rows, read whole.
+/// Not on `persons`, the registry (millions of rows, read whole), nor on
+/// the buildings' `grid_code`, which a partition rewrites for every
+/// building and nothing selects by.
 pub(crate) fn key_columns(schema: &LayerSchema) -> impl Iterator<Item = &str> {
     const KEYS: [&str; 4] = ["code", "parent_code", "community_code", "grid_code"];
+    let layer = schema.name.as_str();
     schema
         .columns
         .iter()
         .map(|c| c.name.as_str())
-        .filter(move |c| schema.name != Layer::Persons.name() && KEYS.contains(c))
+        .filter(move |c| {
+            KEYS.contains(c)
+                && layer != Layer::Persons.name()
+                && !(layer == Layer::Buildings.name() && *c == "grid_code")
+        })
+}
+
+/// Drops the key-column indexes of `table` ([`key_columns`]), inside the
+/// open transaction, and returns the SQL that re-creates them: a bulk write
+/// maintains none and [`restore_indexes`] builds each once, sorted, at the
+/// end.
+pub(crate) fn suspend_key_indexes(conn: &Connection, table: &str) -> rusqlite::Result<Vec<String>> {
+    const KEYS: [&str; 4] = ["code", "parent_code", "community_code", "grid_code"];
+    let names: Vec<String> = KEYS.iter().map(|c| format!("{table}_{c}")).collect();
+    let found: Vec<(String, String)> = conn
+        .prepare(
+            "SELECT name, sql FROM sqlite_master
+              WHERE type = 'index' AND tbl_name = ?1 AND sql IS NOT NULL",
+        )?
+        .query_map([table], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut out = Vec::new();
+    for (name, sql) in found {
+        if names.contains(&name) {
+            conn.execute(&format!("DROP INDEX {}", quote(&name)), [])?;
+            out.push(sql);
+        }
+    }
+    Ok(out)
+}
+
+/// Re-creates the indexes [`suspend_key_indexes`] dropped.
+pub(crate) fn restore_indexes(conn: &Connection, sql: &[String]) -> rusqlite::Result<()> {
+    for s in sql {
+        conn.execute(s, [])?;
+    }
+    Ok(())
 }
 
 /// A code column's value as text (QGIS may have retyped it as a number).

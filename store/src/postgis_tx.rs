@@ -126,8 +126,15 @@ impl PgStore {
     pub(crate) fn flush_pending(&self) -> Result<(), StoreError> {
         let p = {
             let mut pending = self.pending.borrow_mut();
-            let stored_latest = pending.stored_latest.take();
+            let mut stored_latest = pending.stored_latest.take();
             let p = std::mem::take(&mut *pending);
+            // The versions sent now are stored ones from here on.
+            if let Some(stored) = &mut stored_latest {
+                for (community, &v) in &p.latest {
+                    let at = stored.entry(community.clone()).or_insert(v);
+                    *at = (*at).max(v);
+                }
+            }
             pending.stored_latest = stored_latest;
             p
         };

@@ -29,6 +29,10 @@ use crate::model::Layer;
 use crate::postgis::PgStore;
 use crate::{LayerWriter, Store, StoreError, decode_geometry, encode_geometry};
 
+/// Rows from which a bulk update of buildings drops their key indexes and
+/// builds them once after (one partitioned community has tens).
+const BULK_ROWS: usize = 10_000;
+
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS wangge_versions (
   community TEXT NOT NULL, version INTEGER NOT NULL, author TEXT NOT NULL,
@@ -784,16 +788,25 @@ impl Tx<'_> {
             TxOn::Gpkg { conn, path } => (conn, path),
             TxOn::Pg(p) => return p.tx_place_buildings(rows, with_community),
         };
-        let mut upd = conn
-            .prepare_cached(if with_community {
-                "UPDATE buildings SET grid_code = ?1, community_code = ?3 WHERE fid = ?2"
-            } else {
-                "UPDATE buildings SET grid_code = ?1 WHERE fid = ?2 AND ?3 IS NOT NULL"
-            })
-            .at(path)?;
-        for (fid, grid, community) in rows {
-            upd.execute(params![grid, fid, community]).at(path)?;
+        // Many rows (a whole city): the key indexes are built once after.
+        let suspended = if rows.len() >= BULK_ROWS {
+            crate::gpkg::suspend_key_indexes(conn, Layer::Buildings.name()).at(path)?
+        } else {
+            Vec::new()
+        };
+        {
+            let mut upd = conn
+                .prepare_cached(if with_community {
+                    "UPDATE buildings SET grid_code = ?1, community_code = ?3 WHERE fid = ?2"
+                } else {
+                    "UPDATE buildings SET grid_code = ?1 WHERE fid = ?2 AND ?3 IS NOT NULL"
+                })
+                .at(path)?;
+            for (fid, grid, community) in rows {
+                upd.execute(params![grid, fid, community]).at(path)?;
+            }
         }
+        crate::gpkg::restore_indexes(conn, &suspended).at(path)?;
         Ok(())
     }
 

@@ -219,12 +219,11 @@ impl GridLayer {
 
     /// The polygons of an admin or grid layer of a store (`code`, `name`,
     /// geometry; a feature that is not a polygon is an empty one): every
-    /// one, or those whose box meets `region` (`[west, south, east,
-    /// north]`), through the spatial index.
+    /// one, or those whose box meets `region`, through the spatial index.
     pub fn polygons_of(
         store: &impl Reads,
         layer: Layer,
-        region: Option<[f64; 4]>,
+        region: Option<geo_types::Rect<f64>>,
     ) -> Result<Vec<GridPolygon>, StoreError> {
         let schema = store.schema(layer.name())?;
         let col = |name: &str| schema.columns.iter().position(|c| c.name == name);
