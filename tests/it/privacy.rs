@@ -96,13 +96,7 @@ fn no_public_count_below_k_nor_recoverable_by_subtraction() {
     let staff = [("authorization", staff.as_str())];
 
     // Every tile at z11–16 of both communities, from every source.
-    let catalog = get(&srv.url("/catalog"), &[]).json();
-    let sources: Vec<String> = catalog["tiles"]
-        .as_object()
-        .unwrap()
-        .keys()
-        .cloned()
-        .collect();
+    let sources = crate::serve::tile_sources(&srv);
     assert!(sources.len() >= 12, "{sources:?}");
     let areas = [
         community_bbox(&store, &rural),

@@ -2191,6 +2191,17 @@ fn the_server_follows_cli_edits_of_its_store() {
     assert_eq!(a.json()["version"], v0 + 2);
 }
 
+/// The tile sources a server's catalog lists.
+pub(crate) fn tile_sources(srv: &Server) -> Vec<String> {
+    let catalog = get(&srv.url("/catalog"), &[]).json();
+    catalog["tiles"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .cloned()
+        .collect()
+}
+
 /// Asserts that a server that followed changes to its store answers as a
 /// server freshly started on it (which reads everything whole): for each
 /// community, its own answer and its grids, public and with the token
@@ -2227,13 +2238,7 @@ pub(crate) fn assert_answers_equal(
         withheld += String::from_utf8_lossy(&a.body).matches("\"<10\"").count();
         a
     };
-    let catalog = get(&fresh.url("/catalog"), &[]).json();
-    let sources: Vec<String> = catalog["tiles"]
-        .as_object()
-        .unwrap()
-        .keys()
-        .cloned()
-        .collect();
+    let sources = tile_sources(fresh);
     for c in communities {
         let mut bbox = [f64::MAX, f64::MAX, f64::MIN, f64::MIN];
         for who in audiences {
