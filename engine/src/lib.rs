@@ -16,6 +16,7 @@
 //!   (stores edited or written by QGIS, GDAL and other tools).
 
 pub mod assign;
+pub mod changes;
 pub mod crs;
 pub mod geom;
 pub mod index;
@@ -23,6 +24,7 @@ pub mod io;
 pub mod privacy;
 pub mod progress;
 pub mod project;
+pub mod time;
 pub mod validate;
 pub mod validity;
 

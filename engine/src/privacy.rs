@@ -375,6 +375,57 @@ impl Disclosure {
         Ok(())
     }
 
+    /// After counts changed in some communities (the change feed adding,
+    /// moving or removing persons and buildings; the counts of their
+    /// street and district change too): decides the districts, streets and
+    /// communities again from their counts, read whole (a decision at
+    /// these levels depends only on them, not on grids or buildings), then
+    /// re-decides below each of `communities` and each community whose
+    /// own decision changed ([`Disclosure::update`]). Returns those
+    /// communities, sorted. The result equals a fresh [`Disclosure::load`].
+    ///
+    /// # Errors
+    /// Store errors.
+    pub fn update_counts(
+        &mut self,
+        store: &AnyStore,
+        communities: &[&str],
+    ) -> Result<Vec<String>, StoreError> {
+        let mut h = Hierarchy::default();
+        for layer in [Layer::Districts, Layer::Streets, Layer::Communities] {
+            for r in store.admin_counts(layer, Selection::All)? {
+                h.admin(layer, r);
+            }
+        }
+        h.link();
+        let decided = suppress(self.privacy, &h.units);
+        let mut redo: std::collections::BTreeSet<String> =
+            communities.iter().map(|c| (*c).to_owned()).collect();
+        for (i, w) in decided.into_iter().enumerate() {
+            let code = &h.keys[i];
+            if self.codes.contains(code) != w {
+                if w {
+                    self.codes.insert(code.clone());
+                } else {
+                    self.codes.remove(code);
+                }
+                if h.kinds[i] == Kind::Admin(Layer::Communities) {
+                    redo.insert(code.to_string());
+                }
+            }
+        }
+        for c in &redo {
+            self.update(store, c)?;
+        }
+        Ok(redo.into_iter().collect())
+    }
+
+    /// The fids of the withheld buildings under a community, as decided.
+    #[must_use]
+    pub fn withheld_buildings_of(&self, community: &str) -> Option<&[i64]> {
+        self.below.get(community).map(|b| b.buildings.as_slice())
+    }
+
     /// A disclosure that withholds nothing, for a store without counts.
     #[must_use]
     pub fn empty(privacy: Privacy) -> Disclosure {

@@ -17,6 +17,7 @@ use wangge_engine::progress::Progress;
 use wangge_engine::project;
 use wangge_engine::store::{AnyStore, Store};
 
+mod apply;
 mod assign;
 mod copy;
 mod demo;
@@ -29,6 +30,7 @@ mod synth;
 mod tiles;
 mod validate;
 
+pub use apply::ApplyArgs;
 pub(crate) use assign::admin_names;
 pub use assign::{AssignArgs, LocateArgs};
 pub use copy::CopyArgs;
@@ -79,6 +81,10 @@ pub enum Command {
     Assign(AssignArgs),
     /// Which grid holds a point: its code path and name.
     Locate(LocateArgs),
+    /// Apply a feed of changes (NDJSON: add, move, update, remove of
+    /// persons, buildings, places, objects, events, organizations) to a
+    /// store: located, counted, logged, idempotent by change id.
+    Apply(ApplyArgs),
     /// Divide communities into contiguous, balanced, compact grids.
     Partition(PartitionArgs),
     /// Quality of the stored grids: balance, compactness, contiguity,
@@ -182,6 +188,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Copy(a) => copy::copy_cmd(&ui, &a),
         Command::Assign(a) => assign::assign_cmd(&ui, &a),
         Command::Locate(a) => assign::locate_cmd(&ui, &a),
+        Command::Apply(a) => apply::apply_cmd(&ui, &a),
         Command::Partition(a) => partition::partition_cmd(&ui, &a).map(|_| ()),
         Command::Report(a) => partition::report_cmd(&ui, &a),
         Command::Serve(a) => crate::serve::serve_cmd(&ui, &a),

@@ -232,6 +232,57 @@ impl Directory {
         Ok(d)
     }
 
+    /// The directory after a batch of the change feed: the privacy
+    /// decisions where counts changed ([`Disclosure::update_counts`]), the
+    /// households of the grids of `communities`, and the entity counts of
+    /// the grids in `counted`. Equal to a fresh [`Directory::load`].
+    ///
+    /// # Errors
+    /// Store errors.
+    pub fn changed(
+        &self,
+        store: &AnyStore,
+        communities: &[&str],
+        counted: &[&str],
+    ) -> Result<Directory, ApiError> {
+        if communities.is_empty() && counted.is_empty() {
+            return Ok(self.clone());
+        }
+        let mut d = self.clone();
+        if !communities.is_empty() {
+            d.disclosure.update_counts(store, communities)?;
+            let selection = Selection::In {
+                column: "parent_code",
+                values: communities,
+            };
+            store.read_rows(Layer::Grids.name(), &["code", "households"], selection, |fid, v| {
+                if let Some(code) = v[0].as_str() {
+                    let households = v[1].as_i64().unwrap_or(0);
+                    d.grids.insert(code.to_owned(), GridEntry { fid, households });
+                }
+                Ok::<(), ApiError>(())
+            })?;
+        }
+        if !counted.is_empty() {
+            for k in counted {
+                d.counts.remove(*k);
+            }
+            for (i, l) in COUNTED.iter().enumerate() {
+                if !store.has_layer(l.name())? {
+                    continue;
+                }
+                let selection = Selection::In {
+                    column: "grid_code",
+                    values: counted,
+                };
+                for (code, n) in store.count_codes(*l, "grid_code", selection)? {
+                    d.counts.entry(code).or_default()[i] = u64::from(n);
+                }
+            }
+        }
+        Ok(d)
+    }
+
     /// Number of grids.
     #[must_use]
     pub fn grids(&self) -> usize {

@@ -132,6 +132,12 @@ impl Locator {
         self.level
     }
 
+    /// The polygons it locates in.
+    #[must_use]
+    pub fn layer(&self) -> &GridLayer {
+        &self.layer
+    }
+
     /// Number of polygons indexed.
     #[must_use]
     pub fn len(&self) -> usize {

@@ -25,6 +25,7 @@ use wangge_engine::privacy::Privacy;
 use wangge_engine::store::AnyStore;
 
 mod cache;
+mod changes;
 mod edits;
 mod error;
 mod grids;
@@ -169,6 +170,10 @@ pub struct AppState {
     /// The position in the store's log of versions up to which the index,
     /// directory and tiles are current (see [`AppState::catch_up`]).
     seen: std::sync::atomic::AtomicI64,
+    /// The position in the store's change log up to which they are current.
+    seen_changes: std::sync::atomic::AtomicI64,
+    /// The change stream's events.
+    pub(crate) feed: changes::Feed,
     body_limit: usize,
     timeout: Duration,
 }
@@ -199,8 +204,13 @@ impl AppState {
         let seen = store
             .last_version_position()
             .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let seen_changes = store
+            .last_change_seq()
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
         Ok(AppState {
             seen: std::sync::atomic::AtomicI64::new(seen),
+            seen_changes: std::sync::atomic::AtomicI64::new(seen_changes),
+            feed: changes::Feed::default(),
             pool: ReadPool {
                 path: store_path.clone(),
                 idle: Mutex::new(vec![store]),
@@ -276,8 +286,10 @@ impl AppState {
         use std::sync::atomic::Ordering::SeqCst;
         let after = self.seen.load(SeqCst);
         let new = store.versions_after(after)?;
+        // Then the change feed's batches, which change no outline.
+        let fed = self.catch_up_changes(store)?;
         let Some(&(last, _)) = new.last() else {
-            return Ok((0, [0.0; 3]));
+            return Ok((fed, [0.0; 3]));
         };
         let communities: std::collections::BTreeSet<&str> =
             new.iter().map(|(_, c)| c.as_str()).collect();
@@ -323,11 +335,24 @@ impl AppState {
     /// meets a changed feature's old or new geometry (see
     /// [`wangge_tiler::changes`]). A failed reload drops every tile.
     fn reload_tiles(&self, store: &AnyStore, community: &str) -> Result<(), ApiError> {
+        self.update_tiles(|s| s.reload_grids(store, community)).map(drop)
+    }
+
+    /// Lets every tile source (not the views) update itself by `update`,
+    /// then drops exactly the cached tiles the changes touch: per source,
+    /// at the zooms of its changed layers, the tiles whose buffered square
+    /// meets a changed feature's old or new geometry (see
+    /// [`wangge_tiler::changes`]). A failed update drops every tile.
+    /// Returns the changes of the main source ([`StoreTiles::ID`]).
+    fn update_tiles(
+        &self,
+        update: impl Fn(&dyn TileSource) -> Result<TileChanges, String>,
+    ) -> Result<Option<TileChanges>, ApiError> {
         let mut failed = None;
         let mut changes: std::collections::HashMap<&str, TileChanges> =
             std::collections::HashMap::new();
         for s in self.sources.iter().filter(|s| s.view_of().is_none()) {
-            match s.reload_grids(store, community) {
+            match update(s.as_ref()) {
                 Ok(c) => {
                     changes.insert(s.id(), c);
                 }
@@ -363,9 +388,125 @@ impl AppState {
         self.metrics
             .tiles_invalidated
             .fetch_add(removed as u64, std::sync::atomic::Ordering::Relaxed);
+        drop(per);
         match failed {
             Some(e) => Err(ApiError::Internal(e)),
-            None => Ok(()),
+            None => Ok(changes.remove(StoreTiles::ID)),
+        }
+    }
+
+    /// The change-log position the server is current to.
+    pub(crate) fn seen_changes(&self) -> i64 {
+        self.seen_changes.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Catches up with the change feed's batches logged since the last one
+    /// seen (by this server's `POST /v1/changes` or by other processes'
+    /// `wangge apply` and replicas): the directory where counts changed,
+    /// then per batch, layer and operation the tiles it touched, and one
+    /// stream event for each. Returns how many changes. Callers hold the
+    /// edit lock.
+    fn catch_up_changes(&self, store: &AnyStore) -> Result<usize, ApiError> {
+        use std::collections::{BTreeMap, BTreeSet};
+        use std::sync::atomic::Ordering::SeqCst;
+        use wangge_engine::model::Layer;
+        let mut after = self.seen_changes.load(SeqCst);
+        let mut total = 0;
+        loop {
+            let rows = store.changes_after(after, 100_000)?;
+            let Some(last) = rows.last().map(|r| r.seq) else {
+                return Ok(total);
+            };
+            total += rows.len();
+            let community = |g: &Option<String>| {
+                g.as_deref()
+                    .filter(|g| g.len() == 15 && g.bytes().all(|b| b.is_ascii_digit()))
+                    .map(|g| g[..12].to_owned())
+            };
+            // The directory once: communities whose grid counts changed,
+            // and grids whose entity counts changed.
+            let mut communities: BTreeSet<String> = BTreeSet::new();
+            let mut counted: BTreeSet<String> = BTreeSet::new();
+            for r in &rows {
+                let grids = [&r.old_grid, &r.new_grid];
+                if matches!(r.layer, Layer::Persons | Layer::Buildings) {
+                    communities.extend(grids.iter().filter_map(|g| community(g)));
+                } else {
+                    counted.extend(grids.iter().filter_map(|g| (*g).clone()));
+                }
+            }
+            let c: Vec<&str> = communities.iter().map(String::as_str).collect();
+            let g: Vec<&str> = counted.iter().map(String::as_str).collect();
+            let directory = self.directory().changed(store, &c, &g)?;
+            *self.directory.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(directory);
+            // Then the tiles and the stream, per batch, layer and operation.
+            let mut groups: BTreeMap<(i64, &'static str, &'static str), Vec<&wangge_engine::store::changes::LoggedChange>> =
+                BTreeMap::new();
+            for r in &rows {
+                groups
+                    .entry((r.batch, r.layer.name(), r.op.name()))
+                    .or_default()
+                    .push(r);
+            }
+            let mut ordered: Vec<_> = groups.into_iter().collect();
+            ordered.sort_by_key(|(_, rs)| rs.last().map_or(0, |r| r.seq));
+            let mut result = Ok(());
+            for ((_, layer, op), rs) in ordered {
+                let mut touched = wangge_tiler::Touched::default();
+                let mut grid_codes: BTreeSet<&str> = BTreeSet::new();
+                for r in &rs {
+                    grid_codes.extend(r.old_grid.iter().chain(&r.new_grid).map(String::as_str));
+                    match r.layer {
+                        Layer::Persons => {
+                            touched.communities.extend([&r.old_grid, &r.new_grid].iter().filter_map(|g| community(g)));
+                            for (cell, d) in [(r.old_cell, -1), (r.new_cell, 1)] {
+                                if let Some(c) = cell {
+                                    *touched.cells.entry(c as u64).or_default() += d;
+                                }
+                            }
+                        }
+                        l => {
+                            if l == Layer::Buildings {
+                                touched.communities.extend([&r.old_grid, &r.new_grid].iter().filter_map(|g| community(g)));
+                            }
+                            touched.fids.entry(l.name().to_owned()).or_default().push(r.fid);
+                        }
+                    }
+                }
+                touched.cells.retain(|_, d| *d != 0);
+                let changed = match self.update_tiles(|s| s.apply_changes(store, &touched)) {
+                    Ok(c) => c,
+                    Err(e) => {
+                        result = Err(e);
+                        None
+                    }
+                };
+                let (tiles, truncated) = changed
+                    .map(|c| c.tiles(&|_| true, changes::MAX_EVENT_TILES))
+                    .unwrap_or((Vec::new(), false));
+                let tiles: Vec<String> = tiles
+                    .iter()
+                    .map(|t| format!("{}/{}/{}", t.z(), t.x(), t.y()))
+                    .collect();
+                let seq = rs.last().map_or(0, |r| r.seq);
+                let mut data = serde_json::json!({
+                    "seq": seq,
+                    "layer": layer,
+                    "op": op,
+                    "grid_codes": grid_codes,
+                    "tiles": tiles,
+                });
+                if truncated {
+                    data["tiles_truncated"] = serde_json::json!(true);
+                }
+                self.feed.publish(changes::StreamEvent {
+                    seq,
+                    data: data.to_string(),
+                });
+            }
+            self.seen_changes.store(last, SeqCst);
+            after = last;
+            result?;
         }
     }
 }
@@ -381,11 +522,14 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/grids/{code}", get(grids::grid))
         .route("/v1/communities/{code}", get(grids::community))
         .route("/v1/communities/{code}/edits", post(edits::post_edit))
+        .route("/v1/changes", post(changes::post_changes))
         .layer(tower_http::compression::CompressionLayer::new());
     let limit = state.body_limit;
     let timeout = state.timeout;
     Router::new()
         .route("/health", get(health))
+        // Not compressed: events must reach the client as they happen.
+        .route("/v1/changes/stream", get(changes::stream_changes))
         .route("/metrics", get(metrics_text))
         .route("/catalog", get(tiles::catalog))
         .route("/style.json", get(tiles::style))

@@ -142,8 +142,40 @@ impl AnyStore {
     pub fn data_version(&self) -> Result<i64, StoreError> {
         match self {
             AnyStore::Gpkg(s) => s.data_version(),
-            AnyStore::Postgis(p) => p.last_version_position(),
+            // Both logs only grow, so their sum changes with either.
+            AnyStore::Postgis(p) => Ok(p.last_version_position()? + p.last_change_seq()?),
         }
+    }
+
+    /// Applies one batch of the change feed in one transaction (see
+    /// [`crate::changes`]): one outcome per change, in order.
+    ///
+    /// # Errors
+    /// Store errors; nothing of the batch is written then.
+    pub fn apply_changes(
+        &mut self,
+        at: &str,
+        changes: &[crate::changes::EntityChange],
+        cell_of: &dyn Fn(f64, f64) -> Option<i64>,
+    ) -> Result<Vec<crate::changes::Outcome>, StoreError> {
+        match self {
+            AnyStore::Gpkg(s) => s.apply_changes(at, changes, cell_of),
+            AnyStore::Postgis(p) => p.apply_changes(at, changes, cell_of),
+        }
+    }
+
+    /// The position of the last change in the change log (0 without one).
+    pub fn last_change_seq(&self) -> Result<i64, StoreError> {
+        both!(self, s => s.last_change_seq())
+    }
+
+    /// The changes logged after position `after`, in order, at most `limit`.
+    pub fn changes_after(
+        &self,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<crate::changes::LoggedChange>, StoreError> {
+        both!(self, s => s.changes_after(after, limit))
     }
 
     /// Every project metadata entry, sorted by key.

@@ -65,7 +65,7 @@ pub const META_TABLE: &str = "wangge_meta";
 const LEGACY_APPLICATION_IDS: [i32; 2] = [0x4750_3130, 0x4750_3131];
 
 /// SQL expression for `last_change`: ISO-8601 UTC with milliseconds.
-const NOW: &str = "strftime('%Y-%m-%dT%H:%M:%fZ','now')";
+pub(crate) const NOW: &str = "strftime('%Y-%m-%dT%H:%M:%fZ','now')";
 
 const WGS84_WKT: &str = "GEOGCS[\"WGS 84\",DATUM[\"WGS_1984\",SPHEROID[\"WGS 84\",6378137,\
 298.257223563,AUTHORITY[\"EPSG\",\"7030\"]],AUTHORITY[\"EPSG\",\"6326\"]],PRIMEM[\"Greenwich\",0,\
@@ -767,7 +767,7 @@ pub(crate) struct LayerDef {
     /// The declared `geometry_type_name`.
     geometry_type: String,
     /// The layer's `srs_id`.
-    srs_id: i64,
+    pub(crate) srs_id: i64,
 }
 
 /// An open project store: one GeoPackage file and its SQLite connection.
@@ -1810,23 +1810,27 @@ impl Store {
         rows.collect::<rusqlite::Result<_>>().at(path)
     }
 
-    /// Names of all feature layers, sorted.
-    fn layer_names(&self) -> Result<Vec<String>, StoreError> {
-        let mut stmt = self
-            .conn
-            .prepare(
-                "SELECT table_name FROM gpkg_contents WHERE data_type = 'features'
-                 ORDER BY table_name",
-            )
-            .at(&self.path)?;
-        let names = stmt.query_map([], |r| r.get(0)).at(&self.path)?;
-        names.collect::<rusqlite::Result<_>>().at(&self.path)
-    }
-
     pub(crate) fn layer_def(&self, layer: &str) -> Result<LayerDef, StoreError> {
-        let path = &self.path;
-        let found: Option<(String, String, i64)> = self
-            .conn
+        layer_def_of(&self.conn, &self.path, layer)
+    }
+}
+
+/// Names of all feature layers of the GeoPackage open on `conn`, sorted.
+fn layer_names_of(conn: &Connection, path: &Path) -> Result<Vec<String>, StoreError> {
+    let mut stmt = conn
+        .prepare(
+            "SELECT table_name FROM gpkg_contents WHERE data_type = 'features'
+             ORDER BY table_name",
+        )
+        .at(path)?;
+    let names = stmt.query_map([], |r| r.get(0)).at(path)?;
+    names.collect::<rusqlite::Result<_>>().at(path)
+}
+
+/// How feature layer `layer` of the GeoPackage open on `conn` is laid out.
+pub(crate) fn layer_def_of(conn: &Connection, path: &Path, layer: &str) -> Result<LayerDef, StoreError> {
+    {
+        let found: Option<(String, String, i64)> = conn
             .query_row(
                 "SELECT g.column_name, g.geometry_type_name, g.srs_id
                  FROM gpkg_contents c JOIN gpkg_geometry_columns g USING (table_name)
@@ -1839,11 +1843,10 @@ impl Store {
         let Some((geom, type_name, srs_id)) = found else {
             return Err(StoreError::UnknownLayer {
                 layer: layer.to_owned(),
-                available: self.layer_names()?,
+                available: layer_names_of(conn, path)?,
             });
         };
-        let mut stmt = self
-            .conn
+        let mut stmt = conn
             .prepare("SELECT name, type, pk FROM pragma_table_info(?1) ORDER BY cid")
             .at(path)?;
         let cols = stmt

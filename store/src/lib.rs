@@ -17,6 +17,8 @@
 //! * [`mbtiles`]: the MBTiles (SQLite) tile archive writer.
 
 mod backend;
+pub mod changes;
+mod changes_pg;
 pub mod codes;
 pub mod gpkg;
 pub mod mbtiles;

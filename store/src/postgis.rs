@@ -123,6 +123,8 @@ pub(crate) struct PgLayer {
     /// The SQL that reads each column of `schema.columns` as `bigint`,
     /// `double precision` or `text`.
     pub(crate) reads: Vec<String>,
+    /// The PostgreSQL type name of each column (`int8`, `text`, …).
+    pub(crate) types: Vec<String>,
 }
 
 /// An open PostgreSQL + PostGIS store.
@@ -463,6 +465,7 @@ impl PgStore {
         )?;
         let mut columns = Vec::with_capacity(rows.len());
         let mut reads = Vec::with_capacity(rows.len());
+        let mut types = Vec::with_capacity(rows.len());
         for r in &rows {
             let name: String = r.get(0);
             let typname: &str = r.get(1);
@@ -478,6 +481,7 @@ impl PgStore {
             };
             columns.push(Column { name, ty });
             reads.push(read);
+            types.push(typname.to_owned());
         }
         Ok(PgLayer {
             schema: LayerSchema {
@@ -486,6 +490,7 @@ impl PgStore {
                 columns,
             },
             reads,
+            types,
         })
     }
 

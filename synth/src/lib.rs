@@ -771,20 +771,7 @@ fn apportion(total: u64, weights: &[f64]) -> Vec<u64> {
 // Calendar and identity numbers
 // ---------------------------------------------------------------------------
 
-/// (year, month, day) of a day count since 1970-01-01 (proleptic Gregorian).
-#[must_use]
-pub fn civil_from_days(z: i64) -> (i32, u8, u8) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u8;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u8;
-    ((y + i64::from(m <= 2)) as i32, m, d)
-}
+pub use wangge_engine::time::civil_from_days;
 
 /// Days from 1970-01-01 to 1930-01-01 and to the census day 2020-11-01.
 const DAY_1930: i64 = -14_610;

@@ -137,6 +137,56 @@ impl Changes {
         self.everything || self.layers.iter().any(|l| layer(&l.name) && l.touches(t))
     }
 
+    /// Every tile that can differ, in (z, x, y) order, for a source holding
+    /// the layers for which `layer` answers true: per changed feature, the
+    /// tiles at its layer's zooms whose buffered square the exact test of
+    /// [`Changes::touches`] finds it in. At most `limit` tiles; the flag is
+    /// true when more were left out (and always after
+    /// [`Changes::everything`], which lists none).
+    #[must_use]
+    pub fn tiles(&self, layer: &dyn Fn(&str) -> bool, limit: usize) -> (Vec<TileCoord>, bool) {
+        if self.everything {
+            return (Vec::new(), true);
+        }
+        let mut out: std::collections::BTreeSet<(u8, u32, u32)> = std::collections::BTreeSet::new();
+        for l in self.layers.iter().filter(|l| layer(&l.name)) {
+            for f in &l.footprints {
+                let [x0, y0, x1, y1] = f.bbox();
+                for z in f.minzoom().max(l.minzoom)..=l.maxzoom {
+                    let n = f64::from(1u32 << z);
+                    let last = (1u32 << z) - 1;
+                    // One unit more than the buffer, as `touches` pads.
+                    let pad = f64::from(BUFFER + 1) / f64::from(EXTENT);
+                    let lo = |v: f64| ((v * n - pad).floor().max(0.0) as u32).min(last);
+                    let hi = |v: f64| ((v * n + pad).floor().max(0.0) as u32).min(last);
+                    let (tx0, tx1, ty0, ty1) = (lo(x0), hi(x1), lo(y0), hi(y1));
+                    if u64::from(tx1 - tx0 + 1) * u64::from(ty1 - ty0 + 1) > limit as u64 {
+                        return (out.into_iter().filter_map(|(z, x, y)| TileCoord::new(z, x, y).ok()).collect(), true);
+                    }
+                    for x in tx0..=tx1 {
+                        for y in ty0..=ty1 {
+                            let Ok(t) = TileCoord::new(z, x, y) else { continue };
+                            if out.contains(&(z, x, y)) {
+                                continue;
+                            }
+                            let [a0, b0, a1, b1] = t.merc_bounds();
+                            let p = (a1 - a0) * f64::from(BUFFER + 1) / f64::from(EXTENT);
+                            if meets(f.bbox(), [a0 - p, b0 - p, a1 + p, b1 + p]) && footprint_touches(f, t) {
+                                out.insert((z, x, y));
+                                if out.len() > limit {
+                                    let mut v: Vec<TileCoord> = out.into_iter().filter_map(|(z, x, y)| TileCoord::new(z, x, y).ok()).collect();
+                                    v.truncate(limit);
+                                    return (v, true);
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        (out.into_iter().filter_map(|(z, x, y)| TileCoord::new(z, x, y).ok()).collect(), false)
+    }
+
     /// Records the changes between the `old` and `new` features of a layer
     /// drawn at zooms `minzoom..=maxzoom`.
     pub(crate) fn diff(

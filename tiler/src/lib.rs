@@ -28,7 +28,7 @@ pub mod tile;
 
 pub use changes::{Changes, LayerChanges};
 pub use export::{ExportSummary, export, export_in};
-pub use source::{FieldType, LayerInfo, Tiler, TilerOptions};
+pub use source::{FieldType, LayerInfo, Tiler, TilerOptions, Touched};
 pub use tile::TileCoord;
 
 /// Everything the tiler can fail on.

@@ -10,7 +10,7 @@ use std::sync::{Arc, RwLock};
 use serde::Serialize;
 use wangge_engine::store::AnyStore;
 
-use crate::{Changes, FieldType, TileCoord, Tiler};
+use crate::{Changes, FieldType, TileCoord, Tiler, Touched};
 
 /// A vector layer of a tile source, as listed in TileJSON.
 #[derive(Debug, Clone, Serialize)]
@@ -61,6 +61,13 @@ pub trait TileSource: Send + Sync {
     /// # Errors
     /// Store failures (the server then drops every cached tile).
     fn reload_grids(&self, store: &AnyStore, community: &str) -> Result<Changes, String>;
+    /// After a batch of the change feed: updates what the batch touched
+    /// (see [`crate::Tiler::apply_changes`]) and returns what changed. Not
+    /// called on a view.
+    ///
+    /// # Errors
+    /// Store failures (the server then drops every cached tile).
+    fn apply_changes(&self, store: &AnyStore, touched: &Touched) -> Result<Changes, String>;
     /// The id of the source whose data this one shows part of (its
     /// [`TileSource::layers`]), when it shares that source's data: it is not
     /// reloaded itself, and that source's [`Changes`], restricted to this
@@ -222,6 +229,17 @@ impl TileSource for StoreTiles {
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .reload_grids(store, community)
+            .map_err(|e| e.to_string())
+    }
+
+    fn apply_changes(&self, store: &AnyStore, touched: &Touched) -> Result<Changes, String> {
+        if self.layer.is_some() {
+            return Ok(Changes::default());
+        }
+        self.tiler
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .apply_changes(store, touched)
             .map_err(|e| e.to_string())
     }
 

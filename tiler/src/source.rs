@@ -450,6 +450,18 @@ fn shape_bbox(s: &Shape) -> Option<[f64; 4]> {
     (b[0] <= b[2]).then_some(b)
 }
 
+/// What a batch of the change feed changed, for [`Tiler::apply_changes`]
+/// (what followers read back from the change log).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Touched {
+    /// Communities (12-digit codes) whose grids' counts changed.
+    pub communities: std::collections::BTreeSet<String>,
+    /// Changed features by layer name (`buildings`, `places`, …): fids.
+    pub fids: BTreeMap<String, Vec<i64>>,
+    /// Persons added (+) or removed (−) per H3 cell of resolution 8.
+    pub cells: BTreeMap<u64, i64>,
+}
+
 /// Vector tiles from a wangge store, held in memory (see the module
 /// documentation for layers, zooms and the privacy rules). `Send + Sync`:
 /// share it behind an `Arc` (and an `RwLock` for [`Tiler::reload_grids`]).
@@ -460,6 +472,8 @@ pub struct Tiler {
     layers: Vec<LayerData>,
     /// `persons_hex` per H3 resolution 4..=8.
     hex: HexLevels,
+    /// The counts behind it.
+    hex_counts: HexCounts,
     infos: Vec<LayerInfo>,
     bounds: [f64; 4],
     target: Option<f64>,
@@ -513,15 +527,15 @@ impl Tiler {
         let k = options.privacy.k();
         enum Loaded {
             Layer(Option<LayerData>, Vec<String>),
-            Hex(HexLevels, Vec<String>),
+            Hex(HexLevels, HexCounts, Vec<String>),
         }
         let loaded: Vec<Loaded> = (0..=SPECS.len())
             .into_par_iter()
             .map(|i| -> Result<Loaded, TilerError> {
                 let s = AnyStore::open(store)?;
                 if i == SPECS.len() {
-                    let (hex, w) = load_hex(&s, k)?;
-                    return Ok(Loaded::Hex(hex, w));
+                    let (hex, counts, w) = load_hex(&s, k)?;
+                    return Ok(Loaded::Hex(hex, counts, w));
                 }
                 let spec = &SPECS[i];
                 if !s.has_layer(spec.name)? {
@@ -539,6 +553,7 @@ impl Tiler {
             options,
             layers: Vec::new(),
             hex: Vec::new(),
+            hex_counts: HexCounts::default(),
             infos: Vec::new(),
             bounds: [-180.0, -85.051_128_779_806_59, 180.0, 85.051_128_779_806_59],
             target,
@@ -551,8 +566,9 @@ impl Tiler {
                     t.layers.extend(data);
                     t.warnings.extend(w);
                 }
-                Loaded::Hex(hex, w) => {
+                Loaded::Hex(hex, counts, w) => {
                     t.hex = hex;
+                    t.hex_counts = counts;
                     t.warnings.extend(w);
                 }
             }
@@ -895,6 +911,142 @@ impl Tiler {
         }
         self.refresh_infos();
         Ok(changes)
+    }
+
+    /// After a batch of the change feed (entities added, moved, updated or
+    /// removed; no grid outline changes): re-decides the privacy rule where
+    /// counts changed ([`Disclosure::update_counts`]), re-reads the grids of
+    /// those communities, the changed entities by fid (and a community's
+    /// buildings when which of them are withheld changed), and adds the
+    /// persons' cell deltas to `persons_hex`. Afterwards the tiles equal
+    /// those of a fresh [`Tiler::open`]. Returns what changed.
+    pub fn apply_changes(
+        &mut self,
+        store: &AnyStore,
+        touched: &Touched,
+    ) -> Result<Changes, TilerError> {
+        let mut changes = Changes::default();
+        let communities: Vec<&str> = touched.communities.iter().map(String::as_str).collect();
+        let before: HashMap<String, Vec<i64>> = communities
+            .iter()
+            .map(|c| {
+                let b = self.disclosure.withheld_buildings_of(c).unwrap_or(&[]).to_vec();
+                ((*c).to_owned(), b)
+            })
+            .collect();
+        let redecided = if communities.is_empty() {
+            Vec::new()
+        } else {
+            self.disclosure.update_counts(store, &communities)?
+        };
+        let redecided_refs: Vec<&str> = redecided.iter().map(String::as_str).collect();
+        if !redecided_refs.is_empty() {
+            self.replace(store, spec_of("grids"), Filter::Groups(&redecided_refs), &mut changes)?;
+        }
+        // Buildings whose withheld status may have flipped.
+        let flipped: Vec<&str> = redecided_refs
+            .iter()
+            .copied()
+            .filter(|c| {
+                let now = self.disclosure.withheld_buildings_of(c).unwrap_or(&[]);
+                before.get(*c).is_none_or(|b| b.as_slice() != now)
+            })
+            .collect();
+        if !flipped.is_empty() {
+            self.replace(store, spec_of("buildings"), Filter::Groups(&flipped), &mut changes)?;
+        }
+        for (layer, fids) in &touched.fids {
+            if !SPECS.iter().any(|s| s.name == layer.as_str()) {
+                continue;
+            }
+            let mut fids = fids.clone();
+            fids.sort_unstable();
+            fids.dedup();
+            self.replace(store, spec_of(layer), Filter::Fids(&fids), &mut changes)?;
+        }
+        self.apply_cells(&touched.cells, &mut changes);
+        self.refresh_infos();
+        Ok(changes)
+    }
+
+    /// Adds persons per finest cell to `persons_hex` (see [`load_hex`]).
+    fn apply_cells(&mut self, cells: &BTreeMap<u64, i64>, changes: &mut Changes) {
+        if self.hex.is_empty() || cells.is_empty() {
+            return;
+        }
+        let k = self.options.privacy.k();
+        // Per resolution: the cells whose shown sum changed.
+        let mut dirty: Vec<Vec<CellIndex>> = vec![Vec::new(); self.hex.len()];
+        for (&cell, &d) in cells {
+            let Ok(c) = CellIndex::try_from(cell) else { continue };
+            let old = self.hex_counts.finest.get(&c).copied().unwrap_or(0);
+            let new = (i64::from(old) + d).clamp(0, i64::from(u32::MAX)) as u32;
+            if new == 0 {
+                self.hex_counts.finest.remove(&c);
+            } else {
+                self.hex_counts.finest.insert(c, new);
+            }
+            let shown = |n: u32| if n >= k { i64::from(n) } else { 0 };
+            let delta = shown(new) - shown(old);
+            if delta == 0 {
+                continue;
+            }
+            for (i, (res, _)) in self.hex.iter().enumerate() {
+                let Ok(r) = Resolution::try_from(*res) else { continue };
+                let Some(p) = c.parent(r) else { continue };
+                let sum = self.hex_counts.sums[i].entry(p).or_default();
+                *sum = (i64::from(*sum) + delta).max(0) as u32;
+                if *sum == 0 {
+                    self.hex_counts.sums[i].remove(&p);
+                }
+                dirty[i].push(p);
+            }
+        }
+        for (i, mut cells) in dirty.into_iter().enumerate() {
+            if cells.is_empty() {
+                continue;
+            }
+            cells.sort_unstable();
+            cells.dedup();
+            let res = self.hex[i].0;
+            let l = &mut self.hex[i].1;
+            let slot: HashMap<u64, usize> = l
+                .items
+                .iter()
+                .enumerate()
+                .filter(|(_, it)| !it.is_vacant())
+                .map(|(j, it)| (it.id, j))
+                .collect();
+            let mut slots = Vec::new();
+            let mut fresh = Vec::new();
+            for c in cells {
+                if let Some(&j) = slot.get(&u64::from(c)) {
+                    slots.push(j);
+                }
+                let n = self.hex_counts.sums[i].get(&c).copied().unwrap_or(0);
+                if n >= k {
+                    fresh.push(hex_item(c, res, n));
+                }
+            }
+            slots.sort_unstable();
+            fn version(it: &Item) -> Version<'_> {
+                Version {
+                    id: it.id,
+                    minzoom: it.minzoom,
+                    shape: &it.shape,
+                    props: &it.props,
+                }
+            }
+            let (z0, z1) = hex_zooms(res);
+            changes.diff(
+                PERSONS_HEX,
+                z0,
+                z1,
+                &slots.iter().map(|&j| version(&l.items[j])).collect::<Vec<_>>(),
+                &fresh.iter().map(version).collect::<Vec<_>>(),
+            );
+            l.swap(&slots, fresh);
+        }
     }
 
     /// Replaces the held features of `spec`'s layer that `filter` selects
@@ -1297,10 +1449,47 @@ fn bin_persons(
 /// `persons_hex` per H3 resolution.
 type HexLevels = Vec<(u8, LayerData)>;
 
-fn load_hex(store: &AnyStore, k: u32) -> Result<(HexLevels, Vec<String>), TilerError> {
+/// The persons counts behind `persons_hex`, kept so the change feed can
+/// update it: every finest cell's count (those below k too), and per
+/// resolution the sum of the shown finest cells under each cell.
+#[derive(Debug, Default)]
+struct HexCounts {
+    finest: HashMap<CellIndex, u32>,
+    /// Index `res - 4`.
+    sums: Vec<HashMap<CellIndex, u32>>,
+}
+
+/// The `persons_hex` feature of cell `c` (resolution `res`) with `n` persons.
+fn hex_item(c: CellIndex, res: u8, n: u32) -> Item {
+    let ring: Vec<[f64; 2]> = c
+        .boundary()
+        .iter()
+        .map(|ll| lonlat_to_merc(ll.lng(), ll.lat()))
+        .collect();
+    Item {
+        id: u64::from(c),
+        minzoom: 0,
+        shape: Shape::Polygons(vec![vec![ring]]),
+        props: vec![
+            Some(PropValue::String(c.to_string())),
+            Some(PropValue::Int(res.into())),
+            Some(PropValue::Int(n.into())),
+        ]
+        .into_boxed_slice(),
+        group: None,
+    }
+}
+
+/// The zooms at which hexagons of resolution `res` are drawn.
+fn hex_zooms(res: u8) -> (u8, u8) {
+    let zs: Vec<u8> = (0..=HEX_MAXZOOM).filter(|&z| hex_res(z) == res).collect();
+    (zs[0], zs[zs.len() - 1])
+}
+
+fn load_hex(store: &AnyStore, k: u32) -> Result<(HexLevels, HexCounts, Vec<String>), TilerError> {
     let mut w = Warnings::default();
     if !store.has_layer("persons")? {
-        return Ok((Vec::new(), Vec::new()));
+        return Ok((Vec::new(), HexCounts::default(), Vec::new()));
     }
     // One pass in rowid order. (Splitting it over rowid ranges on several
     // connections was measured slower on 2 cores: the other layers load
@@ -1312,48 +1501,30 @@ fn load_hex(store: &AnyStore, k: u32) -> Result<(HexLevels, Vec<String>), TilerE
     // resolution: a coarse cell is the sum of its shown finest cells, so a
     // parent minus its shown children is always 0 and no suppressed count
     // can be recovered by differencing levels.
-    let mut counts = counts;
-    counts.retain(|_, n| *n >= k);
+    let mut hex = HexCounts {
+        finest: counts,
+        sums: Vec::new(),
+    };
     let mut levels = Vec::new();
     for res in 4..=HEX_FINEST {
         let r = Resolution::try_from(res).expect("valid resolution");
         let mut at: HashMap<CellIndex, u32> = HashMap::new();
-        for (c, n) in &counts {
+        for (c, n) in hex.finest.iter().filter(|(_, n)| **n >= k) {
             if let Some(p) = c.parent(r) {
                 *at.entry(p).or_default() += n;
             }
         }
-        let mut cells: Vec<_> = at.into_iter().filter(|(_, n)| *n >= k).collect();
+        let mut cells: Vec<_> = at.iter().filter(|(_, n)| **n >= k).map(|(c, n)| (*c, *n)).collect();
         cells.sort_unstable();
-        let items = cells
-            .into_iter()
-            .map(|(c, n)| {
-                let ring: Vec<[f64; 2]> = c
-                    .boundary()
-                    .iter()
-                    .map(|ll| lonlat_to_merc(ll.lng(), ll.lat()))
-                    .collect();
-                Item {
-                    id: u64::from(c),
-                    minzoom: 0,
-                    shape: Shape::Polygons(vec![vec![ring]]),
-                    props: vec![
-                        Some(PropValue::String(c.to_string())),
-                        Some(PropValue::Int(res.into())),
-                        Some(PropValue::Int(n.into())),
-                    ]
-                    .into_boxed_slice(),
-                    group: None,
-                }
-            })
-            .collect();
+        let items = cells.into_iter().map(|(c, n)| hex_item(c, res, n)).collect();
+        hex.sums.push(at);
         let keys = HEX_FIELDS.iter().map(|f| f.0).collect();
         levels.push((
             res,
             LayerData::new(PERSONS_HEX, 0, HEX_MAXZOOM, keys, items),
         ));
     }
-    Ok((levels, w.finish("persons")))
+    Ok((levels, hex, w.finish("persons")))
 }
 
 // A server shares one Tiler across threads.

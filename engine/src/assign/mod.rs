@@ -358,6 +358,14 @@ impl GridLayer {
     pub fn locate(&self, lon: f64, lat: f64) -> Option<u32> {
         self.index.locate(lon, lat)
     }
+
+    /// Why a point is in no polygon: `outside every grid; nearest C at D
+    /// m` (the nearest polygon's code and its distance in metres), the
+    /// reason rejects carry.
+    #[must_use]
+    pub fn outside_reason(&self, lon: f64, lat: f64) -> String {
+        outside_reason(self, lon, lat).0
+    }
 }
 
 /// The code path of an administrative or grid code: district, street,

@@ -1,0 +1,214 @@
+//! `POST /v1/changes` (the change feed, with the token) and `GET
+//! /v1/changes/stream` (server-sent events of what changed, public).
+//!
+//! A batch is validated and located against the server's grids, written in
+//! one transaction ([`wangge_engine::changes`]), then the server catches
+//! up from the change log like any follower ([`super::AppState::catch_up`]):
+//! the grid directory and the privacy decisions where counts changed, the
+//! tiles the batch touched (old and new positions, the grids whose counts
+//! changed, the `persons_hex` cells), and the cached tiles they reach. One
+//! stream event goes out per batch, layer and operation.
+//!
+//! The stream never carries a person's id, name or position: an event is
+//! `{"seq", "layer", "op", "grid_codes", "tiles"}`, the grid codes sorted
+//! (old and new together, so no direction of a move). Events are kept in
+//! memory ([`RECENT_EVENTS`]); `Last-Event-ID` resumes from a sequence
+//! number among them, and an older one gets `event: reset` (reload
+//! everything) first.
+
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use futures_util::stream::{self, Stream};
+use serde_json::json;
+use tokio::sync::broadcast;
+use wangge_engine::changes::{MAX_CHANGES, apply_batch, split_body};
+use wangge_engine::time::now_iso;
+
+use super::AppState;
+use super::error::{ApiError, blocking};
+use super::locate::{is_json, media_type};
+
+/// Stream events kept for `Last-Event-ID`.
+pub const RECENT_EVENTS: usize = 10_000;
+
+/// Tiles listed per event at most (`"tiles_truncated": true` beyond).
+pub const MAX_EVENT_TILES: usize = 2_000;
+
+/// One event of the stream: its position and JSON data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamEvent {
+    /// The last change-log position it covers.
+    pub seq: i64,
+    /// The JSON object sent as `data`.
+    pub data: String,
+}
+
+/// The events a server sends: live to subscribers, and the recent ones
+/// for clients that resume.
+#[derive(Debug)]
+pub struct Feed {
+    live: broadcast::Sender<Arc<StreamEvent>>,
+    recent: std::sync::Mutex<VecDeque<Arc<StreamEvent>>>,
+}
+
+impl Default for Feed {
+    fn default() -> Self {
+        Feed {
+            live: broadcast::channel(1024).0,
+            recent: std::sync::Mutex::new(VecDeque::new()),
+        }
+    }
+}
+
+impl Feed {
+    /// Publishes one event.
+    pub fn publish(&self, e: StreamEvent) {
+        let e = Arc::new(e);
+        {
+            let mut r = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+            if r.len() == RECENT_EVENTS {
+                r.pop_front();
+            }
+            r.push_back(Arc::clone(&e));
+        }
+        // No subscriber is fine.
+        let _ = self.live.send(e);
+    }
+
+    /// The kept events after `seq`, and whether events after `seq` may
+    /// have been dropped from memory already.
+    fn since(&self, seq: i64) -> (Vec<Arc<StreamEvent>>, bool) {
+        let r = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+        let gap = r.len() == RECENT_EVENTS && r.front().is_some_and(|e| e.seq > seq + 1);
+        (r.iter().filter(|e| e.seq > seq).cloned().collect(), gap)
+    }
+}
+
+/// `POST /v1/changes`.
+pub(crate) async fn post_changes(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    super::edits::authorize(&state, &headers)?;
+    let ndjson = match media_type(&headers) {
+        Some(m) if is_json(&m) => false,
+        Some(m) if m == "application/x-ndjson" || m == "application/ndjson" => true,
+        other => {
+            return Err(ApiError::UnsupportedMediaType(format!(
+                "changes take application/json (an array) or application/x-ndjson, not {}",
+                other.as_deref().unwrap_or("a body without Content-Type")
+            )));
+        }
+    };
+    let items = split_body(&body, ndjson).map_err(ApiError::BadRequest)?;
+    if items.len() > MAX_CHANGES {
+        return Err(ApiError::TooLarge(format!(
+            "{} changes in one request; at most {MAX_CHANGES}",
+            items.len()
+        )));
+    }
+    let locator = state.locator();
+    if locator.level() != "grid" {
+        return Err(ApiError::Conflict(format!(
+            "the store has no grids (it locates by {}): run `wangge partition` first",
+            locator.level()
+        )));
+    }
+    // One writer per store.
+    let _writer = state.edits.lock().await;
+    let st = Arc::clone(&state);
+    let report = blocking(move || {
+        let mut store = super::open_reader(&st.store_path)?;
+        let report = apply_batch(&mut store, locator.layer(), &items, &now_iso())?;
+        st.catch_up(&store)?;
+        Ok(report)
+    })
+    .await?;
+    let rejected: Vec<_> = report
+        .rejected
+        .iter()
+        .map(|r| json!({"index": r.index, "change_id": r.change_id, "reason": r.reason}))
+        .collect();
+    Ok(axum::Json(json!({
+        "applied": report.applied,
+        "duplicates": report.duplicates,
+        "rejected": rejected,
+        "seq": report.seq,
+        "results": report.results,
+    }))
+    .into_response())
+}
+
+/// `GET /v1/changes/stream`.
+pub(crate) async fn stream_changes(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+    let last = match headers.get("last-event-id") {
+        None => None,
+        Some(v) => Some(
+            v.to_str()
+                .ok()
+                .and_then(|s| s.trim().parse::<i64>().ok())
+                .ok_or_else(|| {
+                    ApiError::BadRequest("Last-Event-ID must be a sequence number".into())
+                })?,
+        ),
+    };
+    // Subscribe before reading the kept events, so none falls between.
+    let rx = state.feed.live.subscribe();
+    let (backlog, gap) = match last {
+        Some(seq) => state.feed.since(seq),
+        None => (Vec::new(), false),
+    };
+    let mut first: Vec<Event> = Vec::new();
+    if gap {
+        first.push(
+            Event::default()
+                .event("reset")
+                .data(json!({"seq": state.seen_changes()}).to_string()),
+        );
+    }
+    let mut sent = last.unwrap_or(i64::MIN);
+    for e in &backlog {
+        first.push(to_event(e));
+        sent = sent.max(e.seq);
+    }
+    let head = stream::iter(first.into_iter().map(Ok));
+    let live = stream::unfold((rx, sent), |(mut rx, mut sent)| async move {
+        loop {
+            match rx.recv().await {
+                Ok(e) if e.seq <= sent => continue,
+                Ok(e) => {
+                    sent = e.seq;
+                    return Some((Ok(to_event(&e)), (rx, sent)));
+                }
+                Err(broadcast::error::RecvError::Lagged(_)) => {
+                    let ev = Event::default()
+                        .event("reset")
+                        .data(json!({"reason": "the client fell behind"}).to_string());
+                    return Some((Ok(ev), (rx, sent)));
+                }
+                Err(broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    });
+    use futures_util::StreamExt as _;
+    Ok(Sse::new(head.chain(live)).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+}
+
+fn to_event(e: &StreamEvent) -> Event {
+    Event::default()
+        .event("change")
+        .id(e.seq.to_string())
+        .data(e.data.clone())
+}
