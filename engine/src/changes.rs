@@ -163,7 +163,10 @@ pub fn prepare(v: &Json, grids: &GridLayer) -> Result<EntityChange, String> {
             .map(|(k, v)| Ok((k.clone(), value(k, v)?)))
             .collect::<Result<_, String>>()?,
         Some(other) => {
-            return Err(format!("\"properties\" must be an object, not {}", kind(other)));
+            return Err(format!(
+                "\"properties\" must be an object, not {}",
+                kind(other)
+            ));
         }
     };
     let geometry = if layer == Layer::Buildings {
@@ -180,7 +183,9 @@ pub fn prepare(v: &Json, grids: &GridLayer) -> Result<EntityChange, String> {
         }
     } else {
         if o.contains_key("geometry") {
-            return Err(format!("a change to {layer} is given by lon/lat, not \"geometry\""));
+            return Err(format!(
+                "a change to {layer} is given by lon/lat, not \"geometry\""
+            ));
         }
         point(o.get("lon"), o.get("lat"), crs)?.map(Geometry::Point)
     };
@@ -233,7 +238,11 @@ fn point(lon: Option<&Json>, lat: Option<&Json>, crs: Crs) -> Result<Option<Poin
     match (num("lon", lon)?, num("lat", lat)?) {
         (None, None) => Ok(None),
         (Some(x), Some(y)) => {
-            if !(x.is_finite() && y.is_finite() && (-180.0..=180.0).contains(&x) && (-90.0..=90.0).contains(&y)) {
+            if !(x.is_finite()
+                && y.is_finite()
+                && (-180.0..=180.0).contains(&x)
+                && (-90.0..=90.0).contains(&y))
+            {
                 return Err(format!(
                     "bad coordinates lon {x}, lat {y}: need -180 ≤ lon ≤ 180 and -90 ≤ lat ≤ 90"
                 ));
@@ -253,9 +262,17 @@ fn building(g: &Json, crs: Crs) -> Result<Geometry<f64>, String> {
     let Geometry::Polygon(p) = &geometry else {
         return Err("a building's \"geometry\" must be a Polygon".into());
     };
-    let bad = p.exterior().0.iter().chain(p.interiors().iter().flat_map(|r| &r.0)).any(|c| {
-        !(c.x.is_finite() && c.y.is_finite() && (-180.0..=180.0).contains(&c.x) && (-90.0..=90.0).contains(&c.y))
-    });
+    let bad = p
+        .exterior()
+        .0
+        .iter()
+        .chain(p.interiors().iter().flat_map(|r| &r.0))
+        .any(|c| {
+            !(c.x.is_finite()
+                && c.y.is_finite()
+                && (-180.0..=180.0).contains(&c.x)
+                && (-90.0..=90.0).contains(&c.y))
+        });
     if bad {
         return Err("bad \"geometry\": coordinates outside -180..180 / -90..90".into());
     }
@@ -332,7 +349,11 @@ pub fn apply_at(
             .and_then(|v| v.get("change_id"))
             .and_then(Json::as_str)
             .map(str::to_owned);
-        match item.as_ref().map_err(Clone::clone).and_then(|v| prepare(v, grids)) {
+        match item
+            .as_ref()
+            .map_err(Clone::clone)
+            .and_then(|v| prepare(v, grids))
+        {
             Ok(c) => {
                 ready.push(c);
                 where_.push(i);

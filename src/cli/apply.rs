@@ -88,8 +88,14 @@ pub(crate) fn apply_cmd(ui: &Ui, a: &ApplyArgs) -> Result<()> {
         if items.is_empty() {
             continue;
         }
-        let r = apply_at(&mut store, &grids, &items, 0, &now_iso())
-            .with_context(|| format!("applying lines {}–{} of {}", lines[0].0, line_no, a.input.display()))?;
+        let r = apply_at(&mut store, &grids, &items, 0, &now_iso()).with_context(|| {
+            format!(
+                "applying lines {}–{} of {}",
+                lines[0].0,
+                line_no,
+                a.input.display()
+            )
+        })?;
         for rej in &r.rejected {
             let (line, text) = &lines[rej.index];
             let w = match &mut rejects {
@@ -111,7 +117,8 @@ pub(crate) fn apply_cmd(ui: &Ui, a: &ApplyArgs) -> Result<()> {
         total.rejected.extend(r.rejected.into_iter().take(room));
     }
     if let Some(mut w) = rejects.take() {
-        w.flush().with_context(|| format!("writing {}", rejects_path.display()))?;
+        w.flush()
+            .with_context(|| format!("writing {}", rejects_path.display()))?;
     }
     drop(bars);
     let rejected = total.changes_in - total.applied - total.duplicates;
@@ -146,7 +153,10 @@ pub(crate) fn apply_cmd(ui: &Ui, a: &ApplyArgs) -> Result<()> {
                     r.reason
                 ));
             }
-            ui.say(format!("  every rejected change is in {}", rejects_path.display()));
+            ui.say(format!(
+                "  every rejected change is in {}",
+                rejects_path.display()
+            ));
         }
     }
     Ok(())

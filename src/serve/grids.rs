@@ -255,13 +255,19 @@ impl Directory {
                 column: "parent_code",
                 values: communities,
             };
-            store.read_rows(Layer::Grids.name(), &["code", "households"], selection, |fid, v| {
-                if let Some(code) = v[0].as_str() {
-                    let households = v[1].as_i64().unwrap_or(0);
-                    d.grids.insert(code.to_owned(), GridEntry { fid, households });
-                }
-                Ok::<(), ApiError>(())
-            })?;
+            store.read_rows(
+                Layer::Grids.name(),
+                &["code", "households"],
+                selection,
+                |fid, v| {
+                    if let Some(code) = v[0].as_str() {
+                        let households = v[1].as_i64().unwrap_or(0);
+                        d.grids
+                            .insert(code.to_owned(), GridEntry { fid, households });
+                    }
+                    Ok::<(), ApiError>(())
+                },
+            )?;
         }
         if !counted.is_empty() {
             for k in counted {

@@ -81,6 +81,9 @@ pub struct Metrics {
     pub edits: AtomicU64,
     /// Cached tiles dropped after edits.
     pub tiles_invalidated: AtomicU64,
+    /// Changes of the change log the server brought itself up to date with
+    /// (its own `POST /v1/changes` and other writers').
+    pub changes_followed: AtomicU64,
 }
 
 impl Default for Metrics {
@@ -93,6 +96,7 @@ impl Default for Metrics {
             tile_bytes: Histogram::new(SIZE_BOUNDS),
             edits: AtomicU64::new(0),
             tiles_invalidated: AtomicU64::new(0),
+            changes_followed: AtomicU64::new(0),
         }
     }
 }
@@ -165,7 +169,10 @@ impl Metrics {
              wangge_edits_total {}\n\
              # HELP wangge_tile_cache_invalidated_total Cached tiles dropped after edits.\n\
              # TYPE wangge_tile_cache_invalidated_total counter\n\
-             wangge_tile_cache_invalidated_total {}\n",
+             wangge_tile_cache_invalidated_total {}\n\
+             # HELP wangge_changes_followed_total Changes of the change log applied to the in-memory index, counts and tiles.\n\
+             # TYPE wangge_changes_followed_total counter\n\
+             wangge_changes_followed_total {}\n",
             self.tile_hits.load(Relaxed),
             self.tile_misses.load(Relaxed),
             cache.0,
@@ -173,6 +180,7 @@ impl Metrics {
             cache.2,
             self.edits.load(Relaxed),
             self.tiles_invalidated.load(Relaxed),
+            self.changes_followed.load(Relaxed),
         );
         out.push_str(
             "# HELP wangge_tile_size_bytes Uncompressed size of encoded tiles.\n\

@@ -288,8 +288,13 @@ impl AppState {
         let new = store.versions_after(after)?;
         // Then the change feed's batches, which change no outline.
         let fed = self.catch_up_changes(store)?;
+        if fed > 0 {
+            self.metrics
+                .changes_followed
+                .fetch_add(fed as u64, std::sync::atomic::Ordering::Relaxed);
+        }
         let Some(&(last, _)) = new.last() else {
-            return Ok((fed, [0.0; 3]));
+            return Ok((0, [0.0; 3]));
         };
         let communities: std::collections::BTreeSet<&str> =
             new.iter().map(|(_, c)| c.as_str()).collect();
@@ -335,7 +340,8 @@ impl AppState {
     /// meets a changed feature's old or new geometry (see
     /// [`wangge_tiler::changes`]). A failed reload drops every tile.
     fn reload_tiles(&self, store: &AnyStore, community: &str) -> Result<(), ApiError> {
-        self.update_tiles(|s| s.reload_grids(store, community)).map(drop)
+        self.update_tiles(|s| s.reload_grids(store, community))
+            .map(drop)
     }
 
     /// Lets every tile source (not the views) update itself by `update`,
@@ -440,8 +446,10 @@ impl AppState {
             let directory = self.directory().changed(store, &c, &g)?;
             *self.directory.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(directory);
             // Then the tiles and the stream, per batch, layer and operation.
-            let mut groups: BTreeMap<(i64, &'static str, &'static str), Vec<&wangge_engine::store::changes::LoggedChange>> =
-                BTreeMap::new();
+            let mut groups: BTreeMap<
+                (i64, &'static str, &'static str),
+                Vec<&wangge_engine::store::changes::LoggedChange>,
+            > = BTreeMap::new();
             for r in &rows {
                 groups
                     .entry((r.batch, r.layer.name(), r.op.name()))
@@ -458,7 +466,11 @@ impl AppState {
                     grid_codes.extend(r.old_grid.iter().chain(&r.new_grid).map(String::as_str));
                     match r.layer {
                         Layer::Persons => {
-                            touched.communities.extend([&r.old_grid, &r.new_grid].iter().filter_map(|g| community(g)));
+                            touched.communities.extend(
+                                [&r.old_grid, &r.new_grid]
+                                    .iter()
+                                    .filter_map(|g| community(g)),
+                            );
                             for (cell, d) in [(r.old_cell, -1), (r.new_cell, 1)] {
                                 if let Some(c) = cell {
                                     *touched.cells.entry(c as u64).or_default() += d;
@@ -467,9 +479,17 @@ impl AppState {
                         }
                         l => {
                             if l == Layer::Buildings {
-                                touched.communities.extend([&r.old_grid, &r.new_grid].iter().filter_map(|g| community(g)));
+                                touched.communities.extend(
+                                    [&r.old_grid, &r.new_grid]
+                                        .iter()
+                                        .filter_map(|g| community(g)),
+                                );
                             }
-                            touched.fids.entry(l.name().to_owned()).or_default().push(r.fid);
+                            touched
+                                .fids
+                                .entry(l.name().to_owned())
+                                .or_default()
+                                .push(r.fid);
                         }
                     }
                 }

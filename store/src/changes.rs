@@ -467,15 +467,18 @@ fn one(
                     Some(p.community_code.clone()),
                     p.cell,
                 ),
-                None => (
-                    f.grid_code.clone(),
-                    f.community_code.clone(),
-                    old_cell(&f),
-                ),
+                None => (f.grid_code.clone(), f.community_code.clone(), old_cell(&f)),
             };
             sub(f.grid_code.as_deref(), weight(f.households), -1);
             sub(grid.as_deref(), weight(new_hh), 1);
-            (f.fid, f.grid_code.clone(), old_cell(&f), grid, community, cell)
+            (
+                f.fid,
+                f.grid_code.clone(),
+                old_cell(&f),
+                grid,
+                community,
+                cell,
+            )
         }
     };
     let seq = tx.log(&LogRow {
@@ -571,9 +574,11 @@ impl ChangeTx for GpkgChangeTx<'_> {
 
     fn next_batch(&mut self) -> Result<i64, StoreError> {
         self.tx
-            .query_row("SELECT coalesce(max(batch), 0) + 1 FROM wangge_changes", [], |r| {
-                r.get(0)
-            })
+            .query_row(
+                "SELECT coalesce(max(batch), 0) + 1 FROM wangge_changes",
+                [],
+                |r| r.get(0),
+            )
             .at(&self.path)
     }
 
@@ -595,7 +600,11 @@ impl ChangeTx for GpkgChangeTx<'_> {
             geom = quote(&def.geom),
             grid = col("grid_code"),
             community = col("community_code"),
-            hh = if layer == Layer::Buildings { col("households") } else { "NULL".into() },
+            hh = if layer == Layer::Buildings {
+                col("households")
+            } else {
+                "NULL".into()
+            },
             t = quote(layer.name()),
         );
         let path = self.path.clone();
@@ -640,7 +649,11 @@ impl ChangeTx for GpkgChangeTx<'_> {
         let blob = encode_geometry(geometry, def.srs_id as i32);
         let mut p: Vec<&dyn rusqlite::ToSql> = vec![&blob];
         p.extend(values.iter().map(|(_, v)| *v as &dyn rusqlite::ToSql));
-        self.tx.prepare_cached(&sql).at(&self.path)?.execute(p.as_slice()).at(&self.path)?;
+        self.tx
+            .prepare_cached(&sql)
+            .at(&self.path)?
+            .execute(p.as_slice())
+            .at(&self.path)?;
         self.written.insert(layer);
         Ok(self.tx.last_insert_rowid())
     }
@@ -673,7 +686,11 @@ impl ChangeTx for GpkgChangeTx<'_> {
             sets.join(", "),
             quote(&def.fid)
         );
-        self.tx.prepare_cached(&sql).at(&self.path)?.execute(p.as_slice()).at(&self.path)?;
+        self.tx
+            .prepare_cached(&sql)
+            .at(&self.path)?
+            .execute(p.as_slice())
+            .at(&self.path)?;
         self.written.insert(layer);
         Ok(())
     }
@@ -685,7 +702,11 @@ impl ChangeTx for GpkgChangeTx<'_> {
             quote(layer.name()),
             quote(&def.fid)
         );
-        self.tx.prepare_cached(&sql).at(&self.path)?.execute([fid]).at(&self.path)?;
+        self.tx
+            .prepare_cached(&sql)
+            .at(&self.path)?
+            .execute([fid])
+            .at(&self.path)?;
         self.written.insert(layer);
         Ok(())
     }
@@ -720,7 +741,11 @@ impl ChangeTx for GpkgChangeTx<'_> {
         );
         let mut p: Vec<&dyn rusqlite::ToSql> = vec![&code];
         p.extend(kept.iter().map(|(_, d)| d as &dyn rusqlite::ToSql));
-        self.tx.prepare_cached(&sql).at(&self.path)?.execute(p.as_slice()).at(&self.path)?;
+        self.tx
+            .prepare_cached(&sql)
+            .at(&self.path)?
+            .execute(p.as_slice())
+            .at(&self.path)?;
         self.written.insert(layer);
         Ok(())
     }
@@ -766,11 +791,9 @@ impl Store {
         cell_of: &dyn Fn(f64, f64) -> Option<i64>,
     ) -> Result<Vec<Outcome>, StoreError> {
         let path = self.path().to_owned();
-        let tx = Transaction::new_unchecked(
-            self.connection(),
-            rusqlite::TransactionBehavior::Immediate,
-        )
-        .at(&path)?;
+        let tx =
+            Transaction::new_unchecked(self.connection(), rusqlite::TransactionBehavior::Immediate)
+                .at(&path)?;
         tx.execute_batch(GPKG_LOG_DDL).at(&path)?;
         let mut ctx = GpkgChangeTx {
             tx,
@@ -800,9 +823,11 @@ impl Store {
             return Ok(0);
         }
         self.connection()
-            .query_row("SELECT coalesce(max(seq), 0) FROM wangge_changes", [], |r| {
-                r.get(0)
-            })
+            .query_row(
+                "SELECT coalesce(max(seq), 0) FROM wangge_changes",
+                [],
+                |r| r.get(0),
+            )
             .at(self.path())
     }
 
@@ -860,5 +885,199 @@ impl Store {
             });
         }
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use geo_types::{Point, polygon};
+    use proptest::prelude::*;
+
+    const GRIDS: [&str; 4] = [
+        "110101001001001",
+        "110101001001002",
+        "110101001002001",
+        "110102001001001",
+    ];
+
+    /// A store with four grids (two communities of one street, one of
+    /// another district) and their admin units, all counts 0, and empty
+    /// entity layers.
+    fn store(dir: &std::path::Path) -> Store {
+        let mut s = Store::create(&dir.join("s.gpkg")).unwrap();
+        let sq = |x: f64| {
+            Geometry::MultiPolygon(geo_types::MultiPolygon::new(vec![polygon![
+                (x: x, y: 0.0), (x: x + 1.0, y: 0.0), (x: x + 1.0, y: 1.0), (x: x, y: 1.0)
+            ]]))
+        };
+        for l in Layer::ALL {
+            s.create_layer(&l.schema()).unwrap();
+        }
+        let admin = |s: &mut Store, layer: Layer, codes: &[&str]| {
+            let mut w = s.writer(layer.name()).unwrap();
+            for (i, c) in codes.iter().enumerate() {
+                let n = layer.schema().columns.len();
+                let mut v = vec![Value::Null; n];
+                v[0] = Value::Text((*c).into());
+                v[3] = Value::Integer(0);
+                v[4] = Value::Integer(0);
+                if layer == Layer::Grids {
+                    v[5] = Value::Integer(0);
+                }
+                w.insert(&sq(i as f64), &v).unwrap();
+            }
+            w.commit().unwrap();
+        };
+        admin(&mut s, Layer::Grids, &GRIDS);
+        admin(
+            &mut s,
+            Layer::Communities,
+            &["110101001001", "110101001002", "110102001001"],
+        );
+        admin(&mut s, Layer::Streets, &["110101001", "110102001"]);
+        admin(&mut s, Layer::Districts, &["110101", "110102"]);
+        s
+    }
+
+    #[derive(Debug, Clone)]
+    struct Step {
+        op: u8,
+        layer: bool,
+        who: u8,
+        grid: usize,
+        households: i64,
+        change: u8,
+    }
+
+    fn steps() -> impl Strategy<Value = Vec<Vec<Step>>> {
+        let step = (0u8..4, any::<bool>(), 0u8..12, 0usize..4, 0i64..30, 0u8..40).prop_map(
+            |(op, layer, who, grid, households, change)| Step {
+                op,
+                layer,
+                who,
+                grid,
+                households,
+                change,
+            },
+        );
+        prop::collection::vec(prop::collection::vec(step, 1..12), 1..8)
+    }
+
+    fn change(s: &Step) -> EntityChange {
+        let op = ChangeOp::ALL[s.op as usize];
+        let layer = if s.layer {
+            Layer::Persons
+        } else {
+            Layer::Buildings
+        };
+        let grid = GRIDS[s.grid];
+        let x = s.grid as f64 + 0.5;
+        let geometry = if layer == Layer::Persons {
+            Geometry::Point(Point::new(x, 0.5))
+        } else {
+            Geometry::Polygon(polygon![(x: x, y: 0.4), (x: x + 0.1, y: 0.4), (x: x + 0.1, y: 0.5)])
+        };
+        let placed = matches!(op, ChangeOp::Add | ChangeOp::Move).then(|| Placed {
+            geometry,
+            grid_code: grid.into(),
+            community_code: grid[..12].into(),
+            cell: (layer == Layer::Persons).then_some(s.grid as i64),
+        });
+        let properties = match (op, layer) {
+            (ChangeOp::Add | ChangeOp::Update, Layer::Buildings) => {
+                vec![("households".to_owned(), Value::Integer(s.households))]
+            }
+            (ChangeOp::Update, _) => vec![("age_band".to_owned(), Value::Text("20-29".into()))],
+            _ => Vec::new(),
+        };
+        EntityChange {
+            change_id: format!("c{}", s.change),
+            op,
+            layer,
+            id: format!("e{}", s.who),
+            placed,
+            properties,
+        }
+    }
+
+    fn counts(s: &Store, sql: &str) -> Vec<(String, i64)> {
+        let mut st = s.connection().prepare(sql).unwrap();
+        st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(48))]
+
+        /// After any sequence of batches: each stored count equals the
+        /// aggregate of the rows, outcomes follow a model of which ids and
+        /// change ids exist, and the log holds one row per applied change.
+        #[test]
+        fn counts_follow_the_rows(batches in steps()) {
+            let dir = tempfile::tempdir().unwrap();
+            let mut s = store(dir.path());
+            let mut present: HashSet<(bool, u8)> = HashSet::new();
+            let mut seen: HashSet<u8> = HashSet::new();
+            let mut applied = 0;
+            for b in &batches {
+                let changes: Vec<EntityChange> = b.iter().map(change).collect();
+                let out = s.apply_changes("2026-12-02T00:00:00.000Z", &changes, &|x, _| Some(x.floor() as i64)).unwrap();
+                for (st, o) in b.iter().zip(&out) {
+                    let key = (st.layer, st.who);
+                    let want = if seen.contains(&st.change) {
+                        "dup"
+                    } else {
+                        match (st.op, present.contains(&key)) {
+                            (0, false) | (1..=3, true) => "ok",
+                            _ => "rejected",
+                        }
+                    };
+                    let got = match o {
+                        Outcome::Applied { .. } => "ok",
+                        Outcome::Duplicate => "dup",
+                        Outcome::Rejected(_) => "rejected",
+                    };
+                    prop_assert_eq!(want, got, "{:?} → {:?}", st, o);
+                    if got == "ok" {
+                        applied += 1;
+                        seen.insert(st.change);
+                        match st.op {
+                            0 => { present.insert(key); }
+                            3 => { present.remove(&key); }
+                            _ => {}
+                        }
+                    }
+                }
+            }
+            let grid_persons = counts(&s, "SELECT code, persons FROM grids ORDER BY code");
+            let rows: HashMap<String, i64> = counts(&s, "SELECT grid_code, count(*) FROM persons GROUP BY 1").into_iter().collect();
+            for (code, n) in &grid_persons {
+                prop_assert_eq!(*n, rows.get(code).copied().unwrap_or(0), "grid {} persons", code);
+            }
+            for (layer, len) in [("grids", 15), ("communities", 12), ("streets", 9), ("districts", 6)] {
+                let stored = counts(&s, &format!("SELECT code, households FROM {layer}"));
+                let rows: HashMap<String, i64> = counts(&s, &format!(
+                    "SELECT substr(grid_code, 1, {len}), sum(households) FROM buildings GROUP BY 1")).into_iter().collect();
+                for (code, n) in &stored {
+                    prop_assert_eq!(*n, rows.get(code).copied().unwrap_or(0), "{} {} households", layer, code);
+                }
+                let stored = counts(&s, &format!("SELECT code, persons FROM {layer}"));
+                let rows: HashMap<String, i64> = counts(&s, &format!(
+                    "SELECT substr(grid_code, 1, {len}), count(*) FROM persons GROUP BY 1")).into_iter().collect();
+                for (code, n) in &stored {
+                    prop_assert_eq!(*n, rows.get(code).copied().unwrap_or(0), "{} {} persons", layer, code);
+                }
+            }
+            let buildings = counts(&s, "SELECT code, buildings FROM grids");
+            let rows: HashMap<String, i64> = counts(&s, "SELECT grid_code, count(*) FROM buildings GROUP BY 1").into_iter().collect();
+            for (code, n) in &buildings {
+                prop_assert_eq!(*n, rows.get(code).copied().unwrap_or(0), "grid {} buildings", code);
+            }
+            prop_assert_eq!(s.last_change_seq().unwrap() >= applied, true);
+            prop_assert_eq!(s.changes_after(0, usize::MAX >> 1).unwrap().len() as i64, applied);
+        }
     }
 }

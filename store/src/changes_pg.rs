@@ -82,9 +82,10 @@ impl ChangeTx for PgChangeTx<'_> {
     }
 
     fn next_batch(&mut self) -> Result<i64, StoreError> {
-        let rows = self
-            .store
-            .query("SELECT coalesce(max(batch), 0) + 1 FROM wangge_changes", &[])?;
+        let rows = self.store.query(
+            "SELECT coalesce(max(batch), 0) + 1 FROM wangge_changes",
+            &[],
+        )?;
         Ok(rows[0].get(0))
     }
 
@@ -153,7 +154,11 @@ impl ChangeTx for PgChangeTx<'_> {
         encode_ewkb(geometry, 4326, &mut ewkb);
         let texts: Vec<Option<String>> = values.iter().map(|(_, v)| as_text(v)).collect();
         let mut p: Vec<&(dyn postgres::types::ToSql + Sync)> = vec![&ewkb];
-        p.extend(texts.iter().map(|t| t as &(dyn postgres::types::ToSql + Sync)));
+        p.extend(
+            texts
+                .iter()
+                .map(|t| t as &(dyn postgres::types::ToSql + Sync)),
+        );
         let rows = self.store.query(&sql, &p)?;
         Ok(rows[0].get(0))
     }
@@ -190,7 +195,11 @@ impl ChangeTx for PgChangeTx<'_> {
         if geometry.is_some() {
             p.push(&ewkb);
         }
-        p.extend(texts.iter().map(|t| t as &(dyn postgres::types::ToSql + Sync)));
+        p.extend(
+            texts
+                .iter()
+                .map(|t| t as &(dyn postgres::types::ToSql + Sync)),
+        );
         self.store.query(&sql, &p)?;
         Ok(())
     }
@@ -232,7 +241,10 @@ impl ChangeTx for PgChangeTx<'_> {
             sets.join(", ")
         );
         let mut p: Vec<&(dyn postgres::types::ToSql + Sync)> = vec![&code];
-        p.extend(kept.iter().map(|(_, d)| d as &(dyn postgres::types::ToSql + Sync)));
+        p.extend(
+            kept.iter()
+                .map(|(_, d)| d as &(dyn postgres::types::ToSql + Sync)),
+        );
         self.store.query(&sql, &p)?;
         Ok(())
     }

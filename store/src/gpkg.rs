@@ -1828,7 +1828,11 @@ fn layer_names_of(conn: &Connection, path: &Path) -> Result<Vec<String>, StoreEr
 }
 
 /// How feature layer `layer` of the GeoPackage open on `conn` is laid out.
-pub(crate) fn layer_def_of(conn: &Connection, path: &Path, layer: &str) -> Result<LayerDef, StoreError> {
+pub(crate) fn layer_def_of(
+    conn: &Connection,
+    path: &Path,
+    layer: &str,
+) -> Result<LayerDef, StoreError> {
     {
         let found: Option<(String, String, i64)> = conn
             .query_row(

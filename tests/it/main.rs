@@ -5,6 +5,7 @@ mod edit;
 
 mod assign;
 mod bad_input;
+mod changes;
 mod foreign;
 mod gpkg;
 mod locate_truth;

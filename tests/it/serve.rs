@@ -1105,6 +1105,13 @@ impl wangge::serve::TileSource for FakeSource {
     ) -> Result<wangge::serve::TileChanges, String> {
         Ok(wangge::serve::TileChanges::everything())
     }
+    fn apply_changes(
+        &self,
+        _store: &wangge_engine::store::AnyStore,
+        _touched: &wangge_tiler::Touched,
+    ) -> Result<wangge::serve::TileChanges, String> {
+        Ok(wangge::serve::TileChanges::everything())
+    }
 }
 
 async fn call(

@@ -161,20 +161,32 @@ impl Changes {
                     let hi = |v: f64| ((v * n + pad).floor().max(0.0) as u32).min(last);
                     let (tx0, tx1, ty0, ty1) = (lo(x0), hi(x1), lo(y0), hi(y1));
                     if u64::from(tx1 - tx0 + 1) * u64::from(ty1 - ty0 + 1) > limit as u64 {
-                        return (out.into_iter().filter_map(|(z, x, y)| TileCoord::new(z, x, y).ok()).collect(), true);
+                        return (
+                            out.into_iter()
+                                .filter_map(|(z, x, y)| TileCoord::new(z, x, y).ok())
+                                .collect(),
+                            true,
+                        );
                     }
                     for x in tx0..=tx1 {
                         for y in ty0..=ty1 {
-                            let Ok(t) = TileCoord::new(z, x, y) else { continue };
+                            let Ok(t) = TileCoord::new(z, x, y) else {
+                                continue;
+                            };
                             if out.contains(&(z, x, y)) {
                                 continue;
                             }
                             let [a0, b0, a1, b1] = t.merc_bounds();
                             let p = (a1 - a0) * f64::from(BUFFER + 1) / f64::from(EXTENT);
-                            if meets(f.bbox(), [a0 - p, b0 - p, a1 + p, b1 + p]) && footprint_touches(f, t) {
+                            if meets(f.bbox(), [a0 - p, b0 - p, a1 + p, b1 + p])
+                                && footprint_touches(f, t)
+                            {
                                 out.insert((z, x, y));
                                 if out.len() > limit {
-                                    let mut v: Vec<TileCoord> = out.into_iter().filter_map(|(z, x, y)| TileCoord::new(z, x, y).ok()).collect();
+                                    let mut v: Vec<TileCoord> = out
+                                        .into_iter()
+                                        .filter_map(|(z, x, y)| TileCoord::new(z, x, y).ok())
+                                        .collect();
                                     v.truncate(limit);
                                     return (v, true);
                                 }
@@ -184,7 +196,12 @@ impl Changes {
                 }
             }
         }
-        (out.into_iter().filter_map(|(z, x, y)| TileCoord::new(z, x, y).ok()).collect(), false)
+        (
+            out.into_iter()
+                .filter_map(|(z, x, y)| TileCoord::new(z, x, y).ok())
+                .collect(),
+            false,
+        )
     }
 
     /// Records the changes between the `old` and `new` features of a layer

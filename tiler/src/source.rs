@@ -930,7 +930,11 @@ impl Tiler {
         let before: HashMap<String, Vec<i64>> = communities
             .iter()
             .map(|c| {
-                let b = self.disclosure.withheld_buildings_of(c).unwrap_or(&[]).to_vec();
+                let b = self
+                    .disclosure
+                    .withheld_buildings_of(c)
+                    .unwrap_or(&[])
+                    .to_vec();
                 ((*c).to_owned(), b)
             })
             .collect();
@@ -941,7 +945,12 @@ impl Tiler {
         };
         let redecided_refs: Vec<&str> = redecided.iter().map(String::as_str).collect();
         if !redecided_refs.is_empty() {
-            self.replace(store, spec_of("grids"), Filter::Groups(&redecided_refs), &mut changes)?;
+            self.replace(
+                store,
+                spec_of("grids"),
+                Filter::Groups(&redecided_refs),
+                &mut changes,
+            )?;
         }
         // Buildings whose withheld status may have flipped.
         let flipped: Vec<&str> = redecided_refs
@@ -953,7 +962,12 @@ impl Tiler {
             })
             .collect();
         if !flipped.is_empty() {
-            self.replace(store, spec_of("buildings"), Filter::Groups(&flipped), &mut changes)?;
+            self.replace(
+                store,
+                spec_of("buildings"),
+                Filter::Groups(&flipped),
+                &mut changes,
+            )?;
         }
         for (layer, fids) in &touched.fids {
             if !SPECS.iter().any(|s| s.name == layer.as_str()) {
@@ -978,7 +992,9 @@ impl Tiler {
         // Per resolution: the cells whose shown sum changed.
         let mut dirty: Vec<Vec<CellIndex>> = vec![Vec::new(); self.hex.len()];
         for (&cell, &d) in cells {
-            let Ok(c) = CellIndex::try_from(cell) else { continue };
+            let Ok(c) = CellIndex::try_from(cell) else {
+                continue;
+            };
             let old = self.hex_counts.finest.get(&c).copied().unwrap_or(0);
             let new = (i64::from(old) + d).clamp(0, i64::from(u32::MAX)) as u32;
             if new == 0 {
@@ -992,7 +1008,9 @@ impl Tiler {
                 continue;
             }
             for (i, (res, _)) in self.hex.iter().enumerate() {
-                let Ok(r) = Resolution::try_from(*res) else { continue };
+                let Ok(r) = Resolution::try_from(*res) else {
+                    continue;
+                };
                 let Some(p) = c.parent(r) else { continue };
                 let sum = self.hex_counts.sums[i].entry(p).or_default();
                 *sum = (i64::from(*sum) + delta).max(0) as u32;
@@ -1042,7 +1060,10 @@ impl Tiler {
                 PERSONS_HEX,
                 z0,
                 z1,
-                &slots.iter().map(|&j| version(&l.items[j])).collect::<Vec<_>>(),
+                &slots
+                    .iter()
+                    .map(|&j| version(&l.items[j]))
+                    .collect::<Vec<_>>(),
                 &fresh.iter().map(version).collect::<Vec<_>>(),
             );
             l.swap(&slots, fresh);
@@ -1514,9 +1535,16 @@ fn load_hex(store: &AnyStore, k: u32) -> Result<(HexLevels, HexCounts, Vec<Strin
                 *at.entry(p).or_default() += n;
             }
         }
-        let mut cells: Vec<_> = at.iter().filter(|(_, n)| **n >= k).map(|(c, n)| (*c, *n)).collect();
+        let mut cells: Vec<_> = at
+            .iter()
+            .filter(|(_, n)| **n >= k)
+            .map(|(c, n)| (*c, *n))
+            .collect();
         cells.sort_unstable();
-        let items = cells.into_iter().map(|(c, n)| hex_item(c, res, n)).collect();
+        let items = cells
+            .into_iter()
+            .map(|(c, n)| hex_item(c, res, n))
+            .collect();
         hex.sums.push(at);
         let keys = HEX_FIELDS.iter().map(|f| f.0).collect();
         levels.push((
