@@ -157,6 +157,10 @@ pub struct Disclosure {
     /// Every community of the hierarchy, with its withheld grids and
     /// buildings: what [`Disclosure::update`] replaces.
     below: HashMap<Box<str>, Below>,
+    /// Whether every street and community named its parent in
+    /// `parent_code` when loaded, so that a parent's children can be read
+    /// by that column ([`Disclosure::update_counts`]).
+    parents_named: bool,
 }
 
 /// The withheld units under one community.
@@ -164,6 +168,9 @@ pub struct Disclosure {
 struct Below {
     grids: Vec<Box<str>>,
     buildings: Vec<i64>,
+    /// Whether a building sits directly under the community (it has no
+    /// grid), so that it takes part in the grids' decisions.
+    loose: bool,
 }
 
 /// What a unit of [`Disclosure`]'s hierarchy is.
@@ -247,6 +254,7 @@ impl Disclosure {
     /// Store errors.
     pub fn load(store: &AnyStore, privacy: Privacy) -> Result<Disclosure, StoreError> {
         let mut h = Hierarchy::default();
+        let mut parents_named = true;
         for layer in [
             Layer::Districts,
             Layer::Streets,
@@ -254,6 +262,9 @@ impl Disclosure {
             Layer::Grids,
         ] {
             for r in store.admin_counts(layer, Selection::All)? {
+                parents_named &= layer == Layer::Districts
+                    || layer == Layer::Grids
+                    || r.parent.as_deref().is_some_and(|p| !p.is_empty());
                 h.admin(layer, r);
             }
         }
@@ -264,11 +275,20 @@ impl Disclosure {
         let withheld = suppress(privacy, &h.units);
         let mut d = Disclosure {
             privacy,
+            parents_named,
             ..Disclosure::default()
         };
         for (i, k) in h.kinds.iter().enumerate() {
             if *k == Kind::Admin(Layer::Communities) {
                 d.below.insert(h.keys[i].clone(), Below::default());
+            }
+        }
+        for (i, k) in h.kinds.iter().enumerate() {
+            if let (Kind::Building(_), Some(p)) = (k, h.units[i].parent)
+                && h.kinds[p] == Kind::Admin(Layer::Communities)
+                && let Some(b) = d.below.get_mut(&h.keys[p])
+            {
+                b.loose = true;
             }
         }
         for (i, w) in withheld.into_iter().enumerate() {
@@ -316,22 +336,71 @@ impl Disclosure {
     /// # Errors
     /// Store errors.
     pub fn update(&mut self, store: &AnyStore, community: &str) -> Result<(), StoreError> {
-        if !self.below.contains_key(community) {
+        self.update_many(store, &[community])
+    }
+
+    /// [`Disclosure::update`] of several communities, with one read of
+    /// their grids and one of their buildings.
+    ///
+    /// # Errors
+    /// Store errors.
+    pub fn update_many(
+        &mut self,
+        store: &AnyStore,
+        communities: &[&str],
+    ) -> Result<(), StoreError> {
+        if communities.is_empty() {
+            return Ok(());
+        }
+        if communities.iter().any(|c| !self.below.contains_key(*c)) {
             *self = Disclosure::load(store, self.privacy)?;
             return Ok(());
         }
-        let mine = [community];
         let grids = store.admin_counts(
             Layer::Grids,
             Selection::In {
                 column: "parent_code",
-                values: &mine,
+                values: communities,
             },
         )?;
         let buildings = store.building_counts(Selection::In {
             column: "community_code",
-            values: &mine,
+            values: communities,
         })?;
+        let mut grids_of: HashMap<String, Vec<AdminCounts>> = HashMap::new();
+        for g in grids {
+            grids_of
+                .entry(g.parent.clone().unwrap_or_default())
+                .or_default()
+                .push(g);
+        }
+        let mut buildings_of: HashMap<String, Vec<BuildingCounts>> = HashMap::new();
+        for b in buildings {
+            buildings_of
+                .entry(b.community_code.clone().unwrap_or_default())
+                .or_default()
+                .push(b);
+        }
+        for community in communities {
+            let grids = grids_of.remove(*community).unwrap_or_default();
+            let buildings = buildings_of.remove(*community).unwrap_or_default();
+            if !self.decide_below(community, grids, buildings) {
+                *self = Disclosure::load(store, self.privacy)?;
+                return Ok(());
+            }
+        }
+        Ok(())
+    }
+
+    /// Decides again the grids and buildings under `community` from their
+    /// rows; false (nothing changed) when a building names a grid that is
+    /// not the community's.
+    fn decide_below(
+        &mut self,
+        community: &str,
+        grids: Vec<AdminCounts>,
+        buildings: Vec<BuildingCounts>,
+    ) -> bool {
         let mut h = Hierarchy::default();
         // The community first, with counts that give it the decision it
         // has: nothing below it can change that.
@@ -348,19 +417,31 @@ impl Disclosure {
         for r in grids {
             h.admin(Layer::Grids, r);
         }
-        for b in buildings {
+        for b in &buildings {
             if b.grid_code
                 .as_deref()
                 .is_some_and(|g| !h.index.contains_key(g))
             {
-                *self = Disclosure::load(store, self.privacy)?;
-                return Ok(());
+                return false;
             }
+        }
+        for b in buildings {
             h.building(b);
         }
+        let loose = h
+            .kinds
+            .iter()
+            .zip(&h.pending)
+            .any(|(k, p)| matches!(k, Kind::Building(_)) && p.as_deref() == Some(community));
         h.link();
         let decided = suppress(self.privacy, &h.units);
-        let old = self.below.insert(community.into(), Below::default());
+        let old = self.below.insert(
+            community.into(),
+            Below {
+                loose,
+                ..Below::default()
+            },
+        );
         for g in old.iter().flat_map(|b| &b.grids) {
             self.codes.remove(g);
         }
@@ -372,7 +453,7 @@ impl Disclosure {
                 self.withhold(&h, i);
             }
         }
-        Ok(())
+        true
     }
 
     /// After counts changed in some communities (the change feed adding,
@@ -380,9 +461,12 @@ impl Disclosure {
     /// street and district change too): decides the districts, streets and
     /// communities again from their counts, read whole (a decision at
     /// these levels depends only on them, not on grids or buildings), then
-    /// re-decides below each of `communities` and each community whose
-    /// own decision changed ([`Disclosure::update`]). Returns those
-    /// communities, sorted. The result equals a fresh [`Disclosure::load`].
+    /// re-decides below each community whose own decision changed
+    /// ([`Disclosure::update_many`]), and below each of `communities`: all
+    /// of it when `buildings_changed`, else only where the grids'
+    /// decisions change (a building's decision depends on its grid's
+    /// decision and its own count). Returns `communities` and those
+    /// re-decided, sorted. The result equals a fresh [`Disclosure::load`].
     ///
     /// # Errors
     /// Store errors.
@@ -390,17 +474,45 @@ impl Disclosure {
         &mut self,
         store: &AnyStore,
         communities: &[&str],
+        buildings_changed: bool,
     ) -> Result<Vec<String>, StoreError> {
         let mut h = Hierarchy::default();
-        for layer in [Layer::Districts, Layer::Streets, Layer::Communities] {
-            for r in store.admin_counts(layer, Selection::All)? {
-                h.admin(layer, r);
+        // Each parent's children whole: every district (the roots), the
+        // streets of the districts and the communities of the streets the
+        // changed communities are in.
+        let coded = communities
+            .iter()
+            .all(|c| c.len() == 12 && c.bytes().all(|b| b.is_ascii_digit()));
+        if self.parents_named && coded {
+            let streets: std::collections::BTreeSet<&str> =
+                communities.iter().map(|c| &c[..9]).collect();
+            let districts: std::collections::BTreeSet<&str> =
+                streets.iter().map(|s| &s[..6]).collect();
+            let streets: Vec<&str> = streets.into_iter().collect();
+            let districts: Vec<&str> = districts.into_iter().collect();
+            for r in store.admin_counts(Layer::Districts, Selection::All)? {
+                h.admin(Layer::Districts, r);
+            }
+            let by_parent = |values| Selection::In {
+                column: "parent_code",
+                values,
+            };
+            for r in store.admin_counts(Layer::Streets, by_parent(&districts))? {
+                h.admin(Layer::Streets, r);
+            }
+            for r in store.admin_counts(Layer::Communities, by_parent(&streets))? {
+                h.admin(Layer::Communities, r);
+            }
+        } else {
+            for layer in [Layer::Districts, Layer::Streets, Layer::Communities] {
+                for r in store.admin_counts(layer, Selection::All)? {
+                    h.admin(layer, r);
+                }
             }
         }
         h.link();
         let decided = suppress(self.privacy, &h.units);
-        let mut redo: std::collections::BTreeSet<String> =
-            communities.iter().map(|c| (*c).to_owned()).collect();
+        let mut redo: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
         for (i, w) in decided.into_iter().enumerate() {
             let code = &h.keys[i];
             if self.codes.contains(code) != w {
@@ -414,10 +526,99 @@ impl Disclosure {
                 }
             }
         }
-        for c in &redo {
-            self.update(store, c)?;
+        // Communities whose own decision held: when no building changed,
+        // their buildings' decisions change only with their grids', so the
+        // grids alone are decided first.
+        let rest: Vec<&str> = communities
+            .iter()
+            .copied()
+            .filter(|c| !redo.contains(*c))
+            .collect();
+        if buildings_changed {
+            redo.extend(rest.iter().map(|c| (*c).to_owned()));
+        } else {
+            redo.extend(self.grids_changed(store, &rest)?);
         }
-        Ok(redo.into_iter().collect())
+        let redo: Vec<String> = redo.into_iter().collect();
+        let refs: Vec<&str> = redo.iter().map(String::as_str).collect();
+        self.update_many(store, &refs)?;
+        Ok(communities
+            .iter()
+            .map(|c| (*c).to_owned())
+            .chain(redo)
+            .collect::<std::collections::BTreeSet<String>>()
+            .into_iter()
+            .collect())
+    }
+
+    /// Of `communities` (whose own decisions hold and whose buildings did
+    /// not change), those whose grids' decisions would change with the
+    /// grids' current counts, or that have a building without a grid
+    /// (which takes part in them): what [`Disclosure::update_many`] must
+    /// decide again. The others' decisions stand as they are.
+    fn grids_changed(
+        &self,
+        store: &AnyStore,
+        communities: &[&str],
+    ) -> Result<Vec<String>, StoreError> {
+        if communities.is_empty() {
+            return Ok(Vec::new());
+        }
+        let grids = store.admin_counts(
+            Layer::Grids,
+            Selection::In {
+                column: "parent_code",
+                values: communities,
+            },
+        )?;
+        let mut grids_of: HashMap<String, Vec<AdminCounts>> = HashMap::new();
+        for g in grids {
+            grids_of
+                .entry(g.parent.clone().unwrap_or_default())
+                .or_default()
+                .push(g);
+        }
+        let mut out = Vec::new();
+        for c in communities {
+            let Some(below) = self.below.get(*c) else {
+                out.push((*c).to_owned());
+                continue;
+            };
+            if below.loose {
+                out.push((*c).to_owned());
+                continue;
+            }
+            let mut h = Hierarchy::default();
+            let withheld = self.codes.contains(*c);
+            h.admin(
+                Layer::Communities,
+                AdminCounts {
+                    code: (*c).to_owned(),
+                    parent: None,
+                    households: if withheld { 0 } else { i64::MAX },
+                    persons: if withheld { 0 } else { i64::MAX },
+                },
+            );
+            for r in grids_of.remove(*c).unwrap_or_default() {
+                h.admin(Layer::Grids, r);
+            }
+            h.link();
+            let decided = suppress(self.privacy, &h.units);
+            let mut now: Vec<&str> = decided
+                .iter()
+                .enumerate()
+                .skip(1)
+                .filter(|(_, w)| **w)
+                .map(|(i, _)| &*h.keys[i])
+                .collect();
+            let mut was: Vec<&str> = below.grids.iter().map(|g| &**g).collect();
+            now.sort_unstable();
+            was.sort_unstable();
+            if now != was {
+                out.push((*c).to_owned());
+            }
+        }
+        Ok(out)
     }
 
     /// The fids of the withheld buildings under a community, as decided.

@@ -7,7 +7,8 @@
 //! the grid directory and the privacy decisions where counts changed, the
 //! tiles the batch touched (old and new positions, the grids whose counts
 //! changed, the `persons_hex` cells), and the cached tiles they reach. One
-//! stream event goes out per batch, layer and operation.
+//! stream event goes out per batch and layer (`op` is `mixed` when the
+//! batch did several things to the layer).
 //!
 //! The stream never carries a person's id, name or position: an event is
 //! `{"seq", "layer", "op", "grid_codes", "tiles"}`, the grid codes sorted

@@ -232,25 +232,25 @@ impl Directory {
         Ok(d)
     }
 
-    /// The directory after a batch of the change feed: the privacy
-    /// decisions where counts changed ([`Disclosure::update_counts`]), the
-    /// households of the grids of `communities`, and the entity counts of
-    /// the grids in `counted`. Equal to a fresh [`Directory::load`].
+    /// Brings the directory up to date after a batch of the change feed:
+    /// the privacy decisions where counts changed
+    /// ([`Disclosure::update_counts`]), the households of the grids of
+    /// `communities`, and the entity counts of the grids in `counted`.
+    /// Afterwards it equals a fresh [`Directory::load`].
     ///
     /// # Errors
     /// Store errors.
-    pub fn changed(
-        &self,
+    pub fn apply_changes(
+        &mut self,
         store: &AnyStore,
         communities: &[&str],
         counted: &[&str],
-    ) -> Result<Directory, ApiError> {
-        if communities.is_empty() && counted.is_empty() {
-            return Ok(self.clone());
-        }
-        let mut d = self.clone();
+        buildings_changed: bool,
+    ) -> Result<(), ApiError> {
+        let d = self;
         if !communities.is_empty() {
-            d.disclosure.update_counts(store, communities)?;
+            d.disclosure
+                .update_counts(store, communities, buildings_changed)?;
             let selection = Selection::In {
                 column: "parent_code",
                 values: communities,
@@ -286,7 +286,7 @@ impl Directory {
                 }
             }
         }
-        Ok(d)
+        Ok(())
     }
 
     /// Number of grids.

@@ -443,23 +443,30 @@ impl AppState {
             }
             let c: Vec<&str> = communities.iter().map(String::as_str).collect();
             let g: Vec<&str> = counted.iter().map(String::as_str).collect();
-            let directory = self.directory().changed(store, &c, &g)?;
-            *self.directory.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(directory);
-            // Then the tiles and the stream, per batch, layer and operation.
+            let buildings = rows.iter().any(|r| r.layer == Layer::Buildings);
+            {
+                // In place unless a request still holds the old one.
+                let mut guard = self.directory.write().unwrap_or_else(|p| p.into_inner());
+                Arc::make_mut(&mut guard).apply_changes(store, &c, &g, buildings)?;
+            }
+            // Then the tiles and the stream, per batch and layer.
             let mut groups: BTreeMap<
-                (i64, &'static str, &'static str),
+                (i64, &'static str),
                 Vec<&wangge_engine::store::changes::LoggedChange>,
             > = BTreeMap::new();
             for r in &rows {
-                groups
-                    .entry((r.batch, r.layer.name(), r.op.name()))
-                    .or_default()
-                    .push(r);
+                groups.entry((r.batch, r.layer.name())).or_default().push(r);
             }
             let mut ordered: Vec<_> = groups.into_iter().collect();
             ordered.sort_by_key(|(_, rs)| rs.last().map_or(0, |r| r.seq));
             let mut result = Ok(());
-            for ((_, layer, op), rs) in ordered {
+            for ((_, layer), rs) in ordered {
+                let ops: BTreeSet<&str> = rs.iter().map(|r| r.op.name()).collect();
+                let op = if ops.len() == 1 {
+                    ops.first().copied().unwrap_or("mixed")
+                } else {
+                    "mixed"
+                };
                 let mut touched = wangge_tiler::Touched::default();
                 let mut grid_codes: BTreeSet<&str> = BTreeSet::new();
                 for r in &rs {

@@ -30,7 +30,7 @@ const ENTITY: [&str; 6] = [
 /// layer at points inside random grids' boxes, plus changes that must be
 /// refused (unknown ids, points far outside, bad ops) and never become
 /// valid later, so a replay gives the same state.
-struct Feed {
+pub(crate) struct Feed {
     rng: ChaCha8Rng,
     /// Ids present, per layer.
     ids: BTreeMap<&'static str, Vec<String>>,
@@ -42,7 +42,7 @@ struct Feed {
 }
 
 impl Feed {
-    fn new(store: &Path, seed: u64) -> Feed {
+    pub(crate) fn new(store: &Path, seed: u64) -> Feed {
         let c = Connection::open(store).unwrap();
         let mut ids = BTreeMap::new();
         let mut person_ids = BTreeSet::new();
@@ -165,12 +165,12 @@ impl Feed {
         c
     }
 
-    fn batch(&mut self, n: usize) -> Vec<Value> {
+    pub(crate) fn batch(&mut self, n: usize) -> Vec<Value> {
         (0..n).map(|_| self.change()).collect()
     }
 }
 
-fn post_changes(srv: &Server, body: &[u8], ct: &str) -> Value {
+pub(crate) fn post_changes(srv: &Server, body: &[u8], ct: &str) -> Value {
     let auth = format!("Bearer {TOKEN}");
     let a = post(
         &srv.url("/v1/changes"),
@@ -181,7 +181,7 @@ fn post_changes(srv: &Server, body: &[u8], ct: &str) -> Value {
     a.json()
 }
 
-fn metric(srv: &Server, name: &str) -> u64 {
+pub(crate) fn metric(srv: &Server, name: &str) -> u64 {
     let text = String::from_utf8(get(&srv.url("/metrics"), &[]).body).unwrap();
     text.lines()
         .find_map(|l| l.strip_prefix(&format!("{name} ")))
@@ -191,7 +191,7 @@ fn metric(srv: &Server, name: &str) -> u64 {
 
 /// Every row of the entity layers and the count columns of the admin
 /// layers, as text: what a replay must leave as it is.
-fn digest(store: &Path) -> String {
+pub(crate) fn digest(store: &Path) -> String {
     let c = Connection::open(store).unwrap();
     let mut out = String::new();
     for l in ENTITY {
@@ -243,7 +243,7 @@ fn digest(store: &Path) -> String {
 /// counts: a grid's persons (by `grid_code`), households and buildings (its
 /// buildings), and each community's, street's and district's persons and
 /// households (by the code prefix of its grids' rows).
-fn assert_counts_match_rows(store: &Path) -> usize {
+pub(crate) fn assert_counts_match_rows(store: &Path) -> usize {
     let c = Connection::open(store).unwrap();
     let map = |sql: &str| -> BTreeMap<String, i64> {
         c.prepare(sql)
@@ -301,7 +301,7 @@ fn assert_counts_match_rows(store: &Path) -> usize {
 }
 
 /// (id → (community_code, grid_code)) of an entity layer.
-fn codes_of(store: &Path, layer: &str) -> BTreeMap<String, (String, String)> {
+pub(crate) fn codes_of(store: &Path, layer: &str) -> BTreeMap<String, (String, String)> {
     let c = Connection::open(store).unwrap();
     c.prepare(&format!(
         "SELECT id, coalesce(community_code, ''), coalesce(grid_code, '') FROM {layer}"

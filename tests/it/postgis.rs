@@ -812,3 +812,133 @@ fn a_connection_lost_mid_write_rolls_back() {
     wangge_ok(&["partition", "--store", &url, "--target", "7", "--quiet"]);
     assert_ne!(state(), before);
 }
+
+/// The change feed on PostGIS: batches through replica A and `wangge
+/// apply` on the URL reach replica B through the change log; both then
+/// answer as a fresh server on the database, and as a GeoPackage server
+/// fed the same batches; the counts read back equal the rows they count
+/// and a full re-index; a replay through B changes nothing.
+#[test]
+fn the_change_feed_on_postgis_feeds_every_replica() {
+    use crate::changes::{Feed, assert_counts_match_rows, codes_of, digest, metric, post_changes};
+    use crate::serve::{Server, TOKEN, assert_answers_equal, city_copy};
+    let pg = PgCluster::start();
+    let url = pg.database("city", true);
+    let dir = tempfile::tempdir().unwrap();
+    let store = city_copy(dir.path());
+    wangge_ok(&["copy", "--from", s(&store), "--to", &url, "--quiet"]);
+    let a = Server::start(Path::new(&url), &["--token", TOKEN]);
+    let b = Server::start(Path::new(&url), &["--token", TOKEN]);
+    let g = Server::start(&store, &["--token", TOKEN]);
+    let mut feed = Feed::new(&store, 11);
+    let mut batches = Vec::new();
+    let mut applied = 0;
+    for i in 0..8 {
+        let batch = feed.batch(100);
+        let body = serde_json::to_vec(&batch).unwrap();
+        let n = if i % 4 == 3 {
+            let path = dir.path().join("feed.ndjson");
+            std::fs::write(
+                &path,
+                batch.iter().map(|c| format!("{c}\n")).collect::<String>(),
+            )
+            .unwrap();
+            let out: Value = serde_json::from_str(&wangge_ok(&[
+                "apply",
+                "--store",
+                &url,
+                s(&path),
+                "--json",
+                "--quiet",
+            ]))
+            .unwrap();
+            out["applied"].as_u64().unwrap()
+        } else {
+            post_changes(&a, &body, "application/json")["applied"]
+                .as_u64()
+                .unwrap()
+        };
+        // The same batch into the GeoPackage, through its server.
+        let on_gpkg = post_changes(&g, &body, "application/json");
+        assert_eq!(on_gpkg["applied"].as_u64().unwrap(), n, "{on_gpkg}");
+        applied += n;
+        batches.push(batch);
+    }
+    assert!(applied > 600, "{applied}");
+    // B followed every change, A the CLI's too.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    for srv in [&a, &b] {
+        while metric(srv, "wangge_changes_followed_total") < applied {
+            assert!(std::time::Instant::now() < deadline, "{}", srv.log_text());
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+    let touched: Vec<String> = pg
+        .psql(
+            "city",
+            "SELECT DISTINCT substr(new_grid, 1, 12) FROM wangge_changes WHERE new_grid IS NOT NULL ORDER BY 1",
+        )
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    let sample: Vec<&str> = touched
+        .iter()
+        .step_by((touched.len() / 4).max(1))
+        .map(String::as_str)
+        .collect();
+    let fresh = Server::start(Path::new(&url), &["--token", TOKEN]);
+    for srv in [&a, &b, &g] {
+        let (compared, _) = assert_answers_equal(srv, &fresh, &sample);
+        assert!(compared > 50, "{compared}");
+    }
+    // What the database holds, read back through a copy.
+    let back = dir.path().join("back.gpkg");
+    wangge_ok(&["copy", "--from", &url, "--to", s(&back), "--quiet"]);
+    assert_counts_match_rows(&back);
+    for l in [
+        "persons",
+        "places",
+        "objects",
+        "events",
+        "organizations",
+        "buildings",
+    ] {
+        assert_eq!(
+            codes_of(&back, l),
+            codes_of(&store, l),
+            "{l}: PostGIS vs GeoPackage"
+        );
+    }
+    let copy = dir.path().join("reindexed.gpkg");
+    std::fs::copy(&back, &copy).unwrap();
+    wangge_ok(&[
+        "assign",
+        "--store",
+        s(&copy),
+        "--layers",
+        "persons,places,objects,events,organizations",
+        "--quiet",
+    ]);
+    for l in ["persons", "places", "objects", "events", "organizations"] {
+        assert_eq!(
+            codes_of(&back, l),
+            codes_of(&copy, l),
+            "{l}: feed vs re-index"
+        );
+    }
+    // A replay through B: every applied change is a duplicate.
+    let mut dups = 0;
+    for batch in &batches {
+        let r = post_changes(&b, &serde_json::to_vec(batch).unwrap(), "application/json");
+        assert_eq!(r["applied"], 0, "{r}");
+        dups += r["duplicates"].as_u64().unwrap();
+    }
+    assert_eq!(dups, applied);
+    let again = dir.path().join("again.gpkg");
+    wangge_ok(&["copy", "--from", &url, "--to", s(&again), "--quiet"]);
+    assert_eq!(
+        digest(&again),
+        digest(&back),
+        "a replay changed the database"
+    );
+}

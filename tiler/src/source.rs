@@ -319,6 +319,10 @@ struct LayerData {
     /// Empty slots of `items`.
     free: Vec<u32>,
     tree: Tree,
+    /// Slots by group and by id (what a reload selects by), kept with
+    /// `items`.
+    by_group: HashMap<Box<str>, Vec<u32>>,
+    by_id: HashMap<u64, Vec<u32>>,
 }
 
 impl LayerData {
@@ -341,9 +345,67 @@ impl LayerData {
             items,
             free: Vec::new(),
             tree: RTree::new(),
+            by_group: HashMap::new(),
+            by_id: HashMap::new(),
         };
         l.reindex();
         l
+    }
+
+    fn index_slot(&mut self, i: usize) {
+        let it = &self.items[i];
+        if it.is_vacant() {
+            return;
+        }
+        self.by_id.entry(it.id).or_default().push(i as u32);
+        if let Some(g) = &it.group {
+            self.by_group.entry(g.clone()).or_default().push(i as u32);
+        }
+    }
+
+    fn unindex_slot(&mut self, i: usize) {
+        let it = &self.items[i];
+        let drop_from = |m: &mut Vec<u32>| m.retain(|&j| j as usize != i);
+        if let Some(v) = self.by_id.get_mut(&it.id) {
+            drop_from(v);
+            if v.is_empty() {
+                self.by_id.remove(&it.id);
+            }
+        }
+        if let Some(g) = &it.group
+            && let Some(v) = self.by_group.get_mut(g)
+        {
+            drop_from(v);
+            if v.is_empty() {
+                self.by_group.remove(g);
+            }
+        }
+    }
+
+    /// The occupied slots of `filter`, ascending.
+    fn slots(&self, filter: Filter<'_>) -> Vec<usize> {
+        let mut out: Vec<usize> = match filter {
+            Filter::All => (0..self.items.len())
+                .filter(|&i| !self.items[i].is_vacant())
+                .collect(),
+            Filter::Groups(g) => g
+                .iter()
+                .filter_map(|g| self.by_group.get(*g))
+                .flatten()
+                .map(|&i| i as usize)
+                .collect(),
+            // Only admin and entity layers are read by fid, and their ids
+            // are fids.
+            Filter::Fids(f) => f
+                .iter()
+                .filter_map(|&fid| self.by_id.get(&(fid as u64)))
+                .flatten()
+                .map(|&i| i as usize)
+                .collect(),
+        };
+        out.sort_unstable();
+        out.dedup();
+        out
     }
 
     /// Replaces the items at `slots` (ascending) with `fresh`: in place in
@@ -364,6 +426,7 @@ impl LayerData {
             return;
         }
         for &i in slots {
+            self.unindex_slot(i);
             let it = std::mem::replace(&mut self.items[i], Item::vacant());
             if let Some(e) = entry(i, &it) {
                 self.tree.remove(&e);
@@ -382,6 +445,7 @@ impl LayerData {
                 self.tree.insert(e);
             }
             self.items[i] = it;
+            self.index_slot(i);
         }
     }
 
@@ -393,6 +457,11 @@ impl LayerData {
             .filter_map(|(i, it)| entry(i, it))
             .collect();
         self.tree = RTree::bulk_load(entries);
+        self.by_group.clear();
+        self.by_id.clear();
+        for i in 0..self.items.len() {
+            self.index_slot(i);
+        }
     }
 
     fn bbox(&self) -> Option<[f64; 4]> {
@@ -941,7 +1010,9 @@ impl Tiler {
         let redecided = if communities.is_empty() {
             Vec::new()
         } else {
-            self.disclosure.update_counts(store, &communities)?
+            let buildings = touched.fids.contains_key("buildings");
+            self.disclosure
+                .update_counts(store, &communities, buildings)?
         };
         let redecided_refs: Vec<&str> = redecided.iter().map(String::as_str).collect();
         if !redecided_refs.is_empty() {
@@ -1086,15 +1157,7 @@ impl Tiler {
         let fresh = read_items(store, spec, filter, self.target, &self.disclosure, &mut w)?;
         self.warnings.extend(w.finish(spec.name));
         let l = &mut self.layers[pos];
-        let selected = |it: &Item| match filter {
-            Filter::All => !it.is_vacant(),
-            Filter::Groups(g) => it.group.as_deref().is_some_and(|x| g.contains(&x)),
-            // Only these layers are read by fid, and their ids are fids.
-            Filter::Fids(f) => !it.is_vacant() && f.binary_search(&(it.id as i64)).is_ok(),
-        };
-        let slots: Vec<usize> = (0..l.items.len())
-            .filter(|&i| selected(&l.items[i]))
-            .collect();
+        let slots = l.slots(filter);
         fn version(it: &Item) -> Version<'_> {
             Version {
                 id: it.id,
