@@ -37,7 +37,7 @@ struct PgChangeTx<'s> {
     defs: HashMap<Layer, PgLayer>,
 }
 
-/// A value as text for `CAST($n AS type)`.
+/// A value as text for `CAST($n::text AS type)`.
 fn as_text(v: &Value) -> Option<String> {
     match v {
         Value::Null => None,
@@ -63,7 +63,8 @@ impl PgChangeTx<'_> {
         Ok(&self.defs[&layer])
     }
 
-    /// `CAST($n AS type)` for column `name` of `layer`.
+    /// `CAST($n::text AS type)` for column `name` of `layer` (the parameter
+    /// is text, whatever the column's type).
     fn cast(&mut self, layer: Layer, name: &str, n: usize) -> Result<String, StoreError> {
         let def = self.def(layer)?;
         let ty = def
@@ -72,7 +73,7 @@ impl PgChangeTx<'_> {
             .iter()
             .position(|c| c.name == name)
             .map_or("text", |i| def.types[i].as_str());
-        Ok(format!("CAST(${n} AS {})", quote(ty)))
+        Ok(format!("CAST(${n}::text AS {})", quote(ty)))
     }
 }
 

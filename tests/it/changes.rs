@@ -177,7 +177,13 @@ pub(crate) fn post_changes(srv: &Server, body: &[u8], ct: &str) -> Value {
         &[("content-type", ct), ("authorization", &auth)],
         body,
     );
-    assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+    assert_eq!(
+        a.status,
+        200,
+        "{}\n{}",
+        String::from_utf8_lossy(&a.body),
+        srv.log_text()
+    );
     a.json()
 }
 
