@@ -7,6 +7,7 @@
   const state = {
     map: null, source: null, selected: null, building: null, mode: null,
     lastEdit: null, ready: false, gridLayers: [], buildingLayers: [],
+    live: { seq: null, events: 0, redraws: 0 },
   };
   window.wangge = state;
   const $ = (id) => document.getElementById(id);
@@ -197,6 +198,49 @@
     const tj = await getJSON(style.sources[state.source].url);
     const stamp = Date.now();
     src.setTiles(tj.tiles.map((t) => `${t}${t.includes('?') ? '&' : '?'}v=${stamp}`));
+  }
+
+  // Live: the server's change stream. An event whose tiles are in view
+  // (at the zoom drawn, or one around it) redraws the map's tiles (the
+  // unchanged ones come back as 304 or from the server's cache); the
+  // selected grid's panel is read again when the event names it.
+  function tilesInView(tiles) {
+    const z = Math.min(16, Math.floor(map.getZoom()));
+    const b = map.getBounds();
+    const tx = (lon, zz) => Math.floor((lon + 180) / 360 * 2 ** zz);
+    const ty = (lat, zz) => {
+      const r = lat * Math.PI / 180;
+      return Math.floor((1 - Math.log(Math.tan(r) + 1 / Math.cos(r)) / Math.PI) / 2 * 2 ** zz);
+    };
+    return tiles.some((t) => {
+      const [tz, x, y] = t.split('/').map(Number);
+      if (Math.abs(tz - z) > 1) return false;
+      return x >= tx(b.getWest(), tz) && x <= tx(b.getEast(), tz)
+        && y >= ty(b.getNorth(), tz) && y <= ty(b.getSouth(), tz);
+    });
+  }
+  let redraw = null;
+  function scheduleRedraw() {
+    if (redraw) return;
+    redraw = setTimeout(async () => {
+      redraw = null;
+      await refreshTiles().catch(() => {});
+      state.live.redraws += 1;
+    }, 250);
+  }
+  if (window.EventSource) {
+    const es = new EventSource('/v1/changes/stream');
+    es.addEventListener('change', (e) => {
+      const d = JSON.parse(e.data);
+      state.live.seq = d.seq;
+      state.live.events += 1;
+      $('live').textContent = `live · change ${d.seq}`;
+      if (d.tiles_truncated || tilesInView(d.tiles)) scheduleRedraw();
+      const sel = state.selected && state.selected.properties.code;
+      if (sel && d.grid_codes.includes(sel)) select(sel).catch(() => {});
+    });
+    es.addEventListener('reset', scheduleRedraw);
+    es.onerror = () => { $('live').textContent = 'live · reconnecting'; };
   }
 
   async function edit(body) {

@@ -94,6 +94,32 @@ try {
       return f ? f.properties.code : null;
     }, [b.x, b.y]);
     out.panel_code_after = await page.textContent('#inspect-code');
+
+    // Live: 12 persons added through the change feed by another client
+    // show in the drawn grid's `persons` without a reload.
+    const personsAt = () => page.evaluate(([x, y]) => {
+      const w = window.wangge;
+      const f = w.map.queryRenderedFeatures([x, y], { layers: w.gridLayers })[0];
+      return f ? f.properties.persons ?? null : null;
+    }, [a.x, a.y]);
+    out.live_persons_before = await personsAt();
+    const redraws = await page.evaluate(() => window.wangge.live.redraws);
+    const changes = Array.from({ length: 12 }, (_, i) => ({
+      change_id: `viewer-live-${i}`, op: 'add', layer: 'persons', id: `VIEWER-LIVE-${i}`, lon: a.lon, lat: a.lat,
+    }));
+    const r = await fetch(`${base}/v1/changes`, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json', Authorization: `Bearer ${token}` },
+      body: JSON.stringify(changes),
+    });
+    out.live_post = r.status;
+    out.live_answer = await r.json();
+    await page.waitForFunction((n) => window.wangge.live.redraws > n, redraws, { timeout: 30000 })
+      .catch(() => {});
+    await idle();
+    out.live = await page.evaluate(() => window.wangge.live);
+    out.live_status = await page.textContent('#live');
+    out.live_persons_after = await personsAt();
   }
   await page.screenshot({ path: shot });
 } finally {
