@@ -587,3 +587,81 @@ fn the_change_feed_refuses_bad_requests_and_writes_nothing() {
     assert!(!missing.status.success());
     assert!(String::from_utf8_lossy(&missing.stderr).contains("nope.ndjson"));
 }
+
+/// `wangge apply` killed with SIGKILL in the middle of a batch (its
+/// rollback journal on disk) leaves nothing of the batch: the same rows,
+/// counts and log as before, an intact file; run again, it applies all.
+#[test]
+fn an_apply_killed_mid_batch_leaves_nothing_half_applied() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = city_copy(dir.path());
+    let mut feed = Feed::new(&store, 3);
+    let path = dir.path().join("big.ndjson");
+    let changes = feed.batch(10_000);
+    std::fs::write(
+        &path,
+        changes.iter().map(|c| format!("{c}\n")).collect::<String>(),
+    )
+    .unwrap();
+    let before = digest(&store);
+    let journal = store.with_extension("gpkg-journal");
+    let mut killed = 0;
+    for attempt in 0..5 {
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_wangge"))
+            .args([
+                "apply",
+                "--store",
+                s(&store),
+                s(&path),
+                "--batch",
+                "10000",
+                "--quiet",
+            ])
+            .spawn()
+            .unwrap();
+        // Wait for the write transaction to start (its journal appears),
+        // then a little more, so the kill lands inside it.
+        let deadline = std::time::Instant::now() + Duration::from_secs(120);
+        while !journal.exists() {
+            if child.try_wait().unwrap().is_some() || std::time::Instant::now() > deadline {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        std::thread::sleep(Duration::from_millis(20 * (attempt + 1)));
+        let finished = child.try_wait().unwrap().is_some();
+        child.kill().unwrap();
+        child.wait().unwrap();
+        if finished {
+            break;
+        }
+        killed += 1;
+        let c = Connection::open(&store).unwrap();
+        let check: String = c
+            .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(check, "ok");
+        drop(c);
+        assert_eq!(
+            digest(&store),
+            before,
+            "attempt {attempt}: a killed batch left rows behind"
+        );
+    }
+    assert!(killed >= 3, "only {killed} kills landed inside the batch");
+    let out: Value = serde_json::from_str(&wangge_ok(&[
+        "apply",
+        "--store",
+        s(&store),
+        s(&path),
+        "--json",
+        "--quiet",
+    ]))
+    .unwrap();
+    assert_eq!(out["duplicates"], 0, "{out}");
+    assert_eq!(
+        out["applied"].as_u64().unwrap() + out["rejected"].as_u64().unwrap(),
+        10_000
+    );
+    assert_counts_match_rows(&store);
+}

@@ -119,14 +119,28 @@ fn viewer_shows_grids_inspects_and_merges_in_chromium() {
     assert!(seen["live"]["redraws"].as_u64().unwrap() >= 1, "{seen}");
     let seq = seen["live_answer"]["seq"].as_i64().unwrap();
     assert!(seen["live"]["seq"].as_i64().unwrap() >= seq, "{seen}");
-    assert!(seen["live_status"].as_str().unwrap().contains(&seq.to_string()), "{seen}");
+    assert!(
+        seen["live_status"]
+            .as_str()
+            .unwrap()
+            .contains(&seq.to_string()),
+        "{seen}"
+    );
     let stored_persons = |code: &str| -> i64 {
         let c = rusqlite::Connection::open(&store).unwrap();
-        c.query_row("SELECT persons FROM grids WHERE code = ?1", [code], |r| r.get(0))
-            .unwrap()
+        c.query_row("SELECT persons FROM grids WHERE code = ?1", [code], |r| {
+            r.get(0)
+        })
+        .unwrap()
     };
-    let before = seen["live_persons_before"].as_i64().expect("grid A's persons are public");
-    assert_eq!(seen["live_persons_after"].as_i64(), Some(before + 12), "{seen}");
+    let before = seen["live_persons_before"]
+        .as_i64()
+        .expect("grid A's persons are public");
+    assert_eq!(
+        seen["live_persons_after"].as_i64(),
+        Some(before + 12),
+        "{seen}"
+    );
     assert_eq!(stored_persons(a), before + 12);
     // A screenshot was taken.
     let png = std::fs::read(&shot).unwrap();
