@@ -4,7 +4,8 @@
 //!
 //! A change arrives here validated and located by the engine
 //! ([`EntityChange`]: the new geometry with its grid and community codes).
-//! [`apply`] then, for each change in order:
+//! [`Store::apply_changes`] (and its PostgreSQL twin) then, for each
+//! change in order:
 //!
 //! * counts it as a duplicate, changing nothing, when its `change_id` is in
 //!   the log already or earlier in the batch (a replayed feed gives the same
@@ -101,7 +102,7 @@ pub struct Placed {
     pub cell: Option<i64>,
 }
 
-/// One change, validated and located, for [`apply`].
+/// One change, validated and located, for [`Store::apply_changes`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct EntityChange {
     /// The client's id of the change (idempotency key).
@@ -217,8 +218,11 @@ pub(crate) trait ChangeTx {
     ) -> Result<(), StoreError>;
     /// Deletes a row.
     fn delete(&mut self, layer: Layer, fid: i64) -> Result<(), StoreError>;
-    /// Adds `deltas` to integer columns of the admin unit or grid `code` of
-    /// `layer` (NULL counts as 0; a column the layer lacks is skipped).
+    /// Whether the store has this layer.
+    fn has_layer(&mut self, layer: Layer) -> Result<bool, StoreError>;
+    /// Adds `deltas` (non-zero, to columns the layer has) to the integer
+    /// columns of the admin unit or grid `code` of `layer` (NULL counts as
+    /// 0).
     fn add_counts(
         &mut self,
         layer: Layer,
@@ -251,11 +255,11 @@ pub(crate) fn apply(
             out.push(Outcome::Duplicate);
             continue;
         }
-        if !columns.contains_key(&c.layer) {
-            let cols = tx.columns(c.layer)?;
-            columns.insert(c.layer, cols);
-        }
-        let cols = &columns[&c.layer];
+        let cols = match columns.entry(c.layer) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(e) => e.insert(tx.columns(c.layer)?),
+        };
+        let cols = &*cols;
         let outcome = match check(c, cols) {
             Err(reason) => Outcome::Rejected(reason),
             Ok(()) => one(tx, batch, at, c, cols, cell_of, &mut deltas)?,
@@ -265,8 +269,27 @@ pub(crate) fn apply(
         }
         out.push(outcome);
     }
+    let mut add = |layer: Layer, code: &str, d: &[(&str, i64)]| -> Result<(), StoreError> {
+        if !tx.has_layer(layer)? {
+            return Ok(());
+        }
+        let cols = tx.columns(layer)?;
+        let has = |n: &str| cols.iter().any(|c| c.name == n);
+        if !has("code") {
+            return Ok(());
+        }
+        let kept: Vec<(&str, i64)> = d
+            .iter()
+            .copied()
+            .filter(|(n, v)| *v != 0 && has(n))
+            .collect();
+        if kept.is_empty() {
+            return Ok(());
+        }
+        tx.add_counts(layer, code, &kept)
+    };
     for (grid, [persons, households, buildings]) in &deltas {
-        tx.add_counts(
+        add(
             Layer::Grids,
             grid,
             &[
@@ -290,7 +313,7 @@ pub(crate) fn apply(
     }
     let levels = [Layer::Communities, Layer::Streets, Layer::Districts];
     for ((level, code), [persons, households]) in admin {
-        tx.add_counts(
+        add(
             levels[level],
             code,
             &[("persons", persons), ("households", households)],
@@ -337,13 +360,13 @@ fn check(c: &EntityChange, cols: &[Column]) -> Result<(), String> {
                 names.join(", ")
             ));
         };
-        let fits = match (col.ty, v) {
-            (_, Value::Null) => true,
-            (ColumnType::Integer, Value::Integer(_)) => true,
-            (ColumnType::Real, Value::Integer(_) | Value::Real(_)) => true,
-            (ColumnType::Text, Value::Text(_)) => true,
-            _ => false,
-        };
+        let fits = matches!(
+            (col.ty, v),
+            (_, Value::Null)
+                | (ColumnType::Integer, Value::Integer(_))
+                | (ColumnType::Real, Value::Integer(_) | Value::Real(_))
+                | (ColumnType::Text, Value::Text(_))
+        );
         if !fits {
             return Err(format!(
                 "property {name:?} is {} in the store, not {}",
@@ -711,24 +734,19 @@ impl ChangeTx for GpkgChangeTx<'_> {
         Ok(())
     }
 
+    fn has_layer(&mut self, layer: Layer) -> Result<bool, StoreError> {
+        if self.defs.contains_key(&layer) {
+            return Ok(true);
+        }
+        table_exists(&self.tx, layer.name()).at(&self.path)
+    }
+
     fn add_counts(
         &mut self,
         layer: Layer,
         code: &str,
-        deltas: &[(&str, i64)],
+        kept: &[(&str, i64)],
     ) -> Result<(), StoreError> {
-        if !table_exists(&self.tx, layer.name()).at(&self.path)? {
-            return Ok(());
-        }
-        let def = self.def(layer)?.clone();
-        let has = |n: &str| def.schema.columns.iter().any(|c| c.name == n);
-        if !has("code") {
-            return Ok(());
-        }
-        let kept: Vec<&(&str, i64)> = deltas.iter().filter(|(n, d)| *d != 0 && has(n)).collect();
-        if kept.is_empty() {
-            return Ok(());
-        }
         let sets: Vec<String> = kept
             .iter()
             .enumerate()

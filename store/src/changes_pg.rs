@@ -213,24 +213,19 @@ impl ChangeTx for PgChangeTx<'_> {
         Ok(())
     }
 
+    fn has_layer(&mut self, layer: Layer) -> Result<bool, StoreError> {
+        if self.defs.contains_key(&layer) {
+            return Ok(true);
+        }
+        self.store.has_layer(layer.name())
+    }
+
     fn add_counts(
         &mut self,
         layer: Layer,
         code: &str,
-        deltas: &[(&str, i64)],
+        kept: &[(&str, i64)],
     ) -> Result<(), StoreError> {
-        if !self.store.has_layer(layer.name())? {
-            return Ok(());
-        }
-        let def = self.def(layer)?;
-        let has = |n: &str| def.schema.columns.iter().any(|c| c.name == n);
-        if !has("code") {
-            return Ok(());
-        }
-        let kept: Vec<&(&str, i64)> = deltas.iter().filter(|(n, d)| *d != 0 && has(n)).collect();
-        if kept.is_empty() {
-            return Ok(());
-        }
         let sets: Vec<String> = kept
             .iter()
             .enumerate()
