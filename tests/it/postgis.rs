@@ -942,3 +942,76 @@ fn the_change_feed_on_postgis_feeds_every_replica() {
         "a replay changed the database"
     );
 }
+
+/// `wangge apply` on PostGIS killed with SIGKILL once its batch has
+/// written: the database rolls the transaction back (no log rows, the
+/// same persons and counts), and a rerun applies the whole feed.
+#[test]
+fn an_apply_on_postgis_killed_mid_batch_leaves_nothing() {
+    use crate::changes::Feed;
+    use crate::serve::city_copy;
+    let pg = PgCluster::start();
+    let url = pg.database("city", true);
+    let dir = tempfile::tempdir().unwrap();
+    let store = city_copy(dir.path());
+    wangge_ok(&["copy", "--from", s(&store), "--to", &url, "--quiet"]);
+    let mut feed = Feed::new(&store, 13);
+    let path = dir.path().join("big.ndjson");
+    let changes = feed.batch(10_000);
+    std::fs::write(&path, changes.iter().map(|c| format!("{c}\n")).collect::<String>()).unwrap();
+    let state = || {
+        pg.psql(
+            "city",
+            "SELECT to_regclass('wangge_changes') IS NOT NULL, (SELECT count(*) FROM persons),
+                    (SELECT sum(persons) FROM grids), (SELECT sum(households) FROM communities),
+                    (SELECT md5(string_agg(fid || ':' || coalesce(grid_code, ''), ',' ORDER BY fid)) FROM places)",
+        )
+    };
+    let before = state();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_wangge"))
+        .args(["apply", "--store", &url, s(&path), "--batch", "10000", "--quiet"])
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    let seen = loop {
+        let pids = pg.psql(
+            "city",
+            "SELECT pid FROM pg_stat_activity WHERE application_name = 'wangge'
+               AND backend_xid IS NOT NULL AND pid <> pg_backend_pid()",
+        );
+        if !pids.trim().is_empty() {
+            break true;
+        }
+        if child.try_wait().unwrap().is_some() || std::time::Instant::now() > deadline {
+            break false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    };
+    assert!(seen, "the apply's write transaction was never seen");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // The server notices the closed connection and rolls back.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !pg
+        .psql(
+            "city",
+            "SELECT pid FROM pg_stat_activity WHERE application_name = 'wangge' AND pid <> pg_backend_pid()",
+        )
+        .trim()
+        .is_empty()
+    {
+        assert!(std::time::Instant::now() < deadline, "the killed client's backend stays");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert_eq!(state(), before);
+    let out: Value = serde_json::from_str(&wangge_ok(&[
+        "apply", "--store", &url, s(&path), "--json", "--quiet",
+    ]))
+    .unwrap();
+    assert_eq!(
+        out["applied"].as_u64().unwrap() + out["rejected"].as_u64().unwrap(),
+        10_000,
+        "{out}"
+    );
+    assert_ne!(state(), before);
+}
