@@ -14,8 +14,11 @@
 //! `{"seq", "layer", "op", "grid_codes", "tiles"}`, the grid codes sorted
 //! (old and new together, so no direction of a move). Events are kept in
 //! memory ([`RECENT_EVENTS`]); `Last-Event-ID` resumes from a sequence
-//! number among them, and an older one gets `event: reset` (reload
-//! everything) first.
+//! number among them exactly; an older one (or one from before this
+//! server started) is answered from the change log first: the same
+//! events with their grid codes but `"tiles": []` and `"tiles_truncated":
+//! true` (redraw what you show), or `event: reset` when more than
+//! [`MAX_REPLAY`] changes behind.
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
@@ -57,40 +60,104 @@ pub struct StreamEvent {
 #[derive(Debug)]
 pub struct Feed {
     live: broadcast::Sender<Arc<StreamEvent>>,
-    recent: std::sync::Mutex<VecDeque<Arc<StreamEvent>>>,
+    recent: std::sync::Mutex<Recent>,
 }
 
-impl Default for Feed {
-    fn default() -> Self {
-        Feed {
-            live: broadcast::channel(1024).0,
-            recent: std::sync::Mutex::new(VecDeque::new()),
-        }
-    }
+/// The kept events and the log position they start after.
+#[derive(Debug)]
+struct Recent {
+    events: VecDeque<Arc<StreamEvent>>,
+    /// Every change after this position is covered by `events`.
+    start: i64,
 }
 
 impl Feed {
+    /// A feed whose events start after change-log position `start` (where
+    /// the server was current when it started).
+    #[must_use]
+    pub fn new(start: i64) -> Feed {
+        Feed {
+            live: broadcast::channel(1024).0,
+            recent: std::sync::Mutex::new(Recent {
+                events: VecDeque::new(),
+                start,
+            }),
+        }
+    }
+
     /// Publishes one event.
     pub fn publish(&self, e: StreamEvent) {
         let e = Arc::new(e);
         {
             let mut r = self.recent.lock().unwrap_or_else(|p| p.into_inner());
-            if r.len() == RECENT_EVENTS {
-                r.pop_front();
+            if r.events.len() == RECENT_EVENTS
+                && let Some(old) = r.events.pop_front()
+            {
+                r.start = old.seq;
             }
-            r.push_back(Arc::clone(&e));
+            r.events.push_back(Arc::clone(&e));
         }
         // No subscriber is fine.
         let _ = self.live.send(e);
     }
 
-    /// The kept events after `seq`, and whether events after `seq` may
-    /// have been dropped from memory already.
-    fn since(&self, seq: i64) -> (Vec<Arc<StreamEvent>>, bool) {
+    /// The kept events after `seq`, and the position they start after
+    /// (changes in `(seq, start]` are not among them).
+    fn since(&self, seq: i64) -> (Vec<Arc<StreamEvent>>, i64) {
         let r = self.recent.lock().unwrap_or_else(|p| p.into_inner());
-        let gap = r.len() == RECENT_EVENTS && r.front().is_some_and(|e| e.seq > seq + 1);
-        (r.iter().filter(|e| e.seq > seq).cloned().collect(), gap)
+        let kept = r.events.iter().filter(|e| e.seq > seq).cloned().collect();
+        (kept, r.start)
     }
+}
+
+/// Changes older than the kept events a resuming client is sent from the
+/// log at most; further behind, it gets `event: reset`.
+pub const MAX_REPLAY: usize = 100_000;
+
+/// Events for the logged changes in `(after, upto]`, one per batch and
+/// layer, from the change log: the grid codes exactly, the tiles not (the
+/// state they were drawn from is gone), so each says `"tiles": []` with
+/// `"tiles_truncated": true`: redraw what you show. `None` when more than
+/// [`MAX_REPLAY`] changes are behind.
+fn replay(
+    store: &wangge_engine::store::AnyStore,
+    after: i64,
+    upto: i64,
+) -> Result<Option<Vec<StreamEvent>>, ApiError> {
+    use std::collections::{BTreeMap, BTreeSet};
+    let rows = store.changes_after(after, MAX_REPLAY + 1)?;
+    let rows: Vec<_> = rows.into_iter().filter(|r| r.seq <= upto).collect();
+    if rows.len() > MAX_REPLAY {
+        return Ok(None);
+    }
+    type Group<'a> = (i64, BTreeSet<&'a str>, BTreeSet<&'a str>);
+    let mut groups: BTreeMap<(i64, &str), Group<'_>> = BTreeMap::new();
+    for r in &rows {
+        let g = groups
+            .entry((r.batch, r.layer.name()))
+            .or_insert_with(|| (r.seq, BTreeSet::new(), BTreeSet::new()));
+        g.0 = g.0.max(r.seq);
+        g.1.insert(r.op.name());
+        g.2.extend(r.old_grid.iter().chain(&r.new_grid).map(String::as_str));
+    }
+    let mut out: Vec<StreamEvent> = groups
+        .into_iter()
+        .map(|((_, layer), (seq, ops, grids))| {
+            let op = if ops.len() == 1 {
+                ops.first().copied().unwrap_or("mixed")
+            } else {
+                "mixed"
+            };
+            StreamEvent {
+                seq,
+                data: json!({"seq": seq, "layer": layer, "op": op, "grid_codes": grids,
+                             "tiles": [], "tiles_truncated": true})
+                .to_string(),
+            }
+        })
+        .collect();
+    out.sort_by_key(|e| e.seq);
+    Ok(Some(out))
 }
 
 /// `POST /v1/changes`.
@@ -167,19 +234,37 @@ pub(crate) async fn stream_changes(
     };
     // Subscribe before reading the kept events, so none falls between.
     let rx = state.feed.live.subscribe();
-    let (backlog, gap) = match last {
+    let (backlog, start) = match last {
         Some(seq) => state.feed.since(seq),
-        None => (Vec::new(), false),
+        None => (Vec::new(), i64::MIN),
     };
     let mut first: Vec<Event> = Vec::new();
-    if gap {
-        first.push(
-            Event::default()
-                .event("reset")
-                .data(json!({"seq": state.seen_changes()}).to_string()),
-        );
-    }
     let mut sent = last.unwrap_or(i64::MIN);
+    if let Some(seq) = last
+        && seq < start
+    {
+        // Older than what is kept (or than this server's start): from the
+        // log, or a reset when too far behind.
+        let st = Arc::clone(&state);
+        let old = blocking(move || {
+            let store = super::open_reader(&st.store_path)?;
+            replay(&store, seq, start)
+        })
+        .await?;
+        match old {
+            Some(events) => {
+                for e in &events {
+                    first.push(to_event(e));
+                    sent = sent.max(e.seq);
+                }
+            }
+            None => first.push(
+                Event::default()
+                    .event("reset")
+                    .data(json!({"seq": state.seen_changes()}).to_string()),
+            ),
+        }
+    }
     for e in &backlog {
         first.push(to_event(e));
         sent = sent.max(e.seq);

@@ -210,7 +210,7 @@ impl AppState {
         Ok(AppState {
             seen: std::sync::atomic::AtomicI64::new(seen),
             seen_changes: std::sync::atomic::AtomicI64::new(seen_changes),
-            feed: changes::Feed::default(),
+            feed: changes::Feed::new(seen_changes),
             pool: ReadPool {
                 path: store_path.clone(),
                 idle: Mutex::new(vec![store]),

@@ -674,8 +674,9 @@ fn an_apply_killed_mid_batch_leaves_nothing_half_applied() {
 }
 
 /// `Last-Event-ID` resumes the stream: a client that saw the first batch
-/// gets exactly the later batches' events, in order, at once; a bad one
-/// is refused.
+/// gets exactly the later batches' events, in order, at once, from the
+/// server's memory, and from the change log after a restart (grid codes
+/// equal, tiles left to a redraw); a bad one is refused.
 #[test]
 fn the_stream_resumes_from_last_event_id() {
     let dir = tempfile::tempdir().unwrap();
@@ -697,47 +698,84 @@ fn the_stream_resumes_from_last_event_id() {
         &[("last-event-id", "yesterday")],
     );
     assert!(bad.error(400).contains("Last-Event-ID"));
-    let (tx, rx) = std::sync::mpsc::channel::<String>();
-    let url = srv.url("/v1/changes/stream");
-    let from = seqs[0].to_string();
-    std::thread::spawn(move || {
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .timeout_global(None)
-            .build()
-            .into();
-        let resp = agent
-            .get(&url)
-            .header("last-event-id", &from)
-            .call()
-            .unwrap();
-        for line in BufReader::new(resp.into_body().into_reader())
-            .lines()
-            .map_while(Result::ok)
-        {
-            if tx.send(line).is_err() {
-                break;
+    // The events a client resuming after `from` gets, up to the last batch.
+    let resume = |srv: &Server, from: i64| -> Vec<(i64, Value)> {
+        let (tx, rx) = std::sync::mpsc::channel::<String>();
+        let url = srv.url("/v1/changes/stream");
+        std::thread::spawn(move || {
+            let agent: ureq::Agent = ureq::Agent::config_builder()
+                .timeout_global(None)
+                .build()
+                .into();
+            let resp = agent
+                .get(&url)
+                .header("last-event-id", &from.to_string())
+                .call()
+                .unwrap();
+            for line in BufReader::new(resp.into_body().into_reader())
+                .lines()
+                .map_while(Result::ok)
+            {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut out: Vec<(i64, Value)> = Vec::new();
+        let mut id = None;
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while out.last().map(|e| e.0) != Some(seqs[2]) {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let line = rx.recv_timeout(left).expect("the resumed events arrive");
+            if let Some(v) = line.strip_prefix("id: ") {
+                id = Some(v.parse::<i64>().unwrap());
+            } else if let Some(d) = line.strip_prefix("data: ") {
+                out.push((id.take().unwrap(), serde_json::from_str(d).unwrap()));
             }
         }
-    });
-    // Events of batches 2 and 3: one per layer each, ids after seqs[0].
-    let mut ids = Vec::new();
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while ids.last() != Some(&seqs[2]) {
-        let left = deadline.saturating_duration_since(std::time::Instant::now());
-        let line = rx.recv_timeout(left).expect("the resumed events arrive");
-        if let Some(id) = line.strip_prefix("id: ") {
-            ids.push(id.parse::<i64>().unwrap());
-        }
-    }
+        out
+    };
+    let check = |events: &[(i64, Value)]| {
+        let ids: Vec<i64> = events.iter().map(|e| e.0).collect();
+        assert!(
+            ids.iter().all(|&i| i > seqs[0]),
+            "{ids:?} after {}",
+            seqs[0]
+        );
+        assert!(ids.windows(2).all(|w| w[0] < w[1]), "{ids:?}");
+        assert!(
+            ids.contains(&seqs[1]),
+            "{ids:?} lacks the end of batch 2 ({})",
+            seqs[1]
+        );
+    };
+    let summary = |events: &[(i64, Value)]| -> Vec<(i64, Value, Value, Value)> {
+        events
+            .iter()
+            .map(|(i, d)| {
+                (
+                    *i,
+                    d["layer"].clone(),
+                    d["op"].clone(),
+                    d["grid_codes"].clone(),
+                )
+            })
+            .collect()
+    };
+    // From the server's memory: exact, with the tiles.
+    let live = resume(&srv, seqs[0]);
+    check(&live);
     assert!(
-        ids.iter().all(|&i| i > seqs[0]),
-        "{ids:?} after {}",
-        seqs[0]
+        live.iter()
+            .all(|(_, d)| !d["tiles"].as_array().unwrap().is_empty()),
+        "{live:?}"
     );
-    assert!(ids.windows(2).all(|w| w[0] < w[1]), "{ids:?}");
-    assert!(
-        ids.contains(&seqs[1]),
-        "{ids:?} lacks the end of batch 2 ({})",
-        seqs[1]
-    );
+    // From a server started afterwards: the same events from the change
+    // log, with their grid codes, and no tiles (redraw).
+    drop(srv);
+    let later = Server::start(&store, &["--token", TOKEN]);
+    let replayed = resume(&later, seqs[0]);
+    check(&replayed);
+    assert_eq!(summary(&replayed), summary(&live));
+    assert!(replayed.iter().all(|(_, d)| d["tiles_truncated"] == true));
 }

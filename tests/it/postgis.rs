@@ -958,7 +958,11 @@ fn an_apply_on_postgis_killed_mid_batch_leaves_nothing() {
     let mut feed = Feed::new(&store, 13);
     let path = dir.path().join("big.ndjson");
     let changes = feed.batch(10_000);
-    std::fs::write(&path, changes.iter().map(|c| format!("{c}\n")).collect::<String>()).unwrap();
+    std::fs::write(
+        &path,
+        changes.iter().map(|c| format!("{c}\n")).collect::<String>(),
+    )
+    .unwrap();
     let state = || {
         pg.psql(
             "city",
@@ -969,7 +973,15 @@ fn an_apply_on_postgis_killed_mid_batch_leaves_nothing() {
     };
     let before = state();
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_wangge"))
-        .args(["apply", "--store", &url, s(&path), "--batch", "10000", "--quiet"])
+        .args([
+            "apply",
+            "--store",
+            &url,
+            s(&path),
+            "--batch",
+            "10000",
+            "--quiet",
+        ])
         .spawn()
         .unwrap();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
@@ -1005,7 +1017,12 @@ fn an_apply_on_postgis_killed_mid_batch_leaves_nothing() {
     }
     assert_eq!(state(), before);
     let out: Value = serde_json::from_str(&wangge_ok(&[
-        "apply", "--store", &url, s(&path), "--json", "--quiet",
+        "apply",
+        "--store",
+        &url,
+        s(&path),
+        "--json",
+        "--quiet",
     ]))
     .unwrap();
     assert_eq!(
