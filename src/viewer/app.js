@@ -201,9 +201,9 @@
   }
 
   // Live: the server's change stream. An event whose tiles are in view
-  // (at the zoom drawn, or one around it) redraws the map's tiles (the
-  // unchanged ones come back as 304 or from the server's cache); the
-  // selected grid's panel is read again when the event names it.
+  // (at the zoom drawn, or one around it) has the map request its tiles
+  // again; the selected grid's panel is read again when the event names
+  // it.
   function tilesInView(tiles) {
     const z = Math.min(16, Math.floor(map.getZoom()));
     const b = map.getBounds();
@@ -224,7 +224,11 @@
     if (redraw) return;
     redraw = setTimeout(async () => {
       redraw = null;
-      await refreshTiles().catch(() => {});
+      // The same tile URLs, asked for again; the server's cache answers
+      // the unchanged ones.
+      const src = map.getSource(state.source);
+      const tj = await getJSON(style.sources[state.source].url).catch(() => null);
+      if (src && tj) src.setTiles(tj.tiles);
       state.live.redraws += 1;
     }, 250);
   }

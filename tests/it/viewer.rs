@@ -142,6 +142,9 @@ fn viewer_shows_grids_inspects_and_merges_in_chromium() {
         "{seen}"
     );
     assert_eq!(stored_persons(a), before + 12);
+    // The redraw asked for the tiles in view again.
+    let statuses = &seen["live_tile_statuses"];
+    assert!(statuses["200"].as_u64().unwrap_or(0) >= 1, "{seen}");
     // A screenshot was taken.
     let png = std::fs::read(&shot).unwrap();
     assert!(png.starts_with(b"\x89PNG") && png.len() > 10_000);

@@ -104,6 +104,11 @@ try {
     }, [a.x, a.y]);
     out.live_persons_before = await personsAt();
     const redraws = await page.evaluate(() => window.wangge.live.redraws);
+    // Tile answers from now on, by status: a redraw revalidates.
+    const statuses = {};
+    page.on('response', (resp) => {
+      if (resp.url().includes('/tiles/')) statuses[resp.status()] = (statuses[resp.status()] || 0) + 1;
+    });
     const changes = Array.from({ length: 12 }, (_, i) => ({
       change_id: `viewer-live-${i}`, op: 'add', layer: 'persons', id: `VIEWER-LIVE-${i}`, lon: a.lon, lat: a.lat,
     }));
@@ -120,6 +125,7 @@ try {
     out.live = await page.evaluate(() => window.wangge.live);
     out.live_status = await page.textContent('#live');
     out.live_persons_after = await personsAt();
+    out.live_tile_statuses = statuses;
   }
   await page.screenshot({ path: shot });
 } finally {
