@@ -339,6 +339,8 @@ pub(crate) fn import_cmd(ui: &Ui, a: &ImportArgs) -> Result<()> {
     // What derives from the new rows (an admin unit's parent code and area,
     // counts from imported entities).
     complete_any(ui, &mut store)?;
+    // No version or change records an import: servers on the store reload it.
+    store.note_unlogged_write()?;
     let rejected = rejects.count;
     let rejects_path = rejects.path.clone();
     rejects.finish()?;

@@ -53,6 +53,9 @@ pub struct StreamEvent {
     pub seq: i64,
     /// The JSON object sent as `data`.
     pub data: String,
+    /// An `event: reset` (the server read the store again whole: redraw
+    /// everything) rather than an `event: change`.
+    pub reset: bool,
 }
 
 /// The events a server sends: live to subscribers, and the recent ones
@@ -153,6 +156,7 @@ fn replay(
                 data: json!({"seq": seq, "layer": layer, "op": op, "grid_codes": grids,
                              "tiles": [], "tiles_truncated": true})
                 .to_string(),
+                reset: false,
             }
         })
         .collect();
@@ -273,7 +277,7 @@ pub(crate) async fn stream_changes(
     let live = stream::unfold((rx, sent), |(mut rx, mut sent)| async move {
         loop {
             match rx.recv().await {
-                Ok(e) if e.seq <= sent => continue,
+                Ok(e) if e.seq <= sent && !e.reset => continue,
                 Ok(e) => {
                     sent = e.seq;
                     return Some((Ok(to_event(&e)), (rx, sent)));
@@ -294,7 +298,7 @@ pub(crate) async fn stream_changes(
 
 fn to_event(e: &StreamEvent) -> Event {
     Event::default()
-        .event("change")
+        .event(if e.reset { "reset" } else { "change" })
         .id(e.seq.to_string())
         .data(e.data.clone())
 }

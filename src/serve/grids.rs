@@ -289,6 +289,12 @@ impl Directory {
         Ok(())
     }
 
+    /// Number of communities.
+    #[must_use]
+    pub fn communities(&self) -> usize {
+        self.communities.len()
+    }
+
     /// Number of grids.
     #[must_use]
     pub fn grids(&self) -> usize {

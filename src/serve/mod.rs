@@ -174,6 +174,9 @@ pub struct AppState {
     seen_changes: std::sync::atomic::AtomicI64,
     /// The change stream's events.
     pub(crate) feed: changes::Feed,
+    /// The store's count of writes no log describes, when last read
+    /// whole.
+    generation: std::sync::atomic::AtomicI64,
     body_limit: usize,
     timeout: Duration,
 }
@@ -207,10 +210,14 @@ impl AppState {
         let seen_changes = store
             .last_change_seq()
             .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let generation = store
+            .write_generation()
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
         Ok(AppState {
             seen: std::sync::atomic::AtomicI64::new(seen),
             seen_changes: std::sync::atomic::AtomicI64::new(seen_changes),
             feed: changes::Feed::new(seen_changes),
+            generation: std::sync::atomic::AtomicI64::new(generation),
             pool: ReadPool {
                 path: store_path.clone(),
                 idle: Mutex::new(vec![store]),
@@ -284,6 +291,12 @@ impl AppState {
     /// directory, the tiles and the point index.
     fn catch_up_timed(&self, store: &AnyStore) -> Result<(usize, [f64; 3]), ApiError> {
         use std::sync::atomic::Ordering::SeqCst;
+        // A write no log describes (an import, a re-index by another
+        // process): everything is read again.
+        let generation = store.write_generation()?;
+        if generation != self.generation.load(SeqCst) {
+            return self.reload_whole(store, generation);
+        }
         let after = self.seen.load(SeqCst);
         let new = store.versions_after(after)?;
         // Then the change feed's batches, which change no outline.
@@ -399,6 +412,40 @@ impl AppState {
             Some(e) => Err(ApiError::Internal(e)),
             None => Ok(changes.remove(StoreTiles::ID)),
         }
+    }
+
+    /// Reads the whole store again (directory, every tile source, point
+    /// index), drops every cached tile and takes the logs' positions as
+    /// seen; reports it as every community reloaded.
+    fn reload_whole(
+        &self,
+        store: &AnyStore,
+        generation: i64,
+    ) -> Result<(usize, [f64; 3]), ApiError> {
+        use std::sync::atomic::Ordering::SeqCst;
+        let t = std::time::Instant::now();
+        // The positions first: what is written meanwhile comes next time.
+        let seen = store.last_version_position()?;
+        let seen_changes = store.last_change_seq()?;
+        let directory = Directory::load(store, self.privacy)?;
+        let communities = directory.communities();
+        *self.directory.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(directory);
+        let directory_s = t.elapsed().as_secs_f64();
+        let tiles = self.update_tiles(|s| s.reload_all());
+        let tiles_s = t.elapsed().as_secs_f64() - directory_s;
+        let locator = Locator::load(store).map_err(ApiError::internal)?;
+        *self.locator.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(locator);
+        let index_s = t.elapsed().as_secs_f64() - directory_s - tiles_s;
+        self.seen.store(seen, SeqCst);
+        self.seen_changes.store(seen_changes, SeqCst);
+        self.generation.store(generation, SeqCst);
+        self.feed.publish(changes::StreamEvent {
+            seq: seen_changes,
+            data: serde_json::json!({"seq": seen_changes, "reason": "the store was written by another process; read again whole"}).to_string(),
+            reset: true,
+        });
+        tiles?;
+        Ok((communities, [directory_s, tiles_s, index_s]))
     }
 
     /// The change-log position the server is current to.
@@ -529,6 +576,7 @@ impl AppState {
                 self.feed.publish(changes::StreamEvent {
                     seq,
                     data: data.to_string(),
+                    reset: false,
                 });
             }
             self.seen_changes.store(last, SeqCst);

@@ -21,6 +21,10 @@ use crate::{
     StoreError, Value,
 };
 
+/// The metadata key counting writes that record neither a version nor a
+/// change ([`AnyStore::note_unlogged_write`]).
+pub const WRITE_GENERATION: &str = "write_generation";
+
 /// Calls the same method on whichever backend `$self` is.
 macro_rules! both {
     ($self:expr, $s:ident => $call:expr) => {
@@ -142,9 +146,34 @@ impl AnyStore {
     pub fn data_version(&self) -> Result<i64, StoreError> {
         match self {
             AnyStore::Gpkg(s) => s.data_version(),
-            // Both logs only grow, so their sum changes with either.
-            AnyStore::Postgis(p) => Ok(p.last_version_position()? + p.last_change_seq()?),
+            // The logs and the count of other writes only grow, so their
+            // sum changes with any of them.
+            AnyStore::Postgis(p) => {
+                Ok(p.last_version_position()? + p.last_change_seq()? + self.write_generation()?)
+            }
         }
+    }
+
+    /// How many writes that record neither a version nor a change (see
+    /// [`AnyStore::note_unlogged_write`]) the store has seen.
+    pub fn write_generation(&self) -> Result<i64, StoreError> {
+        Ok(self
+            .meta(WRITE_GENERATION)?
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0))
+    }
+
+    /// After a write that records neither a version nor a change (an
+    /// import, a re-index of entity layers): counts it in the metadata, so
+    /// that servers on the store notice and read it again whole; on
+    /// PostgreSQL with a NOTIFY.
+    pub fn note_unlogged_write(&mut self) -> Result<(), StoreError> {
+        let n = self.write_generation()? + 1;
+        self.set_meta(WRITE_GENERATION, &n.to_string())?;
+        if let AnyStore::Postgis(p) = self {
+            p.execute(&format!("NOTIFY {}, 'write'", crate::postgis::CHANNEL))?;
+        }
+        Ok(())
     }
 
     /// Applies one batch of the change feed in one transaction (see

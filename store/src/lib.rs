@@ -30,7 +30,7 @@ pub mod project;
 mod queries;
 pub mod versions;
 
-pub use backend::{AnyStore, AnyWriter, CopyReport, Reads, copy};
+pub use backend::{AnyStore, AnyWriter, CopyReport, Reads, WRITE_GENERATION, copy};
 pub use gpkg::*;
 pub use postgis::{PgLayerWriter, PgStore};
 pub use queries::Selection;

@@ -1112,6 +1112,9 @@ impl wangge::serve::TileSource for FakeSource {
     ) -> Result<wangge::serve::TileChanges, String> {
         Ok(wangge::serve::TileChanges::everything())
     }
+    fn reload_all(&self) -> Result<wangge::serve::TileChanges, String> {
+        Ok(wangge::serve::TileChanges::everything())
+    }
 }
 
 async fn call(
@@ -2393,4 +2396,87 @@ fn a_following_server_answers_as_a_fresh_one() {
     let (compared, withheld) = assert_answers_equal(&srv, &fresh, &[c1, c2, c3]);
     assert!(compared > 100, "{compared} answers compared");
     assert!(withheld > 0, "no withheld count among the answers compared");
+}
+
+/// Writes no log describes — an `import` of places and an `assign --store
+/// … --layers places` by other processes — make a server on the file read
+/// it again whole: it then answers (counts, tiles, lookups) as a fresh
+/// server.
+#[test]
+fn a_server_reloads_after_an_import_and_a_reindex() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = city_copy(dir.path());
+    let by = grids_by_community(&store, dir.path());
+    let (comm, codes) = by.iter().find(|(_, v)| v.len() >= 2).unwrap();
+    let srv = Server::start(&store, &["--token", TOKEN]);
+    let grid = get(&srv.url(&format!("/v1/grids/{}", codes[0])), &[]).json();
+    let places_before = grid["properties"]["places"].as_u64().unwrap();
+    // Five new places at a point of the grid.
+    let located = get(&srv.url(&format!("/v1/grids?community={comm}")), &[]).json();
+    let ring = &located["features"][0]["geometry"]["coordinates"][0][0];
+    let (mut x, mut y) = (0.0, 0.0);
+    let n = ring.as_array().unwrap().len() - 1;
+    for p in &ring.as_array().unwrap()[..n] {
+        x += p[0].as_f64().unwrap() / n as f64;
+        y += p[1].as_f64().unwrap() / n as f64;
+    }
+    let at: Value = get(&srv.url(&format!("/v1/locate?lon={x}&lat={y}")), &[]).json();
+    let target = at["code"]
+        .as_str()
+        .expect("the vertex mean is inside a grid")
+        .to_owned();
+    let features: Vec<Value> = (0..5)
+        .map(|i| {
+            json!({"type": "Feature", "geometry": {"type": "Point", "coordinates": [x, y]},
+                   "properties": {"id": format!("IMPORTED-{i}"), "kind": "shop", "name": format!("店{i}")}})
+        })
+        .collect();
+    let file = dir.path().join("places.geojson");
+    std::fs::write(
+        &file,
+        json!({"type": "FeatureCollection", "features": features}).to_string(),
+    )
+    .unwrap();
+    let reloads = |srv: &Server| {
+        srv.log_text()
+            .matches("store changed by another process")
+            .count()
+    };
+    let wait = |n: usize| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while reloads(&srv) < n {
+            assert!(std::time::Instant::now() < deadline, "{}", srv.log_text());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    wangge_ok(&[
+        "import",
+        s(&store),
+        "--layer",
+        "places",
+        s(&file),
+        "--quiet",
+    ]);
+    wait(1);
+    wangge_ok(&[
+        "assign",
+        "--store",
+        s(&store),
+        "--layers",
+        "places",
+        "--quiet",
+    ]);
+    wait(2);
+    let grid = get(&srv.url(&format!("/v1/grids/{target}")), &[]).json();
+    let fresh = Server::start(&store, &["--token", TOKEN]);
+    let want = get(&fresh.url(&format!("/v1/grids/{target}")), &[]).json();
+    assert_eq!(grid, want);
+    if target == codes[0] {
+        assert_eq!(
+            grid["properties"]["places"].as_u64().unwrap(),
+            places_before + 5
+        );
+    }
+    let (compared, _) = assert_answers_equal(&srv, &fresh, &[comm.as_str()]);
+    assert!(compared > 20, "{compared}");
 }

@@ -68,6 +68,13 @@ pub trait TileSource: Send + Sync {
     /// # Errors
     /// Store failures (the server then drops every cached tile).
     fn apply_changes(&self, store: &AnyStore, touched: &Touched) -> Result<Changes, String>;
+    /// After a write the logs do not describe (an import, a re-index of
+    /// entity layers by another process): reads everything again; returns
+    /// [`Changes::everything`]. Not called on a view.
+    ///
+    /// # Errors
+    /// Store failures.
+    fn reload_all(&self) -> Result<Changes, String>;
     /// The id of the source whose data this one shows part of (its
     /// [`TileSource::layers`]), when it shares that source's data: it is not
     /// reloaded itself, and that source's [`Changes`], restricted to this
@@ -241,6 +248,20 @@ impl TileSource for StoreTiles {
             .unwrap_or_else(|p| p.into_inner())
             .apply_changes(store, touched)
             .map_err(|e| e.to_string())
+    }
+
+    fn reload_all(&self) -> Result<Changes, String> {
+        if self.layer.is_some() {
+            return Ok(Changes::default());
+        }
+        let (path, options) = {
+            let t = self.read();
+            (t.path().to_owned(), t.options())
+        };
+        // Read outside the lock: tiles keep being served meanwhile.
+        let fresh = Tiler::open_with(&path, options).map_err(|e| e.to_string())?;
+        *self.tiler.write().unwrap_or_else(|p| p.into_inner()) = fresh;
+        Ok(Changes::everything())
     }
 
     fn view_of(&self) -> Option<&str> {

@@ -690,6 +690,12 @@ impl Tiler {
         }
     }
 
+    /// The options it was opened with.
+    #[must_use]
+    pub fn options(&self) -> TilerOptions {
+        self.options
+    }
+
     /// The store this tiler was opened from.
     #[must_use]
     pub fn path(&self) -> &Path {

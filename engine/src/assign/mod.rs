@@ -1223,6 +1223,8 @@ pub fn assign_store(
         })?;
         out.push(a);
     }
+    // No version or change records this: servers on the store reload it.
+    store.note_unlogged_write()?;
     Ok(out)
 }
 
