@@ -356,24 +356,11 @@ impl Disclosure {
             *self = Disclosure::load(store, self.privacy)?;
             return Ok(());
         }
-        let grids = store.admin_counts(
-            Layer::Grids,
-            Selection::In {
-                column: "parent_code",
-                values: communities,
-            },
-        )?;
+        let mut grids_of = grids_by_community(store, communities)?;
         let buildings = store.building_counts(Selection::In {
             column: "community_code",
             values: communities,
         })?;
-        let mut grids_of: HashMap<String, Vec<AdminCounts>> = HashMap::new();
-        for g in grids {
-            grids_of
-                .entry(g.parent.clone().unwrap_or_default())
-                .or_default()
-                .push(g);
-        }
         let mut buildings_of: HashMap<String, Vec<BuildingCounts>> = HashMap::new();
         for b in buildings {
             buildings_of
@@ -392,18 +379,11 @@ impl Disclosure {
         Ok(())
     }
 
-    /// Decides again the grids and buildings under `community` from their
-    /// rows; false (nothing changed) when a building names a grid that is
-    /// not the community's.
-    fn decide_below(
-        &mut self,
-        community: &str,
-        grids: Vec<AdminCounts>,
-        buildings: Vec<BuildingCounts>,
-    ) -> bool {
+    /// A hierarchy holding just `community`, with counts that give it the
+    /// decision it has (nothing below it can change that), for its grids
+    /// and buildings to be decided under.
+    fn rooted_at(&self, community: &str) -> Hierarchy {
         let mut h = Hierarchy::default();
-        // The community first, with counts that give it the decision it
-        // has: nothing below it can change that.
         let withheld = self.codes.contains(community);
         h.admin(
             Layer::Communities,
@@ -414,6 +394,19 @@ impl Disclosure {
                 persons: if withheld { 0 } else { i64::MAX },
             },
         );
+        h
+    }
+
+    /// Decides again the grids and buildings under `community` from their
+    /// rows; false (nothing changed) when a building names a grid that is
+    /// not the community's.
+    fn decide_below(
+        &mut self,
+        community: &str,
+        grids: Vec<AdminCounts>,
+        buildings: Vec<BuildingCounts>,
+    ) -> bool {
+        let mut h = self.rooted_at(community);
         for r in grids {
             h.admin(Layer::Grids, r);
         }
@@ -564,20 +557,7 @@ impl Disclosure {
         if communities.is_empty() {
             return Ok(Vec::new());
         }
-        let grids = store.admin_counts(
-            Layer::Grids,
-            Selection::In {
-                column: "parent_code",
-                values: communities,
-            },
-        )?;
-        let mut grids_of: HashMap<String, Vec<AdminCounts>> = HashMap::new();
-        for g in grids {
-            grids_of
-                .entry(g.parent.clone().unwrap_or_default())
-                .or_default()
-                .push(g);
-        }
+        let mut grids_of = grids_by_community(store, communities)?;
         let mut out = Vec::new();
         for c in communities {
             let Some(below) = self.below.get(*c) else {
@@ -588,17 +568,7 @@ impl Disclosure {
                 out.push((*c).to_owned());
                 continue;
             }
-            let mut h = Hierarchy::default();
-            let withheld = self.codes.contains(*c);
-            h.admin(
-                Layer::Communities,
-                AdminCounts {
-                    code: (*c).to_owned(),
-                    parent: None,
-                    households: if withheld { 0 } else { i64::MAX },
-                    persons: if withheld { 0 } else { i64::MAX },
-                },
-            );
+            let mut h = self.rooted_at(c);
             for r in grids_of.remove(*c).unwrap_or_default() {
                 h.admin(Layer::Grids, r);
             }
@@ -679,6 +649,27 @@ impl Disclosure {
     pub fn withheld(&self) -> (usize, usize) {
         (self.codes.len(), self.buildings.len())
     }
+}
+
+/// The grids of `communities` (by `parent_code`), per community.
+fn grids_by_community(
+    store: &AnyStore,
+    communities: &[&str],
+) -> Result<HashMap<String, Vec<AdminCounts>>, StoreError> {
+    let grids = store.admin_counts(
+        Layer::Grids,
+        Selection::In {
+            column: "parent_code",
+            values: communities,
+        },
+    )?;
+    let mut out: HashMap<String, Vec<AdminCounts>> = HashMap::new();
+    for g in grids {
+        out.entry(g.parent.clone().unwrap_or_default())
+            .or_default()
+            .push(g);
+    }
+    Ok(out)
 }
 
 #[cfg(test)]

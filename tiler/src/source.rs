@@ -449,6 +449,37 @@ impl LayerData {
         }
     }
 
+    /// [`LayerData::swap`], recording in `changes` how the items at
+    /// `slots` differ from `fresh` (drawn at `zooms`, as layer `name`).
+    fn replace_slots(
+        &mut self,
+        name: &str,
+        zooms: (u8, u8),
+        slots: &[usize],
+        fresh: Vec<Item>,
+        changes: &mut Changes,
+    ) {
+        fn version(it: &Item) -> Version<'_> {
+            Version {
+                id: it.id,
+                minzoom: it.minzoom,
+                shape: &it.shape,
+                props: &it.props,
+            }
+        }
+        changes.diff(
+            name,
+            zooms.0,
+            zooms.1,
+            &slots
+                .iter()
+                .map(|&i| version(&self.items[i]))
+                .collect::<Vec<_>>(),
+            &fresh.iter().map(version).collect::<Vec<_>>(),
+        );
+        self.swap(slots, fresh);
+    }
+
     fn reindex(&mut self) {
         let entries = self
             .items
@@ -1124,26 +1155,8 @@ impl Tiler {
                 }
             }
             slots.sort_unstable();
-            fn version(it: &Item) -> Version<'_> {
-                Version {
-                    id: it.id,
-                    minzoom: it.minzoom,
-                    shape: &it.shape,
-                    props: &it.props,
-                }
-            }
             let (z0, z1) = hex_zooms(res);
-            changes.diff(
-                PERSONS_HEX,
-                z0,
-                z1,
-                &slots
-                    .iter()
-                    .map(|&j| version(&l.items[j]))
-                    .collect::<Vec<_>>(),
-                &fresh.iter().map(version).collect::<Vec<_>>(),
-            );
-            l.swap(&slots, fresh);
+            l.replace_slots(PERSONS_HEX, (z0, z1), &slots, fresh, changes);
         }
     }
 
@@ -1164,25 +1177,8 @@ impl Tiler {
         self.warnings.extend(w.finish(spec.name));
         let l = &mut self.layers[pos];
         let slots = l.slots(filter);
-        fn version(it: &Item) -> Version<'_> {
-            Version {
-                id: it.id,
-                minzoom: it.minzoom,
-                shape: &it.shape,
-                props: &it.props,
-            }
-        }
-        changes.diff(
-            l.name,
-            l.minzoom,
-            l.maxzoom,
-            &slots
-                .iter()
-                .map(|&i| version(&l.items[i]))
-                .collect::<Vec<_>>(),
-            &fresh.iter().map(version).collect::<Vec<_>>(),
-        );
-        l.swap(&slots, fresh);
+        let zooms = (l.minzoom, l.maxzoom);
+        l.replace_slots(l.name, zooms, &slots, fresh, changes);
         Ok(())
     }
 
