@@ -1032,3 +1032,76 @@ fn an_apply_on_postgis_killed_mid_batch_leaves_nothing() {
     );
     assert_ne!(state(), before);
 }
+
+/// On PostGIS too, writes no log describes reach a server: places
+/// imported into the database and re-indexed by other processes show in
+/// its answers and tiles as in a fresh server's.
+#[test]
+fn a_server_on_postgis_reloads_after_an_import_and_a_reindex() {
+    use crate::serve::{Server, TOKEN, assert_answers_equal, city_copy, get, grids_by_community};
+    let pg = PgCluster::start();
+    let url = pg.database("city", true);
+    let dir = tempfile::tempdir().unwrap();
+    let store = city_copy(dir.path());
+    wangge_ok(&["copy", "--from", s(&store), "--to", &url, "--quiet"]);
+    let by = grids_by_community(&store, dir.path());
+    let (comm, _) = by.iter().find(|(_, v)| v.len() >= 2).unwrap();
+    let srv = Server::start(Path::new(&url), &["--token", TOKEN]);
+    let fc = get(&srv.url(&format!("/v1/grids?community={comm}")), &[]).json();
+    let ring = fc["features"][0]["geometry"]["coordinates"][0][0]
+        .as_array()
+        .unwrap()
+        .clone();
+    let n = ring.len() - 1;
+    let x = ring[..n]
+        .iter()
+        .map(|p| p[0].as_f64().unwrap())
+        .sum::<f64>()
+        / n as f64;
+    let y = ring[..n]
+        .iter()
+        .map(|p| p[1].as_f64().unwrap())
+        .sum::<f64>()
+        / n as f64;
+    let features: Vec<Value> = (0..4)
+        .map(|i| {
+            serde_json::json!({"type": "Feature", "geometry": {"type": "Point", "coordinates": [x, y]},
+                   "properties": {"id": format!("PG-IMPORTED-{i}"), "kind": "shop", "name": format!("店{i}")}})
+        })
+        .collect();
+    let file = dir.path().join("places.geojson");
+    std::fs::write(
+        &file,
+        serde_json::json!({"type": "FeatureCollection", "features": features}).to_string(),
+    )
+    .unwrap();
+    let reloads = |srv: &Server| {
+        srv.log_text()
+            .matches("store changed by another process")
+            .count()
+    };
+    let wait = |n: usize| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while reloads(&srv) < n {
+            assert!(std::time::Instant::now() < deadline, "{}", srv.log_text());
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    };
+    wangge_ok(&["import", &url, "--layer", "places", s(&file), "--quiet"]);
+    wait(1);
+    wangge_ok(&["assign", "--store", &url, "--layers", "places", "--quiet"]);
+    wait(2);
+    let fresh = Server::start(Path::new(&url), &["--token", TOKEN]);
+    let (compared, _) = assert_answers_equal(&srv, &fresh, &[comm.as_str()]);
+    assert!(compared > 20, "{compared}");
+    let at = get(&fresh.url(&format!("/v1/locate?lon={x}&lat={y}")), &[]).json();
+    let grid = get(
+        &srv.url(&format!("/v1/grids/{}", at["code"].as_str().unwrap())),
+        &[],
+    )
+    .json();
+    assert!(
+        grid["properties"]["places"].as_u64().unwrap() >= 4,
+        "{grid}"
+    );
+}
