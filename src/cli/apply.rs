@@ -114,7 +114,13 @@ pub(crate) fn apply_cmd(ui: &Ui, a: &ApplyArgs) -> Result<()> {
         total.seq = r.seq;
         // Counted, not kept: a million-change feed keeps ten examples.
         let room = 10usize.saturating_sub(total.rejected.len());
-        total.rejected.extend(r.rejected.into_iter().take(room));
+        // Examples name the input line (1-based), not the batch position.
+        total
+            .rejected
+            .extend(r.rejected.into_iter().take(room).map(|mut x| {
+                x.index = lines[x.index].0;
+                x
+            }));
     }
     if let Some(mut w) = rejects.take() {
         w.flush()
@@ -130,7 +136,9 @@ pub(crate) fn apply_cmd(ui: &Ui, a: &ApplyArgs) -> Result<()> {
             "applied": total.applied,
             "duplicates": total.duplicates,
             "rejected": rejected,
-            "rejected_examples": total.rejected,
+            "rejected_examples": total.rejected.iter().map(|r| json!({
+                "line": r.index, "change_id": r.change_id, "reason": r.reason,
+            })).collect::<Vec<_>>(),
             "rejects": (rejected > 0).then(|| rejects_path.display().to_string()),
             "seq": total.seq,
         });
@@ -148,7 +156,8 @@ pub(crate) fn apply_cmd(ui: &Ui, a: &ApplyArgs) -> Result<()> {
         if rejected > 0 {
             for r in &total.rejected {
                 ui.say(format!(
-                    "  rejected {}: {}",
+                    "  line {}: rejected {}: {}",
+                    r.index,
                     r.change_id.as_deref().unwrap_or("(no change_id)"),
                     r.reason
                 ));
