@@ -779,3 +779,69 @@ fn the_stream_resumes_from_last_event_id() {
     assert_eq!(summary(&replayed), summary(&live));
     assert!(replayed.iter().all(|(_, d)| d["tiles_truncated"] == true));
 }
+
+/// Persons the feed added without a building stay counted when a planner
+/// edit redraws their grid: an edit counts a grid's persons by position,
+/// as the feed and a re-index do.
+#[test]
+fn an_edit_after_the_feed_keeps_the_persons_it_added() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = city_copy(dir.path());
+    let c = Connection::open(&store).unwrap();
+    // The grid with the most buildings, and a point of one of its persons.
+    let (grid, x, y): (String, f64, f64) = c
+        .query_row(
+            "SELECT p.grid_code, r.minx, r.miny FROM persons p JOIN rtree_persons_geom r ON r.id = p.fid
+              WHERE p.grid_code = (SELECT grid_code FROM buildings GROUP BY grid_code ORDER BY count(*) DESC LIMIT 1)
+              LIMIT 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .unwrap();
+    let community = grid[..12].to_owned();
+    let sum = |c: &Connection| -> i64 {
+        c.query_row(
+            "SELECT sum(persons) FROM grids WHERE parent_code = ?1",
+            [&community],
+            |r| r.get(0),
+        )
+        .unwrap()
+    };
+    let before = sum(&c);
+    drop(c);
+    let feed: String = (0..20)
+        .map(|i| {
+            format!(
+                "{}\n",
+                json!({"change_id": format!("e{i}"), "op": "add", "layer": "persons",
+                       "id": format!("EDIT-FEED-{i}"), "lon": x, "lat": y})
+            )
+        })
+        .collect();
+    let path = dir.path().join("feed.ndjson");
+    std::fs::write(&path, feed).unwrap();
+    let out: Value = serde_json::from_str(&wangge_ok(&[
+        "apply",
+        "--store",
+        s(&store),
+        s(&path),
+        "--json",
+        "--quiet",
+    ]))
+    .unwrap();
+    assert_eq!(out["applied"], 20, "{out}");
+    wangge_ok(&[
+        "edit",
+        "--store",
+        s(&store),
+        "--quiet",
+        "split",
+        &grid,
+        "--parts",
+        "2",
+    ]);
+    let c = Connection::open(&store).unwrap();
+    assert_eq!(sum(&c), before + 20);
+    drop(c);
+    assert_counts_match_rows(&store);
+}
