@@ -81,8 +81,8 @@ pub fn person_cell(lon: f64, lat: f64) -> Option<i64> {
 
 /// Splits a request body into change objects: a JSON array, or NDJSON (one
 /// object per non-blank line). An element that is not an object, or a line
-/// that is not JSON, is a reject of its own; a body that is not an array at
-/// all is an error.
+/// that is not JSON, is a reject of its own (its index counts the non-blank
+/// lines); a body that is not an array at all is an error.
 ///
 /// # Errors
 /// The reason the body as a whole cannot be read.
@@ -312,7 +312,8 @@ fn locate(geometry: Geometry<f64>, layer: Layer, grids: &GridLayer) -> Result<Pl
 }
 
 /// Prepares and applies one batch in one transaction of `store`, with the
-/// time `at` (ISO 8601) in the log.
+/// time `at` (ISO 8601) in the log. A reject's `index` is its position in
+/// `items`.
 ///
 /// # Errors
 /// Store errors; nothing of the batch is written then.
@@ -320,20 +321,6 @@ pub fn apply_batch(
     store: &mut AnyStore,
     grids: &GridLayer,
     items: &[Result<Json, String>],
-    at: &str,
-) -> Result<Report, StoreError> {
-    apply_at(store, grids, items, 0, at)
-}
-
-/// [`apply_batch`] with input positions counted from `first`.
-///
-/// # Errors
-/// Store errors.
-pub fn apply_at(
-    store: &mut AnyStore,
-    grids: &GridLayer,
-    items: &[Result<Json, String>],
-    first: usize,
     at: &str,
 ) -> Result<Report, StoreError> {
     let mut report = Report {
@@ -359,7 +346,7 @@ pub fn apply_at(
                 where_.push(i);
             }
             Err(reason) => report.rejected.push(Rejected {
-                index: first + i,
+                index: i,
                 change_id,
                 reason,
             }),
@@ -387,7 +374,7 @@ pub fn apply_at(
             }
             Outcome::Duplicate => report.duplicates += 1,
             Outcome::Rejected(reason) => report.rejected.push(Rejected {
-                index: first + i,
+                index: i,
                 change_id: Some(c.change_id),
                 reason,
             }),

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result, bail};
 use serde_json::{Value as Json, json};
 use wangge_engine::assign::GridLayer;
-use wangge_engine::changes::{Report, apply_at};
+use wangge_engine::changes::{Report, apply_batch};
 use wangge_engine::model::Layer;
 use wangge_engine::progress::Progress;
 use wangge_engine::time::now_iso;
@@ -88,7 +88,7 @@ pub(crate) fn apply_cmd(ui: &Ui, a: &ApplyArgs) -> Result<()> {
         if items.is_empty() {
             continue;
         }
-        let r = apply_at(&mut store, &grids, &items, 0, &now_iso()).with_context(|| {
+        let r = apply_batch(&mut store, &grids, &items, &now_iso()).with_context(|| {
             format!(
                 "applying lines {}–{} of {}",
                 lines[0].0,

@@ -270,10 +270,16 @@ pub(crate) fn apply(
         out.push(outcome);
     }
     let mut add = |layer: Layer, code: &str, d: &[(&str, i64)]| -> Result<(), StoreError> {
-        if !tx.has_layer(layer)? {
-            return Ok(());
-        }
-        let cols = tx.columns(layer)?;
+        let cols = match columns.entry(layer) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(e) => {
+                if !tx.has_layer(layer)? {
+                    return Ok(());
+                }
+                e.insert(tx.columns(layer)?)
+            }
+        };
+        let cols = &*cols;
         let has = |n: &str| cols.iter().any(|c| c.name == n);
         if !has("code") {
             return Ok(());
@@ -554,13 +560,15 @@ CREATE INDEX IF NOT EXISTS wangge_changes_batch ON wangge_changes(batch);";
 struct GpkgChangeTx<'t> {
     tx: Transaction<'t>,
     path: std::path::PathBuf,
-    defs: HashMap<Layer, LayerDef>,
+    /// Shared, so a statement can hold its layer's layout while it uses
+    /// the transaction.
+    defs: HashMap<Layer, std::rc::Rc<LayerDef>>,
     /// Layers written, for `gpkg_contents.last_change`.
     written: HashSet<Layer>,
 }
 
 impl GpkgChangeTx<'_> {
-    fn def(&mut self, layer: Layer) -> Result<&LayerDef, StoreError> {
+    fn def(&mut self, layer: Layer) -> Result<std::rc::Rc<LayerDef>, StoreError> {
         if !self.defs.contains_key(&layer) {
             let def = crate::gpkg::layer_def_of(&self.tx, &self.path, layer.name())?;
             // Lookups by id: the feed's one access path into an entity layer.
@@ -576,9 +584,9 @@ impl GpkgChangeTx<'_> {
                     )
                     .at(&self.path)?;
             }
-            self.defs.insert(layer, def);
+            self.defs.insert(layer, std::rc::Rc::new(def));
         }
-        Ok(&self.defs[&layer])
+        Ok(std::rc::Rc::clone(&self.defs[&layer]))
     }
 }
 
@@ -614,7 +622,7 @@ impl ChangeTx for GpkgChangeTx<'_> {
     }
 
     fn find(&mut self, layer: Layer, id: &str) -> Result<Option<Found>, StoreError> {
-        let def = self.def(layer)?.clone();
+        let def = self.def(layer)?;
         let has = |n: &str| def.schema.columns.iter().any(|c| c.name == n);
         let col = |n: &str| if has(n) { quote(n) } else { "NULL".into() };
         let sql = format!(
@@ -659,7 +667,7 @@ impl ChangeTx for GpkgChangeTx<'_> {
         geometry: &Geometry<f64>,
         values: &[(&str, &Value)],
     ) -> Result<i64, StoreError> {
-        let def = self.def(layer)?.clone();
+        let def = self.def(layer)?;
         let mut names = vec![quote(&def.geom)];
         names.extend(values.iter().map(|(n, _)| quote(n)));
         let marks: Vec<String> = (1..=names.len()).map(|i| format!("?{i}")).collect();
@@ -688,7 +696,7 @@ impl ChangeTx for GpkgChangeTx<'_> {
         geometry: Option<&Geometry<f64>>,
         values: &[(&str, &Value)],
     ) -> Result<(), StoreError> {
-        let def = self.def(layer)?.clone();
+        let def = self.def(layer)?;
         let blob = geometry.map(|g| encode_geometry(g, def.srs_id as i32));
         let mut sets = Vec::new();
         let mut p: Vec<&dyn rusqlite::ToSql> = vec![&fid];
@@ -719,7 +727,7 @@ impl ChangeTx for GpkgChangeTx<'_> {
     }
 
     fn delete(&mut self, layer: Layer, fid: i64) -> Result<(), StoreError> {
-        let def = self.def(layer)?.clone();
+        let def = self.def(layer)?;
         let sql = format!(
             "DELETE FROM {} WHERE {} = ?1",
             quote(layer.name()),

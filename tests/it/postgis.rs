@@ -734,20 +734,8 @@ fn replicas_on_postgis_follow_each_other_through_a_restart() {
     );
     // Each replica's catch-ups are done (its point index comes last):
     // then both answer as a server started afresh on the database.
-    let caught_up = |srv: &Server, n: usize| {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-        while srv
-            .log_text()
-            .matches("store changed by another process")
-            .count()
-            < n
-        {
-            assert!(std::time::Instant::now() < deadline, "{}", srv.log_text());
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
-    };
-    caught_up(&a, 1);
-    caught_up(&b, 2);
+    a.wait_for_reloads(1);
+    b.wait_for_reloads(2);
     let fresh = Server::start(Path::new(&url), &["--token", TOKEN]);
     for replica in [&a, &b] {
         let (compared, _) = crate::serve::assert_answers_equal(replica, &fresh, &[first, second]);
@@ -820,7 +808,9 @@ fn a_connection_lost_mid_write_rolls_back() {
 /// and a full re-index; a replay through B changes nothing.
 #[test]
 fn the_change_feed_on_postgis_feeds_every_replica() {
-    use crate::changes::{Feed, assert_counts_match_rows, codes_of, digest, metric, post_changes};
+    use crate::changes::{
+        Feed, assert_counts_match_rows, codes_of, digest, metric, post_changes, replay,
+    };
     use crate::serve::{Server, TOKEN, assert_answers_equal, city_copy};
     let pg = PgCluster::start();
     let url = pg.database("city", true);
@@ -927,13 +917,7 @@ fn the_change_feed_on_postgis_feeds_every_replica() {
         );
     }
     // A replay through B: every applied change is a duplicate.
-    let mut dups = 0;
-    for batch in &batches {
-        let r = post_changes(&b, &serde_json::to_vec(batch).unwrap(), "application/json");
-        assert_eq!(r["applied"], 0, "{r}");
-        dups += r["duplicates"].as_u64().unwrap();
-    }
-    assert_eq!(dups, applied);
+    assert_eq!(replay(&b, &batches), applied);
     let again = dir.path().join("again.gpkg");
     wangge_ok(&["copy", "--from", &url, "--to", s(&again), "--quiet"]);
     assert_eq!(
@@ -1038,7 +1022,10 @@ fn an_apply_on_postgis_killed_mid_batch_leaves_nothing() {
 /// its answers and tiles as in a fresh server's.
 #[test]
 fn a_server_on_postgis_reloads_after_an_import_and_a_reindex() {
-    use crate::serve::{Server, TOKEN, assert_answers_equal, city_copy, get, grids_by_community};
+    use crate::serve::{
+        Server, TOKEN, assert_answers_equal, city_copy, get, grids_by_community, places_at,
+        vertex_mean,
+    };
     let pg = PgCluster::start();
     let url = pg.database("city", true);
     let dir = tempfile::tempdir().unwrap();
@@ -1048,49 +1035,12 @@ fn a_server_on_postgis_reloads_after_an_import_and_a_reindex() {
     let (comm, _) = by.iter().find(|(_, v)| v.len() >= 2).unwrap();
     let srv = Server::start(Path::new(&url), &["--token", TOKEN]);
     let fc = get(&srv.url(&format!("/v1/grids?community={comm}")), &[]).json();
-    let ring = fc["features"][0]["geometry"]["coordinates"][0][0]
-        .as_array()
-        .unwrap()
-        .clone();
-    let n = ring.len() - 1;
-    let x = ring[..n]
-        .iter()
-        .map(|p| p[0].as_f64().unwrap())
-        .sum::<f64>()
-        / n as f64;
-    let y = ring[..n]
-        .iter()
-        .map(|p| p[1].as_f64().unwrap())
-        .sum::<f64>()
-        / n as f64;
-    let features: Vec<Value> = (0..4)
-        .map(|i| {
-            serde_json::json!({"type": "Feature", "geometry": {"type": "Point", "coordinates": [x, y]},
-                   "properties": {"id": format!("PG-IMPORTED-{i}"), "kind": "shop", "name": format!("店{i}")}})
-        })
-        .collect();
-    let file = dir.path().join("places.geojson");
-    std::fs::write(
-        &file,
-        serde_json::json!({"type": "FeatureCollection", "features": features}).to_string(),
-    )
-    .unwrap();
-    let reloads = |srv: &Server| {
-        srv.log_text()
-            .matches("store changed by another process")
-            .count()
-    };
-    let wait = |n: usize| {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-        while reloads(&srv) < n {
-            assert!(std::time::Instant::now() < deadline, "{}", srv.log_text());
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
-    };
+    let (x, y) = vertex_mean(&fc["features"][0]["geometry"]["coordinates"][0][0]);
+    let file = places_at(dir.path(), "PG-IMPORTED", 4, x, y);
     wangge_ok(&["import", &url, "--layer", "places", s(&file), "--quiet"]);
-    wait(1);
+    srv.wait_for_reloads(1);
     wangge_ok(&["assign", "--store", &url, "--layers", "places", "--quiet"]);
-    wait(2);
+    srv.wait_for_reloads(2);
     let fresh = Server::start(Path::new(&url), &["--token", TOKEN]);
     let (compared, _) = assert_answers_equal(&srv, &fresh, &[comm.as_str()]);
     assert!(compared > 20, "{compared}");

@@ -113,6 +113,52 @@ impl Server {
     pub(crate) fn log_text(&self) -> String {
         self.log.lock().unwrap().join("\n")
     }
+
+    /// How many times it caught up with another process's write.
+    pub(crate) fn reloads(&self) -> usize {
+        self.log_text()
+            .matches("store changed by another process")
+            .count()
+    }
+
+    /// Waits until it has caught up `n` times (the deadline only turns a
+    /// broken watcher into a failure instead of a hang).
+    pub(crate) fn wait_for_reloads(&self, n: usize) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while self.reloads() < n {
+            assert!(std::time::Instant::now() < deadline, "{}", self.log_text());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+/// The mean of a ring's vertices (the closing one left out).
+pub(crate) fn vertex_mean(ring: &Value) -> (f64, f64) {
+    let ring = ring.as_array().unwrap();
+    let n = ring.len() - 1;
+    let (mut x, mut y) = (0.0, 0.0);
+    for p in &ring[..n] {
+        x += p[0].as_f64().unwrap() / n as f64;
+        y += p[1].as_f64().unwrap() / n as f64;
+    }
+    (x, y)
+}
+
+/// A GeoJSON file of `n` places at one point, ids `{prefix}-0`, ….
+pub(crate) fn places_at(dir: &Path, prefix: &str, n: usize, x: f64, y: f64) -> PathBuf {
+    let features: Vec<Value> = (0..n)
+        .map(|i| {
+            json!({"type": "Feature", "geometry": {"type": "Point", "coordinates": [x, y]},
+                   "properties": {"id": format!("{prefix}-{i}"), "kind": "shop", "name": format!("店{i}")}})
+        })
+        .collect();
+    let file = dir.join("places.geojson");
+    std::fs::write(
+        &file,
+        json!({"type": "FeatureCollection", "features": features}).to_string(),
+    )
+    .unwrap();
+    file
 }
 
 impl Drop for Server {
@@ -2327,22 +2373,12 @@ fn a_following_server_answers_as_a_fresh_one() {
     let (c2, _) = multi[1];
     let (c3, g3) = multi[2];
     assert_answers_equal(&srv, &srv, &[c1, c2, c3]);
-    let reloads = |srv: &Server| {
-        srv.log_text()
-            .matches("store changed by another process")
-            .count()
-    };
     let edit = |args: &[&str]| -> Value {
-        let before = reloads(&srv);
+        let before = srv.reloads();
         let mut all = vec!["edit", "--store", s(&store), "--json", "--quiet"];
         all.extend_from_slice(args);
         let out: Value = serde_json::from_str(&wangge_ok(&all)).unwrap();
-        // The deadline only turns a broken watcher into a failure.
-        let deadline = std::time::Instant::now() + Duration::from_secs(60);
-        while reloads(&srv) == before {
-            assert!(std::time::Instant::now() < deadline, "{}", srv.log_text());
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        srv.wait_for_reloads(before + 1);
         out
     };
     // A split into two, then a merge of the two halves it made.
@@ -2371,18 +2407,14 @@ fn a_following_server_answers_as_a_fresh_one() {
     let mut moved_ok = false;
     'found: for id in candidates.iter().take(40) {
         for to in &g3[1..] {
-            let before = reloads(&srv);
+            let before = srv.reloads();
             let out = Command::new(env!("CARGO_BIN_EXE_wangge"))
                 .args(["edit", "--store", s(&store), "--quiet"])
                 .args(["move", "--building", id, "--to", to])
                 .output()
                 .unwrap();
             if out.status.success() {
-                let deadline = std::time::Instant::now() + Duration::from_secs(60);
-                while reloads(&srv) == before {
-                    assert!(std::time::Instant::now() < deadline, "{}", srv.log_text());
-                    std::thread::sleep(Duration::from_millis(20));
-                }
+                srv.wait_for_reloads(before + 1);
                 moved_ok = true;
                 break 'found;
             }
@@ -2391,7 +2423,7 @@ fn a_following_server_answers_as_a_fresh_one() {
     assert!(moved_ok, "no building of {} could move", g3[0]);
     edit(&["lock", &g3[1]]);
     let log = srv.log_text();
-    assert_eq!(reloads(&srv), 5, "{log}");
+    assert_eq!(srv.reloads(), 5, "{log}");
     let fresh = Server::start(&store, &["--token", TOKEN]);
     let (compared, withheld) = assert_answers_equal(&srv, &fresh, &[c1, c2, c3]);
     assert!(compared > 100, "{compared} answers compared");
@@ -2413,42 +2445,13 @@ fn a_server_reloads_after_an_import_and_a_reindex() {
     let places_before = grid["properties"]["places"].as_u64().unwrap();
     // Five new places at a point of the grid.
     let located = get(&srv.url(&format!("/v1/grids?community={comm}")), &[]).json();
-    let ring = &located["features"][0]["geometry"]["coordinates"][0][0];
-    let (mut x, mut y) = (0.0, 0.0);
-    let n = ring.as_array().unwrap().len() - 1;
-    for p in &ring.as_array().unwrap()[..n] {
-        x += p[0].as_f64().unwrap() / n as f64;
-        y += p[1].as_f64().unwrap() / n as f64;
-    }
+    let (x, y) = vertex_mean(&located["features"][0]["geometry"]["coordinates"][0][0]);
     let at: Value = get(&srv.url(&format!("/v1/locate?lon={x}&lat={y}")), &[]).json();
     let target = at["code"]
         .as_str()
         .expect("the vertex mean is inside a grid")
         .to_owned();
-    let features: Vec<Value> = (0..5)
-        .map(|i| {
-            json!({"type": "Feature", "geometry": {"type": "Point", "coordinates": [x, y]},
-                   "properties": {"id": format!("IMPORTED-{i}"), "kind": "shop", "name": format!("店{i}")}})
-        })
-        .collect();
-    let file = dir.path().join("places.geojson");
-    std::fs::write(
-        &file,
-        json!({"type": "FeatureCollection", "features": features}).to_string(),
-    )
-    .unwrap();
-    let reloads = |srv: &Server| {
-        srv.log_text()
-            .matches("store changed by another process")
-            .count()
-    };
-    let wait = |n: usize| {
-        let deadline = std::time::Instant::now() + Duration::from_secs(60);
-        while reloads(&srv) < n {
-            assert!(std::time::Instant::now() < deadline, "{}", srv.log_text());
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    };
+    let file = places_at(dir.path(), "IMPORTED", 5, x, y);
     wangge_ok(&[
         "import",
         s(&store),
@@ -2457,7 +2460,7 @@ fn a_server_reloads_after_an_import_and_a_reindex() {
         s(&file),
         "--quiet",
     ]);
-    wait(1);
+    srv.wait_for_reloads(1);
     wangge_ok(&[
         "assign",
         "--store",
@@ -2466,7 +2469,7 @@ fn a_server_reloads_after_an_import_and_a_reindex() {
         "places",
         "--quiet",
     ]);
-    wait(2);
+    srv.wait_for_reloads(2);
     let grid = get(&srv.url(&format!("/v1/grids/{target}")), &[]).json();
     let fresh = Server::start(&store, &["--token", TOKEN]);
     let want = get(&fresh.url(&format!("/v1/grids/{target}")), &[]).json();

@@ -148,8 +148,9 @@ impl Changes {
         if self.everything {
             return (Vec::new(), true);
         }
-        let mut out: std::collections::BTreeSet<(u8, u32, u32)> = std::collections::BTreeSet::new();
-        for l in self.layers.iter().filter(|l| layer(&l.name)) {
+        let mut out: std::collections::BTreeSet<TileCoord> = std::collections::BTreeSet::new();
+        let mut truncated = false;
+        'layers: for l in self.layers.iter().filter(|l| layer(&l.name)) {
             for f in &l.footprints {
                 let [x0, y0, x1, y1] = f.bbox();
                 for z in f.minzoom().max(l.minzoom)..=l.maxzoom {
@@ -161,34 +162,20 @@ impl Changes {
                     let hi = |v: f64| ((v * n + pad).floor().max(0.0) as u32).min(last);
                     let (tx0, tx1, ty0, ty1) = (lo(x0), hi(x1), lo(y0), hi(y1));
                     if u64::from(tx1 - tx0 + 1) * u64::from(ty1 - ty0 + 1) > limit as u64 {
-                        return (
-                            out.into_iter()
-                                .filter_map(|(z, x, y)| TileCoord::new(z, x, y).ok())
-                                .collect(),
-                            true,
-                        );
+                        truncated = true;
+                        break 'layers;
                     }
                     for x in tx0..=tx1 {
                         for y in ty0..=ty1 {
                             let Ok(t) = TileCoord::new(z, x, y) else {
                                 continue;
                             };
-                            if out.contains(&(z, x, y)) {
-                                continue;
-                            }
-                            let [a0, b0, a1, b1] = t.merc_bounds();
-                            let p = (a1 - a0) * f64::from(BUFFER + 1) / f64::from(EXTENT);
-                            if meets(f.bbox(), [a0 - p, b0 - p, a1 + p, b1 + p])
-                                && footprint_touches(f, t)
-                            {
-                                out.insert((z, x, y));
+                            if !out.contains(&t) && reaches(f, t, &env_of(t)) {
+                                out.insert(t);
                                 if out.len() > limit {
-                                    let mut v: Vec<TileCoord> = out
-                                        .into_iter()
-                                        .filter_map(|(z, x, y)| TileCoord::new(z, x, y).ok())
-                                        .collect();
-                                    v.truncate(limit);
-                                    return (v, true);
+                                    out.pop_last();
+                                    truncated = true;
+                                    break 'layers;
                                 }
                             }
                         }
@@ -196,12 +183,7 @@ impl Changes {
                 }
             }
         }
-        (
-            out.into_iter()
-                .filter_map(|(z, x, y)| TileCoord::new(z, x, y).ok())
-                .collect(),
-            false,
-        )
+        (out.into_iter().collect(), truncated)
     }
 
     /// Records the changes between the `old` and `new` features of a layer
@@ -285,17 +267,27 @@ impl LayerChanges {
         if z < self.minzoom || z > self.maxzoom {
             return false;
         }
-        // The encoder's R-tree query box: one unit more than the buffer.
-        let [x0, y0, x1, y1] = t.merc_bounds();
-        let pad = (x1 - x0) * f64::from(BUFFER + 1) / f64::from(EXTENT);
-        let env = [x0 - pad, y0 - pad, x1 + pad, y1 + pad];
+        let env = env_of(t);
         if !meets(self.bbox, env) {
             return false;
         }
         self.footprints
             .iter()
-            .any(|f| z >= f.minzoom() && meets(f.bbox(), env) && footprint_touches(f, t))
+            .any(|f| z >= f.minzoom() && reaches(f, t, &env))
     }
+}
+
+/// The encoder's R-tree query box of tile `t`: its square grown by one
+/// unit more than the buffer.
+fn env_of(t: TileCoord) -> [f64; 4] {
+    let [x0, y0, x1, y1] = t.merc_bounds();
+    let pad = (x1 - x0) * f64::from(BUFFER + 1) / f64::from(EXTENT);
+    [x0 - pad, y0 - pad, x1 + pad, y1 + pad]
+}
+
+/// Whether footprint `f` can alter tile `t` (whose query box is `env`).
+fn reaches(f: &Footprint, t: TileCoord, env: &[f64; 4]) -> bool {
+    meets(f.bbox(), *env) && footprint_touches(f, t)
 }
 
 const EMPTY: [f64; 4] = [
