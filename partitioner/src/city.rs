@@ -28,8 +28,6 @@ pub struct Building {
     pub footprint: Polygon<f64>,
     /// Households living in it.
     pub households: u32,
-    /// Persons registered in it.
-    pub persons: u32,
 }
 
 /// One community with its buildings.
@@ -98,12 +96,7 @@ fn load_in(
 ) -> Result<(Vec<Community>, LoadReport), StoreError> {
     // Communities a building in `region` can touch (buildings are far
     // smaller than 0.005°, about 500 m).
-    let near = region.map(|b| {
-        Rect::new(
-            (b.min().x - 0.005, b.min().y - 0.005),
-            (b.max().x + 0.005, b.max().y + 0.005),
-        )
-    });
+    let near = region.map(|b| padded(b, 0.005));
     let mut comms: Vec<Community> = Vec::new();
     let mut by_code: HashMap<String, usize> = HashMap::new();
     let columns = ["code", "name"];
@@ -137,7 +130,6 @@ fn load_in(
             })
             .collect(),
     );
-    let persons = persons_per_building(store, region)?;
     let mut report = LoadReport::default();
     let columns = ["id", "households", "community_code"];
     store.for_each_columns(Layer::Buildings.name(), &columns, region, |f| {
@@ -169,13 +161,11 @@ fn load_in(
             .as_i64()
             .unwrap_or(0)
             .clamp(0, i64::from(u32::MAX)) as u32;
-        let persons = persons.get(&id).copied().unwrap_or(0);
         comms[target].buildings.push(Building {
             fid: f.fid,
             id,
             footprint,
             households,
-            persons,
         });
         Ok(())
     })?;
@@ -230,16 +220,99 @@ fn home(
     }
 }
 
-/// Persons per building id (from the persons layer's `building_id`).
-/// With `region`, only persons whose point meets it.
-fn persons_per_building(
+/// `r` grown by `d` degrees on every side.
+fn padded(r: Rect<f64>, d: f64) -> Rect<f64> {
+    Rect::new(
+        (r.min().x - d, r.min().y - d),
+        (r.max().x + d, r.max().y + d),
+    )
+}
+
+/// Sets each grid's `persons` to the persons whose point lies in it, as
+/// the change feed and `wangge assign --store … --layers` count them (a
+/// person need not name a building): located in the partitions' grids
+/// together. With `subset` (not every community was partitioned), only
+/// the persons in the partitions' box are read, and a person counts only
+/// in a grid of its stored community (by `grid_code`, else
+/// `community_code`; one with neither counts where it lies), so persons
+/// of a neighbouring community on the border are not taken.
+///
+/// # Errors
+/// Store errors.
+pub fn count_persons(
     store: &AnyStore,
-    region: Option<Rect<f64>>,
-) -> Result<HashMap<String, u32>, StoreError> {
-    if !store.has_layer(Layer::Persons.name())? {
-        return Ok(HashMap::new());
+    parts: &mut [Partition],
+    subset: bool,
+) -> Result<(), StoreError> {
+    for g in parts.iter_mut().flat_map(|p| &mut p.grids) {
+        g.persons = 0;
     }
-    store.count_values(Layer::Persons, "building_id", region)
+    if !store.has_layer(Layer::Persons.name())? {
+        return Ok(());
+    }
+    let schema = store.schema(Layer::Persons.name())?;
+    let has = |n: &str| schema.columns.iter().any(|x| x.name == n);
+    let grids: Vec<&Grid> = parts.iter().flat_map(|p| &p.grids).collect();
+    if grids.is_empty() {
+        return Ok(());
+    }
+    let region = if subset {
+        let boxes = grids.iter().filter_map(|g| geom::bbox(&g.geometry));
+        boxes
+            .reduce(|a, b| {
+                Rect::new(
+                    (a.min().x.min(b.min().x), a.min().y.min(b.min().y)),
+                    (a.max().x.max(b.max().x), a.max().y.max(b.max().y)),
+                )
+            })
+            .map(|r| padded(r, 1e-6))
+    } else {
+        None
+    };
+    let layer = GridLayer::new(
+        grids
+            .iter()
+            .map(|g| GridPolygon {
+                code: g.code.clone(),
+                name: String::new(),
+                geometry: g.geometry.clone(),
+            })
+            .collect(),
+    );
+    let mut counts = vec![0u64; layer.len()];
+    let columns: Vec<&str> = ["grid_code", "community_code"]
+        .into_iter()
+        .filter(|n| subset && has(n))
+        .collect();
+    store.for_each_columns(Layer::Persons.name(), &columns, region, |f| {
+        let Geometry::Point(p) = f.geometry else {
+            return Ok(());
+        };
+        let Some(id) = layer.locate(p.x(), p.y()) else {
+            return Ok(());
+        };
+        let stored = f
+            .values
+            .iter()
+            .filter_map(|v| v.as_str())
+            .find(|c| c.len() >= 12)
+            .map(|c| &c[..12]);
+        if stored.is_none_or(|c| layer.code(id).starts_with(c)) {
+            counts[id as usize] += 1;
+        }
+        Ok(())
+    })?;
+    let by_code: HashMap<&str, u64> = (0..layer.len())
+        .map(|i| (layer.code(i as u32), counts[i]))
+        .collect();
+    let found: Vec<u64> = grids
+        .iter()
+        .map(|g| by_code.get(g.code.as_str()).copied().unwrap_or(0))
+        .collect();
+    for (g, n) in parts.iter_mut().flat_map(|p| &mut p.grids).zip(found) {
+        g.persons = n;
+    }
+    Ok(())
 }
 
 /// One grid of a partition.
@@ -424,7 +497,6 @@ pub(crate) fn assemble(
         building_grid[b] = r;
         grids[r].buildings.push(b);
         grids[r].households += u64::from(c.buildings[b].households);
-        grids[r].persons += u64::from(c.buildings[b].persons);
     }
     for (g, o) in outlines.into_iter().enumerate() {
         let r = slot[g];

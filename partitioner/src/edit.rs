@@ -694,9 +694,9 @@ pub fn apply(store: &mut AnyStore, req: &Request) -> Result<Outcome, EditError> 
     } else {
         Vec::new()
     };
-    if geometry_changed {
-        recount_persons(store, &c, &mut part)?;
-    }
+    // Grids count persons by position (as the change feed and `wangge
+    // assign --store … --layers` do), not by the buildings they name.
+    city::count_persons(store, std::slice::from_mut(&mut part), true)?;
     let meta = VersionMeta {
         author: req.author.clone(),
         reason: req.reason.clone(),
@@ -771,68 +771,6 @@ pub fn apply(store: &mut AnyStore, req: &Request) -> Result<Outcome, EditError> 
         bbox,
         reassigned,
     })
-}
-
-/// Sets each grid's `persons` to the persons of the community whose point
-/// lies in it, as the change feed and `wangge assign --store … --layers`
-/// count them (a person added by the feed need not name a building), in
-/// place of the count by `building_id` that grouping buildings gives. A
-/// person belongs to the community by its stored `grid_code` (else its
-/// `community_code`).
-fn recount_persons(
-    store: &AnyStore,
-    c: &Community,
-    part: &mut city::Partition,
-) -> Result<(), StoreError> {
-    if !store.has_layer(Layer::Persons.name())? {
-        return Ok(());
-    }
-    let Some(r) = geom::bbox(&c.geometry) else {
-        return Ok(());
-    };
-    let pad = 1e-6;
-    let region = geo_types::Rect::new(
-        (r.min().x - pad, r.min().y - pad),
-        (r.max().x + pad, r.max().y + pad),
-    );
-    let layer = GridLayer::new(
-        part.grids
-            .iter()
-            .map(|g| GridPolygon {
-                code: g.code.clone(),
-                name: String::new(),
-                geometry: g.geometry.clone(),
-            })
-            .collect(),
-    );
-    let schema = store.schema(Layer::Persons.name())?;
-    let has = |n: &str| schema.columns.iter().any(|x| x.name == n);
-    if !has("grid_code") || !has("community_code") {
-        return Ok(());
-    }
-    let mut counts: HashMap<String, u64> = HashMap::new();
-    store.for_each_columns(
-        Layer::Persons.name(),
-        &["grid_code", "community_code"],
-        Some(region),
-        |f| {
-            let mine = match f.values[0].as_str().filter(|g| !g.is_empty()) {
-                Some(g) => g.starts_with(c.code.as_str()),
-                None => f.values[1].as_str() == Some(c.code.as_str()),
-            };
-            if mine
-                && let Geometry::Point(p) = f.geometry
-                && let Some(id) = layer.locate(p.x(), p.y())
-            {
-                *counts.entry(layer.code(id).to_owned()).or_default() += 1;
-            }
-            Ok(())
-        },
-    )?;
-    for g in &mut part.grids {
-        g.persons = counts.get(&g.code).copied().unwrap_or(0);
-    }
-    Ok(())
 }
 
 /// The stored grid (index into `codes`) of each building of `c`.

@@ -97,7 +97,7 @@ pub(crate) fn partition_cmd(ui: &Ui, a: &PartitionArgs) -> Result<Vec<Partition>
     } else {
         crate::cli::complete_any(ui, &mut store)?;
     }
-    ui.say("reading communities, buildings and persons per building …");
+    ui.say("reading communities and buildings …");
     let (comms, load) = city::load(&store, &a.community)?;
     let read_s = t0.elapsed().as_secs_f64();
     if load.crossing_border
@@ -139,6 +139,9 @@ pub(crate) fn partition_cmd(ui: &Ui, a: &PartitionArgs) -> Result<Vec<Partition>
     } else {
         wangge_partitioner::noding::node_with_store(&store, &mut parts, None)?
     };
+    // Persons are counted where they are, as `assign --layers` and the
+    // change feed count them (one pass over the persons layer).
+    city::count_persons(&store, &mut parts, !a.community.is_empty())?;
     let partition_s = t1.elapsed().as_secs_f64();
     let t2 = Instant::now();
     let refs: Vec<&city::Community> = comms.iter().collect();

@@ -201,48 +201,46 @@ pub(crate) fn digest(store: &Path) -> String {
     let c = Connection::open(store).unwrap();
     let mut out = String::new();
     for l in ENTITY {
-        let mut stmt = c
-            .prepare(&format!(
-                "SELECT fid, id, community_code, grid_code, hex(geom) FROM {l} ORDER BY fid"
-            ))
-            .unwrap();
-        let rows = stmt
-            .query_map([], |r| {
-                Ok(format!(
-                    "{}|{:?}|{:?}|{:?}|{:?}\n",
-                    r.get::<_, i64>(0)?,
-                    r.get::<_, Option<String>>(1)?,
-                    r.get::<_, Option<String>>(2)?,
-                    r.get::<_, Option<String>>(3)?,
-                    r.get::<_, Option<String>>(4)?
-                ))
-            })
-            .unwrap();
-        for r in rows {
-            out.push_str(&r.unwrap());
-        }
+        out.push_str(&rows_text(
+            &c,
+            &format!("SELECT fid, id, community_code, grid_code, hex(geom) FROM {l} ORDER BY fid"),
+        ));
     }
     for l in ["grids", "communities", "streets", "districts"] {
-        let mut stmt = c
-            .prepare(&format!(
-                "SELECT * FROM (SELECT code, households, persons FROM {l}) ORDER BY code"
-            ))
-            .unwrap();
-        let rows = stmt
-            .query_map([], |r| {
-                Ok(format!(
-                    "{}|{:?}|{:?}\n",
-                    r.get::<_, String>(0)?,
-                    r.get::<_, Option<i64>>(1)?,
-                    r.get::<_, Option<i64>>(2)?
-                ))
-            })
-            .unwrap();
-        for r in rows {
-            out.push_str(&r.unwrap());
-        }
+        out.push_str(&rows_text(
+            &c,
+            &format!("SELECT code, households, persons FROM {l} ORDER BY code"),
+        ));
     }
     out
+}
+
+/// Every row a query returns, one line each, its values `|`-separated.
+fn rows_text(c: &Connection, sql: &str) -> String {
+    let mut stmt = c.prepare(sql).unwrap();
+    let n = stmt.column_count();
+    let mut rows = stmt.query([]).unwrap();
+    let mut out = String::new();
+    while let Some(r) = rows.next().unwrap() {
+        let cells: Vec<String> = (0..n)
+            .map(|i| format!("{:?}", r.get::<_, rusqlite::types::Value>(i).unwrap()))
+            .collect();
+        out.push_str(&cells.join("|"));
+        out.push('\n');
+    }
+    out
+}
+
+/// Posts every batch again through `srv`: nothing may apply; returns how
+/// many were duplicates.
+pub(crate) fn replay(srv: &Server, batches: &[Vec<Value>]) -> u64 {
+    let mut dups = 0;
+    for b in batches {
+        let a = post_changes(srv, &serde_json::to_vec(b).unwrap(), "application/json");
+        assert_eq!(a["applied"], 0, "{a}");
+        dups += a["duplicates"].as_u64().unwrap();
+    }
+    dups
 }
 
 /// Asserts that every stored count equals the aggregate of the rows it
@@ -511,13 +509,7 @@ fn the_change_feed_equals_a_reindex_and_a_fresh_server() {
     }
     // A replay of every batch changes nothing.
     let before = digest(&store);
-    let mut dups = 0;
-    for b in &batches {
-        let a = post_changes(&srv, &serde_json::to_vec(b).unwrap(), "application/json");
-        assert_eq!(a["applied"], 0, "{a}");
-        dups += a["duplicates"].as_u64().unwrap();
-    }
-    assert_eq!(dups, applied);
+    assert_eq!(replay(&srv, &batches), applied);
     assert_eq!(digest(&store), before, "a replay changed the store");
     // A full re-index of a copy gives every entity the codes the feed gave.
     drop(srv);
@@ -781,10 +773,10 @@ fn the_stream_resumes_from_last_event_id() {
 }
 
 /// Persons the feed added without a building stay counted when a planner
-/// edit redraws their grid: an edit counts a grid's persons by position,
-/// as the feed and a re-index do.
+/// edit or a partition redraws their grid: both count a grid's persons by
+/// position, as the feed and a re-index do.
 #[test]
-fn an_edit_after_the_feed_keeps_the_persons_it_added() {
+fn an_edit_and_a_partition_after_the_feed_keep_the_persons_it_added() {
     let dir = tempfile::tempdir().unwrap();
     let store = city_copy(dir.path());
     let c = Connection::open(&store).unwrap();
@@ -840,6 +832,25 @@ fn an_edit_after_the_feed_keeps_the_persons_it_added() {
         "--parts",
         "2",
     ]);
+    let c = Connection::open(&store).unwrap();
+    assert_eq!(sum(&c), before + 20);
+    drop(c);
+    assert_counts_match_rows(&store);
+    // A re-partition of the community, then of the whole city with the
+    // re-index: grids still count the persons where they are, as the
+    // re-index places them.
+    wangge_ok(&[
+        "partition",
+        "--store",
+        s(&store),
+        "--community",
+        &community,
+        "--quiet",
+    ]);
+    let c = Connection::open(&store).unwrap();
+    assert_eq!(sum(&c), before + 20);
+    drop(c);
+    wangge_ok(&["partition", "--store", s(&store), "--assign", "--quiet"]);
     let c = Connection::open(&store).unwrap();
     assert_eq!(sum(&c), before + 20);
     drop(c);
