@@ -3,6 +3,8 @@
 
 use geo::{Area, BoundingRect, GeodesicArea, Orient, orient::Direction};
 use geo_types::{Coord, LineString, MultiPolygon, Polygon, Rect};
+
+use crate::points::PointIndex;
 use i_overlay::core::fill_rule::FillRule;
 use i_overlay::core::overlay::{IntOverlayOptions, Overlay};
 use i_overlay::core::overlay_rule::OverlayRule;
@@ -418,35 +420,53 @@ pub fn snap_to_grid(mp: &MultiPolygon<f64>) -> Option<MultiPolygon<f64>> {
     crate::validity::is_valid(&out).then_some(out)
 }
 
-/// Every vertex of the layer with the index of its polygon, sorted and
-/// deduplicated, in an R-tree.
-fn vertex_tree(
-    layer: &[Option<MultiPolygon<f64>>],
-) -> rstar::RTree<rstar::primitives::GeomWithData<[f64; 2], u32>> {
-    let mut pts: Vec<(u32, [f64; 2])> = layer
+/// [`snap_to_grid`] of a polygon known to be valid: when it is on the grid
+/// already (rounding changes no vertex and drops none), it is returned as
+/// it is, without checking its validity again.
+#[must_use]
+pub fn snap_valid_to_grid(mp: &MultiPolygon<f64>) -> Option<MultiPolygon<f64>> {
+    let on_grid = |ring: &LineString<f64>| {
+        let mut last: Option<IntPoint> = None;
+        ring.0.iter().all(|&c| {
+            let p = to_int(c);
+            let same = f64::from(p.x) / GRID_PER_DEGREE == c.x
+                && f64::from(p.y) / GRID_PER_DEGREE == c.y
+                && last != Some(p);
+            last = Some(p);
+            same
+        })
+    };
+    if mp
+        .0
         .iter()
+        .all(|p| on_grid(p.exterior()) && p.interiors().iter().all(on_grid))
+    {
+        return Some(mp.clone());
+    }
+    snap_to_grid(mp)
+}
+
+/// Every vertex of the layer with the index of its polygon (each pair
+/// once), in a [`PointIndex`].
+fn vertex_index(layer: &[Option<MultiPolygon<f64>>]) -> PointIndex<u32> {
+    use rayon::prelude::*;
+    let mut pts: Vec<([f64; 2], u32)> = layer
+        .par_iter()
         .enumerate()
         .filter_map(|(i, mp)| mp.as_ref().map(|mp| (i as u32, mp)))
-        .flat_map(|(i, mp)| {
-            mp.0.iter()
-                .flat_map(|p| std::iter::once(p.exterior()).chain(p.interiors()))
-                .flat_map(move |r| r.0.iter().map(move |c| (i, [c.x, c.y])))
+        .flat_map_iter(|(i, mp)| {
+            let mut v: Vec<([f64; 2], u32)> =
+                mp.0.iter()
+                    .flat_map(|p| std::iter::once(p.exterior()).chain(p.interiors()))
+                    .flat_map(|r| r.0.iter().map(move |c| ([c.x, c.y], i)))
+                    .collect();
+            v.sort_unstable_by(|a, b| a.0[0].total_cmp(&b.0[0]).then(a.0[1].total_cmp(&b.0[1])));
+            v.dedup();
+            v
         })
         .collect();
-    {
-        use rayon::prelude::*;
-        pts.par_sort_unstable_by(|a, b| {
-            (a.1[0].total_cmp(&b.1[0]))
-                .then(a.1[1].total_cmp(&b.1[1]))
-                .then(a.0.cmp(&b.0))
-        });
-    }
-    pts.dedup();
-    rstar::RTree::bulk_load(
-        pts.into_iter()
-            .map(|(i, p)| rstar::primitives::GeomWithData::new(p, i))
-            .collect(),
-    )
+    pts.shrink_to_fit();
+    PointIndex::new(pts)
 }
 
 /// Snaps vertices that are within `tol` of each other (but not equal) to
@@ -459,20 +479,31 @@ fn vertex_tree(
 /// any polygon invalid is left as it was everywhere. Returns the number of
 /// polygons changed.
 pub fn snap_vertices(layer: &mut [Option<MultiPolygon<f64>>], tol: f64) -> usize {
+    snap_vertices_in(layer, tol, &vertex_index(layer))
+}
+
+/// [`snap_vertices`] with the layer's [`vertex_index`] already built.
+fn snap_vertices_in(
+    layer: &mut [Option<MultiPolygon<f64>>],
+    tol: f64,
+    index: &PointIndex<u32>,
+) -> usize {
     use rayon::prelude::*;
     use std::collections::HashMap;
-    let tree = vertex_tree(layer);
     let lex = |a: [f64; 2], b: [f64; 2]| a[0].total_cmp(&b[0]).then(a[1].total_cmp(&b[1]));
     let key = |p: [f64; 2]| (p[0].to_bits(), p[1].to_bits());
     // The smallest vertex within `tol` of each vertex that has one.
-    let vertices: Vec<[f64; 2]> = tree.iter().map(|v| *v.geom()).collect();
-    let mut target: HashMap<(u64, u64), [f64; 2]> = vertices
+    let mut target: HashMap<(u64, u64), [f64; 2]> = index
+        .points()
         .par_iter()
-        .filter_map(|&p| {
-            let best = tree
-                .locate_within_distance(p, tol * tol)
-                .map(|w| *w.geom())
-                .min_by(|a, b| lex(*a, *b))?;
+        .filter_map(|&(p, _)| {
+            let mut best: Option<[f64; 2]> = None;
+            index.within(p, tol * tol, |w| {
+                if best.is_none_or(|b| lex(w.0, b).is_lt()) {
+                    best = Some(w.0);
+                }
+            });
+            let best = best?;
             lex(best, p).is_lt().then(|| (key(p), best))
         })
         .collect();
@@ -575,50 +606,50 @@ pub fn snap_vertices(layer: &mut [Option<MultiPolygon<f64>>], tol: f64) -> usize
 /// number of vertices inserted.
 pub fn node_layer(layer: &mut [Option<MultiPolygon<f64>>], tol: f64) -> usize {
     use rayon::prelude::*;
-    use rstar::AABB;
-    snap_vertices(layer, tol);
     // Every vertex with the polygon it belongs to: a polygon is noded with
     // the vertices of the others only.
-    let tree = vertex_tree(layer);
+    let mut index = vertex_index(layer);
+    if snap_vertices_in(layer, tol, &index) > 0 {
+        index = vertex_index(layer);
+    }
     let node_ring = |ring: &LineString<f64>, own: u32, added: &mut usize| -> LineString<f64> {
         let mut out: Vec<Coord<f64>> = Vec::with_capacity(ring.0.len());
         for w in ring.0.windows(2) {
             let (a, b) = (w[0], w[1]);
             out.push(a);
-            let env = AABB::from_corners(
-                [a.x.min(b.x) - tol, a.y.min(b.y) - tol],
-                [a.x.max(b.x) + tol, a.y.max(b.y) + tol],
-            );
             let (dx, dy) = (b.x - a.x, b.y - a.y);
             let len2 = dx * dx + dy * dy;
             if len2 == 0.0 {
                 continue;
             }
-            let mut on: Vec<(f64, Coord<f64>)> = tree
-                .locate_in_envelope(&env)
-                .filter(|v| v.data != own)
-                .filter_map(|v| {
-                    let c = Coord {
-                        x: v.geom()[0],
-                        y: v.geom()[1],
-                    };
+            let mut on: Vec<(f64, Coord<f64>)> = Vec::new();
+            index.in_box(
+                [a.x.min(b.x) - tol, a.y.min(b.y) - tol],
+                [a.x.max(b.x) + tol, a.y.max(b.y) + tol],
+                |&(p, poly)| {
+                    if poly == own {
+                        return;
+                    }
+                    let c = Coord { x: p[0], y: p[1] };
                     if c == a || c == b {
-                        return None;
+                        return;
                     }
                     let t = ((c.x - a.x) * dx + (c.y - a.y) * dy) / len2;
                     if t <= 0.0 || t >= 1.0 {
-                        return None;
+                        return;
                     }
                     // A vertex next to a corner would be inserted into both
                     // edges of the corner, making a spike.
                     let near = |e: Coord<f64>| (c.x - e.x).hypot(c.y - e.y) <= tol;
                     if near(a) || near(b) {
-                        return None;
+                        return;
                     }
                     let (px, py) = (a.x + t * dx - c.x, a.y + t * dy - c.y);
-                    (px * px + py * py <= tol * tol).then_some((t, c))
-                })
-                .collect();
+                    if px * px + py * py <= tol * tol {
+                        on.push((t, c));
+                    }
+                },
+            );
             on.sort_by(|x, y| x.0.total_cmp(&y.0));
             on.dedup_by(|x, y| x.1 == y.1);
             *added += on.len();

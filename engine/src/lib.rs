@@ -7,6 +7,7 @@
 //! * [`io`]: streaming GeoJSON and CSV readers and writers.
 //! * [`geom`]: make-valid, overlays, areas.
 //! * [`index`]: the point-in-polygon index ([`index::GridIndex`]).
+//! * [`points`]: a static k-d index of points (the layer's vertex searches).
 //! * [`validate`]: validation and repair of polygon layers.
 //! * [`validity`]: OGC validity of (multi)polygons in O(n log n).
 //! * [`privacy`]: the publication rule for counts (k-suppression, complementary).
@@ -21,6 +22,7 @@ pub mod crs;
 pub mod geom;
 pub mod index;
 pub mod io;
+pub mod points;
 pub mod privacy;
 pub mod progress;
 pub mod project;

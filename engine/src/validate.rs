@@ -100,9 +100,10 @@ pub struct ValidationReport {
     pub gaps: usize,
     /// Total area of those holes, square metres.
     pub gap_area_m2: f64,
-    /// Sum of feature areas after make-valid, before overlap resolution.
+    /// Sum of feature areas after make-valid, before overlap resolution
+    /// (0 with [`Areas::Skip`]).
     pub area_before_m2: f64,
-    /// Sum of feature areas of the output.
+    /// Sum of feature areas of the output (0 with [`Areas::Skip`]).
     pub area_after_m2: f64,
     /// Every problem found.
     pub errors: Vec<Issue>,
@@ -115,9 +116,29 @@ pub type Repaired = Vec<Option<MultiPolygon<f64>>>;
 /// Overlaps smaller than this are overlay noise, not data.
 const MIN_OVERLAP_M2: f64 = 1e-3;
 
+/// Whether [`validate_polygons_with`] measures the layer's geodesic area
+/// before and after repair (the report's `area_before_m2` and
+/// `area_after_m2`), a tenth of the work on a clean layer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Areas {
+    /// Measure both sums.
+    Measure,
+    /// Leave both at 0 (a caller that only needs the repaired layer).
+    Skip,
+}
+
 /// Validates and repairs a polygon layer; see the module docs for the rules.
 #[must_use]
 pub fn validate_polygons(inputs: &[PolygonInput]) -> (Repaired, ValidationReport) {
+    validate_polygons_with(inputs, Areas::Measure)
+}
+
+/// [`validate_polygons`], measuring the area sums or not.
+#[must_use]
+pub fn validate_polygons_with(
+    inputs: &[PolygonInput],
+    measure: Areas,
+) -> (Repaired, ValidationReport) {
     let mut report = ValidationReport {
         features: inputs.len(),
         ..ValidationReport::default()
@@ -131,20 +152,35 @@ pub fn validate_polygons(inputs: &[PolygonInput]) -> (Repaired, ValidationReport
         report.errors.extend(issues);
         fixed.push(geom);
     }
-    let before = areas(&fixed, None);
+    let measure = measure == Areas::Measure;
+    let before = if measure {
+        areas(&fixed, None)
+    } else {
+        Vec::new()
+    };
     report.area_before_m2 = before.iter().sum();
-    let repaired = fixed.clone();
+    let repaired = if measure { fixed.clone() } else { Vec::new() };
 
-    resolve_overlaps(inputs, &mut fixed, &mut report);
+    let cut = resolve_overlaps(inputs, &mut fixed, &mut report);
     // Every output on the overlay grid, and neighbours noded against each
-    // other, so shared boundaries run through the same vertices.
-    fixed.par_iter_mut().flatten().for_each(|g| {
-        *g = geom::snap_to_grid(g).unwrap_or_else(|| geom::make_valid(g));
+    // other, so shared boundaries run through the same vertices. What the
+    // repair kept is valid; what overlaps cut is checked again.
+    fixed.par_iter_mut().enumerate().for_each(|(i, g)| {
+        if let Some(g) = g {
+            let snapped = if cut.binary_search(&i).is_ok() {
+                geom::snap_to_grid(g)
+            } else {
+                geom::snap_valid_to_grid(g)
+            };
+            *g = snapped.unwrap_or_else(|| geom::make_valid(g));
+        }
     });
     geom::node_layer(&mut fixed, 1.0 / geom::GRID_PER_DEGREE);
     // Most features come out of overlaps, snapping and noding unchanged:
     // their area is the one already computed.
-    report.area_after_m2 = areas(&fixed, Some((&repaired, &before))).iter().sum();
+    if measure {
+        report.area_after_m2 = areas(&fixed, Some((&repaired, &before))).iter().sum();
+    }
     find_gaps(inputs, &fixed, &mut report);
     (fixed, report)
 }
@@ -407,8 +443,13 @@ fn repair_one(input: &PolygonInput) -> Repair {
     (Some(mp), issues, invalid, changed)
 }
 
-/// Gives each overlap to the feature that sorts first by (code, number).
-fn resolve_overlaps(inputs: &[PolygonInput], fixed: &mut Repaired, report: &mut ValidationReport) {
+/// Gives each overlap to the feature that sorts first by (code, number);
+/// returns the features it cut, in order.
+fn resolve_overlaps(
+    inputs: &[PolygonInput],
+    fixed: &mut Repaired,
+    report: &mut ValidationReport,
+) -> Vec<usize> {
     let boxes: Vec<GeomWithData<Rectangle<[f64; 2]>, usize>> = fixed
         .iter()
         .enumerate()
@@ -488,6 +529,8 @@ fn resolve_overlaps(inputs: &[PolygonInput], fixed: &mut Repaired, report: &mut 
             Some((*j, geom::drop_slivers(geom::difference(mine, &cut), min)))
         })
         .collect();
+    let mut cut: Vec<usize> = updates.iter().map(|(j, _)| *j).collect();
+    cut.sort_unstable();
     for (j, g) in updates {
         if !report
             .errors
@@ -510,6 +553,7 @@ fn resolve_overlaps(inputs: &[PolygonInput], fixed: &mut Repaired, report: &mut 
             fixed[j] = Some(g);
         }
     }
+    cut
 }
 
 /// Reports holes in the union of the output features.

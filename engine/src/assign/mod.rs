@@ -36,7 +36,7 @@ use crate::io::{FeatureError, ReadError};
 use crate::model::Layer;
 use crate::progress::Progress;
 use crate::store::{AnyStore, Reads, StoreError};
-use crate::validate::{PolygonInput, ValidationReport, validate_polygons};
+use crate::validate::{Areas, PolygonInput, ValidationReport, validate_polygons_with};
 
 mod parquet;
 pub use parquet::assign_parquet;
@@ -254,7 +254,7 @@ impl GridLayer {
 
     /// Reads a polygon GeoJSON layer whose codes are in `code_field`
     /// (names in `name`, if any), declared in `crs`. Every feature is
-    /// validated and repaired ([`validate_polygons`]): invalid polygons are
+    /// validated and repaired ([`validate_polygons_with`], the area sums not measured): invalid polygons are
     /// made valid and overlaps go to the lower code. The report lists what
     /// was repaired; unreadable features are in its errors too.
     pub fn from_geojson(
@@ -279,7 +279,7 @@ impl GridLayer {
             }
             Err(e) => unreadable.push(e),
         })?;
-        let (fixed, mut report) = validate_polygons(&inputs);
+        let (fixed, mut report) = validate_polygons_with(&inputs, Areas::Skip);
         for e in unreadable {
             report.features += 1;
             report.rejected += 1;
