@@ -361,10 +361,15 @@ impl GridLayer {
 
     /// Why a point is in no polygon: `outside every grid; nearest C at D
     /// m` (the nearest polygon's code and its distance in metres), the
-    /// reason rejects carry.
+    /// reason a change or a located point is refused with. (Rejects files
+    /// say `outside every grid` and give the code and the distance in
+    /// columns of their own.)
     #[must_use]
     pub fn outside_reason(&self, lon: f64, lat: f64) -> String {
-        outside_reason(self, lon, lat).0
+        match nearest_outside(self, lon, lat) {
+            Some((code, dist)) => format!("{OUTSIDE}; nearest {code} at {dist} m"),
+            None => OUTSIDE_EMPTY.to_owned(),
+        }
     }
 }
 
@@ -1048,7 +1053,7 @@ fn format_part<'a>(
     let mut out: Vec<u8> = Vec::with_capacity(outs.len() * 160);
     let mut rej: Vec<u8> = Vec::new();
     let mut fields: Vec<Range<usize>> = Vec::new();
-    let (mut row_buf, mut reason_buf, mut dist_buf) = (String::new(), String::new(), String::new());
+    let (mut row_buf, mut dist_buf) = (String::new(), String::new());
     let reject = |rej: &mut Vec<u8>, head: [&[u8]; 4], line: &[u8]| {
         for f in head {
             push_field(rej, f);
@@ -1090,10 +1095,10 @@ fn format_part<'a>(
                 use std::fmt::Write as _;
                 row_buf.clear();
                 let _ = write!(row_buf, "{}", rows[i]);
-                let near = write_outside(layer, *lon, *lat, &mut reason_buf, &mut dist_buf);
+                let (reason, near) = write_outside(layer, *lon, *lat, &mut dist_buf);
                 let head = [
                     row_buf.as_bytes(),
-                    reason_buf.as_bytes(),
+                    reason.as_bytes(),
                     near.as_bytes(),
                     dist_buf.as_bytes(),
                 ];
@@ -1113,41 +1118,38 @@ fn format_part<'a>(
     (out, rej)
 }
 
-/// The reason, nearest code and distance for a point outside every polygon.
-fn outside_reason(layer: &GridLayer, lon: f64, lat: f64) -> (String, String, String) {
-    let (mut reason, mut dist) = (String::new(), String::new());
-    let near = write_outside(layer, lon, lat, &mut reason, &mut dist).to_owned();
-    (reason, near, dist)
+/// The reason a rejects file gives a point outside every polygon; the
+/// nearest polygon's code and the distance have columns of their own.
+const OUTSIDE: &str = "outside every grid";
+
+/// The reason a rejects file gives a point outside every polygon of an
+/// empty layer.
+const OUTSIDE_EMPTY: &str = "outside every grid; the layer is empty";
+
+/// The nearest polygon's code and the distance in metres (one decimal) of
+/// a point outside every polygon; `None` for an empty layer.
+fn nearest_outside(layer: &GridLayer, lon: f64, lat: f64) -> Option<(&str, String)> {
+    let n = layer.index.nearest_outside(lon, lat)?;
+    Some((layer.code(n.id), format!("{:.1}", n.distance_m)))
 }
 
-/// [`outside_reason`] into reused buffers (cleared first), returning the
-/// nearest code: the distance is formatted once, nothing is allocated once
-/// the buffers have grown.
+/// [`nearest_outside`] into a reused buffer (cleared first): the rejects
+/// file's reason, and the nearest code, with the distance in `dist`;
+/// nothing is allocated once the buffer has grown.
 fn write_outside<'l>(
     layer: &'l GridLayer,
     lon: f64,
     lat: f64,
-    reason: &mut String,
     dist: &mut String,
-) -> &'l str {
+) -> (&'static str, &'l str) {
     use std::fmt::Write as _;
-    reason.clear();
     dist.clear();
     match layer.index.nearest_outside(lon, lat) {
         Some(n) => {
-            let code = layer.code(n.id);
             let _ = write!(dist, "{:.1}", n.distance_m);
-            reason.push_str("outside every grid; nearest ");
-            reason.push_str(code);
-            reason.push_str(" at ");
-            reason.push_str(dist);
-            reason.push_str(" m");
-            code
+            (OUTSIDE, layer.code(n.id))
         }
-        None => {
-            reason.push_str("outside every grid; the layer is empty");
-            ""
-        }
+        None => (OUTSIDE_EMPTY, ""),
     }
 }
 
@@ -1344,7 +1346,7 @@ mod tests {
         );
         assert!(rows[2].contains("outside -90..90"), "{}", rows[2]);
         assert!(
-            rows[3].contains("nearest 110101001001002") && rows[3].contains(",110101001001002,"),
+            rows[3].starts_with("5,outside every grid,110101001001002,"),
             "{}",
             rows[3]
         );

@@ -24,8 +24,8 @@ use parquet::file::properties::WriterProperties;
 use rayon::prelude::*;
 
 use super::{
-    AssignError, AssignOptions, AssignSummary, GridLayer, Outcome, OutputColumns, code_path,
-    locate_all, outside_reason,
+    AssignError, AssignOptions, AssignSummary, GridLayer, OUTSIDE, OUTSIDE_EMPTY, Outcome,
+    OutputColumns, code_path, locate_all, nearest_outside,
 };
 use crate::io::csv::coordinate_columns;
 use crate::io::{Location, ReadError};
@@ -210,15 +210,15 @@ pub fn assign_parquet(
             .map(|(i, r)| {
                 let row = first_row + i as u64;
                 match r {
-                    Outcome::Outside(x, y) => {
-                        let (reason, near, dist) = outside_reason(layer, *x, *y);
-                        (
+                    Outcome::Outside(x, y) => match nearest_outside(layer, *x, *y) {
+                        Some((near, dist)) => (
                             row,
-                            reason,
-                            Some(near).filter(|s| !s.is_empty()),
+                            OUTSIDE.to_owned(),
+                            Some(near.to_owned()),
                             dist.parse().ok(),
-                        )
-                    }
+                        ),
+                        None => (row, OUTSIDE_EMPTY.to_owned(), None, None),
+                    },
                     Outcome::Rejected(_, reason) => (row, reason.clone(), None, None),
                     Outcome::Assigned(_) | Outcome::Point(..) => unreachable!(),
                 }
