@@ -120,16 +120,7 @@ fn load_in(
             });
         }
     }
-    let comm_layer = GridLayer::new(
-        comms
-            .iter()
-            .map(|c| GridPolygon {
-                code: c.code.clone(),
-                name: String::new(),
-                geometry: c.geometry.clone(),
-            })
-            .collect(),
-    );
+    let comm_layer = unnamed_layer(comms.iter().map(|c| (&c.code, &c.geometry)));
     let mut report = LoadReport::default();
     let columns = ["id", "households", "community_code"];
     store.for_each_columns(Layer::Buildings.name(), &columns, region, |f| {
@@ -220,6 +211,21 @@ fn home(
     }
 }
 
+/// A layer of polygons by code (no names) to locate points in.
+pub(crate) fn unnamed_layer<'a>(
+    polygons: impl Iterator<Item = (&'a String, &'a MultiPolygon<f64>)>,
+) -> GridLayer {
+    GridLayer::new(
+        polygons
+            .map(|(code, geometry)| GridPolygon {
+                code: code.clone(),
+                name: String::new(),
+                geometry: geometry.clone(),
+            })
+            .collect(),
+    )
+}
+
 /// `r` grown by `d` degrees on every side.
 fn padded(r: Rect<f64>, d: f64) -> Rect<f64> {
     Rect::new(
@@ -269,16 +275,7 @@ pub fn count_persons(
     } else {
         None
     };
-    let layer = GridLayer::new(
-        grids
-            .iter()
-            .map(|g| GridPolygon {
-                code: g.code.clone(),
-                name: String::new(),
-                geometry: g.geometry.clone(),
-            })
-            .collect(),
-    );
+    let layer = unnamed_layer(grids.iter().map(|g| (&g.code, &g.geometry)));
     let mut counts = vec![0u64; layer.len()];
     let columns: Vec<&str> = ["grid_code", "community_code"]
         .into_iter()

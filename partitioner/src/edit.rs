@@ -23,7 +23,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use geo_types::{Geometry, MultiPolygon};
-use wangge_engine::assign::{GridLayer, GridPolygon};
+use wangge_engine::assign::GridLayer;
 use wangge_engine::codes::{CommunityCode, GridCode};
 use wangge_engine::geom;
 use wangge_engine::model::Layer;
@@ -704,16 +704,11 @@ pub fn apply(store: &mut AnyStore, req: &Request) -> Result<Outcome, EditError> 
     };
     // Entities of the changed grids go to the new grid holding them.
     let affected: HashSet<String> = removed.iter().chain(&changed).cloned().collect();
-    let changed_layer = GridLayer::new(
+    let changed_layer = city::unnamed_layer(
         part.grids
             .iter()
             .filter(|g| added.contains(&g.code) || changed.contains(&g.code))
-            .map(|g| GridPolygon {
-                code: g.code.clone(),
-                name: String::new(),
-                geometry: g.geometry.clone(),
-            })
-            .collect(),
+            .map(|g| (&g.code, &g.geometry)),
     );
     let mut reassigned = Vec::new();
     let op = req.op.clone();

@@ -70,8 +70,8 @@ fn points_match_geos(extra: &[&str], n: u64) {
     {
         let r = r.unwrap();
         assert_eq!(&r[1], "outside every grid", "{r:?}");
-        assert_eq!(r[2].len(), 15, "{r:?}");
-        assert!(r[3].parse::<f64>().is_ok_and(|d| d > 0.0), "{r:?}");
+        assert!(!r[2].is_empty(), "{r:?}");
+        assert!(r[3].parse::<f64>().is_ok_and(|d| d >= 0.0), "{r:?}");
         ours.insert(r[4].parse().unwrap(), String::new());
     }
     assert_eq!(ours.len() as u64, n, "every id answered once");
