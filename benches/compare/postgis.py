@@ -13,8 +13,11 @@ Starts a throwaway PostgreSQL 15 + PostGIS cluster on a free port (never
   * `serve`: start-up to "listening", cold and warm z14 tiles (p50 of one
     client), and that both servers return the same bytes;
   * replica propagation: N servers on the PostGIS store, an edit (split) of
-    a grid through replica 0, from its answer until each other replica
-    serves the z15 tile over it as replica 0 does, p50 and p99.
+    a grid through replica 0; the other replicas are polled from the
+    moment the request is sent until each serves the z15 tile over the
+    grid as replica 0 does after its answer: p50 and p99 from the request
+    and from replica 0's answer (0 when they were first), and replica 0's
+    own answer time.
 
 Prints a Markdown table on stdout (progress on stderr). Needs the release
 binary (cargo build --release) and postgresql-15-postgis-3 (scripts/test
@@ -226,10 +229,13 @@ def main():
         servers.extend(reps)
         lags = []
         since_sent = []
+        answers = []
         # Split a grid through replica 0; a replica has caught up when its
         # z15 tile over the grid is the one replica 0 serves after the edit
         # (tiles come from each server's memory, unlike /v1/grids, which
-        # reads the database).
+        # reads the database). The other replicas are polled from the
+        # moment the edit is sent, while replica 0 works on it (each
+        # learns of the commit by NOTIFY, not from replica 0's answer).
         fresh = [v[-1] for v in multi[a.edits: a.edits + a.edits]]
         for f in fresh:
             code = f["properties"]["code"]
@@ -240,34 +246,61 @@ def main():
             before = [r.get(tile)[1] for r in reps]
             _, body = reps[0].get(f"/v1/grids/{code}")
             version = json.loads(body)["properties"]["version"]
+            answered = {}
+
+            def edit():
+                reps[0].post(f"/v1/communities/{community}/edits",
+                             json.dumps({"op": "split", "grid": code}),
+                             {"content-type": "application/json",
+                              "authorization": f"Bearer {token}", "if-match": str(version)})
+                answered["t"] = time.perf_counter()
+
             sent = time.perf_counter()
-            reps[0].post(f"/v1/communities/{community}/edits",
-                         json.dumps({"op": "split", "grid": code}),
-                         {"content-type": "application/json",
-                          "authorization": f"Bearer {token}", "if-match": str(version)})
-            t0 = time.perf_counter()
-            after = reps[0].get(tile)[1]
+            poster = threading.Thread(target=edit)
+            poster.start()
+            after = None
+            pending = set(range(1, len(reps)))
+            arrived = {}
+            while pending:
+                if after is None and not poster.is_alive():
+                    poster.join()
+                    if "t" not in answered:
+                        raise SystemExit(f"the split of {code} through replica 0 failed")
+                    after = reps[0].get(tile)[1]
+                    if after == before[0]:
+                        break
+                    # A tile seen before the answer counts only if it is
+                    # the one replica 0 serves now.
+                    arrived = {i: v for i, v in arrived.items() if v[1] == after}
+                    pending -= set(arrived)
+                for i in list(pending):
+                    body = reps[i].get(tile)[1]
+                    if body != before[i] and (after is None or body == after):
+                        arrived.setdefault(i, (time.perf_counter(), body))
+                        if after is not None:
+                            pending.discard(i)
+                if time.perf_counter() - sent > 60:
+                    raise SystemExit(f"replicas never showed the split of {code}")
+                time.sleep(0.005)
             if after == before[0]:
                 log(f"the split of {code} left {tile} unchanged; skipped")
                 continue
-            pending = set(range(1, len(reps)))
-            while pending:
-                for i in list(pending):
-                    if reps[i].get(tile)[1] == after:
-                        now = time.perf_counter()
-                        lags.append(now - t0)
-                        since_sent.append(now - sent)
-                        pending.discard(i)
-                if time.perf_counter() - t0 > 60:
-                    raise SystemExit(f"replicas never showed the split of {code}")
-                time.sleep(0.005)
+            answers.append(answered["t"] - sent)
+            for i, (t, body) in arrived.items():
+                if body != after:
+                    raise SystemExit(f"replica {i} showed another tile than replica 0 for {code}")
+                lags.append(max(0.0, t - answered["t"]))
+                since_sent.append(t - sent)
         rows.append((f"replica propagation ({a.replicas} replicas, {len(lags)} arrivals), "
                      "from replica 0's answer: p50", None, statistics.median(lags)))
         rows.append(("replica propagation from replica 0's answer: p99", None, pct(lags, 99)))
-        rows.append(("replica propagation from the edit request sent (edit included): p50", None,
+        rows.append(("replica propagation from the edit request sent to replica 0 (edit included): p50", None,
                      statistics.median(since_sent)))
         rows.append(("replica propagation from the edit request sent: p99", None,
                      pct(since_sent, 99)))
+        rows.append((f"replica 0's answer to the HTTP edit (its own catch-up included, {len(answers)} edits): p50",
+                     None, statistics.median(answers)))
+        rows.append(("replica 0's answer to the HTTP edit: p99", None, pct(answers, 99)))
         log("lags: " + " ".join(f"{x:.2f}" for x in sorted(lags)))
     finally:
         for s in servers:
