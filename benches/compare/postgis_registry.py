@@ -3,7 +3,7 @@
 store as a GeoPackage: same machine, same run, same release binary.
 
     benches/compare/postgis_registry.py [--runs 3] [--threads 2]
-                                        [--bin target/release/wangge]
+                                        [--partition] [--bin target/release/wangge]
 
 Needs the full synthetic registry that `benches/compare/registry.sh --full`
 makes in target/compare/registry/full/ (full.gpkg: `synth --scale 1.0` +
@@ -13,6 +13,9 @@ whole store in (`wangge copy`, timed), then runs `wangge assign --store S
 --input persons.csv --output O.csv --threads T --no-id-check --json` with S
 the GeoPackage and the PostgreSQL URL in turn (round-robin, a fresh process
 each), and checks that both wrote the same bytes (output and rejects).
+With --partition it first times `wangge partition` of the whole city on
+both stores (round-robin, --runs times; the same grids come out, so the
+registry's answers stay the same).
 Prints a Markdown table on stdout (progress on stderr).
 """
 
@@ -36,6 +39,7 @@ def main():
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--bin", default="target/release/wangge")
+    ap.add_argument("--partition", action="store_true")
     a = ap.parse_args()
     gpkg, persons = f"{FULL}/full.gpkg", f"{FULL}/persons.csv"
     for f in (gpkg, persons, a.bin):
@@ -51,11 +55,18 @@ def main():
         subprocess.run([a.bin, "copy", "--from", gpkg, "--to", url, "--quiet"], check=True)
         copy_s = time.perf_counter() - t
         log(f"  {copy_s:.1f} s")
+        sides = {"GeoPackage": gpkg, "PostGIS": url}
+        parts = {k: [] for k in sides}
+        for run in range(1, (a.runs if a.partition else 0) + 1):
+            for name, store in sides.items():
+                t = time.perf_counter()
+                subprocess.run([a.bin, "partition", "--store", store, "--quiet"], check=True)
+                parts[name].append(time.perf_counter() - t)
+                log(f"run {run} partition {name}: {parts[name][-1]:.2f} s")
         log("reading the registry once (page cache)")
         with open(persons, "rb") as f:
             while f.read(1 << 24):
                 pass
-        sides = {"GeoPackage": gpkg, "PostGIS": url}
         times = {k: [] for k in sides}
         last = {}
         for run in range(1, a.runs + 1):
@@ -82,7 +93,8 @@ def main():
     med = {k: statistics.median(v) for k, v in times.items()}
     g = last["GeoPackage"]
     print("## The full registry against a PostGIS store and a GeoPackage\n")
-    print(f"Command: `benches/compare/postgis_registry.py --runs {a.runs} --threads {a.threads}`\n")
+    flags = " --partition" if a.partition else ""
+    print(f"Command: `benches/compare/postgis_registry.py --runs {a.runs} --threads {a.threads}{flags}`\n")
     print(f"`wangge assign --store S --input persons.csv` ({g['rows_in']:,} rows, "
           f"{os.path.getsize(persons) / 1e6:.0f} MB; the store's 4 admin levels and grids give "
           f"every row its code path), {a.threads} threads, median of {a.runs} round-robin runs; "
@@ -93,6 +105,13 @@ def main():
         js = last[name]
         print(f"| {name} | {med[name]:.2f} | {js['read_s']:.2f} | "
               f"{js['rows_in'] / med[name] / 1e6:.2f} M | {med[name] / med['GeoPackage']:.2f} |")
+    if a.partition:
+        pm = {k: statistics.median(v) for k, v in parts.items()}
+        print(f"\n`wangge partition --store S` of the whole city (22,139 grids), median of {a.runs}:\n")
+        print("| store | time s | ÷ GeoPackage |")
+        print("|---|---:|---:|")
+        for name in sides:
+            print(f"| {name} | {pm[name]:.2f} | {pm[name] / pm['GeoPackage']:.2f} |")
     print()
     print("Outputs and rejects byte-identical on both stores: " + ("yes" if same else "**NO**"))
     if not same:
