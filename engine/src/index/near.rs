@@ -3,12 +3,12 @@
 //! cost of locating it.
 //!
 //! The raster covers the polygons' box (in the index's scaled space,
-//! longitudes × `seg_k`), about one bucket per two edges. For each bucket,
-//! built once and in parallel, the R-tree gives the edge nearest to its
-//! centre at scaled distance `D`; every edge within `s · (D + r) + r` of
-//! the centre is kept as a candidate, where `r` is the bucket's
-//! half-diagonal and `s` bounds how much the ground metric at any point of
-//! the bucket stretches one axis against the other. That holds every edge
+//! longitudes × `seg_k`), about one bucket per two edges. For each bucket
+//! (filled the first time a query falls in it), the R-tree gives the edge
+//! nearest to its centre at scaled distance `D`; every edge within
+//! `s · (D + r) + r` of the centre is kept as a candidate, where `r` is the
+//! bucket's half-diagonal and `s` bounds how much the ground metric at any
+//! point of the bucket stretches one axis against the other. That holds every edge
 //! that can be nearest (or tie) for any point of the bucket, so a query
 //! scans one short list and returns exactly what the R-tree search returns
 //! (the least distance, ties to the lower polygon id). Points outside the
@@ -16,7 +16,8 @@
 //! bound (8 bytes), so the scan of one query touches a cache line or two
 //! of the list: an outside point's cost is the memory it reads.
 
-use rayon::prelude::*;
+use std::sync::OnceLock;
+
 use rstar::RTree;
 use rstar::primitives::{GeomWithData, Line};
 
@@ -34,12 +35,17 @@ pub(super) struct NearGrid {
     size: f64,
     nx: usize,
     ny: usize,
+    /// The longitude scale of the scaled space.
+    k: f64,
     /// Every edge once, with its polygon.
     edges: Vec<(Line<[f64; 2]>, u32)>,
-    /// Bucket `b`'s candidates are `list[start[b]..start[b + 1]]`, by
-    /// their scaled distance from the bucket's centre.
-    start: Vec<u32>,
-    list: Vec<Candidate>,
+    /// The edges by their index in `edges`.
+    tree: RTree<GeomWithData<Line<[f64; 2]>, u32>>,
+    /// Bucket `b`'s candidates, by their scaled distance from the bucket's
+    /// centre, built the first time a query falls in it: a layer's
+    /// outside points fall in few of its buckets (those outside the city,
+    /// in its gaps and along its edge), and a single query pays for one.
+    lists: Vec<OnceLock<Box<[Candidate]>>>,
 }
 
 /// A candidate: its index in `edges` and its scaled distance from the
@@ -56,23 +62,11 @@ fn f32_below(v: f64) -> f32 {
 }
 
 impl NearGrid {
-    /// Builds the raster over `tree` (scaled edges with their polygon);
-    /// `k` is the longitude scale of the tree.
+    /// Sizes the raster over `tree` (scaled edges with their polygon);
+    /// `k` is the longitude scale of the tree. Buckets are filled on use.
     pub(super) fn new(tree: &RTree<SegEntry>, k: f64) -> NearGrid {
-        let empty = NearGrid {
-            origin: [0.0; 2],
-            size: 1.0,
-            nx: 0,
-            ny: 0,
-            edges: Vec::new(),
-            start: vec![0],
-            list: Vec::new(),
-        };
-        let n = tree.size();
-        if n == 0 {
-            return empty;
-        }
         let edges: Vec<(Line<[f64; 2]>, u32)> = tree.iter().map(|e| (*e.geom(), e.data)).collect();
+        let n = edges.len();
         let by_index: RTree<GeomWithData<Line<[f64; 2]>, u32>> = RTree::bulk_load(
             edges
                 .iter()
@@ -80,8 +74,19 @@ impl NearGrid {
                 .map(|(i, (l, _))| GeomWithData::new(*l, i as u32))
                 .collect(),
         );
-        let tree = &by_index;
-        let env = tree.root().envelope();
+        if n == 0 {
+            return NearGrid {
+                origin: [0.0; 2],
+                size: 1.0,
+                nx: 0,
+                ny: 0,
+                k,
+                edges,
+                tree: by_index,
+                lists: Vec::new(),
+            };
+        }
+        let env = by_index.root().envelope();
         let (lo, hi) = (env.lower(), env.upper());
         let (w, h) = ((hi[0] - lo[0]).max(1e-9), (hi[1] - lo[1]).max(1e-9));
         // One bucket per two edges: finer buckets scan fewer candidates
@@ -94,62 +99,61 @@ impl NearGrid {
         }
         let nx = (w / size).floor() as usize + 1;
         let ny = (h / size).floor() as usize + 1;
-        let r = size * std::f64::consts::SQRT_2 / 2.0;
-        // The stretch between the axes of the ground metric, scaled space:
-        // x by sx = mx / (k my), y by 1; it varies with latitude only.
-        let stretch = |lat0: f64, lat1: f64| {
-            let sx = |lat: f64| {
-                let (mx, my) = metres_per_degree(lat.clamp(-89.9, 89.9));
-                mx / (k * my)
-            };
-            let (a, b) = (sx(lat0), sx(lat1));
-            let (smin, smax) = (a.min(b).min(1.0), a.max(b).max(1.0));
-            smax / smin
-        };
-        let lists: Vec<Vec<Candidate>> = (0..nx * ny)
-            .into_par_iter()
-            .map(|b| {
-                let (i, j) = (b % nx, b / nx);
-                let c = [
-                    lo[0] + (i as f64 + 0.5) * size,
-                    lo[1] + (j as f64 + 0.5) * size,
-                ];
-                let Some(near) = tree.nearest_neighbor(&c) else {
-                    return Vec::new();
-                };
-                let d = rstar::PointDistance::distance_2(near.geom(), &c).sqrt();
-                let s = stretch(c[1] - size / 2.0, c[1] + size / 2.0);
-                // A hair more, for rounding in the distance computations.
-                let radius = (s * (d + r) + r) * (1.0 + 1e-9) + 1e-12;
-                let mut v: Vec<(f64, u32, u32)> = tree
-                    .locate_within_distance(c, radius * radius)
-                    .map(|e| {
-                        let dc = rstar::PointDistance::distance_2(e.geom(), &c).sqrt();
-                        (dc, edges[e.data as usize].1, e.data)
-                    })
-                    .collect();
-                v.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2)));
-                v.into_iter()
-                    .map(|(dc, _, i)| (i, f32_below(dc)))
-                    .collect::<Vec<Candidate>>()
-            })
-            .collect();
-        let mut start = Vec::with_capacity(nx * ny + 1);
-        start.push(0u32);
-        let mut list = Vec::with_capacity(lists.iter().map(Vec::len).sum());
-        for v in lists {
-            list.extend(v);
-            start.push(list.len() as u32);
-        }
         NearGrid {
             origin: lo,
             size,
             nx,
             ny,
+            k,
             edges,
-            start,
-            list,
+            tree: by_index,
+            lists: (0..nx * ny).map(|_| OnceLock::new()).collect(),
         }
+    }
+
+    /// Bucket `b`'s candidates: the R-tree gives the edge nearest to the
+    /// bucket's centre at scaled distance `D`; every edge within `s · (D +
+    /// r) + r` of the centre is kept (see the module documentation).
+    fn candidates(&self, b: usize) -> &[Candidate] {
+        self.lists[b].get_or_init(|| {
+            let (i, j) = (b % self.nx, b / self.nx);
+            let size = self.size;
+            let c = [
+                self.origin[0] + (i as f64 + 0.5) * size,
+                self.origin[1] + (j as f64 + 0.5) * size,
+            ];
+            let Some(near) = self.tree.nearest_neighbor(&c) else {
+                return Box::default();
+            };
+            let r = size * std::f64::consts::SQRT_2 / 2.0;
+            let d = rstar::PointDistance::distance_2(near.geom(), &c).sqrt();
+            let s = self.stretch(c[1] - size / 2.0, c[1] + size / 2.0);
+            // A hair more, for rounding in the distance computations.
+            let radius = (s * (d + r) + r) * (1.0 + 1e-9) + 1e-12;
+            let mut v: Vec<(f64, u32, u32)> = self
+                .tree
+                .locate_within_distance(c, radius * radius)
+                .map(|e| {
+                    let dc = rstar::PointDistance::distance_2(e.geom(), &c).sqrt();
+                    (dc, self.edges[e.data as usize].1, e.data)
+                })
+                .collect();
+            v.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2)));
+            v.into_iter().map(|(dc, _, i)| (i, f32_below(dc))).collect()
+        })
+    }
+
+    /// The stretch between the axes of the ground metric over latitudes
+    /// `lat0..lat1`, scaled space: x by sx = mx / (k my), y by 1; it varies
+    /// with latitude only.
+    fn stretch(&self, lat0: f64, lat1: f64) -> f64 {
+        let sx = |lat: f64| {
+            let (mx, my) = metres_per_degree(lat.clamp(-89.9, 89.9));
+            mx / (self.k * my)
+        };
+        let (a, b) = (sx(lat0), sx(lat1));
+        let (smin, smax) = (a.min(b).min(1.0), a.max(b).max(1.0));
+        smax / smin
     }
 
     /// The nearest candidate edge to scaled point `(x, y)` as (metres,
@@ -182,7 +186,7 @@ impl NearGrid {
         );
         let dp = ((x - cx).powi(2) + (y - cy).powi(2)).sqrt() * (1.0 + 1e-12);
         let mut best: Option<(f64, u32)> = None;
-        for &(e, dc) in &self.list[self.start[b] as usize..self.start[b + 1] as usize] {
+        for &(e, dc) in self.candidates(b) {
             if let Some((bd, _)) = best
                 && (f64::from(dc) - dp) * lower > bd
             {
