@@ -3,13 +3,13 @@
 
 use geo::{Area, BoundingRect, GeodesicArea, Orient, orient::Direction};
 use geo_types::{Coord, LineString, MultiPolygon, Polygon, Rect};
-
-use crate::points::PointIndex;
 use i_overlay::core::fill_rule::FillRule;
 use i_overlay::core::overlay::{IntOverlayOptions, Overlay};
 use i_overlay::core::overlay_rule::OverlayRule;
 use i_overlay::core::solver::Solver;
 use i_overlay::i_float::int::point::IntPoint;
+
+use crate::points::PointIndex;
 
 /// Overlays run on a fixed integer grid of 1e-7° (about 1 cm): every
 /// coordinate an overlay returns is a multiple of it, so edges shared by two

@@ -299,15 +299,12 @@ pub fn count_persons(
         }
         Ok(())
     })?;
+    // The layer holds the grids in code order.
     let by_code: HashMap<&str, u64> = (0..layer.len())
         .map(|i| (layer.code(i as u32), counts[i]))
         .collect();
-    let found: Vec<u64> = grids
-        .iter()
-        .map(|g| by_code.get(g.code.as_str()).copied().unwrap_or(0))
-        .collect();
-    for (g, n) in parts.iter_mut().flat_map(|p| &mut p.grids).zip(found) {
-        g.persons = n;
+    for g in parts.iter_mut().flat_map(|p| &mut p.grids) {
+        g.persons = by_code.get(g.code.as_str()).copied().unwrap_or(0);
     }
     Ok(())
 }

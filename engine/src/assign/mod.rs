@@ -254,9 +254,10 @@ impl GridLayer {
 
     /// Reads a polygon GeoJSON layer whose codes are in `code_field`
     /// (names in `name`, if any), declared in `crs`. Every feature is
-    /// validated and repaired ([`validate_polygons_with`], the area sums not measured): invalid polygons are
-    /// made valid and overlaps go to the lower code. The report lists what
-    /// was repaired; unreadable features are in its errors too.
+    /// validated and repaired ([`validate_polygons_with`], without the area
+    /// sums): invalid polygons are made valid and overlaps go to the lower
+    /// code. The report lists what was repaired; unreadable features are in
+    /// its errors too.
     pub fn from_geojson(
         path: &Path,
         code_field: &str,
@@ -1095,11 +1096,11 @@ fn format_part<'a>(
                 use std::fmt::Write as _;
                 row_buf.clear();
                 let _ = write!(row_buf, "{}", rows[i]);
-                let (reason, near) = write_outside(layer, *lon, *lat, &mut dist_buf);
+                let near = write_outside(layer, *lon, *lat, &mut dist_buf);
                 let head = [
                     row_buf.as_bytes(),
-                    reason.as_bytes(),
-                    near.as_bytes(),
+                    near.map_or(OUTSIDE_EMPTY, |_| OUTSIDE).as_bytes(),
+                    near.unwrap_or_default().as_bytes(),
                     dist_buf.as_bytes(),
                 ];
                 reject(&mut rej, head, text);
@@ -1129,28 +1130,24 @@ const OUTSIDE_EMPTY: &str = "outside every grid; the layer is empty";
 /// The nearest polygon's code and the distance in metres (one decimal) of
 /// a point outside every polygon; `None` for an empty layer.
 fn nearest_outside(layer: &GridLayer, lon: f64, lat: f64) -> Option<(&str, String)> {
-    let n = layer.index.nearest_outside(lon, lat)?;
-    Some((layer.code(n.id), format!("{:.1}", n.distance_m)))
+    let mut dist = String::new();
+    write_outside(layer, lon, lat, &mut dist).map(|code| (code, dist))
 }
 
-/// [`nearest_outside`] into a reused buffer (cleared first): the rejects
-/// file's reason, and the nearest code, with the distance in `dist`;
-/// nothing is allocated once the buffer has grown.
+/// [`nearest_outside`] into a reused buffer (cleared first): the nearest
+/// code, with the distance in `dist`; nothing is allocated once the buffer
+/// has grown.
 fn write_outside<'l>(
     layer: &'l GridLayer,
     lon: f64,
     lat: f64,
     dist: &mut String,
-) -> (&'static str, &'l str) {
+) -> Option<&'l str> {
     use std::fmt::Write as _;
     dist.clear();
-    match layer.index.nearest_outside(lon, lat) {
-        Some(n) => {
-            let _ = write!(dist, "{:.1}", n.distance_m);
-            (OUTSIDE, layer.code(n.id))
-        }
-        None => (OUTSIDE_EMPTY, ""),
-    }
+    let n = layer.index.nearest_outside(lon, lat)?;
+    let _ = write!(dist, "{:.1}", n.distance_m);
+    Some(layer.code(n.id))
 }
 
 /// The outcome of re-indexing one entity layer of a store.

@@ -74,33 +74,26 @@ impl NearGrid {
                 .map(|(i, (l, _))| GeomWithData::new(*l, i as u32))
                 .collect(),
         );
-        if n == 0 {
-            return NearGrid {
-                origin: [0.0; 2],
-                size: 1.0,
-                nx: 0,
-                ny: 0,
-                k,
-                edges,
-                tree: by_index,
-                lists: Vec::new(),
-            };
-        }
-        let env = by_index.root().envelope();
-        let (lo, hi) = (env.lower(), env.upper());
-        let (w, h) = ((hi[0] - lo[0]).max(1e-9), (hi[1] - lo[1]).max(1e-9));
-        // One bucket per two edges: finer buckets scan fewer candidates
-        // per query but cost more to build (measured on 20,000 Voronoi
-        // grids, 123 k edges: n/4 scanned 23 per query, n/2 14, n 11).
-        let want = (n / 2).clamp(1, MAX_BUCKETS) as f64;
-        let mut size = (w * h / want).sqrt().max(1e-9);
-        while (w / size + 1.0) * (h / size + 1.0) > MAX_BUCKETS as f64 {
-            size *= 1.25;
-        }
-        let nx = (w / size).floor() as usize + 1;
-        let ny = (h / size).floor() as usize + 1;
+        let (origin, size, nx, ny) = if n == 0 {
+            ([0.0; 2], 1.0, 0, 0)
+        } else {
+            let env = by_index.root().envelope();
+            let (lo, hi) = (env.lower(), env.upper());
+            let (w, h) = ((hi[0] - lo[0]).max(1e-9), (hi[1] - lo[1]).max(1e-9));
+            // One bucket per two edges: finer buckets scan fewer candidates
+            // per query but cost more to build (measured on 20,000 Voronoi
+            // grids, 123 k edges: n/4 scanned 23 per query, n/2 14, n 11).
+            let want = (n / 2).clamp(1, MAX_BUCKETS) as f64;
+            let mut size = (w * h / want).sqrt().max(1e-9);
+            while (w / size + 1.0) * (h / size + 1.0) > MAX_BUCKETS as f64 {
+                size *= 1.25;
+            }
+            let nx = (w / size).floor() as usize + 1;
+            let ny = (h / size).floor() as usize + 1;
+            (lo, size, nx, ny)
+        };
         NearGrid {
-            origin: lo,
+            origin,
             size,
             nx,
             ny,
